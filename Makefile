@@ -1,0 +1,35 @@
+# fctrace: `make run` builds and starts the daemon, `make test` runs every test.
+# The cargo target directory lives outside the clone so RocksDB's C++ (about 20 minutes
+# on a 2-core machine) is built once and reused; run and test share the release profile.
+
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/fctrace/target
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BIN := $(CARGO_TARGET_DIR)/release/fctrace
+ARGS ?=
+
+.PHONY: deps build run test lint unit clean-data
+
+deps:
+	@command -v cargo >/dev/null || { echo "cargo is required: install Rust from https://rustup.rs"; exit 1; }
+	@dpkg -s libclang-dev >/dev/null 2>&1 || { \
+	  echo "installing libclang-dev (RocksDB's bindgen needs it)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libclang-dev; }
+	@command -v npm >/dev/null || { \
+	  echo "installing nodejs and npm (the end-to-end tests run real Jaeger clients)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+
+build: deps
+	cargo build --release
+
+run: build
+	$(BIN) serve $(ARGS)
+
+lint: deps
+	cargo fmt --all -- --check
+	cargo clippy --release --all-targets -- -D warnings
+
+test: lint
+	cargo test --release -- --test-threads=2
+
+clean-data:
+	rm -rf ./data

@@ -1,0 +1,245 @@
+//! Configuration: a TOML file, then `FCTRACE_*` environment variables, then flags, each
+//! overriding the one before; checked once at start into [`Settings`].
+//!
+//! [`ServeArgs`] holds the flags (clap reads the environment variable of each flag too),
+//! [`FileConfig`] the file, and [`Settings::resolve`] merges them over the defaults and
+//! validates, naming the key that is wrong.
+
+use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::duration;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Flags of `fctrace serve`. Every one also reads `FCTRACE_<NAME>` from the environment.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML config file (keys are the flag names with underscores).
+    #[arg(long, env = "FCTRACE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the RocksDB data and ports.json [default: ./data]
+    #[arg(long, env = "FCTRACE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Jaeger collector HTTP (POST /api/traces) [default: 127.0.0.1:14268]
+    #[arg(long, env = "FCTRACE_COLLECTOR_HTTP_ADDR", value_name = "HOST:PORT")]
+    pub collector_http_addr: Option<String>,
+    /// Query API, /metrics, /healthz, /readyz [default: 127.0.0.1:16686]
+    #[arg(long, env = "FCTRACE_QUERY_ADDR", value_name = "HOST:PORT")]
+    pub query_addr: Option<String>,
+    /// Bind the default addresses on every interface (0.0.0.0) instead of 127.0.0.1.
+    #[arg(long, env = "FCTRACE_LISTEN_ALL", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub listen_all: Option<bool>,
+    /// How long spans are kept, by start time, as a duration like 72h or 3d [default: 72h]
+    #[arg(long, env = "FCTRACE_RETENTION", value_name = "DURATION")]
+    pub retention: Option<String>,
+    /// Largest accepted request body, after decompression, in bytes [default: 20971520]
+    #[arg(long, env = "FCTRACE_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// fsync the write-ahead log before acknowledging spans [default: true]
+    #[arg(long, env = "FCTRACE_SYNC_WRITES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub sync_writes: Option<bool>,
+    /// Encoded bytes that may wait for the store at once; beyond it clients get 503 [default: 134217728]
+    #[arg(long, env = "FCTRACE_QUEUE_BYTES", value_name = "BYTES")]
+    pub queue_bytes: Option<usize>,
+    /// Log format [default: text]
+    #[arg(long, env = "FCTRACE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The config file: the same settings as the flags, by the same names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub collector_http_addr: Option<String>,
+    pub query_addr: Option<String>,
+    pub listen_all: Option<bool>,
+    pub retention: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub sync_writes: Option<bool>,
+    pub queue_bytes: Option<usize>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Checked settings the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub collector_http_addr: String,
+    pub query_addr: String,
+    pub retention: Duration,
+    pub max_body_bytes: usize,
+    pub sync_writes: bool,
+    pub queue_bytes: usize,
+    pub log_format: LogFormat,
+}
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 20 << 20;
+
+fn check_addr(key: &'static str, addr: String) -> Result<String, ConfigError> {
+    match addr.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(_)) => Ok(addr),
+        Ok(None) => Err(invalid(key, format!("{addr:?} resolves to no address"))),
+        Err(e) => Err(invalid(key, format!("{addr:?} is not HOST:PORT ({e})"))),
+    }
+}
+
+impl Settings {
+    /// Merge flags (and their env vars) over the file over the defaults, and check.
+    pub fn resolve(args: &ServeArgs) -> Result<Settings, ConfigError> {
+        let file = match &args.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let host = if args.listen_all.or(file.listen_all).unwrap_or(false) {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
+        let retention_text = args
+            .retention
+            .clone()
+            .or(file.retention)
+            .unwrap_or_else(|| "72h".into());
+        let retention =
+            duration::parse(&retention_text).map_err(|e| invalid("retention", e.to_string()))?;
+        if retention < Duration::from_secs(1) {
+            return Err(invalid("retention", "must be at least 1s"));
+        }
+        let max_body_bytes = args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 {
+            return Err(invalid("max_body_bytes", "must be greater than 0"));
+        }
+        let queue_bytes = args.queue_bytes.or(file.queue_bytes).unwrap_or(128 << 20);
+        if queue_bytes < 1 << 20 {
+            return Err(invalid("queue_bytes", "must be at least 1048576 (1 MiB)"));
+        }
+        Ok(Settings {
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            collector_http_addr: check_addr(
+                "collector_http_addr",
+                args.collector_http_addr
+                    .clone()
+                    .or(file.collector_http_addr)
+                    .unwrap_or_else(|| format!("{host}:14268")),
+            )?,
+            query_addr: check_addr(
+                "query_addr",
+                args.query_addr
+                    .clone()
+                    .or(file.query_addr)
+                    .unwrap_or_else(|| format!("{host}:16686")),
+            )?,
+            retention,
+            max_body_bytes,
+            sync_writes: args.sync_writes.or(file.sync_writes).unwrap_or(true),
+            queue_bytes,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "retention = \"1h\"\nquery_addr = \"127.0.0.1:1234\"\ndata_dir = \"/tmp/x\""
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(f.path().to_owned()),
+            data_dir: Some("/tmp/y".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.retention, Duration::from_secs(3600));
+        assert_eq!(s.query_addr, "127.0.0.1:1234");
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/y"));
+        assert_eq!(s.collector_http_addr, "127.0.0.1:14268");
+        assert!(s.sync_writes);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let args = ServeArgs {
+            retention: Some("forever".into()),
+            ..Default::default()
+        };
+        let e = Settings::resolve(&args).unwrap_err().to_string();
+        assert!(e.starts_with("retention:"), "{e}");
+        let args = ServeArgs {
+            query_addr: Some("nonsense".into()),
+            ..Default::default()
+        };
+        let e = Settings::resolve(&args).unwrap_err().to_string();
+        assert!(e.starts_with("query_addr:"), "{e}");
+
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "retension = \"1h\"").unwrap();
+        let args = ServeArgs {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        };
+        let e = Settings::resolve(&args).unwrap_err().to_string();
+        assert!(e.contains("retension"), "{e}");
+    }
+}

@@ -1,0 +1,22 @@
+//! fctrace: a trace collector for self-hosted serverless functions.
+//!
+//! # Layout
+//! The modules follow the data path, in one direction:
+//! - [`receive`]: wire formats (Jaeger thrift) → [`model::Span`] batches;
+//! - [`pipeline`]: validation, admission and the group-commit writer;
+//! - [`store`]: RocksDB column families, key encoding, reads and retention;
+//! - [`query`]: search planning and Jaeger JSON views, read-only;
+//! - [`server`]: listeners and routes, nothing else;
+//! - [`config`], [`telemetry`], [`duration`], [`clock`], [`error`]: the plumbing.
+
+pub mod clock;
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod model;
+pub mod pipeline;
+pub mod query;
+pub mod receive;
+pub mod server;
+pub mod store;
+pub mod telemetry;

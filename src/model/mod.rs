@@ -1,0 +1,306 @@
+//! The one span model every part of fctrace speaks.
+//!
+//! Receivers turn wire formats into [`Span`]s, the pipeline and the store take them, the
+//! query side reads them back. The model is Jaeger-shaped on purpose: span kind, status
+//! and parent links live where Jaeger keeps them (`span.kind`/`error`/`otel.status_code`
+//! tags and `references`), so Jaeger's JSON and OTLP views are both a straight mapping.
+//! [`Span::kind`] and [`Span::status`] read those places; nothing stores them twice.
+//!
+//! This module owns no I/O and no encodings beyond the ids' hex forms and the Jaeger
+//! context string ([`context`]).
+
+pub mod context;
+mod ids;
+
+use std::sync::Arc;
+
+pub use context::SpanContext;
+pub use ids::{IdError, SpanId, TraceId};
+
+/// A typed tag value, as Jaeger's `vType` enumerates them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Str(String),
+    Bool(bool),
+    I64(i64),
+    F64(f64),
+    Binary(Vec<u8>),
+}
+
+impl Value {
+    /// The value as a search would compare it: Jaeger matches tags by their string form.
+    pub fn to_search_string(&self) -> String {
+        match self {
+            Value::Str(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::I64(i) => i.to_string(),
+            Value::F64(f) => f.to_string(),
+            Value::Binary(b) => hex_lower(b),
+        }
+    }
+
+    /// Whether the value's string form equals `s`, without allocating for strings.
+    pub fn matches_str(&self, s: &str) -> bool {
+        match self {
+            Value::Str(v) => v == s,
+            other => other.to_search_string() == s,
+        }
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Value,
+}
+
+impl KeyValue {
+    pub fn new(key: impl Into<String>, value: Value) -> Self {
+        KeyValue {
+            key: key.into(),
+            value,
+        }
+    }
+}
+
+/// The process (service) that emitted a span: shared by every span of one batch.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Process {
+    pub service_name: String,
+    pub tags: Vec<KeyValue>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Log {
+    /// Microseconds since the Unix epoch.
+    pub timestamp: u64,
+    pub fields: Vec<KeyValue>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefType {
+    ChildOf,
+    FollowsFrom,
+}
+
+impl RefType {
+    pub fn as_jaeger_str(self) -> &'static str {
+        match self {
+            RefType::ChildOf => "CHILD_OF",
+            RefType::FollowsFrom => "FOLLOWS_FROM",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanRef {
+    pub ref_type: RefType,
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+}
+
+/// Span kind as OpenTelemetry and Jaeger's `span.kind` tag name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum SpanKind {
+    #[default]
+    Unspecified,
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+impl SpanKind {
+    /// The `span.kind` tag value; empty for unspecified, as Jaeger's operations API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Unspecified => "",
+            SpanKind::Internal => "internal",
+            SpanKind::Server => "server",
+            SpanKind::Client => "client",
+            SpanKind::Producer => "producer",
+            SpanKind::Consumer => "consumer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SpanKind> {
+        Some(match s {
+            "" => SpanKind::Unspecified,
+            "internal" => SpanKind::Internal,
+            "server" => SpanKind::Server,
+            "client" => SpanKind::Client,
+            "producer" => SpanKind::Producer,
+            "consumer" => SpanKind::Consumer,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusCode {
+    Unset,
+    Ok,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub code: StatusCode,
+    pub message: Option<String>,
+}
+
+/// Tag keys the model gives meaning to.
+pub mod keys {
+    pub const SPAN_KIND: &str = "span.kind";
+    pub const ERROR: &str = "error";
+    pub const OTEL_STATUS_CODE: &str = "otel.status_code";
+    pub const OTEL_STATUS_DESCRIPTION: &str = "otel.status_description";
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Span {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub operation_name: String,
+    pub references: Vec<SpanRef>,
+    pub flags: u32,
+    /// Microseconds since the Unix epoch.
+    pub start_time: u64,
+    /// Microseconds.
+    pub duration: u64,
+    pub tags: Vec<KeyValue>,
+    pub logs: Vec<Log>,
+    pub process: Arc<Process>,
+}
+
+impl Span {
+    /// The first CHILD_OF reference within the same trace, which is what Jaeger calls the parent.
+    pub fn parent_span_id(&self) -> Option<SpanId> {
+        self.references
+            .iter()
+            .find(|r| r.ref_type == RefType::ChildOf && r.trace_id == self.trace_id)
+            .map(|r| r.span_id)
+    }
+
+    pub fn tag(&self, key: &str) -> Option<&Value> {
+        self.tags
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| &kv.value)
+    }
+
+    pub fn kind(&self) -> SpanKind {
+        match self.tag(keys::SPAN_KIND) {
+            Some(Value::Str(s)) => SpanKind::parse(s).unwrap_or(SpanKind::Unspecified),
+            _ => SpanKind::Unspecified,
+        }
+    }
+
+    /// Status from `otel.status_code`, falling back to Jaeger's `error` tag.
+    pub fn status(&self) -> Status {
+        let message = match self.tag(keys::OTEL_STATUS_DESCRIPTION) {
+            Some(Value::Str(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let code = match self.tag(keys::OTEL_STATUS_CODE) {
+            Some(Value::Str(s)) if s == "ERROR" => StatusCode::Error,
+            Some(Value::Str(s)) if s == "OK" => StatusCode::Ok,
+            _ if self.is_error() => StatusCode::Error,
+            _ => StatusCode::Unset,
+        };
+        Status { code, message }
+    }
+
+    /// Jaeger's error convention: a tag `error` that is true (bool or string).
+    pub fn is_error(&self) -> bool {
+        match self.tag(keys::ERROR) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Str(s)) => s.eq_ignore_ascii_case("true"),
+            _ => false,
+        }
+    }
+
+    /// Whether the span carries `key=value` in its tags, its log fields or its process tags:
+    /// the places a Jaeger tag search looks.
+    pub fn has_tag_anywhere(&self, key: &str, value: &str) -> bool {
+        let hit = |kvs: &[KeyValue]| {
+            kvs.iter()
+                .any(|kv| kv.key == key && kv.value.matches_str(value))
+        };
+        hit(&self.tags) || hit(&self.process.tags) || self.logs.iter().any(|l| hit(&l.fields))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(tags: Vec<KeyValue>) -> Span {
+        Span {
+            trace_id: TraceId(1),
+            span_id: SpanId(2),
+            operation_name: "op".into(),
+            references: vec![],
+            flags: 1,
+            start_time: 0,
+            duration: 0,
+            tags,
+            logs: vec![Log {
+                timestamp: 1,
+                fields: vec![KeyValue::new("event", Value::Str("hello".into()))],
+            }],
+            process: Arc::new(Process {
+                service_name: "svc".into(),
+                tags: vec![KeyValue::new("version", Value::Str("1".into()))],
+            }),
+        }
+    }
+
+    #[test]
+    fn kind_and_status_read_the_tags() {
+        let s = span(vec![
+            KeyValue::new(keys::SPAN_KIND, Value::Str("server".into())),
+            KeyValue::new(keys::ERROR, Value::Bool(true)),
+        ]);
+        assert_eq!(s.kind(), SpanKind::Server);
+        assert_eq!(s.status().code, StatusCode::Error);
+        assert_eq!(span(vec![]).status().code, StatusCode::Unset);
+    }
+
+    #[test]
+    fn tag_search_looks_in_tags_logs_and_process() {
+        let s = span(vec![KeyValue::new("http.status_code", Value::I64(200))]);
+        assert!(s.has_tag_anywhere("http.status_code", "200"));
+        assert!(s.has_tag_anywhere("event", "hello"));
+        assert!(s.has_tag_anywhere("version", "1"));
+        assert!(!s.has_tag_anywhere("version", "2"));
+    }
+
+    #[test]
+    fn parent_is_first_child_of_in_same_trace() {
+        let mut s = span(vec![]);
+        s.references = vec![
+            SpanRef {
+                ref_type: RefType::FollowsFrom,
+                trace_id: TraceId(1),
+                span_id: SpanId(7),
+            },
+            SpanRef {
+                ref_type: RefType::ChildOf,
+                trace_id: TraceId(1),
+                span_id: SpanId(9),
+            },
+        ];
+        assert_eq!(s.parent_span_id(), Some(SpanId(9)));
+    }
+}

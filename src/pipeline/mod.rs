@@ -1,0 +1,238 @@
+//! The pipeline: decoded span batches in, acknowledged writes out.
+//!
+//! Every receiver calls [`Pipeline::submit`]. It validates the batch, encodes it on the
+//! caller's task, takes admission permits for the bytes it will hold (waiting at most
+//! `queue_timeout`, then answering "unavailable" rather than growing memory), and queues it
+//! for the one writer thread. The writer takes everything that is waiting, commits it as
+//! one RocksDB write (group commit) and only then acknowledges each caller. Dropping every
+//! [`Pipeline`] handle closes the queue; the writer finishes what is queued and exits.
+//!
+//! The pipeline does not decode wire formats and does not know how keys are laid out.
+
+mod validate;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::error::ErrorCode;
+use crate::model::Span;
+use crate::store::{self, keys::Tenant, EncodedBatch, Store, StoreError};
+use crate::telemetry::Metrics;
+
+pub use validate::{validate, Invalid};
+
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Encoded bytes that may wait for the writer at once.
+    pub queue_bytes: usize,
+    /// How long a request waits for room in the queue before it is refused.
+    pub queue_timeout: Duration,
+    /// Largest group the writer commits in one write.
+    pub max_group_bytes: usize,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            queue_bytes: 128 << 20,
+            queue_timeout: Duration::from_secs(2),
+            max_group_bytes: 32 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum SubmitError {
+    #[error("{0}")]
+    Invalid(Invalid),
+    #[error("write queue is full; retry later")]
+    QueueFull,
+    #[error("fctrace is shutting down")]
+    Closed,
+    #[error("store write failed: {0}")]
+    Store(Arc<StoreError>),
+}
+
+impl SubmitError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SubmitError::Invalid(_) => ErrorCode::BadRequest,
+            SubmitError::QueueFull | SubmitError::Closed => ErrorCode::Unavailable,
+            SubmitError::Store(e) => e.code(),
+        }
+    }
+}
+
+/// What a partial submit did: how many spans were stored and why the others were not.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub accepted: usize,
+    pub rejected: Vec<Invalid>,
+}
+
+/// Whether one invalid span refuses the whole batch (Jaeger's API has no partial answer)
+/// or only itself (OTLP's `partial_success`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partial {
+    RejectBatch,
+    DropInvalid,
+}
+
+struct Request {
+    batch: EncodedBatch,
+    ack: oneshot::Sender<Result<(), Arc<StoreError>>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+#[derive(Clone)]
+pub struct Pipeline {
+    tx: mpsc::UnboundedSender<Request>,
+    permits: Arc<Semaphore>,
+    opts: Arc<PipelineOptions>,
+    metrics: Arc<Metrics>,
+}
+
+/// The writer thread; join it after every [`Pipeline`] handle is dropped.
+pub struct Writer {
+    handle: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Wait until the writer has committed everything queued and exited.
+    pub fn join(self) {
+        if self.handle.join().is_err() {
+            tracing::error!("writer thread panicked");
+        }
+    }
+}
+
+impl Pipeline {
+    pub fn start(
+        store: Arc<Store>,
+        opts: PipelineOptions,
+        metrics: Arc<Metrics>,
+    ) -> (Pipeline, Writer) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let permits = Arc::new(Semaphore::new(opts.queue_bytes.min(Semaphore::MAX_PERMITS)));
+        let max_group = opts.max_group_bytes;
+        let writer_metrics = Arc::clone(&metrics);
+        let handle = std::thread::Builder::new()
+            .name("fctrace-writer".into())
+            .spawn(move || write_loop(store, rx, max_group, writer_metrics))
+            // Failing to spawn one thread at start-up leaves nothing to run.
+            .expect("spawn writer thread");
+        let pipeline = Pipeline {
+            tx,
+            permits,
+            opts: Arc::new(opts),
+            metrics,
+        };
+        (pipeline, Writer { handle })
+    }
+
+    /// Validate, encode and store a batch; returns once it is durable.
+    pub async fn submit(
+        &self,
+        tenant: Tenant,
+        spans: Vec<Span>,
+        partial: Partial,
+    ) -> Result<Outcome, SubmitError> {
+        let (spans, rejected) = validate(spans);
+        if partial == Partial::RejectBatch {
+            if let Some(first) = rejected.into_iter().next() {
+                return Err(SubmitError::Invalid(first));
+            }
+            return self.store_valid(tenant, spans, Vec::new()).await;
+        }
+        self.store_valid(tenant, spans, rejected).await
+    }
+
+    async fn store_valid(
+        &self,
+        tenant: Tenant,
+        spans: Vec<Span>,
+        rejected: Vec<Invalid>,
+    ) -> Result<Outcome, SubmitError> {
+        let mut outcome = Outcome {
+            accepted: spans.len(),
+            rejected,
+        };
+        if spans.is_empty() {
+            return Ok(outcome);
+        }
+        let batch = store::encode(tenant, &spans);
+        drop(spans);
+        let size = batch.size().clamp(1, self.opts.queue_bytes) as u32;
+        let permit = match tokio::time::timeout(
+            self.opts.queue_timeout,
+            Arc::clone(&self.permits).acquire_many_owned(size),
+        )
+        .await
+        {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(SubmitError::Closed),
+            Err(_) => {
+                self.metrics.refused(batch.span_count(), "queue_full");
+                return Err(SubmitError::QueueFull);
+            }
+        };
+        let count = batch.span_count();
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Request {
+                batch,
+                ack,
+                _permit: permit,
+            })
+            .map_err(|_| SubmitError::Closed)?;
+        match done.await {
+            Ok(Ok(())) => {
+                self.metrics.stored(count);
+                Ok(outcome)
+            }
+            Ok(Err(e)) => {
+                outcome.accepted = 0;
+                Err(SubmitError::Store(e))
+            }
+            Err(_) => Err(SubmitError::Closed),
+        }
+    }
+}
+
+fn write_loop(
+    store: Arc<Store>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    max_group_bytes: usize,
+    metrics: Arc<Metrics>,
+) {
+    let mut group: Vec<Request> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        let mut bytes = first.batch.size();
+        group.push(first);
+        // Everything that queued while the last write ran goes into this one.
+        while bytes < max_group_bytes {
+            match rx.try_recv() {
+                Ok(r) => {
+                    bytes += r.batch.size();
+                    group.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        let batches: Vec<&EncodedBatch> = group.iter().map(|r| &r.batch).collect();
+        let started = std::time::Instant::now();
+        let result = store.commit(&batches).map_err(Arc::new);
+        metrics.write_committed(group.len(), started.elapsed());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, requests = group.len(), "write failed");
+        }
+        for r in group.drain(..) {
+            let _ = r.ack.send(result.clone());
+        }
+    }
+    tracing::debug!("writer drained, exiting");
+}

@@ -1,0 +1,215 @@
+//! The query side: reads the store, never writes it.
+//!
+//! [`Query`] answers the questions the HTTP API asks: services, operations, a trace by id,
+//! a search, and service dependencies. The search planner uses the indexes only to find
+//! candidate traces, newest first, and then checks each candidate's spans exactly, so the
+//! answer follows Jaeger's semantics whatever the indexes leave out. JSON shapes live in
+//! `jaeger_json`; parameter parsing in `params`.
+
+pub mod jaeger_json;
+pub mod params;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::model::{Span, SpanKind, TraceId};
+use crate::store::keys::{IndexPrefix, Tenant, MAX_INDEXED_LEN};
+use crate::store::{Store, StoreError};
+pub use params::TraceQuery;
+
+/// A condition's index scan stops collecting after this many entries and the condition is
+/// then only checked on candidates, so one unselective tag cannot make a search unbounded.
+const FILTER_SCAN_CAP: usize = 100_000;
+/// Most traces one search loads to check before it gives up on finding more.
+const MAX_CANDIDATES: usize = 20_000;
+/// Most traces the dependency graph reads.
+const MAX_DEPENDENCY_TRACES: usize = 10_000;
+
+#[derive(Clone)]
+pub struct Query {
+    store: Arc<Store>,
+}
+
+/// A parent service calling a child service, counted over a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DependencyLink {
+    pub parent: String,
+    pub child: String,
+    pub call_count: u64,
+}
+
+impl Query {
+    pub fn new(store: Arc<Store>) -> Self {
+        Query { store }
+    }
+
+    pub fn services(&self, tenant: Tenant) -> Vec<String> {
+        self.store.services(tenant)
+    }
+
+    pub fn operations(
+        &self,
+        tenant: Tenant,
+        service: &str,
+        kind: Option<SpanKind>,
+    ) -> Vec<(String, SpanKind)> {
+        let mut ops = self.store.operations(tenant, service);
+        if let Some(k) = kind {
+            ops.retain(|(_, kind)| *kind == k);
+        }
+        ops
+    }
+
+    /// A trace's spans, or `None` when nothing of it is stored.
+    pub fn trace(&self, tenant: Tenant, id: TraceId) -> Result<Option<Vec<Span>>, StoreError> {
+        let spans = self.store.trace(tenant, id)?;
+        Ok((!spans.is_empty()).then_some(spans))
+    }
+
+    /// Traces matching `q`, newest first, at most `q.limit`.
+    pub fn search(&self, tenant: Tenant, q: &TraceQuery) -> Result<Vec<Vec<Span>>, StoreError> {
+        if !q.trace_ids.is_empty() {
+            let mut out = Vec::new();
+            for id in &q.trace_ids {
+                if let Some(t) = self.trace(tenant, *id)? {
+                    out.push(t);
+                }
+            }
+            return Ok(out);
+        }
+
+        // Each selective condition narrows the candidates to a set of trace ids.
+        let mut filters: Vec<HashSet<TraceId>> = Vec::new();
+        for (k, v) in &q.tags {
+            if v.len() > MAX_INDEXED_LEN {
+                continue; // not indexed; checked on candidates
+            }
+            let prefix = IndexPrefix::tag(tenant, &q.service, k, v);
+            if let Some(set) = self.collect(&prefix, None, q)? {
+                filters.push(set);
+            }
+        }
+        if q.min_duration.is_some() || q.max_duration.is_some() {
+            let range = (
+                q.min_duration.unwrap_or(0),
+                q.max_duration.unwrap_or(u64::MAX),
+            );
+            let prefix = IndexPrefix::duration(tenant, &q.service);
+            if let Some(set) = self.collect(&prefix, Some(range), q)? {
+                filters.push(set);
+            }
+        }
+        if filters.iter().any(|f| f.is_empty()) {
+            return Ok(Vec::new());
+        }
+
+        let primary = match &q.operation {
+            Some(op) => IndexPrefix::operation(tenant, &q.service, op),
+            None => IndexPrefix::service(tenant, &q.service),
+        };
+        let mut seen: HashSet<TraceId> = HashSet::new();
+        let mut results = Vec::new();
+        let mut error = None;
+        self.store
+            .scan_index(&primary, None, q.start, q.end, |_, trace| {
+                if !seen.insert(trace) || !filters.iter().all(|f| f.contains(&trace)) {
+                    return true;
+                }
+                match self.store.trace(tenant, trace) {
+                    Ok(spans) if spans.iter().any(|s| matches(s, q)) => results.push(spans),
+                    Ok(_) => {}
+                    Err(e) => {
+                        error = Some(e);
+                        return false;
+                    }
+                }
+                results.len() < q.limit && seen.len() < MAX_CANDIDATES
+            })?;
+        match error {
+            Some(e) => Err(e),
+            None => Ok(results),
+        }
+    }
+
+    /// Trace ids an index holds for `q`'s window, or `None` if there are too many to be
+    /// worth a set.
+    fn collect(
+        &self,
+        prefix: &IndexPrefix,
+        durations: Option<(u64, u64)>,
+        q: &TraceQuery,
+    ) -> Result<Option<HashSet<TraceId>>, StoreError> {
+        let mut set = HashSet::new();
+        let mut entries = 0usize;
+        self.store
+            .scan_index(prefix, durations, q.start, q.end, |_, trace| {
+                set.insert(trace);
+                entries += 1;
+                entries < FILTER_SCAN_CAP
+            })?;
+        Ok((entries < FILTER_SCAN_CAP).then_some(set))
+    }
+
+    /// Calls between services over `[end - lookback, end]` (µs), from parent/child spans
+    /// whose services differ.
+    pub fn dependencies(
+        &self,
+        tenant: Tenant,
+        end: u64,
+        lookback: u64,
+    ) -> Result<Vec<DependencyLink>, StoreError> {
+        let start = end.saturating_sub(lookback);
+        let mut traces: HashSet<TraceId> = HashSet::new();
+        for service in self.store.services(tenant) {
+            let prefix = IndexPrefix::service(tenant, &service);
+            self.store.scan_index(&prefix, None, start, end, |_, t| {
+                traces.insert(t);
+                traces.len() < MAX_DEPENDENCY_TRACES
+            })?;
+            if traces.len() >= MAX_DEPENDENCY_TRACES {
+                break;
+            }
+        }
+        let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for t in traces {
+            let spans = self.store.trace(tenant, t)?;
+            let service_of: HashMap<_, _> = spans
+                .iter()
+                .map(|s| (s.span_id, s.process.service_name.as_str()))
+                .collect();
+            for s in &spans {
+                let Some(parent) = s.parent_span_id() else {
+                    continue;
+                };
+                if let Some(parent_service) = service_of.get(&parent) {
+                    if *parent_service != s.process.service_name {
+                        *counts
+                            .entry((parent_service.to_string(), s.process.service_name.clone()))
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((parent, child), call_count)| DependencyLink {
+                parent,
+                child,
+                call_count,
+            })
+            .collect())
+    }
+}
+
+/// Whether one span satisfies every condition of a search.
+fn matches(s: &Span, q: &TraceQuery) -> bool {
+    s.process.service_name == q.service
+        && q.operation
+            .as_ref()
+            .is_none_or(|op| &s.operation_name == op)
+        && s.start_time >= q.start
+        && s.start_time <= q.end
+        && q.min_duration.is_none_or(|d| s.duration >= d)
+        && q.max_duration.is_none_or(|d| s.duration <= d)
+        && q.tags.iter().all(|(k, v)| s.has_tag_anywhere(k, v))
+}

@@ -1,0 +1,246 @@
+//! Jaeger's `/api/traces` search parameters, parsed and checked into a [`TraceQuery`].
+//!
+//! Parameters (times in µs since epoch, durations as Go durations):
+//! `service`, `operation`, `tags` (a JSON object of strings), `tag=key:value` (repeatable),
+//! `start`, `end`, `lookback`, `minDuration`, `maxDuration`, `limit`, `traceID`
+//! (repeatable: fetch those traces instead of searching). Unknown parameters are ignored,
+//! as Jaeger does, because UIs send their own (`spss`, `prettyPrint`…).
+//!
+//! Defaults: `end` now; `start` = `end` − `lookback` when given, else `end` − retention
+//! (everything stored); `limit` 100, at most [`MAX_LIMIT`].
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::duration;
+use crate::model::TraceId;
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 10_000;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct ParamError(pub String);
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TraceQuery {
+    pub service: String,
+    pub operation: Option<String>,
+    /// Pairs that one span of the service must carry (in tags, log fields or process tags).
+    pub tags: Vec<(String, String)>,
+    /// Inclusive window on span start times, µs.
+    pub start: u64,
+    pub end: u64,
+    /// Inclusive bounds on the duration of a matching span, µs.
+    pub min_duration: Option<u64>,
+    pub max_duration: Option<u64>,
+    pub limit: usize,
+    /// When set, these traces are returned and the other criteria are not used.
+    pub trace_ids: Vec<TraceId>,
+}
+
+/// The raw query string's pairs, decoded.
+pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The single value of a parameter; an error if it is repeated.
+pub fn single<'a>(
+    pairs: &'a [(String, String)],
+    name: &str,
+) -> Result<Option<&'a str>, ParamError> {
+    let mut found = pairs
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str());
+    let first = found.next();
+    if found.next().is_some() {
+        return Err(ParamError(format!(
+            "parameter '{name}' is given more than once"
+        )));
+    }
+    Ok(first.filter(|v| !v.is_empty()))
+}
+
+fn micros(name: &str, v: &str) -> Result<u64, ParamError> {
+    v.trim().parse::<u64>().map_err(|_| {
+        ParamError(format!(
+            "parameter '{name}' must be microseconds since the epoch, got {v:?}"
+        ))
+    })
+}
+
+fn go_duration_us(name: &str, v: &str) -> Result<u64, ParamError> {
+    duration::parse(v)
+        .map(|d| d.as_micros().min(u64::MAX as u128) as u64)
+        .map_err(|e| ParamError(format!("parameter '{name}': {e}")))
+}
+
+pub fn parse_trace_query(
+    pairs: &[(String, String)],
+    now_us: u64,
+    retention: Duration,
+) -> Result<TraceQuery, ParamError> {
+    let mut q = TraceQuery {
+        limit: DEFAULT_LIMIT,
+        ..TraceQuery::default()
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            "traceID" | "traceId" => {
+                for id in v.split(',').filter(|s| !s.is_empty()) {
+                    q.trace_ids.push(
+                        TraceId::from_hex(id)
+                            .map_err(|e| ParamError(format!("parameter 'traceID': {e}")))?,
+                    );
+                }
+            }
+            "tag" => {
+                let (key, value) = v.split_once(':').ok_or_else(|| {
+                    ParamError(format!("parameter 'tag' must be key:value, got {v:?}"))
+                })?;
+                q.tags.push((key.to_owned(), value.to_owned()));
+            }
+            "tags" => {
+                let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(v)
+                    .map_err(|e| {
+                        ParamError(format!(
+                            "parameter 'tags' must be a JSON object of strings: {e}"
+                        ))
+                    })?;
+                for (key, value) in map {
+                    let value = match value {
+                        serde_json::Value::String(s) => s,
+                        serde_json::Value::Number(n) => n.to_string(),
+                        serde_json::Value::Bool(b) => b.to_string(),
+                        other => {
+                            return Err(ParamError(format!(
+                                "parameter 'tags': value of {key:?} must be a string, got {other}"
+                            )))
+                        }
+                    };
+                    q.tags.push((key, value));
+                }
+            }
+            _ => {}
+        }
+    }
+    if q.trace_ids.is_empty() {
+        q.service = single(pairs, "service")?
+            .ok_or_else(|| ParamError("parameter 'service' is required".into()))?
+            .to_owned();
+    } else if let Some(s) = single(pairs, "service")? {
+        q.service = s.to_owned();
+    }
+    q.operation = single(pairs, "operation")?.map(str::to_owned);
+    q.end = match single(pairs, "end")? {
+        Some(v) => micros("end", v)?,
+        None => now_us,
+    };
+    let lookback = match single(pairs, "lookback")? {
+        // The Jaeger UI sends lookback=custom alongside explicit start and end.
+        Some("custom") | None => None,
+        Some(v) => Some(go_duration_us("lookback", v)?),
+    };
+    q.start = match single(pairs, "start")? {
+        Some(v) => micros("start", v)?,
+        None => q
+            .end
+            .saturating_sub(lookback.unwrap_or(retention.as_micros().min(u64::MAX as u128) as u64)),
+    };
+    if q.start > q.end {
+        return Err(ParamError(format!(
+            "parameter 'start' ({}) is after 'end' ({})",
+            q.start, q.end
+        )));
+    }
+    q.min_duration = single(pairs, "minDuration")?
+        .map(|v| go_duration_us("minDuration", v))
+        .transpose()?;
+    q.max_duration = single(pairs, "maxDuration")?
+        .map(|v| go_duration_us("maxDuration", v))
+        .transpose()?;
+    if let (Some(min), Some(max)) = (q.min_duration, q.max_duration) {
+        if min > max {
+            return Err(ParamError(
+                "parameter 'minDuration' is greater than 'maxDuration'".into(),
+            ));
+        }
+    }
+    if let Some(v) = single(pairs, "limit")? {
+        let n: usize = v.trim().parse().map_err(|_| {
+            ParamError(format!(
+                "parameter 'limit' must be a non-negative integer, got {v:?}"
+            ))
+        })?;
+        q.limit = if n == 0 {
+            DEFAULT_LIMIT
+        } else {
+            n.min(MAX_LIMIT)
+        };
+    }
+    Ok(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_000_000_000_000;
+    const RET: Duration = Duration::from_secs(3600);
+
+    fn parse(q: &str) -> Result<TraceQuery, ParamError> {
+        parse_trace_query(&pairs(Some(q)), NOW, RET)
+    }
+
+    #[test]
+    fn full_query() {
+        let q = parse("service=s&operation=op&tags=%7B%22a%22%3A%22b%22%7D&tag=c:d:e&start=10&end=20&minDuration=1.5ms&maxDuration=2s&limit=5&spss=x").unwrap();
+        assert_eq!(q.service, "s");
+        assert_eq!(q.operation.as_deref(), Some("op"));
+        assert_eq!(
+            q.tags,
+            vec![("a".into(), "b".into()), ("c".into(), "d:e".into())]
+        );
+        assert_eq!((q.start, q.end), (10, 20));
+        assert_eq!(
+            (q.min_duration, q.max_duration),
+            (Some(1500), Some(2_000_000))
+        );
+        assert_eq!(q.limit, 5);
+    }
+
+    #[test]
+    fn defaults() {
+        let q = parse("service=s").unwrap();
+        assert_eq!(q.end, NOW);
+        assert_eq!(q.start, NOW - 3_600_000_000);
+        assert_eq!(q.limit, DEFAULT_LIMIT);
+        let q = parse("service=s&lookback=1h&end=7200000000").unwrap();
+        assert_eq!(q.start, 3_600_000_000);
+        let q = parse("traceID=abc&traceID=def").unwrap();
+        assert_eq!(q.trace_ids, vec![TraceId(0xabc), TraceId(0xdef)]);
+    }
+
+    #[test]
+    fn malformed_is_refused_with_a_message() {
+        for (bad, needle) in [
+            ("", "'service' is required"),
+            ("service=s&service=t", "more than once"),
+            ("service=s&start=yesterday", "'start'"),
+            ("service=s&start=5&end=4", "after"),
+            ("service=s&minDuration=5", "minDuration"),
+            ("service=s&minDuration=2s&maxDuration=1s", "greater"),
+            ("service=s&limit=-1", "'limit'"),
+            ("service=s&tags=%5B1%5D", "'tags'"),
+            ("service=s&tag=nocolon", "key:value"),
+            ("traceID=xyz", "traceID"),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.0.contains(needle), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Jaeger's thrift `Batch` (see `thrift/jaeger.thrift`) decoded straight into the model.
+//!
+//! Takes a whole body and a protocol, gives back the batch's spans sharing one
+//! [`Process`]. Decoding goes field by field without an intermediate thrift struct, and
+//! lengths are checked by the protocol reader before anything is allocated. It does not
+//! validate spans for storage (the pipeline does) nor read HTTP (see `receive::body`).
+
+use std::sync::Arc;
+
+use super::thrift::{Binary, Compact, FieldHeader, Protocol, ThriftError, Type};
+use crate::model::{KeyValue, Log, Process, RefType, Span, SpanId, SpanRef, TraceId, Value};
+
+/// Which thrift protocol a body uses, from its content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThriftProtocol {
+    Binary,
+    Compact,
+}
+
+/// Decode one bare `Batch`.
+pub fn decode_batch(body: &[u8], protocol: ThriftProtocol) -> Result<Vec<Span>, ThriftError> {
+    match protocol {
+        ThriftProtocol::Binary => Decoder {
+            p: Binary::new(body),
+        }
+        .batch(),
+        ThriftProtocol::Compact => Decoder {
+            p: Compact::new(body),
+        }
+        .batch(),
+    }
+}
+
+fn string(bytes: &[u8]) -> String {
+    // Clients write UTF-8, but a stray byte should not cost the whole batch.
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// Fields of a thrift `Span` before the process is attached.
+#[derive(Default)]
+struct RawSpan {
+    trace_id_low: Option<i64>,
+    trace_id_high: Option<i64>,
+    span_id: Option<i64>,
+    parent_span_id: i64,
+    operation_name: String,
+    references: Vec<SpanRef>,
+    flags: i32,
+    start_time: i64,
+    duration: i64,
+    tags: Vec<KeyValue>,
+    logs: Vec<Log>,
+}
+
+struct Decoder<P> {
+    p: P,
+}
+
+impl<'a, P: Protocol<'a>> Decoder<P> {
+    fn expect(h: &FieldHeader, field: &'static str, expected: Type) -> Result<(), ThriftError> {
+        if h.ty != expected {
+            return Err(ThriftError::WrongType {
+                field,
+                found: h.ty,
+                expected,
+            });
+        }
+        Ok(())
+    }
+
+    fn list_of(&mut self, field: &'static str, expected: Type) -> Result<usize, ThriftError> {
+        let (elem, n) = self.p.list()?;
+        if elem != expected && n > 0 {
+            return Err(ThriftError::WrongType {
+                field,
+                found: elem,
+                expected,
+            });
+        }
+        Ok(n)
+    }
+
+    fn batch(mut self) -> Result<Vec<Span>, ThriftError> {
+        let mut process = None;
+        let mut raw_spans: Vec<RawSpan> = Vec::new();
+        self.p.struct_begin()?;
+        while let Some(h) = self.p.field()? {
+            match h.id {
+                1 => {
+                    Self::expect(&h, "Batch.process", Type::Struct)?;
+                    process = Some(self.process()?);
+                }
+                2 => {
+                    Self::expect(&h, "Batch.spans", Type::List)?;
+                    let n = self.list_of("Batch.spans", Type::Struct)?;
+                    raw_spans.reserve(n);
+                    for _ in 0..n {
+                        raw_spans.push(self.span()?);
+                    }
+                }
+                _ => self.p.skip(&h)?,
+            }
+        }
+        self.p.struct_end();
+        let process = Arc::new(process.ok_or(ThriftError::Missing("Batch.process"))?);
+        raw_spans
+            .into_iter()
+            .map(|r| {
+                let trace_id = TraceId::from_parts(
+                    r.trace_id_high
+                        .ok_or(ThriftError::Missing("Span.traceIdHigh"))?
+                        as u64,
+                    r.trace_id_low
+                        .ok_or(ThriftError::Missing("Span.traceIdLow"))? as u64,
+                );
+                let mut references = r.references;
+                let parent = r.parent_span_id as u64;
+                if parent != 0
+                    && !references
+                        .iter()
+                        .any(|x| x.ref_type == RefType::ChildOf && x.span_id.0 == parent)
+                {
+                    references.insert(
+                        0,
+                        SpanRef {
+                            ref_type: RefType::ChildOf,
+                            trace_id,
+                            span_id: SpanId(parent),
+                        },
+                    );
+                }
+                Ok(Span {
+                    trace_id,
+                    span_id: SpanId(r.span_id.ok_or(ThriftError::Missing("Span.spanId"))? as u64),
+                    operation_name: r.operation_name,
+                    references,
+                    flags: r.flags as u32,
+                    start_time: r.start_time.max(0) as u64,
+                    duration: r.duration.max(0) as u64,
+                    tags: r.tags,
+                    logs: r.logs,
+                    process: Arc::clone(&process),
+                })
+            })
+            .collect()
+    }
+
+    fn process(&mut self) -> Result<Process, ThriftError> {
+        let mut process = Process::default();
+        self.p.struct_begin()?;
+        while let Some(h) = self.p.field()? {
+            match (h.id, h.ty) {
+                (1, Type::Binary) => process.service_name = string(self.p.binary()?),
+                (2, Type::List) => process.tags = self.tags("Process.tags")?,
+                _ => self.p.skip(&h)?,
+            }
+        }
+        self.p.struct_end();
+        Ok(process)
+    }
+
+    fn span(&mut self) -> Result<RawSpan, ThriftError> {
+        let mut s = RawSpan::default();
+        self.p.struct_begin()?;
+        while let Some(h) = self.p.field()? {
+            match (h.id, h.ty) {
+                (1, Type::I64) => s.trace_id_low = Some(self.p.i64()?),
+                (2, Type::I64) => s.trace_id_high = Some(self.p.i64()?),
+                (3, Type::I64) => s.span_id = Some(self.p.i64()?),
+                (4, Type::I64) => s.parent_span_id = self.p.i64()?,
+                (5, Type::Binary) => s.operation_name = string(self.p.binary()?),
+                (6, Type::List) => {
+                    let n = self.list_of("Span.references", Type::Struct)?;
+                    s.references.reserve(n);
+                    for _ in 0..n {
+                        s.references.push(self.span_ref()?);
+                    }
+                }
+                (7, Type::I32) => s.flags = self.p.i32()?,
+                (8, Type::I64) => s.start_time = self.p.i64()?,
+                (9, Type::I64) => s.duration = self.p.i64()?,
+                (10, Type::List) => s.tags = self.tags("Span.tags")?,
+                (11, Type::List) => {
+                    let n = self.list_of("Span.logs", Type::Struct)?;
+                    s.logs.reserve(n);
+                    for _ in 0..n {
+                        s.logs.push(self.log()?);
+                    }
+                }
+                _ => self.p.skip(&h)?,
+            }
+        }
+        self.p.struct_end();
+        Ok(s)
+    }
+
+    fn span_ref(&mut self) -> Result<SpanRef, ThriftError> {
+        let (mut ref_type, mut low, mut high, mut span_id) = (0, 0i64, 0i64, 0i64);
+        self.p.struct_begin()?;
+        while let Some(h) = self.p.field()? {
+            match (h.id, h.ty) {
+                (1, Type::I32) => ref_type = self.p.i32()?,
+                (2, Type::I64) => low = self.p.i64()?,
+                (3, Type::I64) => high = self.p.i64()?,
+                (4, Type::I64) => span_id = self.p.i64()?,
+                _ => self.p.skip(&h)?,
+            }
+        }
+        self.p.struct_end();
+        Ok(SpanRef {
+            ref_type: if ref_type == 1 {
+                RefType::FollowsFrom
+            } else {
+                RefType::ChildOf
+            },
+            trace_id: TraceId::from_parts(high as u64, low as u64),
+            span_id: SpanId(span_id as u64),
+        })
+    }
+
+    fn log(&mut self) -> Result<Log, ThriftError> {
+        let mut log = Log {
+            timestamp: 0,
+            fields: Vec::new(),
+        };
+        self.p.struct_begin()?;
+        while let Some(h) = self.p.field()? {
+            match (h.id, h.ty) {
+                (1, Type::I64) => log.timestamp = self.p.i64()?.max(0) as u64,
+                (2, Type::List) => log.fields = self.tags("Log.fields")?,
+                _ => self.p.skip(&h)?,
+            }
+        }
+        self.p.struct_end();
+        Ok(log)
+    }
+
+    fn tags(&mut self, field: &'static str) -> Result<Vec<KeyValue>, ThriftError> {
+        let n = self.list_of(field, Type::Struct)?;
+        let mut tags = Vec::with_capacity(n);
+        for _ in 0..n {
+            tags.push(self.tag()?);
+        }
+        Ok(tags)
+    }
+
+    /// A `Tag`: some clients fill every value field, so the value is chosen by `vType`.
+    fn tag(&mut self) -> Result<KeyValue, ThriftError> {
+        let mut key = String::new();
+        let mut v_type = 0;
+        let mut v_str: &[u8] = &[];
+        let (mut v_double, mut v_bool, mut v_long) = (0.0, false, 0i64);
+        let mut v_binary: &[u8] = &[];
+        self.p.struct_begin()?;
+        while let Some(h) = self.p.field()? {
+            match (h.id, h.ty) {
+                (1, Type::Binary) => key = string(self.p.binary()?),
+                (2, Type::I32) => v_type = self.p.i32()?,
+                (3, Type::Binary) => v_str = self.p.binary()?,
+                (4, Type::Double) => v_double = self.p.double()?,
+                (5, Type::Bool) => v_bool = self.p.bool_value(&h)?,
+                (6, Type::I64) => v_long = self.p.i64()?,
+                (7, Type::Binary) => v_binary = self.p.binary()?,
+                _ => self.p.skip(&h)?,
+            }
+        }
+        self.p.struct_end();
+        let value = match v_type {
+            1 => Value::F64(v_double),
+            2 => Value::Bool(v_bool),
+            3 => Value::I64(v_long),
+            4 => Value::Binary(v_binary.to_vec()),
+            // STRING, and any type this version does not know, read as the string value.
+            _ => Value::Str(string(v_str)),
+        };
+        Ok(KeyValue { key, value })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A minimal thrift binary writer, enough to build test batches.
+    #[derive(Default)]
+    pub struct BinaryWriter {
+        pub buf: Vec<u8>,
+    }
+
+    impl BinaryWriter {
+        pub fn field(&mut self, ty: u8, id: i16) -> &mut Self {
+            self.buf.push(ty);
+            self.buf.extend_from_slice(&id.to_be_bytes());
+            self
+        }
+        pub fn i64(&mut self, id: i16, v: i64) -> &mut Self {
+            self.field(10, id);
+            self.buf.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        pub fn i32(&mut self, id: i16, v: i32) -> &mut Self {
+            self.field(8, id);
+            self.buf.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        pub fn str(&mut self, id: i16, s: &str) -> &mut Self {
+            self.field(11, id);
+            self.buf.extend_from_slice(&(s.len() as i32).to_be_bytes());
+            self.buf.extend_from_slice(s.as_bytes());
+            self
+        }
+        pub fn list(&mut self, id: i16, elem: u8, n: i32) -> &mut Self {
+            self.field(15, id);
+            self.buf.push(elem);
+            self.buf.extend_from_slice(&n.to_be_bytes());
+            self
+        }
+        pub fn stop(&mut self) -> &mut Self {
+            self.buf.push(0);
+            self
+        }
+    }
+
+    fn one_span_batch() -> Vec<u8> {
+        let mut w = BinaryWriter::default();
+        w.field(12, 1).str(1, "svc").stop();
+        w.list(2, 12, 1);
+        w.i64(1, 0x10)
+            .i64(2, 0)
+            .i64(3, 0x20)
+            .i64(4, 0x30)
+            .str(5, "op");
+        w.i32(7, 1).i64(8, 1_000).i64(9, 5);
+        // tags: one LONG tag whose vStr is also set
+        w.list(10, 12, 1)
+            .i32(2, 3)
+            .str(1, "n")
+            .str(3, "ignored")
+            .i64(6, 42)
+            .stop();
+        w.stop(); // span
+        w.stop(); // batch
+        w.buf
+    }
+
+    #[test]
+    fn decodes_a_binary_batch_and_picks_value_by_type() {
+        let spans = decode_batch(&one_span_batch(), ThriftProtocol::Binary).unwrap();
+        assert_eq!(spans.len(), 1);
+        let s = &spans[0];
+        assert_eq!(s.process.service_name, "svc");
+        assert_eq!(s.trace_id, TraceId(0x10));
+        assert_eq!(s.parent_span_id(), Some(SpanId(0x30)));
+        assert_eq!(s.tags, vec![KeyValue::new("n", Value::I64(42))]);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let body = one_span_batch();
+        for end in 0..body.len() {
+            assert!(
+                decode_batch(&body[..end], ThriftProtocol::Binary).is_err(),
+                "prefix {end}"
+            );
+            let _ = decode_batch(&body[..end], ThriftProtocol::Compact);
+        }
+    }
+
+    #[test]
+    fn huge_list_length_in_a_tiny_body_fails_at_once() {
+        let mut w = BinaryWriter::default();
+        w.field(12, 1).str(1, "svc").stop();
+        w.list(2, 12, i32::MAX);
+        let err = decode_batch(&w.buf, ThriftProtocol::Binary).unwrap_err();
+        assert!(matches!(err, ThriftError::Length { .. }), "{err}");
+    }
+
+    #[test]
+    fn missing_process_is_an_error() {
+        let mut w = BinaryWriter::default();
+        w.list(2, 12, 0).stop();
+        assert_eq!(
+            decode_batch(&w.buf, ThriftProtocol::Binary).unwrap_err(),
+            ThriftError::Missing("Batch.process")
+        );
+    }
+}

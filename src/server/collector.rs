@@ -1,0 +1,62 @@
+//! The Jaeger collector port: `POST /api/traces` (thrift, binary or compact).
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+
+use super::{text_error, AppState};
+use crate::pipeline::Partial;
+use crate::receive::{self, body, jaeger_thrift};
+use crate::store::keys::DEFAULT_TENANT;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/traces", post(post_traces))
+        .with_state(state)
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn post_traces(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    req_body: Body,
+) -> Response {
+    let result = async {
+        let protocol = receive::jaeger_protocol(header_str(&headers, header::CONTENT_TYPE))?;
+        let bytes = body::read(
+            req_body,
+            header_str(&headers, header::CONTENT_LENGTH),
+            header_str(&headers, header::CONTENT_ENCODING),
+            state.settings.max_body_bytes,
+        )
+        .await?;
+        Ok::<_, receive::ReceiveError>(jaeger_thrift::decode_batch(&bytes, protocol)?)
+    }
+    .await;
+    let spans = match result {
+        Ok(spans) => spans,
+        Err(e) => {
+            state.metrics.rejected_request("bad_request");
+            tracing::debug!(error = %e, "jaeger batch refused");
+            return text_error(e.code(), e.to_string());
+        }
+    };
+    state.metrics.received("jaeger_thrift", spans.len());
+    match state
+        .pipeline
+        .submit(DEFAULT_TENANT, spans, Partial::RejectBatch)
+        .await
+    {
+        Ok(_) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => {
+            state.metrics.rejected_request("submit");
+            text_error(e.code(), e.to_string())
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Listeners and routes: binds every port, writes `ports.json`, and drains on SIGTERM.
+//!
+//! Handlers here parse the request, call the receiver, pipeline or query side, and map the
+//! result to a response; no business logic lives in this module. Start-up order: open the
+//! store, start the writer, bind, write `ports.json`, become ready. Shutdown order (on
+//! SIGTERM or Ctrl-C): not ready, stop accepting and finish in-flight requests, close the
+//! pipeline so the writer commits what is queued, flush RocksDB, exit.
+
+mod collector;
+mod query_api;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::error::ErrorCode;
+use crate::pipeline::{Pipeline, PipelineOptions};
+use crate::query::Query;
+use crate::store::{Store, StoreError, StoreOptions};
+use crate::telemetry::Metrics;
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("cannot create data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("cannot open store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr} ({name}): {source}")]
+    Bind {
+        name: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {0}: {1}")]
+    Ports(String, std::io::Error),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pipeline: Pipeline,
+    pub query: Query,
+    pub metrics: Arc<Metrics>,
+    pub settings: Arc<Settings>,
+    pub ready: Arc<AtomicBool>,
+}
+
+/// A plain-text error answer with the status its code maps to; retriable errors say when
+/// to come back.
+pub fn text_error(code: ErrorCode, message: String) -> Response {
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, message).into_response();
+    if code.is_retriable() {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// Run the daemon until SIGTERM or Ctrl-C, then drain and return.
+pub async fn serve(settings: Settings) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .map_err(|e| ServeError::DataDir(settings.data_dir.display().to_string(), e))?;
+    let started = std::time::Instant::now();
+    let store_opts = StoreOptions {
+        retention: settings.retention,
+        sync_writes: settings.sync_writes,
+        ..StoreOptions::default()
+    };
+    let store = Arc::new(Store::open(&settings.data_dir.join("db"), &store_opts)?);
+    tracing::info!(
+        dir = %settings.data_dir.display(),
+        services = store.services(0).len(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "store opened"
+    );
+    let metrics = Arc::new(Metrics::new());
+    let (pipeline, writer) = Pipeline::start(
+        Arc::clone(&store),
+        PipelineOptions {
+            queue_bytes: settings.queue_bytes,
+            ..PipelineOptions::default()
+        },
+        Arc::clone(&metrics),
+    );
+    let settings = Arc::new(settings);
+    let state = AppState {
+        pipeline,
+        query: Query::new(Arc::clone(&store)),
+        metrics,
+        settings: Arc::clone(&settings),
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let listeners = [
+        (
+            "collector_http",
+            settings.collector_http_addr.as_str(),
+            collector::router(state.clone()),
+        ),
+        (
+            "query",
+            settings.query_addr.as_str(),
+            query_api::router(state.clone()),
+        ),
+    ];
+    let mut bound: BTreeMap<&'static str, String> = BTreeMap::new();
+    let mut tasks = Vec::new();
+    for (name, addr, router) in listeners {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                name,
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let local = listener.local_addr()?;
+        tracing::info!(listener = name, addr = %local, "listening");
+        bound.insert(name, local.to_string());
+        tasks.push(tokio::spawn(run_listener(
+            listener,
+            router,
+            stop_rx.clone(),
+        )));
+    }
+    write_ports(&settings.data_dir, &bound)?;
+
+    let retention_task = tokio::spawn(retention_loop(Arc::clone(&store), stop_rx.clone()));
+    state.ready.store(true, Ordering::SeqCst);
+    tracing::info!(took_ms = started.elapsed().as_millis() as u64, "ready");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining requests");
+    state.ready.store(false, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        if let Ok(Err(e)) = t.await {
+            tracing::warn!(error = %e, "listener ended with an error");
+        }
+    }
+    let _ = retention_task.await;
+    // Every router (and its pipeline handle) is gone: closing the queue lets the writer
+    // commit what is left and exit.
+    drop(state);
+    tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    store.flush()?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn run_listener(
+    listener: TcpListener,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+/// Write the bound addresses where tests and scripts can find them, atomically.
+fn write_ports(dir: &Path, bound: &BTreeMap<&'static str, String>) -> Result<(), ServeError> {
+    let path = dir.join("ports.json");
+    let tmp = dir.join("ports.json.tmp");
+    let text = serde_json::to_string_pretty(bound).unwrap_or_default();
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| ServeError::Ports(path.display().to_string(), e))
+}
+
+async fn retention_loop(store: Arc<Store>, mut stop: watch::Receiver<bool>) {
+    // Compaction filters drop expired entries whenever RocksDB compacts; this makes sure
+    // it happens at least this often, so disk space comes back even on an idle store.
+    let every = store
+        .retention()
+        .clamp(Duration::from_secs(1), Duration::from_secs(86400));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let s = Arc::clone(&store);
+        let started = std::time::Instant::now();
+        if tokio::task::spawn_blocking(move || s.compact())
+            .await
+            .is_ok()
+        {
+            tracing::debug!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "retention compaction done"
+            );
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

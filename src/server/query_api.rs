@@ -1,0 +1,201 @@
+//! The query port: Jaeger's classic JSON API, `/metrics`, `/healthz` and `/readyz`.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::AppState;
+use crate::model::{SpanKind, TraceId};
+use crate::query::jaeger_json::{self, Envelope};
+use crate::query::params::{self, ParamError};
+use crate::store::keys::DEFAULT_TENANT;
+use crate::store::StoreError;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/services", get(services))
+        .route(
+            "/api/services/{service}/operations",
+            get(service_operations),
+        )
+        .route("/api/operations", get(operations))
+        .route("/api/traces", get(search))
+        .route("/api/traces/{id}", get(trace))
+        .route("/api/dependencies", get(dependencies))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Errors of the query API, answered in Jaeger's envelope.
+enum ApiError {
+    BadRequest(String),
+    NotFound(&'static str),
+    Internal(String),
+}
+
+impl From<ParamError> for ApiError {
+    fn from(e: ParamError) -> Self {
+        ApiError::BadRequest(e.0)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "query failed");
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, msg) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.to_owned()),
+            ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
+        };
+        (status, Json(Envelope::error(status.as_u16(), msg))).into_response()
+    }
+}
+
+fn ok<T: Serialize>(data: T, total: usize) -> Response {
+    Json(Envelope::data(data, total)).into_response()
+}
+
+/// Run a blocking store read off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+async fn services(State(state): State<AppState>) -> Response {
+    let services = state.query.services(DEFAULT_TENANT);
+    let n = services.len();
+    ok(services, n)
+}
+
+async fn service_operations(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+) -> Response {
+    let mut names: Vec<String> = state
+        .query
+        .operations(DEFAULT_TENANT, &service, None)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    names.dedup();
+    let n = names.len();
+    ok(names, n)
+}
+
+async fn operations(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = params::pairs(raw.as_deref());
+    let service = params::single(&pairs, "service")?
+        .ok_or_else(|| ApiError::BadRequest("parameter 'service' is required".into()))?;
+    let kind = match params::single(&pairs, "spanKind")? {
+        None => None,
+        Some(k) => Some(SpanKind::parse(k).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "parameter 'spanKind' must be one of server, client, producer, consumer, internal; got {k:?}"
+            ))
+        })?),
+    };
+    let ops = state.query.operations(DEFAULT_TENANT, service, kind);
+    Ok(ok(jaeger_json::operations(&ops), ops.len()))
+}
+
+async fn search(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = params::pairs(raw.as_deref());
+    let now = crate::clock::now_us();
+    let q = params::parse_trace_query(&pairs, now, state.settings.retention)?;
+    let query = state.query.clone();
+    let traces = blocking(move || query.search(DEFAULT_TENANT, &q)).await?;
+    let views: Vec<_> = traces.iter().map(|t| jaeger_json::trace(t)).collect();
+    let n = views.len();
+    Ok(ok(views, n))
+}
+
+async fn trace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = TraceId::from_hex(&id).map_err(|e| ApiError::BadRequest(format!("trace id: {e}")))?;
+    let query = state.query.clone();
+    match blocking(move || query.trace(DEFAULT_TENANT, id)).await? {
+        Some(spans) => Ok(ok(vec![jaeger_json::trace(&spans)], 1)),
+        None => Err(ApiError::NotFound("trace not found")),
+    }
+}
+
+async fn dependencies(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = params::pairs(raw.as_deref());
+    let millis = |name: &'static str| -> Result<Option<u64>, ApiError> {
+        params::single(&pairs, name)?
+            .map(|v| {
+                v.trim().parse::<u64>().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "parameter '{name}' must be milliseconds, got {v:?}"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let now_ms = crate::clock::now_us() / 1000;
+    let end_ms = millis("endTs")?.unwrap_or(now_ms);
+    // Jaeger's default lookback for dependencies is one day.
+    let lookback_ms = millis("lookback")?.unwrap_or(86_400_000);
+    let query = state.query.clone();
+    let links = blocking(move || {
+        query.dependencies(
+            DEFAULT_TENANT,
+            end_ms.saturating_mul(1000),
+            lookback_ms.saturating_mul(1000),
+        )
+    })
+    .await?;
+    Ok(ok(jaeger_json::dependencies(&links), links.len()))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("not found")
+}

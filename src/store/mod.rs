@@ -1,0 +1,657 @@
+//! The store: spans, their search indexes and the service catalog in RocksDB.
+//!
+//! In: [`EncodedBatch`]es (made by [`encode`] on the caller's thread, so the single writer
+//! only copies bytes) committed as one `WriteBatch` by [`Store::commit`]. Out: whole traces
+//! by id, index scans newest first, and the service/operation catalog, which is kept in
+//! the `meta` family and in memory so start-up never scans spans.
+//!
+//! Column families: `spans`, `index`, `meta`, `invocations` (see `keys` for every layout).
+//! Retention is RocksDB's own: a compaction filter drops span and index entries older than
+//! the retention age, periodic compaction makes sure old files are rewritten, and reads
+//! hide expired entries that compaction has not reached yet.
+//!
+//! This module decides nothing about what to store (the pipeline does) and knows no
+//! JSON (the query side does).
+
+pub mod codec;
+pub mod keys;
+
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/fctrace.storage.v1.rs"));
+}
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use rocksdb::{
+    compaction_filter::Decision, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor,
+    DBCompressionType, Direction, IteratorMode, Options, ReadOptions, SliceTransform, WriteBatch,
+    WriteOptions, DB,
+};
+use thiserror::Error;
+
+use crate::error::ErrorCode;
+use crate::model::{Span, SpanKind, TraceId};
+use keys::{IndexPrefix, Tenant};
+
+/// Bump when any key layout or the span encoding changes.
+pub const FORMAT_VERSION: u32 = 1;
+
+const CF_SPANS: &str = "spans";
+const CF_INDEX: &str = "index";
+const CF_META: &str = "meta";
+const CF_INVOCATIONS: &str = "invocations";
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("data directory {dir} holds storage format version {found}; this fctrace reads version {FORMAT_VERSION}")]
+    FormatVersion { dir: PathBuf, found: String },
+    #[error("stored span is corrupt: {0}")]
+    Corrupt(#[from] codec::CodecError),
+    #[error("disk is full: {0}")]
+    DiskFull(String),
+}
+
+impl StoreError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::DiskFull(_) => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        }
+    }
+
+    fn from_write(e: rocksdb::Error) -> Self {
+        let msg = e.to_string();
+        if msg.contains("No space left") || msg.contains("NoSpace") {
+            StoreError::DiskFull(msg)
+        } else {
+            StoreError::Rocks(e)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// How long spans are kept, by their start time.
+    pub retention: Duration,
+    /// fsync the WAL before acknowledging a batch (survives power loss, not only a crash).
+    pub sync_writes: bool,
+    /// Shared block cache for reads.
+    pub block_cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            retention: Duration::from_secs(72 * 3600),
+            sync_writes: true,
+            block_cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Services and their operations (with span kind), per tenant.
+#[derive(Debug, Default)]
+struct Catalog {
+    services: BTreeMap<(Tenant, String), BTreeSet<(String, SpanKind)>>,
+}
+
+pub struct Store {
+    db: DB,
+    catalog: RwLock<Catalog>,
+    retention_us: u64,
+    write_opts: WriteOptions,
+}
+
+/// Start times before this are past retention.
+fn cutoff_us(retention_us: u64) -> u64 {
+    crate::clock::now_us().saturating_sub(retention_us)
+}
+
+impl Store {
+    pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
+        let retention_us = opts.retention.as_micros().min(u64::MAX as u128) as u64;
+        let cache = Cache::new_lru_cache(opts.block_cache_bytes);
+
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(3);
+        // Bounds the WAL kept for rarely written families (meta), whose unflushed
+        // memtables would otherwise pin old log files.
+        db_opts.set_max_total_wal_size(256 << 20);
+
+        let base = |write_buffer: usize| {
+            let mut o = Options::default();
+            let mut block = BlockBasedOptions::default();
+            block.set_block_cache(&cache);
+            block.set_bloom_filter(10.0, false);
+            o.set_block_based_table_factory(&block);
+            o.set_compression_type(DBCompressionType::Lz4);
+            o.set_bottommost_compression_type(DBCompressionType::Zstd);
+            o.set_write_buffer_size(write_buffer);
+            o.set_max_write_buffer_number(2);
+            o
+        };
+        // Files older than this are compacted even if nothing else would touch them, so
+        // the compaction filter sees expired entries and the disk space comes back.
+        let periodic = opts.retention.as_secs().clamp(3600, 86400);
+
+        let mut spans = base(32 << 20);
+        spans.set_prefix_extractor(SliceTransform::create_fixed_prefix(keys::TRACE_PREFIX_LEN));
+        spans.set_periodic_compaction_seconds(periodic);
+        spans.set_compaction_filter(
+            "fctrace_span_retention",
+            move |_level, key: &[u8], _value: &[u8]| match keys::span_key_time(key) {
+                Some(t) if t < cutoff_us(retention_us) => Decision::Remove,
+                _ => Decision::Keep,
+            },
+        );
+
+        let mut index = base(32 << 20);
+        index.set_periodic_compaction_seconds(periodic);
+        index.set_compaction_filter(
+            "fctrace_index_retention",
+            move |_level, key: &[u8], _value: &[u8]| match keys::parse_index_suffix(key) {
+                Some((t, _)) if t < cutoff_us(retention_us) => Decision::Remove,
+                _ => Decision::Keep,
+            },
+        );
+
+        let meta = base(4 << 20);
+        let invocations = base(8 << 20);
+
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_SPANS, spans),
+            ColumnFamilyDescriptor::new(CF_INDEX, index),
+            ColumnFamilyDescriptor::new(CF_META, meta),
+            ColumnFamilyDescriptor::new(CF_INVOCATIONS, invocations),
+        ];
+        let db = DB::open_cf_descriptors(&db_opts, dir, cfs)?;
+
+        let mut write_opts = WriteOptions::default();
+        write_opts.set_sync(opts.sync_writes);
+
+        let store = Store {
+            db,
+            catalog: RwLock::new(Catalog::default()),
+            retention_us,
+            write_opts,
+        };
+        store.check_format_version(dir)?;
+        store.load_catalog()?;
+        Ok(store)
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        // Every family is created in `open`; a missing one is a bug in this module.
+        self.db
+            .cf_handle(name)
+            .unwrap_or_else(|| panic!("column family {name} was created at open"))
+    }
+
+    fn check_format_version(&self, dir: &Path) -> Result<(), StoreError> {
+        let meta = self.cf(CF_META);
+        let key = keys::format_version_key();
+        match self.db.get_cf(meta, &key)? {
+            None => {
+                self.db
+                    .put_cf_opt(meta, &key, FORMAT_VERSION.to_be_bytes(), &self.write_opts)?;
+                Ok(())
+            }
+            Some(v) if v.as_slice() == FORMAT_VERSION.to_be_bytes() => Ok(()),
+            Some(v) => Err(StoreError::FormatVersion {
+                dir: dir.to_owned(),
+                found: match <[u8; 4]>::try_from(v.as_slice()) {
+                    Ok(b) => u32::from_be_bytes(b).to_string(),
+                    Err(_) => format!("{v:02x?}"),
+                },
+            }),
+        }
+    }
+
+    fn load_catalog(&self) -> Result<(), StoreError> {
+        let mut catalog = Catalog::default();
+        for item in self.db.iterator_cf(self.cf(CF_META), IteratorMode::Start) {
+            let (k, _) = item?;
+            match keys::parse_meta_key(&k) {
+                Some(keys::MetaEntry::Service(t, s)) => {
+                    catalog.services.entry((t, s)).or_default();
+                }
+                Some(keys::MetaEntry::Operation(t, s, op, kind)) => {
+                    catalog
+                        .services
+                        .entry((t, s))
+                        .or_default()
+                        .insert((op, kind));
+                }
+                None => {}
+            }
+        }
+        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = catalog;
+        Ok(())
+    }
+
+    /// Write encoded batches as one `WriteBatch`; returns once it is in the WAL (and
+    /// fsynced when `sync_writes` is on). New services and operations are recorded in the
+    /// same write.
+    pub fn commit(&self, batches: &[&EncodedBatch]) -> Result<(), StoreError> {
+        let spans = self.cf(CF_SPANS);
+        let index = self.cf(CF_INDEX);
+        let meta = self.cf(CF_META);
+        let mut wb = WriteBatch::default();
+        let mut new_ops: Vec<(Tenant, &str, &str, SpanKind)> = Vec::new();
+        {
+            let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+            for b in batches {
+                for e in &b.entries {
+                    let cf = match e.family {
+                        Family::Spans => spans,
+                        Family::Index => index,
+                    };
+                    wb.put_cf(cf, &b.buf[e.key.0..e.key.1], &b.buf[e.value.0..e.value.1]);
+                }
+                for (service, op, kind) in &b.operations {
+                    let known = catalog
+                        .services
+                        .get(&(b.tenant, service.clone()))
+                        .is_some_and(|ops| ops.contains(&(op.clone(), *kind)));
+                    if !known {
+                        new_ops.push((b.tenant, service, op, *kind));
+                    }
+                }
+            }
+        }
+        for (tenant, service, op, kind) in &new_ops {
+            wb.put_cf(meta, keys::meta_service_key(*tenant, service), []);
+            wb.put_cf(
+                meta,
+                keys::meta_operation_key(*tenant, service, op, *kind),
+                [],
+            );
+        }
+        self.db
+            .write_opt(wb, &self.write_opts)
+            .map_err(StoreError::from_write)?;
+        if !new_ops.is_empty() {
+            let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+            for (tenant, service, op, kind) in new_ops {
+                catalog
+                    .services
+                    .entry((tenant, service.to_owned()))
+                    .or_default()
+                    .insert((op.to_owned(), kind));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every stored span of a trace, in start order; empty when the trace is unknown.
+    pub fn trace(&self, tenant: Tenant, trace: TraceId) -> Result<Vec<Span>, StoreError> {
+        let prefix = keys::trace_prefix(tenant, trace);
+        let cutoff = cutoff_us(self.retention_us);
+        let mut ro = ReadOptions::default();
+        ro.set_prefix_same_as_start(true);
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_SPANS),
+            ro,
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if keys::span_key_time(&k).is_some_and(|t| t < cutoff) {
+                continue;
+            }
+            out.push(codec::decode_span(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Walk an index newest first over `[oldest, newest]` (µs), calling `f(start, trace)`
+    /// until it returns false. With `durations`, walks the duration index between those
+    /// bounds (inclusive) instead, in duration order.
+    pub fn scan_index(
+        &self,
+        prefix: &IndexPrefix,
+        durations: Option<(u64, u64)>,
+        oldest: u64,
+        newest: u64,
+        mut f: impl FnMut(u64, TraceId) -> bool,
+    ) -> Result<(), StoreError> {
+        let oldest = oldest.max(cutoff_us(self.retention_us));
+        let index = self.cf(CF_INDEX);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(prefix.upper_bound());
+        let start = match durations {
+            Some((min, _)) => prefix.seek_newest(Some(min), u64::MAX),
+            None => prefix.seek_newest(None, newest),
+        };
+        let iter =
+            self.db
+                .iterator_cf_opt(index, ro, IteratorMode::From(&start, Direction::Forward));
+        for item in iter {
+            let (k, _) = item?;
+            let Some((t, trace)) = keys::parse_index_suffix(&k) else {
+                continue;
+            };
+            match durations {
+                Some((_, max)) => {
+                    if keys::parse_index_duration(&k, prefix.len()).is_some_and(|d| d > max) {
+                        break;
+                    }
+                    if t < oldest || t > newest {
+                        continue;
+                    }
+                }
+                None => {
+                    if t < oldest {
+                        break;
+                    }
+                }
+            }
+            if !f(t, trace) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn services(&self, tenant: Tenant) -> Vec<String> {
+        let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        catalog
+            .services
+            .keys()
+            .filter(|(t, _)| *t == tenant)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    /// Operations of a service with their span kinds, sorted by name then kind.
+    pub fn operations(&self, tenant: Tenant, service: &str) -> Vec<(String, SpanKind)> {
+        let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        catalog
+            .services
+            .get(&(tenant, service.to_owned()))
+            .map(|ops| ops.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Compact the span and index families now: expired entries go and their disk space
+    /// comes back. The small families are flushed first, because a write-ahead log file
+    /// is only deleted once no family's memtable still needs it.
+    pub fn compact(&self) {
+        for name in [CF_META, CF_INVOCATIONS] {
+            if let Err(e) = self.db.flush_cf(self.cf(name)) {
+                tracing::warn!(error = %e, family = name, "flush before retention compaction failed");
+            }
+        }
+        for name in [CF_SPANS, CF_INDEX] {
+            self.db
+                .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
+        }
+    }
+
+    /// Flush memtables to SST files (on shutdown, so the next start replays no WAL).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for name in [CF_SPANS, CF_INDEX, CF_META, CF_INVOCATIONS] {
+            self.db.flush_cf(self.cf(name))?;
+        }
+        Ok(())
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_micros(self.retention_us)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Spans,
+    Index,
+}
+
+#[derive(Debug)]
+struct Entry {
+    family: Family,
+    key: (usize, usize),
+    value: (usize, usize),
+}
+
+/// Keys and values for a batch of spans, laid out in one buffer, ready for the writer.
+#[derive(Debug)]
+pub struct EncodedBatch {
+    tenant: Tenant,
+    buf: Vec<u8>,
+    entries: Vec<Entry>,
+    /// Distinct (service, operation, kind) of the batch, for the catalog.
+    operations: Vec<(String, String, SpanKind)>,
+    spans: usize,
+}
+
+impl EncodedBatch {
+    /// Bytes this batch holds in memory: what admission counts.
+    pub fn size(&self) -> usize {
+        self.buf.len() + self.entries.len() * std::mem::size_of::<Entry>()
+    }
+
+    pub fn span_count(&self) -> usize {
+        self.spans
+    }
+}
+
+/// Encode spans and their index entries. Runs on the caller's thread; pure CPU, no I/O.
+///
+/// Index entries per span: service, service+operation, service+duration, and one per
+/// distinct non-binary `key=value` among its tags, log fields and process tags. Searches
+/// use them to find candidate traces and check each candidate's spans exactly.
+pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
+    let mut b = EncodedBatch {
+        tenant,
+        buf: Vec::with_capacity(spans.len() * 1024),
+        entries: Vec::with_capacity(spans.len() * 24),
+        operations: Vec::new(),
+        spans: spans.len(),
+    };
+    let mut ops: HashSet<(&str, &str, SpanKind)> = HashSet::new();
+    let mut value = Vec::with_capacity(1024);
+    let mut seen_tags: HashSet<(&str, String)> = HashSet::new();
+    for span in spans {
+        let service = span.process.service_name.as_str();
+        ops.insert((service, span.operation_name.as_str(), span.kind()));
+
+        let k0 = b.buf.len();
+        b.buf.extend_from_slice(&keys::span_key(
+            tenant,
+            span.trace_id,
+            span.start_time,
+            span.span_id,
+        ));
+        let k1 = b.buf.len();
+        codec::encode_span(span, &mut value);
+        b.buf.extend_from_slice(&value);
+        b.entries.push(Entry {
+            family: Family::Spans,
+            key: (k0, k1),
+            value: (k1, b.buf.len()),
+        });
+
+        let index = |b: &mut EncodedBatch, prefix: IndexPrefix, duration: Option<u64>| {
+            let k0 = b.buf.len();
+            prefix.write_key(&mut b.buf, duration, span.start_time, span.trace_id);
+            let k1 = b.buf.len();
+            b.entries.push(Entry {
+                family: Family::Index,
+                key: (k0, k1),
+                value: (k1, k1),
+            });
+        };
+        index(&mut b, IndexPrefix::service(tenant, service), None);
+        index(
+            &mut b,
+            IndexPrefix::operation(tenant, service, &span.operation_name),
+            None,
+        );
+        index(
+            &mut b,
+            IndexPrefix::duration(tenant, service),
+            Some(span.duration),
+        );
+
+        seen_tags.clear();
+        let all_tags = span
+            .tags
+            .iter()
+            .chain(span.process.tags.iter())
+            .chain(span.logs.iter().flat_map(|l| l.fields.iter()));
+        for kv in all_tags {
+            if matches!(kv.value, crate::model::Value::Binary(_)) {
+                continue;
+            }
+            let v = kv.value.to_search_string();
+            if v.len() > keys::MAX_INDEXED_LEN {
+                continue;
+            }
+            if seen_tags.insert((kv.key.as_str(), v.clone())) {
+                index(&mut b, IndexPrefix::tag(tenant, service, &kv.key, &v), None);
+            }
+        }
+    }
+    b.operations = ops
+        .into_iter()
+        .map(|(s, o, k)| (s.to_owned(), o.to_owned(), k))
+        .collect();
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{KeyValue, Process, SpanId, Value};
+
+    fn span(trace: u128, id: u64, service: &str, op: &str, start: u64, duration: u64) -> Span {
+        Span {
+            trace_id: TraceId(trace),
+            span_id: SpanId(id),
+            operation_name: op.into(),
+            references: vec![],
+            flags: 1,
+            start_time: start,
+            duration,
+            tags: vec![KeyValue::new("span.kind", Value::Str("server".into()))],
+            logs: vec![],
+            process: Arc::new(Process {
+                service_name: service.into(),
+                tags: vec![],
+            }),
+        }
+    }
+
+    fn open(dir: &Path) -> Store {
+        let opts = StoreOptions {
+            sync_writes: false,
+            ..StoreOptions::default()
+        };
+        Store::open(dir, &opts).unwrap()
+    }
+
+    #[test]
+    fn catalog_comes_back_from_meta_without_spans() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::clock::now_us();
+        {
+            let store = open(dir.path());
+            let b = encode(
+                0,
+                &[
+                    span(1, 1, "a", "op1", now, 5),
+                    span(2, 1, "b", "op2", now, 5),
+                ],
+            );
+            store.commit(&[&b]).unwrap();
+            // Remove every span and index entry: only `meta` can name the services now.
+            for cf in [CF_SPANS, CF_INDEX] {
+                store
+                    .db
+                    .delete_range_cf(store.cf(cf), [0u8].as_slice(), [0xffu8; 64].as_slice())
+                    .unwrap();
+            }
+        }
+        let store = open(dir.path());
+        assert_eq!(store.services(0), vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(
+            store.operations(0, "a"),
+            vec![("op1".to_string(), SpanKind::Server)]
+        );
+        assert!(store.trace(0, TraceId(1)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn index_scans_are_newest_first_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let now = crate::clock::now_us();
+        let spans: Vec<Span> = (1..=5u64)
+            .map(|i| span(i as u128, 1, "svc", "op", now - 1000 + i * 100, i * 10))
+            .collect();
+        store.commit(&[&encode(0, &spans)]).unwrap();
+        let mut seen = Vec::new();
+        store
+            .scan_index(
+                &IndexPrefix::service(0, "svc"),
+                None,
+                now - 800,
+                now - 550,
+                |_, t| {
+                    seen.push(t.0);
+                    true
+                },
+            )
+            .unwrap();
+        assert_eq!(seen, vec![4, 3, 2]);
+        let mut seen = Vec::new();
+        store
+            .scan_index(
+                &IndexPrefix::duration(0, "svc"),
+                Some((20, 40)),
+                0,
+                u64::MAX,
+                |_, t| {
+                    seen.push(t.0);
+                    true
+                },
+            )
+            .unwrap();
+        assert_eq!(seen, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn unknown_format_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            store
+                .db
+                .put_cf(
+                    store.cf(CF_META),
+                    keys::format_version_key(),
+                    99u32.to_be_bytes(),
+                )
+                .unwrap();
+        }
+        let opts = StoreOptions::default();
+        let err = Store::open(dir.path(), &opts).err().unwrap().to_string();
+        assert!(err.contains("format version 99"), "{err}");
+    }
+}

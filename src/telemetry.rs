@@ -1,0 +1,146 @@
+//! The daemon's own metrics, served at `/metrics` in Prometheus text format, and the log
+//! subscriber set-up. Owns no business logic: other modules call the recording methods.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FormatLabel {
+    format: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    spans_received: Family<FormatLabel, Counter>,
+    spans_stored: Counter,
+    spans_refused: Family<ReasonLabel, Counter>,
+    requests_rejected: Family<ReasonLabel, Counter>,
+    write_groups: Counter,
+    write_requests: Counter,
+    write_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("fctrace");
+        let spans_received = Family::<FormatLabel, Counter>::default();
+        let spans_stored = Counter::default();
+        let spans_refused = Family::<ReasonLabel, Counter>::default();
+        let requests_rejected = Family::<ReasonLabel, Counter>::default();
+        let write_groups = Counter::default();
+        let write_requests = Counter::default();
+        let write_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "spans_received",
+            "Spans decoded from clients, by wire format",
+            spans_received.clone(),
+        );
+        registry.register(
+            "spans_stored",
+            "Spans acknowledged after reaching the write-ahead log",
+            spans_stored.clone(),
+        );
+        registry.register(
+            "spans_refused",
+            "Spans refused, by reason",
+            spans_refused.clone(),
+        );
+        registry.register(
+            "requests_rejected",
+            "Requests answered with an error, by reason",
+            requests_rejected.clone(),
+        );
+        registry.register(
+            "write_groups",
+            "RocksDB writes (each one group commit)",
+            write_groups.clone(),
+        );
+        registry.register(
+            "write_requests",
+            "Requests committed by the writer",
+            write_requests.clone(),
+        );
+        registry.register(
+            "write_duration_seconds",
+            "Time one group commit took",
+            write_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            spans_received,
+            spans_stored,
+            spans_refused,
+            requests_rejected,
+            write_groups,
+            write_requests,
+            write_seconds,
+        }
+    }
+
+    pub fn received(&self, format: &'static str, spans: usize) {
+        self.spans_received
+            .get_or_create(&FormatLabel { format })
+            .inc_by(spans as u64);
+    }
+
+    pub fn stored(&self, spans: usize) {
+        self.spans_stored.inc_by(spans as u64);
+    }
+
+    pub fn refused(&self, spans: usize, reason: &'static str) {
+        self.spans_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(spans as u64);
+    }
+
+    pub fn rejected_request(&self, reason: &'static str) {
+        self.requests_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn write_committed(&self, requests: usize, took: Duration) {
+        self.write_groups.inc();
+        self.write_requests.inc_by(requests as u64);
+        self.write_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Install the global log subscriber: human-readable or JSON lines, filtered by `RUST_LOG`
+/// (default `info`).
+pub fn init_logs(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,278 @@
+//! Shared helpers for the black-box tests: start the real `fctrace` binary on port 0 with
+//! a temporary data directory, find its ports in `ports.json`, and build Jaeger thrift
+//! batches.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value as Json;
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/clients");
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub collector: String,
+    pub query: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Start a daemon in a fresh temporary directory.
+pub fn start_server() -> Daemon {
+    start_server_with(&[])
+}
+
+pub fn start_server_with(args: &[&str]) -> Daemon {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut d = Daemon::start_in(tmp.path(), args);
+    d._tmp = Some(tmp);
+    d
+}
+
+impl Daemon {
+    /// Start a daemon on an existing data directory (for restarts).
+    pub fn start_in(dir: &Path, args: &[&str]) -> Daemon {
+        let ports = dir.join("ports.json");
+        let _ = std::fs::remove_file(&ports);
+        let child = Command::new(env!("CARGO_BIN_EXE_fctrace"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir)
+            .args([
+                "--collector-http-addr",
+                "127.0.0.1:0",
+                "--query-addr",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn fctrace");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut child = Some(child);
+        let text = loop {
+            if let Ok(t) = std::fs::read_to_string(&ports) {
+                break t;
+            }
+            if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("fctrace exited before it was ready: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fctrace did not write ports.json in time"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let ports: Json = serde_json::from_str(&text).expect("ports.json is JSON");
+        let addr = |k: &str| format!("http://{}", ports[k].as_str().expect("port in ports.json"));
+        let d = Daemon {
+            child,
+            data_dir: dir.to_owned(),
+            collector: addr("collector_http"),
+            query: addr("query"),
+            _tmp: None,
+        };
+        let ready = http()
+            .get(format!("{}/readyz", d.query))
+            .send()
+            .expect("readyz");
+        assert_eq!(ready.status(), 200);
+        d
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        self.child.take().expect("running").wait().expect("wait")
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().expect("running");
+        c.kill().expect("kill -9");
+        let _ = c.wait();
+    }
+
+    pub fn get(&self, path_and_query: &str) -> (u16, Json) {
+        let r = http()
+            .get(format!("{}{}", self.query, path_and_query))
+            .send()
+            .expect("GET");
+        let status = r.status().as_u16();
+        let body = r.text().expect("body");
+        let json = serde_json::from_str(&body).unwrap_or(Json::String(body));
+        (status, json)
+    }
+
+    /// POST a thrift binary batch to the collector; returns status and body text.
+    pub fn post_thrift(&self, body: Vec<u8>) -> (u16, String) {
+        let r = http()
+            .post(format!("{}/api/traces", self.collector))
+            .header("Content-Type", "application/x-thrift")
+            .body(body)
+            .send()
+            .expect("POST");
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// A tag value in a test batch.
+#[derive(Clone, Debug)]
+pub enum V {
+    S(&'static str),
+    B(bool),
+    I(i64),
+    F(f64),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TSpan {
+    pub trace: u128,
+    pub id: u64,
+    pub parent: u64,
+    pub op: &'static str,
+    pub start: u64,
+    pub duration: u64,
+    pub tags: Vec<(&'static str, V)>,
+    pub logs: Vec<(u64, Vec<(&'static str, V)>)>,
+}
+
+/// A minimal thrift binary writer for Jaeger batches.
+#[derive(Default)]
+struct W(Vec<u8>);
+
+impl W {
+    fn field(&mut self, ty: u8, id: i16) {
+        self.0.push(ty);
+        self.0.extend_from_slice(&id.to_be_bytes());
+    }
+    fn i64(&mut self, id: i16, v: i64) {
+        self.field(10, id);
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn i32(&mut self, id: i16, v: i32) {
+        self.field(8, id);
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn str(&mut self, id: i16, s: &str) {
+        self.field(11, id);
+        self.0.extend_from_slice(&(s.len() as i32).to_be_bytes());
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn list(&mut self, id: i16, elem: u8, n: usize) {
+        self.field(15, id);
+        self.0.push(elem);
+        self.0.extend_from_slice(&(n as i32).to_be_bytes());
+    }
+    fn tags(&mut self, id: i16, tags: &[(&str, V)]) {
+        self.list(id, 12, tags.len());
+        for (k, v) in tags {
+            self.str(1, k);
+            match v {
+                V::S(s) => {
+                    self.i32(2, 0);
+                    self.str(3, s)
+                }
+                V::F(f) => {
+                    self.i32(2, 1);
+                    self.field(4, 4);
+                    self.0.extend_from_slice(&f.to_be_bytes());
+                }
+                V::B(b) => {
+                    self.i32(2, 2);
+                    self.field(2, 5);
+                    self.0.push(*b as u8);
+                }
+                V::I(i) => {
+                    self.i32(2, 3);
+                    self.i64(6, *i)
+                }
+            }
+            self.0.push(0);
+        }
+    }
+}
+
+/// Encode a Jaeger `Batch` in thrift binary protocol.
+pub fn batch(service: &str, process_tags: &[(&'static str, V)], spans: &[TSpan]) -> Vec<u8> {
+    let mut w = W::default();
+    w.field(12, 1);
+    w.str(1, service);
+    w.tags(2, process_tags);
+    w.0.push(0);
+    w.list(2, 12, spans.len());
+    for s in spans {
+        w.i64(1, s.trace as u64 as i64);
+        w.i64(2, (s.trace >> 64) as u64 as i64);
+        w.i64(3, s.id as i64);
+        w.i64(4, s.parent as i64);
+        w.str(5, s.op);
+        w.i32(7, 1);
+        w.i64(8, s.start as i64);
+        w.i64(9, s.duration as i64);
+        w.tags(10, &s.tags);
+        w.list(11, 12, s.logs.len());
+        for (ts, fields) in &s.logs {
+            w.i64(1, *ts as i64);
+            w.tags(2, fields);
+            w.0.push(0);
+        }
+        w.0.push(0);
+    }
+    w.0.push(0);
+    w.0
+}
+
+/// The `data` array of a Jaeger envelope.
+pub fn data(v: &Json) -> &Vec<Json> {
+    v["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data array in {v}"))
+}
+
+/// Trace ids of a search answer, in order.
+pub fn trace_ids(v: &Json) -> Vec<String> {
+    data(v)
+        .iter()
+        .map(|t| t["traceID"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Find a tag in a Jaeger JSON tag list.
+pub fn tag<'a>(tags: &'a Json, key: &str) -> Option<&'a Json> {
+    tags.as_array()?.iter().find(|t| t["key"] == key)
+}

@@ -1,0 +1,148 @@
+//! What fctrace acknowledged survives: a clean restart, `kill -9`, and retention gives
+//! disk space back.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn spans_for(trace: u128, n: u64, start: u64) -> Vec<TSpan> {
+    (1..=n)
+        .map(|i| TSpan {
+            trace,
+            id: i,
+            parent: if i == 1 { 0 } else { 1 },
+            op: "work",
+            start: start + i,
+            duration: 100,
+            tags: vec![
+                ("i", V::I(i as i64)),
+                (
+                    "payload",
+                    V::S("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+                ),
+            ],
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn span_count(d: &Daemon, trace: u128) -> usize {
+    let (status, v) = d.get(&format!("/api/traces/{trace:x}"));
+    if status == 404 {
+        return 0;
+    }
+    assert_eq!(status, 200, "{v}");
+    data(&v)[0]["spans"].as_array().unwrap().len()
+}
+
+#[test]
+fn restart_keeps_everything_and_sigterm_drains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(tmp.path(), &[]);
+    let start = now_us() - 1_000_000;
+    for t in 1..=5u128 {
+        let (status, _) = d.post_thrift(batch("restart-svc", &[], &spans_for(t, 20, start)));
+        assert_eq!(status, 202);
+    }
+    let status = d.terminate();
+    assert!(status.success(), "SIGTERM exit: {status}");
+
+    let d = Daemon::start_in(tmp.path(), &[]);
+    // the catalog is there straight away (it is loaded from its own column family)
+    let (_, v) = d.get("/api/services");
+    assert_eq!(v["data"], serde_json::json!(["restart-svc"]));
+    let (_, v) = d.get("/api/services/restart-svc/operations");
+    assert_eq!(v["data"], serde_json::json!(["work"]));
+    for t in 1..=5u128 {
+        assert_eq!(span_count(&d, t), 20);
+    }
+    let (_, v) = d.get("/api/traces?service=restart-svc");
+    assert_eq!(data(&v).len(), 5);
+}
+
+#[test]
+fn kill_9_loses_nothing_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(tmp.path(), &[]);
+    let start = now_us() - 1_000_000;
+    // concurrent writers, so acknowledgements come from group commits
+    let collector = d.collector.clone();
+    let handles: Vec<_> = (0..4u128)
+        .map(|w| {
+            let collector = collector.clone();
+            std::thread::spawn(move || {
+                let client = http();
+                let mut acked = Vec::new();
+                for i in 0..25u128 {
+                    let trace = 0x1000 + w * 100 + i;
+                    let r = client
+                        .post(format!("{collector}/api/traces"))
+                        .header("Content-Type", "application/x-thrift")
+                        .body(batch("crash-svc", &[], &spans_for(trace, 10, start)))
+                        .send()
+                        .unwrap();
+                    if r.status() == 202 {
+                        acked.push(trace);
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    let acked: Vec<u128> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(acked.len(), 100);
+    d.kill9();
+
+    let d = Daemon::start_in(tmp.path(), &[]);
+    for t in acked {
+        assert_eq!(span_count(&d, t), 10, "trace {t:x} after kill -9");
+    }
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(p).unwrap().flatten() {
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() {
+            dir_size(&e.path())
+        } else {
+            m.len()
+        };
+    }
+    total
+}
+
+#[test]
+fn retention_hides_expired_spans_and_gives_disk_space_back() {
+    let d = start_server_with(&["--retention", "3s"]);
+    let start = now_us();
+    for t in 1..=40u128 {
+        let (status, _) = d.post_thrift(batch("ret-svc", &[], &spans_for(t, 250, start)));
+        assert_eq!(status, 202);
+    }
+    assert_eq!(span_count(&d, 1), 250);
+    let db = d.data_dir.join("db");
+    let full = dir_size(&db);
+    assert!(full > 1_000_000, "10,000 spans take {full} bytes");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let gone = span_count(&d, 1) == 0;
+        let size = dir_size(&db);
+        if gone && size < full / 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after retention: trace gone {gone}, {size} of {full} bytes left"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, v) = d.get("/api/traces?service=ret-svc");
+    assert_eq!(data(&v).len(), 0);
+}
