@@ -55,6 +55,12 @@ pub struct ServeArgs {
     /// Jaeger collector HTTP (POST /api/traces) [default: 127.0.0.1:14268]
     #[arg(long, env = "FCTRACE_COLLECTOR_HTTP_ADDR", value_name = "HOST:PORT")]
     pub collector_http_addr: Option<String>,
+    /// OTLP/HTTP (POST /v1/traces) [default: 127.0.0.1:4318]
+    #[arg(long, env = "FCTRACE_OTLP_HTTP_ADDR", value_name = "HOST:PORT")]
+    pub otlp_http_addr: Option<String>,
+    /// OTLP/gRPC (TraceService/Export) [default: 127.0.0.1:4317]
+    #[arg(long, env = "FCTRACE_OTLP_GRPC_ADDR", value_name = "HOST:PORT")]
+    pub otlp_grpc_addr: Option<String>,
     /// Query API, /metrics, /healthz, /readyz [default: 127.0.0.1:16686]
     #[arg(long, env = "FCTRACE_QUERY_ADDR", value_name = "HOST:PORT")]
     pub query_addr: Option<String>,
@@ -84,6 +90,8 @@ pub struct ServeArgs {
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub collector_http_addr: Option<String>,
+    pub otlp_http_addr: Option<String>,
+    pub otlp_grpc_addr: Option<String>,
     pub query_addr: Option<String>,
     pub listen_all: Option<bool>,
     pub retention: Option<String>,
@@ -111,6 +119,8 @@ impl FileConfig {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub collector_http_addr: String,
+    pub otlp_http_addr: String,
+    pub otlp_grpc_addr: String,
     pub query_addr: String,
     pub retention: Duration,
     pub max_body_bytes: usize,
@@ -174,6 +184,20 @@ impl Settings {
                     .clone()
                     .or(file.collector_http_addr)
                     .unwrap_or_else(|| format!("{host}:14268")),
+            )?,
+            otlp_http_addr: check_addr(
+                "otlp_http_addr",
+                args.otlp_http_addr
+                    .clone()
+                    .or(file.otlp_http_addr)
+                    .unwrap_or_else(|| format!("{host}:4318")),
+            )?,
+            otlp_grpc_addr: check_addr(
+                "otlp_grpc_addr",
+                args.otlp_grpc_addr
+                    .clone()
+                    .or(file.otlp_grpc_addr)
+                    .unwrap_or_else(|| format!("{host}:4317")),
             )?,
             query_addr: check_addr(
                 "query_addr",

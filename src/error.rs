@@ -23,8 +23,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => 400,
             ErrorCode::TooLarge => 413,
-            // Jaeger's collector answers 400 for an unknown content type; clients handle that.
-            ErrorCode::UnsupportedMedia => 400,
+            ErrorCode::UnsupportedMedia => 415,
             ErrorCode::NotFound => 404,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,

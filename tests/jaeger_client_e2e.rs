@@ -4,27 +4,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
 
-fn npm_install(dir: &Path) {
-    if dir.join("node_modules/jaeger-client").exists() {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(dir)
-        .status()
-        .expect("npm must be installed to run the end-to-end tests (make deps installs it)");
-    assert!(status.success(), "npm install failed in {}", dir.display());
-}
-
 #[test]
 fn node_jaeger_client_spans_are_found() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/node");
-    npm_install(&dir);
+    let dir = node_clients();
     let d = start_server();
     let out = Command::new("node")
         .arg("jaeger_client.js")

@@ -165,6 +165,9 @@ pub mod keys {
     pub const ERROR: &str = "error";
     pub const OTEL_STATUS_CODE: &str = "otel.status_code";
     pub const OTEL_STATUS_DESCRIPTION: &str = "otel.status_description";
+    pub const OTEL_SCOPE_NAME: &str = "otel.scope.name";
+    pub const OTEL_SCOPE_VERSION: &str = "otel.scope.version";
+    pub const W3C_TRACESTATE: &str = "w3c.tracestate";
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -7,6 +7,7 @@
 //! `jaeger_json`; parameter parsing in `params`.
 
 pub mod jaeger_json;
+pub mod otlp_json;
 pub mod params;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

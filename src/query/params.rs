@@ -185,6 +185,115 @@ pub fn parse_trace_query(
     Ok(q)
 }
 
+/// An RFC 3339 time (`2026-11-21T10:00:00Z`, `…+08:00`, fractions allowed) as µs.
+fn rfc3339_us(name: &str, v: &str) -> Result<u64, ParamError> {
+    let t = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            ParamError(format!(
+                "parameter '{name}' must be an RFC 3339 time like 2026-11-21T10:00:00Z: {e}"
+            ))
+        })?;
+    u64::try_from(t.unix_timestamp_nanos() / 1000)
+        .map_err(|_| ParamError(format!("parameter '{name}' is before 1970")))
+}
+
+/// The first present parameter among several spellings, once.
+fn single_of<'a>(
+    pairs: &'a [(String, String)],
+    names: &[&str],
+) -> Result<Option<&'a str>, ParamError> {
+    for n in names {
+        if let Some(v) = single(pairs, n)? {
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
+
+/// Jaeger's `/api/v3/traces` search: `query.service_name`, `query.operation_name`,
+/// `query.attributes` (a JSON object of strings), `query.start_time_min`/`max` (RFC 3339),
+/// `query.duration_min`/`max` (durations like `1.5s`), `query.search_depth` or
+/// `query.num_traces` (limit). camelCase spellings (`query.serviceName`…) are accepted too.
+pub fn parse_v3_query(
+    pairs: &[(String, String)],
+    now_us: u64,
+    retention: Duration,
+) -> Result<TraceQuery, ParamError> {
+    let mut q = TraceQuery {
+        limit: DEFAULT_LIMIT,
+        ..TraceQuery::default()
+    };
+    q.service = single_of(pairs, &["query.service_name", "query.serviceName"])?
+        .ok_or_else(|| ParamError("parameter 'query.service_name' is required".into()))?
+        .to_owned();
+    q.operation =
+        single_of(pairs, &["query.operation_name", "query.operationName"])?.map(str::to_owned);
+    if let Some(v) = single(pairs, "query.attributes")? {
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(v).map_err(|e| {
+                ParamError(format!(
+                    "parameter 'query.attributes' must be a JSON object of strings: {e}"
+                ))
+            })?;
+        for (k, v) in map {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            q.tags.push((k, v));
+        }
+    }
+    q.end = match single_of(pairs, &["query.start_time_max", "query.startTimeMax"])? {
+        Some(v) => rfc3339_us("query.start_time_max", v)?,
+        None => now_us,
+    };
+    q.start = match single_of(pairs, &["query.start_time_min", "query.startTimeMin"])? {
+        Some(v) => rfc3339_us("query.start_time_min", v)?,
+        None => q
+            .end
+            .saturating_sub(retention.as_micros().min(u64::MAX as u128) as u64),
+    };
+    if q.start > q.end {
+        return Err(ParamError(
+            "parameter 'query.start_time_min' is after 'query.start_time_max'".into(),
+        ));
+    }
+    q.min_duration = single_of(pairs, &["query.duration_min", "query.durationMin"])?
+        .map(|v| go_duration_us("query.duration_min", v))
+        .transpose()?;
+    q.max_duration = single_of(pairs, &["query.duration_max", "query.durationMax"])?
+        .map(|v| go_duration_us("query.duration_max", v))
+        .transpose()?;
+    if let (Some(min), Some(max)) = (q.min_duration, q.max_duration) {
+        if min > max {
+            return Err(ParamError(
+                "parameter 'query.duration_min' is greater than 'query.duration_max'".into(),
+            ));
+        }
+    }
+    if let Some(v) = single_of(
+        pairs,
+        &[
+            "query.search_depth",
+            "query.searchDepth",
+            "query.num_traces",
+            "query.numTraces",
+        ],
+    )? {
+        let n: usize = v.trim().parse().map_err(|_| {
+            ParamError(format!(
+                "parameter 'query.search_depth' must be a non-negative integer, got {v:?}"
+            ))
+        })?;
+        q.limit = if n == 0 {
+            DEFAULT_LIMIT
+        } else {
+            n.min(MAX_LIMIT)
+        };
+    }
+    Ok(q)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +332,30 @@ mod tests {
         assert_eq!(q.start, 3_600_000_000);
         let q = parse("traceID=abc&traceID=def").unwrap();
         assert_eq!(q.trace_ids, vec![TraceId(0xabc), TraceId(0xdef)]);
+    }
+
+    #[test]
+    fn v3_query() {
+        let q = parse_v3_query(
+            &pairs(Some("query.serviceName=s&query.operation_name=op&query.attributes=%7B%22a%22%3A%22b%22%7D&query.start_time_min=1970-01-01T00:00:01Z&query.start_time_max=1970-01-01T00:00:02.5%2B00:00&query.duration_min=1.5s&query.search_depth=3")),
+            NOW,
+            RET,
+        )
+        .unwrap();
+        assert_eq!(q.service, "s");
+        assert_eq!(q.operation.as_deref(), Some("op"));
+        assert_eq!(q.tags, vec![("a".into(), "b".into())]);
+        assert_eq!((q.start, q.end), (1_000_000, 2_500_000));
+        assert_eq!(q.min_duration, Some(1_500_000));
+        assert_eq!(q.limit, 3);
+        let e = parse_v3_query(
+            &pairs(Some("query.service_name=s&query.start_time_min=yesterday")),
+            NOW,
+            RET,
+        )
+        .unwrap_err();
+        assert!(e.0.contains("RFC 3339"), "{e}");
+        assert!(parse_v3_query(&pairs(Some("")), NOW, RET).is_err());
     }
 
     #[test]

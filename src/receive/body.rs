@@ -43,6 +43,11 @@ pub async fn read(
         Encoding::Identity => Ok(raw),
         Encoding::Gzip => decode_capped(flate2::read::MultiGzDecoder::new(&raw[..]), limit),
         Encoding::Deflate => decode_capped(flate2::read::ZlibDecoder::new(&raw[..]), limit),
+        Encoding::Zstd => {
+            let reader = zstd::stream::read::Decoder::new(&raw[..])
+                .map_err(|e| ReceiveError::Decompress(e.to_string()))?;
+            decode_capped(reader, limit)
+        }
     }
 }
 
@@ -51,6 +56,7 @@ enum Encoding {
     Identity,
     Gzip,
     Deflate,
+    Zstd,
 }
 
 impl Encoding {
@@ -59,6 +65,7 @@ impl Encoding {
             None | Some("") | Some("identity") => Ok(Encoding::Identity),
             Some("gzip") | Some("x-gzip") => Ok(Encoding::Gzip),
             Some("deflate") => Ok(Encoding::Deflate),
+            Some("zstd") => Ok(Encoding::Zstd),
             Some(other) => Err(ReceiveError::ContentEncoding(
                 other.chars().take(40).collect(),
             )),

@@ -7,6 +7,8 @@
 
 pub mod body;
 pub mod jaeger_thrift;
+pub mod otlp;
+pub mod otlp_json;
 pub mod thrift;
 
 use thiserror::Error;
@@ -17,7 +19,9 @@ use crate::error::ErrorCode;
 pub enum ReceiveError {
     #[error("unsupported content type {0:?}; send application/x-thrift, application/vnd.apache.thrift.binary or application/vnd.apache.thrift.compact")]
     ContentType(String),
-    #[error("unsupported content encoding {0:?}; send identity or gzip")]
+    #[error("unsupported content type {0:?}; send application/x-protobuf or application/json")]
+    OtlpContentType(String),
+    #[error("unsupported content encoding {0:?}; send identity, gzip, deflate or zstd")]
     ContentEncoding(String),
     #[error("request body is larger than the {limit}-byte limit")]
     TooLarge { limit: usize },
@@ -27,18 +31,26 @@ pub enum ReceiveError {
     Decompress(String),
     #[error("could not decode thrift batch: {0}")]
     Thrift(#[from] thrift::ThriftError),
+    #[error("could not decode OTLP protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    #[error("could not decode OTLP JSON: {0}")]
+    Json(#[from] otlp_json::JsonError),
 }
 
 impl ReceiveError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            ReceiveError::ContentType(_) | ReceiveError::ContentEncoding(_) => {
+            // Jaeger's collector answers 400 for a content type it does not take.
+            ReceiveError::ContentType(_) => ErrorCode::BadRequest,
+            ReceiveError::OtlpContentType(_) | ReceiveError::ContentEncoding(_) => {
                 ErrorCode::UnsupportedMedia
             }
             ReceiveError::TooLarge { .. } => ErrorCode::TooLarge,
-            ReceiveError::Body(_) | ReceiveError::Decompress(_) | ReceiveError::Thrift(_) => {
-                ErrorCode::BadRequest
-            }
+            ReceiveError::Body(_)
+            | ReceiveError::Decompress(_)
+            | ReceiveError::Thrift(_)
+            | ReceiveError::Protobuf(_)
+            | ReceiveError::Json(_) => ErrorCode::BadRequest,
         }
     }
 }
@@ -64,6 +76,37 @@ pub fn jaeger_protocol(
         }
         "application/vnd.apache.thrift.compact" => Ok(jaeger_thrift::ThriftProtocol::Compact),
         _ => Err(ReceiveError::ContentType(ct.chars().take(100).collect())),
+    }
+}
+
+/// The two encodings of OTLP over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpFormat {
+    Protobuf,
+    Json,
+}
+
+/// Pick the OTLP encoding from a content type.
+pub fn otlp_format(content_type: Option<&str>) -> Result<OtlpFormat, ReceiveError> {
+    let ct = content_type.unwrap_or("");
+    match media_type(ct).as_str() {
+        "application/x-protobuf" | "application/protobuf" => Ok(OtlpFormat::Protobuf),
+        "application/json" => Ok(OtlpFormat::Json),
+        _ => Err(ReceiveError::OtlpContentType(
+            ct.chars().take(100).collect(),
+        )),
+    }
+}
+
+/// Decode an OTLP/HTTP body in either encoding.
+pub fn decode_otlp(
+    body: &[u8],
+    format: OtlpFormat,
+) -> Result<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest, ReceiveError>
+{
+    match format {
+        OtlpFormat::Protobuf => Ok(prost::Message::decode(body)?),
+        OtlpFormat::Json => Ok(otlp_json::decode(body)?),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The Jaeger collector port: `POST /api/traces` (thrift, binary or compact).
+//! The Jaeger collector port: `POST /api/traces` (thrift, binary or compact), and OTLP's
+//! `POST /v1/traces` so one endpoint takes both formats.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -15,6 +16,8 @@ use crate::store::keys::DEFAULT_TENANT;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/traces", post(post_traces))
+        // One endpoint takes both formats: OTLP/HTTP is served here too.
+        .route("/v1/traces", post(super::otlp::post_traces))
         .with_state(state)
 }
 

@@ -7,6 +7,7 @@
 //! pipeline so the writer commits what is queued, flush RocksDB, exit.
 
 mod collector;
+mod otlp;
 mod query_api;
 
 use std::collections::BTreeMap;
@@ -106,37 +107,47 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let listeners = [
+    let otlp_http = Router::new()
+        .route("/v1/traces", axum::routing::post(otlp::post_traces))
+        .with_state(state.clone());
+    let http_listeners = [
         (
             "collector_http",
-            settings.collector_http_addr.as_str(),
+            &settings.collector_http_addr,
             collector::router(state.clone()),
         ),
+        ("otlp_http", &settings.otlp_http_addr, otlp_http),
         (
             "query",
-            settings.query_addr.as_str(),
+            &settings.query_addr,
             query_api::router(state.clone()),
         ),
     ];
     let mut bound: BTreeMap<&'static str, String> = BTreeMap::new();
     let mut tasks = Vec::new();
-    for (name, addr, router) in listeners {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind {
-                name,
-                addr: addr.to_owned(),
-                source,
-            })?;
-        let local = listener.local_addr()?;
-        tracing::info!(listener = name, addr = %local, "listening");
-        bound.insert(name, local.to_string());
+    for (name, addr, router) in http_listeners {
+        let listener = bind(name, addr, &mut bound).await?;
         tasks.push(tokio::spawn(run_listener(
             listener,
             router,
             stop_rx.clone(),
         )));
     }
+    let grpc = bind("otlp_grpc", &settings.otlp_grpc_addr, &mut bound).await?;
+    let service = otlp::grpc_service(state.clone());
+    let mut stop = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc),
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )
+            .await
+            .map_err(std::io::Error::other)
+    }));
     write_ports(&settings.data_dir, &bound)?;
 
     let retention_task = tokio::spawn(retention_loop(Arc::clone(&store), stop_rx.clone()));
@@ -162,6 +173,24 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     store.flush()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn bind(
+    name: &'static str,
+    addr: &str,
+    bound: &mut BTreeMap<&'static str, String>,
+) -> Result<TcpListener, ServeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            name,
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let local = listener.local_addr()?;
+    tracing::info!(listener = name, addr = %local, "listening");
+    bound.insert(name, local.to_string());
+    Ok(listener)
 }
 
 async fn run_listener(

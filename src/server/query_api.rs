@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::AppState;
 use crate::model::{SpanKind, TraceId};
 use crate::query::jaeger_json::{self, Envelope};
+use crate::query::otlp_json;
 use crate::query::params::{self, ParamError};
 use crate::store::keys::DEFAULT_TENANT;
 use crate::store::StoreError;
@@ -27,6 +28,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/traces", get(search))
         .route("/api/traces/{id}", get(trace))
         .route("/api/dependencies", get(dependencies))
+        .route("/api/v3/services", get(v3_services))
+        .route("/api/v3/operations", get(v3_operations))
+        .route("/api/v3/traces", get(v3_search))
+        .route("/api/v3/traces/{id}", get(v3_trace))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -175,6 +180,87 @@ async fn dependencies(
     })
     .await?;
     Ok(ok(jaeger_json::dependencies(&links), links.len()))
+}
+
+/// Errors of `/api/v3`, in its own shape: `{"error":{"httpCode":N,"message":".."}}`.
+struct V3Error(StatusCode, String);
+
+impl From<ApiError> for V3Error {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::BadRequest(m) => V3Error(StatusCode::BAD_REQUEST, m),
+            ApiError::NotFound(m) => V3Error(StatusCode::NOT_FOUND, m.to_owned()),
+            ApiError::Internal(m) => V3Error(StatusCode::INTERNAL_SERVER_ERROR, m),
+        }
+    }
+}
+
+impl From<ParamError> for V3Error {
+    fn from(e: ParamError) -> Self {
+        V3Error(StatusCode::BAD_REQUEST, e.0)
+    }
+}
+
+impl IntoResponse for V3Error {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"httpCode": self.0.as_u16(), "message": self.1}});
+        (self.0, Json(body)).into_response()
+    }
+}
+
+async fn v3_services(State(state): State<AppState>) -> Response {
+    Json(serde_json::json!({ "services": state.query.services(DEFAULT_TENANT) })).into_response()
+}
+
+async fn v3_operations(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, V3Error> {
+    let pairs = params::pairs(raw.as_deref());
+    let service = params::single(&pairs, "service")?.ok_or_else(|| {
+        V3Error(
+            StatusCode::BAD_REQUEST,
+            "parameter 'service' is required".into(),
+        )
+    })?;
+    let kind = match params::single(&pairs, "span_kind")?.or(params::single(&pairs, "spanKind")?) {
+        None => None,
+        Some(k) => Some(SpanKind::parse(k).ok_or_else(|| {
+            V3Error(
+                StatusCode::BAD_REQUEST,
+                format!("parameter 'span_kind' must be one of server, client, producer, consumer, internal; got {k:?}"),
+            )
+        })?),
+    };
+    let ops = state.query.operations(DEFAULT_TENANT, service, kind);
+    Ok(Json(serde_json::json!({ "operations": jaeger_json::operations(&ops) })).into_response())
+}
+
+async fn v3_trace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, V3Error> {
+    let id = TraceId::from_hex(&id)
+        .map_err(|e| V3Error(StatusCode::BAD_REQUEST, format!("trace id: {e}")))?;
+    let query = state.query.clone();
+    match blocking(move || query.trace(DEFAULT_TENANT, id)).await? {
+        Some(spans) => Ok(
+            Json(serde_json::json!({ "result": otlp_json::traces_data(&spans) })).into_response(),
+        ),
+        None => Err(V3Error(StatusCode::NOT_FOUND, "trace not found".into())),
+    }
+}
+
+async fn v3_search(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, V3Error> {
+    let pairs = params::pairs(raw.as_deref());
+    let q = params::parse_v3_query(&pairs, crate::clock::now_us(), state.settings.retention)?;
+    let query = state.query.clone();
+    let traces = blocking(move || query.search(DEFAULT_TENANT, &q)).await?;
+    let data = otlp_json::traces_data(traces.iter().flatten());
+    Ok(Json(serde_json::json!({ "result": data })).into_response())
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -10,11 +10,88 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value as Json;
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/clients");
+pub const E2E: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e");
+
+/// Install the Node clients of `tests/e2e/node/package.json` (once), returning that folder.
+/// A missing npm fails the test: the Makefile's `deps` installs Node.
+pub fn node_clients() -> PathBuf {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Path::new(E2E).join("node");
+    let pkg: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();
+    let missing = pkg["dependencies"].as_object().unwrap().keys().any(|name| {
+        !dir.join("node_modules")
+            .join(name)
+            .join("package.json")
+            .exists()
+    });
+    if missing {
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm must be installed to run the end-to-end tests (make deps installs it)");
+        assert!(status.success(), "npm install failed in {}", dir.display());
+    }
+    dir
+}
+
+/// A virtualenv under `tests/e2e/python/.venv-NAME` with `NAME-requirements.txt` installed
+/// (once per change of that file); returns its python.
+pub fn python_venv(name: &str) -> PathBuf {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    let base = Path::new(E2E).join("python");
+    let reqs = base.join(format!("{name}-requirements.txt"));
+    let wanted = std::fs::read_to_string(&reqs).expect("requirements file");
+    let venv = base.join(format!(".venv-{name}"));
+    let python = venv.join("bin/python");
+    let stamp = venv.join("installed-requirements.txt");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && python.exists() {
+        return python;
+    }
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("python3 -m venv");
+    assert!(status.success(), "python3 -m venv failed");
+    let status = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&reqs)
+        .status()
+        .expect("pip");
+    assert!(status.success(), "pip install -r {} failed", reqs.display());
+    std::fs::write(&stamp, wanted).unwrap();
+    python
+}
+
+/// Run a command, fail the test with its stderr if it fails, return its trimmed stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
 
 pub struct Daemon {
     child: Option<Child>,
     pub data_dir: PathBuf,
     pub collector: String,
+    pub otlp_http: String,
+    pub otlp_grpc: String,
     pub query: String,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -46,6 +123,12 @@ impl Daemon {
                 "--query-addr",
                 "127.0.0.1:0",
             ])
+            .args([
+                "--otlp-http-addr",
+                "127.0.0.1:0",
+                "--otlp-grpc-addr",
+                "127.0.0.1:0",
+            ])
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -72,6 +155,8 @@ impl Daemon {
             child,
             data_dir: dir.to_owned(),
             collector: addr("collector_http"),
+            otlp_http: addr("otlp_http"),
+            otlp_grpc: addr("otlp_grpc"),
             query: addr("query"),
             _tmp: None,
         };

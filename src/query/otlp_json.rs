@@ -1,0 +1,183 @@
+//! Model → OTLP/JSON (`TracesData`), the body of Jaeger's `/api/v3` trace answers.
+//!
+//! The inverse of `receive::otlp`'s mapping: the process becomes the resource
+//! (`service.name` plus its tags), `otel.scope.*` tags the scope, `span.kind` the kind,
+//! `otel.status_*` (or Jaeger's `error=true`) the status, `w3c.tracestate` the trace
+//! state, a log's `event` field the event name, the first CHILD_OF reference the parent and
+//! the other references links. Written in OTLP/JSON's own rules: hex ids, 64-bit integers
+//! as decimal strings, enums as integers, lowerCamelCase names.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use serde_json::{json, Map, Value as J};
+
+use crate::model::{keys, KeyValue, Process, RefType, Span, SpanKind, StatusCode, Value};
+
+fn any_value(v: &Value) -> J {
+    match v {
+        Value::Str(s) => json!({"stringValue": s}),
+        Value::Bool(b) => json!({"boolValue": b}),
+        Value::I64(i) => json!({"intValue": i.to_string()}),
+        Value::F64(f) if f.is_finite() => json!({"doubleValue": f}),
+        Value::F64(f) => {
+            json!({"doubleValue": if f.is_nan() { "NaN" } else if *f > 0.0 { "Infinity" } else { "-Infinity" }})
+        }
+        Value::Binary(b) => {
+            json!({"bytesValue": base64::engine::general_purpose::STANDARD.encode(b)})
+        }
+    }
+}
+
+fn attributes<'a>(kvs: impl Iterator<Item = &'a KeyValue>) -> Vec<J> {
+    kvs.map(|kv| json!({"key": kv.key, "value": any_value(&kv.value)}))
+        .collect()
+}
+
+fn kind_number(kind: SpanKind) -> u8 {
+    match kind {
+        SpanKind::Unspecified => 0,
+        SpanKind::Internal => 1,
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
+        SpanKind::Producer => 4,
+        SpanKind::Consumer => 5,
+    }
+}
+
+/// Tags that the OTLP form carries in its own fields rather than as attributes.
+fn is_structural(kv: &KeyValue, status: StatusCode) -> bool {
+    match kv.key.as_str() {
+        keys::SPAN_KIND | keys::OTEL_STATUS_CODE | keys::OTEL_STATUS_DESCRIPTION => true,
+        keys::OTEL_SCOPE_NAME | keys::OTEL_SCOPE_VERSION | keys::W3C_TRACESTATE => true,
+        keys::ERROR => status == StatusCode::Error && matches!(kv.value, Value::Bool(true)),
+        _ => false,
+    }
+}
+
+fn str_tag<'a>(s: &'a Span, key: &str) -> &'a str {
+    match s.tag(key) {
+        Some(Value::Str(v)) => v,
+        _ => "",
+    }
+}
+
+fn span_json(s: &Span) -> J {
+    let status = s.status();
+    let mut parent = String::new();
+    let mut links = Vec::new();
+    for r in &s.references {
+        if parent.is_empty() && r.ref_type == RefType::ChildOf && r.trace_id == s.trace_id {
+            parent = r.span_id.to_string();
+        } else {
+            links.push(json!({
+                "traceId": format!("{:032x}", r.trace_id.0),
+                "spanId": r.span_id.to_string(),
+            }));
+        }
+    }
+    let events: Vec<J> = s
+        .logs
+        .iter()
+        .map(|l| {
+            let name = l
+                .fields
+                .iter()
+                .find(|f| f.key == "event")
+                .map(|f| f.value.to_search_string())
+                .unwrap_or_default();
+            json!({
+                "timeUnixNano": (l.timestamp.saturating_mul(1000)).to_string(),
+                "name": name,
+                "attributes": attributes(l.fields.iter().filter(|f| f.key != "event")),
+            })
+        })
+        .collect();
+    let mut status_json = Map::new();
+    let code = match status.code {
+        StatusCode::Unset => 0,
+        StatusCode::Ok => 1,
+        StatusCode::Error => 2,
+    };
+    if code != 0 {
+        status_json.insert("code".into(), json!(code));
+    }
+    if let Some(m) = status.message {
+        status_json.insert("message".into(), json!(m));
+    }
+    let mut out = json!({
+        "traceId": format!("{:032x}", s.trace_id.0),
+        "spanId": s.span_id.to_string(),
+        "flags": s.flags,
+        "name": s.operation_name,
+        "kind": kind_number(s.kind()),
+        "startTimeUnixNano": s.start_time.saturating_mul(1000).to_string(),
+        "endTimeUnixNano": s.start_time.saturating_add(s.duration).saturating_mul(1000).to_string(),
+        "attributes": attributes(s.tags.iter().filter(|kv| !is_structural(kv, status.code))),
+        "events": events,
+        "links": links,
+        "status": status_json,
+    });
+    if let Some(obj) = out.as_object_mut() {
+        if !parent.is_empty() {
+            obj.insert("parentSpanId".into(), json!(parent));
+        }
+        let trace_state = str_tag(s, keys::W3C_TRACESTATE);
+        if !trace_state.is_empty() {
+            obj.insert("traceState".into(), json!(trace_state));
+        }
+    }
+    out
+}
+
+/// Spans (of one or many traces) as one `TracesData`: a resource per distinct process,
+/// a scope per distinct scope name and version, spans in the order given.
+pub fn traces_data<'a>(spans: impl IntoIterator<Item = &'a Span>) -> J {
+    // (process, [(scope name, scope version, spans)])
+    type Scopes<'a> = Vec<(&'a str, &'a str, Vec<J>)>;
+    let mut resources: Vec<(&Arc<Process>, Scopes)> = Vec::new();
+    for s in spans {
+        let ri = match resources
+            .iter()
+            .position(|(p, _)| Arc::ptr_eq(p, &s.process) || **p == s.process)
+        {
+            Some(i) => i,
+            None => {
+                resources.push((&s.process, Vec::new()));
+                resources.len() - 1
+            }
+        };
+        let (name, version) = (
+            str_tag(s, keys::OTEL_SCOPE_NAME),
+            str_tag(s, keys::OTEL_SCOPE_VERSION),
+        );
+        let scopes = &mut resources[ri].1;
+        let si = match scopes
+            .iter()
+            .position(|(n, v, _)| *n == name && *v == version)
+        {
+            Some(i) => i,
+            None => {
+                scopes.push((name, version, Vec::new()));
+                scopes.len() - 1
+            }
+        };
+        scopes[si].2.push(span_json(s));
+    }
+    let resource_spans: Vec<J> = resources
+        .into_iter()
+        .map(|(p, scopes)| {
+            let mut attrs =
+                vec![json!({"key": "service.name", "value": {"stringValue": p.service_name}})];
+            attrs.extend(attributes(p.tags.iter()));
+            json!({
+                "resource": {"attributes": attrs},
+                "scopeSpans": scopes.into_iter().map(|(name, version, spans)| json!({
+                    "scope": {"name": name, "version": version},
+                    "spans": spans,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "resourceSpans": resource_spans })
+}
