@@ -14,6 +14,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::duration;
+use crate::platform::functions::{self, FunctionSpec, FunctionsFile, RawFunction};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -26,6 +27,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error("{0}")]
+    Functions(String),
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -64,6 +67,19 @@ pub struct ServeArgs {
     /// Query API, /metrics, /healthz, /readyz [default: 127.0.0.1:16686]
     #[arg(long, env = "FCTRACE_QUERY_ADDR", value_name = "HOST:PORT")]
     pub query_addr: Option<String>,
+    /// Invoke gateway (the function platform's API) [default: 127.0.0.1:8000]
+    #[arg(long, env = "FCTRACE_GATEWAY_ADDR", value_name = "HOST:PORT")]
+    pub gateway_addr: Option<String>,
+    /// TOML file of [[functions]] (added to those in --config)
+    #[arg(long, env = "FCTRACE_FUNCTIONS", value_name = "FILE")]
+    pub functions: Option<PathBuf>,
+    /// The collector URL functions are told to send spans to (x-fc-tracing-jaeger-endpoint)
+    /// [default: the collector's own address + /api/traces]
+    #[arg(long, env = "FCTRACE_FUNCTION_JAEGER_ENDPOINT", value_name = "URL")]
+    pub function_jaeger_endpoint: Option<String>,
+    /// Largest invoke event or proxied request body, in bytes [default: 6291456]
+    #[arg(long, env = "FCTRACE_MAX_EVENT_BYTES", value_name = "BYTES")]
+    pub max_event_bytes: Option<usize>,
     /// Bind the default addresses on every interface (0.0.0.0) instead of 127.0.0.1.
     #[arg(long, env = "FCTRACE_LISTEN_ALL", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub listen_all: Option<bool>,
@@ -93,12 +109,17 @@ pub struct FileConfig {
     pub otlp_http_addr: Option<String>,
     pub otlp_grpc_addr: Option<String>,
     pub query_addr: Option<String>,
+    pub gateway_addr: Option<String>,
+    pub function_jaeger_endpoint: Option<String>,
+    pub max_event_bytes: Option<usize>,
     pub listen_all: Option<bool>,
     pub retention: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub sync_writes: Option<bool>,
     pub queue_bytes: Option<usize>,
     pub log_format: Option<LogFormat>,
+    #[serde(default)]
+    pub functions: Vec<RawFunction>,
 }
 
 impl FileConfig {
@@ -122,6 +143,10 @@ pub struct Settings {
     pub otlp_http_addr: String,
     pub otlp_grpc_addr: String,
     pub query_addr: String,
+    pub gateway_addr: String,
+    pub functions: Vec<FunctionSpec>,
+    pub function_jaeger_endpoint: Option<String>,
+    pub max_event_bytes: usize,
     pub retention: Duration,
     pub max_body_bytes: usize,
     pub sync_writes: bool,
@@ -168,6 +193,20 @@ impl Settings {
         if max_body_bytes == 0 {
             return Err(invalid("max_body_bytes", "must be greater than 0"));
         }
+        let mut raw_functions = file.functions;
+        if let Some(path) = &args.functions {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let extra: FunctionsFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            raw_functions.extend(extra.functions);
+        }
+        let functions =
+            functions::check(&raw_functions).map_err(|e| ConfigError::Functions(e.to_string()))?;
         let queue_bytes = args.queue_bytes.or(file.queue_bytes).unwrap_or(128 << 20);
         if queue_bytes < 1 << 20 {
             return Err(invalid("queue_bytes", "must be at least 1048576 (1 MiB)"));
@@ -206,6 +245,22 @@ impl Settings {
                     .or(file.query_addr)
                     .unwrap_or_else(|| format!("{host}:16686")),
             )?,
+            gateway_addr: check_addr(
+                "gateway_addr",
+                args.gateway_addr
+                    .clone()
+                    .or(file.gateway_addr)
+                    .unwrap_or_else(|| format!("{host}:8000")),
+            )?,
+            functions,
+            function_jaeger_endpoint: args
+                .function_jaeger_endpoint
+                .clone()
+                .or(file.function_jaeger_endpoint),
+            max_event_bytes: args
+                .max_event_bytes
+                .or(file.max_event_bytes)
+                .unwrap_or(6 << 20),
             retention,
             max_body_bytes,
             sync_writes: args.sync_writes.or(file.sync_writes).unwrap_or(true),

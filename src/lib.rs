@@ -5,7 +5,8 @@
 //! - [`receive`]: wire formats (Jaeger thrift) → [`model::Span`] batches;
 //! - [`pipeline`]: validation, admission and the group-commit writer;
 //! - [`store`]: RocksDB column families, key encoding, reads and retention;
-//! - [`query`]: search planning and Jaeger JSON views, read-only;
+//! - [`platform`]: the invoke gateway's logic, instances, platform spans and records;
+//! - [`query`]: search planning and Jaeger/OTLP JSON views, read-only;
 //! - [`server`]: listeners and routes, nothing else;
 //! - [`config`], [`telemetry`], [`duration`], [`clock`], [`error`]: the plumbing.
 
@@ -15,6 +16,7 @@ pub mod duration;
 pub mod error;
 pub mod model;
 pub mod pipeline;
+pub mod platform;
 pub mod query;
 pub mod receive;
 pub mod server;

@@ -16,6 +16,18 @@ struct FormatLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabel {
+    function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InvocationLabel {
+    function: String,
+    error_type: String,
+    cold_start: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -29,6 +41,8 @@ pub struct Metrics {
     write_groups: Counter,
     write_requests: Counter,
     write_seconds: Histogram,
+    invocations: Family<InvocationLabel, Counter>,
+    throttles: Family<FunctionLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -82,6 +96,18 @@ impl Metrics {
             "Time one group commit took",
             write_seconds.clone(),
         );
+        let invocations = Family::<InvocationLabel, Counter>::default();
+        let throttles = Family::<FunctionLabel, Counter>::default();
+        registry.register(
+            "invocations",
+            "Function invocations, by function, error type and cold start",
+            invocations.clone(),
+        );
+        registry.register(
+            "throttles",
+            "Invocations refused because every instance was busy",
+            throttles.clone(),
+        );
         Metrics {
             registry,
             spans_received,
@@ -91,6 +117,8 @@ impl Metrics {
             write_groups,
             write_requests,
             write_seconds,
+            invocations,
+            throttles,
         }
     }
 
@@ -120,6 +148,24 @@ impl Metrics {
         self.write_groups.inc();
         self.write_requests.inc_by(requests as u64);
         self.write_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn invocation(&self, function: &str, error_type: Option<&str>, cold: bool) {
+        self.invocations
+            .get_or_create(&InvocationLabel {
+                function: function.to_owned(),
+                error_type: error_type.unwrap_or("").to_owned(),
+                cold_start: cold.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn throttled(&self, function: &str) {
+        self.throttles
+            .get_or_create(&FunctionLabel {
+                function: function.to_owned(),
+            })
+            .inc();
     }
 
     pub fn render(&self) -> String {

@@ -9,6 +9,7 @@
 //!
 //! The pipeline does not decode wire formats and does not know how keys are laid out.
 
+pub mod stitch;
 mod validate;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ErrorCode;
 use crate::model::Span;
+use crate::platform::record::InvocationRecord;
 use crate::store::{self, keys::Tenant, EncodedBatch, Store, StoreError};
 use crate::telemetry::Metrics;
 
@@ -91,6 +93,7 @@ struct Request {
 #[derive(Clone)]
 pub struct Pipeline {
     tx: mpsc::UnboundedSender<Request>,
+    stitcher: Arc<stitch::Stitcher>,
     permits: Arc<Semaphore>,
     opts: Arc<PipelineOptions>,
     metrics: Arc<Metrics>,
@@ -127,6 +130,7 @@ impl Pipeline {
             .expect("spawn writer thread");
         let pipeline = Pipeline {
             tx,
+            stitcher: Arc::new(stitch::Stitcher::default()),
             permits,
             opts: Arc::new(opts),
             metrics,
@@ -141,6 +145,24 @@ impl Pipeline {
         spans: Vec<Span>,
         partial: Partial,
     ) -> Result<Outcome, SubmitError> {
+        self.submit_scoped(tenant, spans, partial, None).await
+    }
+
+    /// Where the platform registers invocations so their function spans can be stitched.
+    pub fn stitcher(&self) -> &stitch::Stitcher {
+        &self.stitcher
+    }
+
+    /// As [`Pipeline::submit`], for spans that may all belong to one invocation (sent to
+    /// its invocation-scoped endpoint).
+    pub async fn submit_scoped(
+        &self,
+        tenant: Tenant,
+        mut spans: Vec<Span>,
+        partial: Partial,
+        invocation: Option<&str>,
+    ) -> Result<Outcome, SubmitError> {
+        self.stitcher.apply(&mut spans, invocation);
         let (spans, rejected) = validate(spans);
         if partial == Partial::RejectBatch {
             if let Some(first) = rejected.into_iter().next() {
@@ -157,7 +179,7 @@ impl Pipeline {
         spans: Vec<Span>,
         rejected: Vec<Invalid>,
     ) -> Result<Outcome, SubmitError> {
-        let mut outcome = Outcome {
+        let outcome = Outcome {
             accepted: spans.len(),
             rejected,
         };
@@ -166,6 +188,30 @@ impl Pipeline {
         }
         let batch = store::encode(tenant, &spans);
         drop(spans);
+        self.submit_batch(batch).await?;
+        Ok(outcome)
+    }
+
+    /// Store one invocation record; returns once it is durable.
+    pub async fn submit_invocation(
+        &self,
+        tenant: Tenant,
+        record: InvocationRecord,
+    ) -> Result<(), SubmitError> {
+        let value = serde_json::to_vec(&record).unwrap_or_default();
+        let batch = store::encode_invocation(
+            tenant,
+            &record.service,
+            &record.function,
+            record.start_time,
+            &record.request_id,
+            &value,
+        );
+        self.submit_batch(batch).await
+    }
+
+    /// Queue an encoded batch for the writer and wait for its commit.
+    async fn submit_batch(&self, batch: EncodedBatch) -> Result<(), SubmitError> {
         let size = batch.size().clamp(1, self.opts.queue_bytes) as u32;
         let permit = match tokio::time::timeout(
             self.opts.queue_timeout,
@@ -192,12 +238,9 @@ impl Pipeline {
         match done.await {
             Ok(Ok(())) => {
                 self.metrics.stored(count);
-                Ok(outcome)
+                Ok(())
             }
-            Ok(Err(e)) => {
-                outcome.accepted = 0;
-                Err(SubmitError::Store(e))
-            }
+            Ok(Err(e)) => Err(SubmitError::Store(e)),
             Err(_) => Err(SubmitError::Closed),
         }
     }

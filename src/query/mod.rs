@@ -61,6 +61,20 @@ impl Query {
         ops
     }
 
+    /// Invocation records (JSON) of one function in `[start, end]` (µs), newest first.
+    pub fn invocations(
+        &self,
+        tenant: Tenant,
+        service: &str,
+        function: &str,
+        start: u64,
+        end: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.store
+            .invocations(tenant, service, function, start, end, limit)
+    }
+
     /// A trace's spans, or `None` when nothing of it is stored.
     pub fn trace(&self, tenant: Tenant, id: TraceId) -> Result<Option<Vec<Span>>, StoreError> {
         let spans = self.store.trace(tenant, id)?;

@@ -2,7 +2,7 @@
 //! `POST /v1/traces` so one endpoint takes both formats.
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -16,6 +16,11 @@ use crate::store::keys::DEFAULT_TENANT;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/traces", post(post_traces))
+        // Invocation-scoped: every span posted here belongs to that invocation's trace.
+        .route(
+            "/api/invocations/{request_id}/traces",
+            post(post_invocation_traces),
+        )
         // One endpoint takes both formats: OTLP/HTTP is served here too.
         .route("/v1/traces", post(super::otlp::post_traces))
         .with_state(state)
@@ -29,6 +34,24 @@ async fn post_traces(
     State(state): State<AppState>,
     headers: HeaderMap,
     req_body: Body,
+) -> Response {
+    ingest(state, headers, req_body, None).await
+}
+
+async fn post_invocation_traces(
+    State(state): State<AppState>,
+    Path(request_id): Path<String>,
+    headers: HeaderMap,
+    req_body: Body,
+) -> Response {
+    ingest(state, headers, req_body, Some(request_id)).await
+}
+
+async fn ingest(
+    state: AppState,
+    headers: HeaderMap,
+    req_body: Body,
+    invocation: Option<String>,
 ) -> Response {
     let result = async {
         let protocol = receive::jaeger_protocol(header_str(&headers, header::CONTENT_TYPE))?;
@@ -53,7 +76,12 @@ async fn post_traces(
     state.metrics.received("jaeger_thrift", spans.len());
     match state
         .pipeline
-        .submit(DEFAULT_TENANT, spans, Partial::RejectBatch)
+        .submit_scoped(
+            DEFAULT_TENANT,
+            spans,
+            Partial::RejectBatch,
+            invocation.as_deref(),
+        )
         .await
     {
         Ok(_) => StatusCode::ACCEPTED.into_response(),

@@ -7,6 +7,7 @@
 //! pipeline so the writer commits what is queued, flush RocksDB, exit.
 
 mod collector;
+mod gateway;
 mod otlp;
 mod query_api;
 
@@ -26,6 +27,7 @@ use tokio::sync::watch;
 use crate::config::Settings;
 use crate::error::ErrorCode;
 use crate::pipeline::{Pipeline, PipelineOptions};
+use crate::platform::Platform;
 use crate::query::Query;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::telemetry::Metrics;
@@ -107,40 +109,61 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut bound: BTreeMap<&'static str, String> = BTreeMap::new();
+    let collector_listener =
+        bind("collector_http", &settings.collector_http_addr, &mut bound).await?;
+    let otlp_http_listener = bind("otlp_http", &settings.otlp_http_addr, &mut bound).await?;
+    let query_listener = bind("query", &settings.query_addr, &mut bound).await?;
+    let gateway_listener = bind("gateway", &settings.gateway_addr, &mut bound).await?;
+    let grpc_listener = bind("otlp_grpc", &settings.otlp_grpc_addr, &mut bound).await?;
+
+    // Functions send their spans to this daemon's collector, as they can reach it.
+    let jaeger_endpoint = settings
+        .function_jaeger_endpoint
+        .clone()
+        .unwrap_or_else(|| {
+            let mut addr = collector_listener
+                .local_addr()
+                .unwrap_or_else(|_| ([127, 0, 0, 1], 14268).into());
+            if addr.ip().is_unspecified() {
+                addr.set_ip([127, 0, 0, 1].into());
+            }
+            format!("http://{addr}/api/traces")
+        });
+    let platform = Arc::new(Platform::new(
+        settings.functions.clone(),
+        state.pipeline.clone(),
+        Arc::clone(&state.metrics),
+        jaeger_endpoint,
+    ));
+
     let otlp_http = Router::new()
         .route("/v1/traces", axum::routing::post(otlp::post_traces))
         .with_state(state.clone());
     let http_listeners = [
+        (collector_listener, collector::router(state.clone())),
+        (otlp_http_listener, otlp_http),
+        (query_listener, query_api::router(state.clone())),
         (
-            "collector_http",
-            &settings.collector_http_addr,
-            collector::router(state.clone()),
-        ),
-        ("otlp_http", &settings.otlp_http_addr, otlp_http),
-        (
-            "query",
-            &settings.query_addr,
-            query_api::router(state.clone()),
+            gateway_listener,
+            gateway::router(Arc::clone(&platform), settings.max_event_bytes),
         ),
     ];
-    let mut bound: BTreeMap<&'static str, String> = BTreeMap::new();
     let mut tasks = Vec::new();
-    for (name, addr, router) in http_listeners {
-        let listener = bind(name, addr, &mut bound).await?;
+    for (listener, router) in http_listeners {
         tasks.push(tokio::spawn(run_listener(
             listener,
             router,
             stop_rx.clone(),
         )));
     }
-    let grpc = bind("otlp_grpc", &settings.otlp_grpc_addr, &mut bound).await?;
     let service = otlp::grpc_service(state.clone());
     let mut stop = stop_rx.clone();
     tasks.push(tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(service)
             .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(grpc),
+                tonic::transport::server::TcpIncoming::from(grpc_listener),
                 async move {
                     let _ = stop.wait_for(|s| *s).await;
                 },
@@ -148,6 +171,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             .await
             .map_err(std::io::Error::other)
     }));
+    let reaper = tokio::spawn(Arc::clone(&platform).reap_loop(stop_rx.clone()));
     write_ports(&settings.data_dir, &bound)?;
 
     let retention_task = tokio::spawn(retention_loop(Arc::clone(&store), stop_rx.clone()));
@@ -164,6 +188,9 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         }
     }
     let _ = retention_task.await;
+    let _ = reaper.await;
+    platform.stop_all();
+    drop(platform);
     // Every router (and its pipeline handle) is gone: closing the queue lets the writer
     // commit what is left and exit.
     drop(state);

@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/traces", get(search))
         .route("/api/traces/{id}", get(trace))
         .route("/api/dependencies", get(dependencies))
+        .route("/api/v1/invocations", get(invocations))
         .route("/api/v3/services", get(v3_services))
         .route("/api/v3/operations", get(v3_operations))
         .route("/api/v3/traces", get(v3_search))
@@ -261,6 +262,54 @@ async fn v3_search(
     let traces = blocking(move || query.search(DEFAULT_TENANT, &q)).await?;
     let data = otlp_json::traces_data(traces.iter().flatten());
     Ok(Json(serde_json::json!({ "result": data })).into_response())
+}
+
+/// Invocation records of one function, newest first.
+async fn invocations(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = params::pairs(raw.as_deref());
+    let need = |name: &'static str| -> Result<String, ApiError> {
+        params::single(&pairs, name)?
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::BadRequest(format!("parameter '{name}' is required")))
+    };
+    let (service, function) = (need("service")?, need("function")?);
+    let limit = match params::single(&pairs, "limit")? {
+        None => params::DEFAULT_LIMIT,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "parameter 'limit' must be a non-negative integer, got {v:?}"
+                ))
+            })?
+            .clamp(1, params::MAX_LIMIT),
+    };
+    let micros = |name: &'static str| -> Result<Option<u64>, ApiError> {
+        params::single(&pairs, name)?
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "parameter '{name}' must be microseconds since the epoch, got {v:?}"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let start = micros("start")?.unwrap_or(0);
+    let end = micros("end")?.unwrap_or(u64::MAX);
+    let query = state.query.clone();
+    let raw =
+        blocking(move || query.invocations(DEFAULT_TENANT, &service, &function, start, end, limit))
+            .await?;
+    let records: Vec<serde_json::Value> = raw
+        .iter()
+        .filter_map(|v| serde_json::from_slice(v).ok())
+        .collect();
+    let n = records.len();
+    Ok(ok(records, n))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

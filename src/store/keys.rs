@@ -245,6 +245,29 @@ pub fn parse_meta_key(k: &[u8]) -> Option<MetaEntry> {
     }
 }
 
+/// `invocations`: `tenant | len-prefixed service | len-prefixed function | !startTime | requestId`,
+/// so one function's records are one prefix, newest first.
+pub fn invocation_prefix(tenant: Tenant, service: &str, function: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + service.len() + function.len());
+    v.extend_from_slice(&tenant.to_be_bytes());
+    put_str(&mut v, service);
+    put_str(&mut v, function);
+    v
+}
+
+pub fn invocation_key(
+    tenant: Tenant,
+    service: &str,
+    function: &str,
+    start_time: u64,
+    request_id: &str,
+) -> Vec<u8> {
+    let mut v = invocation_prefix(tenant, service, function);
+    v.extend_from_slice(&(!start_time).to_be_bytes());
+    v.extend_from_slice(request_id.as_bytes());
+    v
+}
+
 pub fn format_version_key() -> Vec<u8> {
     let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
     v.extend_from_slice(b"format_version");

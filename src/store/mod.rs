@@ -245,6 +245,7 @@ impl Store {
         let spans = self.cf(CF_SPANS);
         let index = self.cf(CF_INDEX);
         let meta = self.cf(CF_META);
+        let invocations = self.cf(CF_INVOCATIONS);
         let mut wb = WriteBatch::default();
         let mut new_ops: Vec<(Tenant, &str, &str, SpanKind)> = Vec::new();
         {
@@ -254,6 +255,7 @@ impl Store {
                     let cf = match e.family {
                         Family::Spans => spans,
                         Family::Index => index,
+                        Family::Invocations => invocations,
                     };
                     wb.put_cf(cf, &b.buf[e.key.0..e.key.1], &b.buf[e.value.0..e.value.1]);
                 }
@@ -366,6 +368,44 @@ impl Store {
         Ok(())
     }
 
+    /// Invocation records of one function (JSON values) that started in `[start, end]`
+    /// (µs), newest first, at most `limit`.
+    pub fn invocations(
+        &self,
+        tenant: Tenant,
+        service: &str,
+        function: &str,
+        start: u64,
+        end: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let prefix = IndexPrefix(keys::invocation_prefix(tenant, service, function));
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(prefix.upper_bound());
+        let seek = prefix.seek_newest(None, end);
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_INVOCATIONS),
+            ro,
+            IteratorMode::From(&seek, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            let t = k
+                .get(prefix.len()..prefix.len() + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(|b| !u64::from_be_bytes(b));
+            if t.is_none_or(|t| t < start) {
+                break;
+            }
+            out.push(v.to_vec());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     pub fn services(&self, tenant: Tenant) -> Vec<String> {
         let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
         catalog
@@ -418,6 +458,7 @@ impl Store {
 enum Family {
     Spans,
     Index,
+    Invocations,
 }
 
 #[derive(Debug)]
@@ -446,6 +487,31 @@ impl EncodedBatch {
 
     pub fn span_count(&self) -> usize {
         self.spans
+    }
+}
+
+/// Encode one invocation record (already serialized) under its key.
+pub fn encode_invocation(
+    tenant: Tenant,
+    service: &str,
+    function: &str,
+    start_time: u64,
+    request_id: &str,
+    value: &[u8],
+) -> EncodedBatch {
+    let mut buf = keys::invocation_key(tenant, service, function, start_time, request_id);
+    let k1 = buf.len();
+    buf.extend_from_slice(value);
+    EncodedBatch {
+        tenant,
+        entries: vec![Entry {
+            family: Family::Invocations,
+            key: (0, k1),
+            value: (k1, buf.len()),
+        }],
+        buf,
+        operations: Vec::new(),
+        spans: 0,
     }
 }
 

@@ -15,9 +15,14 @@ pub const E2E: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e");
 /// Install the Node clients of `tests/e2e/node/package.json` (once), returning that folder.
 /// A missing npm fails the test: the Makefile's `deps` installs Node.
 pub fn node_clients() -> PathBuf {
+    npm_install(&Path::new(E2E).join("node"))
+}
+
+/// `npm install` in `dir` unless every dependency of its package.json is there.
+pub fn npm_install(dir: &Path) -> PathBuf {
     static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = ONCE.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Path::new(E2E).join("node");
+    let dir = dir.to_owned();
     let pkg: Json =
         serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();
     let missing = pkg["dependencies"].as_object().unwrap().keys().any(|name| {
@@ -40,11 +45,18 @@ pub fn node_clients() -> PathBuf {
 /// A virtualenv under `tests/e2e/python/.venv-NAME` with `NAME-requirements.txt` installed
 /// (once per change of that file); returns its python.
 pub fn python_venv(name: &str) -> PathBuf {
+    let reqs = Path::new(E2E)
+        .join("python")
+        .join(format!("{name}-requirements.txt"));
+    python_venv_from(name, &reqs)
+}
+
+/// A virtualenv `tests/e2e/python/.venv-NAME` with the given requirements file installed.
+pub fn python_venv_from(name: &str, reqs: &Path) -> PathBuf {
     static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = ONCE.lock().unwrap_or_else(|e| e.into_inner());
     let base = Path::new(E2E).join("python");
-    let reqs = base.join(format!("{name}-requirements.txt"));
-    let wanted = std::fs::read_to_string(&reqs).expect("requirements file");
+    let wanted = std::fs::read_to_string(reqs).expect("requirements file");
     let venv = base.join(format!(".venv-{name}"));
     let python = venv.join("bin/python");
     let stamp = venv.join("installed-requirements.txt");
@@ -66,7 +78,7 @@ pub fn python_venv(name: &str) -> PathBuf {
             "--disable-pip-version-check",
             "-r",
         ])
-        .arg(&reqs)
+        .arg(reqs)
         .status()
         .expect("pip");
     assert!(status.success(), "pip install -r {} failed", reqs.display());
@@ -92,6 +104,7 @@ pub struct Daemon {
     pub collector: String,
     pub otlp_http: String,
     pub otlp_grpc: String,
+    pub gateway: String,
     pub query: String,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -129,6 +142,7 @@ impl Daemon {
                 "--otlp-grpc-addr",
                 "127.0.0.1:0",
             ])
+            .args(["--gateway-addr", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -157,6 +171,7 @@ impl Daemon {
             collector: addr("collector_http"),
             otlp_http: addr("otlp_http"),
             otlp_grpc: addr("otlp_grpc"),
+            gateway: addr("gateway"),
             query: addr("query"),
             _tmp: None,
         };

@@ -1,0 +1,273 @@
+//! The function registry: `[[functions]]` entries from the config file or `--functions
+//! FILE`, checked into [`FunctionSpec`]s. Errors name the entry and the field.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::duration;
+
+/// One `[[functions]]` entry as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFunction {
+    pub service: Option<String>,
+    pub name: Option<String>,
+    /// A running HTTP server that is the function (one instance, never spawned).
+    pub url: Option<String>,
+    /// argv of a process to spawn per instance; it listens on `FC_SERVER_PORT`/`PORT`.
+    pub command: Option<Vec<String>>,
+    pub cwd: Option<PathBuf>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub memory_mb: Option<u64>,
+    pub timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub initializer: Option<bool>,
+    pub instance_concurrency: Option<u32>,
+    pub max_instances: Option<u32>,
+}
+
+/// A file given with `--functions`: only `[[functions]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionsFile {
+    #[serde(default)]
+    pub functions: Vec<RawFunction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runtime {
+    Url(String),
+    Command {
+        argv: Vec<String>,
+        cwd: Option<PathBuf>,
+        env: BTreeMap<String, String>,
+    },
+}
+
+/// A checked function definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSpec {
+    pub service: String,
+    pub name: String,
+    pub runtime: Runtime,
+    pub memory_mb: u64,
+    pub timeout: Duration,
+    pub idle_timeout: Duration,
+    pub initializer: bool,
+    pub instance_concurrency: u32,
+    pub max_instances: u32,
+}
+
+impl FunctionSpec {
+    /// The platform's service name for this function's own spans.
+    pub fn platform_service(&self) -> String {
+        format!("FC:{}/{}", self.service, self.name)
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("functions[{index}] ({label}): {field}: {message}")]
+pub struct FunctionError {
+    pub index: usize,
+    pub label: String,
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Check every entry; the first problem is reported.
+pub fn check(raw: &[RawFunction]) -> Result<Vec<FunctionSpec>, FunctionError> {
+    let mut seen = HashSet::new();
+    raw.iter()
+        .enumerate()
+        .map(|(index, f)| {
+            let label = format!(
+                "{}/{}",
+                f.service.as_deref().unwrap_or("?"),
+                f.name.as_deref().unwrap_or("?")
+            );
+            let err = |field: &'static str, message: String| FunctionError {
+                index,
+                label: label.clone(),
+                field,
+                message,
+            };
+            let service = f.service.clone().unwrap_or_default();
+            if !valid_name(&service) {
+                return Err(err(
+                    "service",
+                    "required: letters, digits, '-', '_' or '.'".into(),
+                ));
+            }
+            let name = f.name.clone().unwrap_or_default();
+            if !valid_name(&name) {
+                return Err(err(
+                    "name",
+                    "required: letters, digits, '-', '_' or '.'".into(),
+                ));
+            }
+            if !seen.insert((service.clone(), name.clone())) {
+                return Err(err("name", "declared twice".into()));
+            }
+            let runtime = match (&f.url, &f.command) {
+                (Some(url), None) => {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(err(
+                            "url",
+                            format!("{url:?} must start with http:// or https://"),
+                        ));
+                    }
+                    if f.cwd.is_some() || f.env.is_some() {
+                        return Err(err(
+                            "cwd",
+                            "cwd and env apply to command functions only".into(),
+                        ));
+                    }
+                    Runtime::Url(url.trim_end_matches('/').to_owned())
+                }
+                (None, Some(argv)) => {
+                    if argv.is_empty() || argv[0].is_empty() {
+                        return Err(err("command", "must name a program".into()));
+                    }
+                    Runtime::Command {
+                        argv: argv.clone(),
+                        cwd: f.cwd.clone(),
+                        env: f.env.clone().unwrap_or_default(),
+                    }
+                }
+                _ => return Err(err("url", "give exactly one of url or command".into())),
+            };
+            let dur = |field: &'static str,
+                       v: &Option<String>,
+                       default: u64|
+             -> Result<Duration, FunctionError> {
+                match v {
+                    None => Ok(Duration::from_secs(default)),
+                    Some(text) => match duration::parse(text) {
+                        Ok(d) if d.is_zero() => Err(err(field, "must be greater than 0".into())),
+                        Ok(d) => Ok(d),
+                        Err(e) => Err(err(field, e.to_string())),
+                    },
+                }
+            };
+            let memory_mb = f.memory_mb.unwrap_or(128);
+            if !(64..=32768).contains(&memory_mb) {
+                return Err(err(
+                    "memory_mb",
+                    format!("{memory_mb} is outside 64..=32768"),
+                ));
+            }
+            let instance_concurrency = f.instance_concurrency.unwrap_or(1);
+            if !(1..=200).contains(&instance_concurrency) {
+                return Err(err(
+                    "instance_concurrency",
+                    format!("{instance_concurrency} is outside 1..=200"),
+                ));
+            }
+            let max_instances = f.max_instances.unwrap_or(4);
+            if !(1..=100).contains(&max_instances) {
+                return Err(err(
+                    "max_instances",
+                    format!("{max_instances} is outside 1..=100"),
+                ));
+            }
+            Ok(FunctionSpec {
+                service,
+                name,
+                runtime,
+                memory_mb,
+                timeout: dur("timeout", &f.timeout, 60)?,
+                idle_timeout: dur("idle_timeout", &f.idle_timeout, 300)?,
+                initializer: f.initializer.unwrap_or(false),
+                instance_concurrency,
+                max_instances,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(service: &str, name: &str) -> RawFunction {
+        RawFunction {
+            service: Some(service.into()),
+            name: Some(name.into()),
+            command: Some(vec!["python3".into(), "app.py".into()]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_and_fields() {
+        let specs = check(&[RawFunction {
+            timeout: Some("10s".into()),
+            initializer: Some(true),
+            ..raw("demo", "hello")
+        }])
+        .unwrap();
+        let s = &specs[0];
+        assert_eq!(s.timeout, Duration::from_secs(10));
+        assert_eq!(s.idle_timeout, Duration::from_secs(300));
+        assert_eq!(
+            (s.memory_mb, s.instance_concurrency, s.max_instances),
+            (128, 1, 4)
+        );
+        assert!(s.initializer);
+        assert_eq!(s.platform_service(), "FC:demo/hello");
+    }
+
+    #[test]
+    fn errors_name_entry_and_field() {
+        let e = check(&[
+            raw("demo", "a"),
+            RawFunction {
+                timeout: Some("soon".into()),
+                ..raw("demo", "b")
+            },
+        ])
+        .unwrap_err();
+        assert_eq!(
+            (e.index, e.field, e.label.as_str()),
+            (1, "timeout", "demo/b")
+        );
+        assert!(
+            e.to_string()
+                .starts_with("functions[1] (demo/b): timeout: invalid duration"),
+            "{e}"
+        );
+        let e = check(&[RawFunction {
+            url: Some("http://x".into()),
+            ..raw("demo", "a")
+        }])
+        .unwrap_err();
+        assert_eq!(e.field, "url");
+        let e = check(&[raw("demo", "a"), raw("demo", "a")]).unwrap_err();
+        assert_eq!(e.message, "declared twice");
+        let e = check(&[RawFunction {
+            command: Some(vec![]),
+            ..raw("demo", "a")
+        }])
+        .unwrap_err();
+        assert_eq!(e.field, "command");
+        let e = check(&[raw("de mo", "a")]).unwrap_err();
+        assert_eq!(e.field, "service");
+        let e = check(&[RawFunction {
+            memory_mb: Some(1),
+            ..raw("demo", "a")
+        }])
+        .unwrap_err();
+        assert_eq!(e.field, "memory_mb");
+    }
+}

@@ -1,0 +1,459 @@
+//! Function instances and the pool per function: cold starts (each step timed), reuse
+//! while warm, reaping after `idle_timeout`, replacing instances that died or were killed.
+//!
+//! An instance of a `command` function is a child process listening on the port given in
+//! `FC_SERVER_PORT`/`PORT`; an instance of a `url` function is the running server itself
+//! (its "cold start" is the first connection after start or after it sat idle). The pool
+//! knows nothing about traces: it reports what it did and how long each step took.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use super::functions::{FunctionSpec, Runtime};
+use crate::clock::now_us;
+
+/// A measured step: when it started (µs since the epoch) and how long it took (µs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timed {
+    pub start_us: u64,
+    pub duration_us: u64,
+}
+
+impl Timed {
+    fn since(start_us: u64, started: Instant) -> Timed {
+        Timed {
+            start_us,
+            duration_us: started.elapsed().as_micros() as u64,
+        }
+    }
+}
+
+/// What a cold start did, step by step.
+#[derive(Debug, Clone, Default)]
+pub struct ColdStart {
+    pub prepare_code: Option<Timed>,
+    pub runtime_init: Option<Timed>,
+    pub initializer: Option<Timed>,
+}
+
+#[derive(Debug, Error)]
+pub enum AcquireError {
+    #[error("every instance is busy and no more may start (max_instances {0})")]
+    Throttled(u32),
+    #[error("{step} failed: {message}")]
+    StartFailed {
+        step: &'static str,
+        message: String,
+        cold: ColdStart,
+    },
+}
+
+pub struct Instance {
+    pub id: String,
+    pub base_url: String,
+    pid: Option<u32>,
+    child: Mutex<Option<Child>>,
+    in_flight: AtomicU32,
+    last_used: Mutex<Instant>,
+    dead: AtomicBool,
+}
+
+impl Instance {
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// Kill the process (if any) and keep the instance from being used again.
+    pub fn kill(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+        if let Some(mut c) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = c.start_kill();
+        }
+    }
+
+    fn exited(&self) -> bool {
+        if self.dead.load(Ordering::SeqCst) {
+            return true;
+        }
+        let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(_))) | Some(Err(_)) => {
+                self.dead.store(true, Ordering::SeqCst);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One invocation's hold on an instance; dropping it frees the slot.
+pub struct Lease {
+    pub instance: Arc<Instance>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        *self
+            .instance
+            .last_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.instance.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub struct Pool {
+    pub spec: Arc<FunctionSpec>,
+    instances: Mutex<Vec<Arc<Instance>>>,
+    starting: AtomicU32,
+    next_id: AtomicU64,
+    http: reqwest::Client,
+}
+
+impl Pool {
+    pub fn new(spec: Arc<FunctionSpec>, http: reqwest::Client) -> Self {
+        Pool {
+            spec,
+            instances: Mutex::new(Vec::new()),
+            starting: AtomicU32::new(0),
+            next_id: AtomicU64::new(1),
+            http,
+        }
+    }
+
+    /// A warm instance with a free slot, or a new one (cold), or throttled.
+    pub async fn acquire(&self) -> Result<(Lease, Option<ColdStart>), AcquireError> {
+        {
+            let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+            instances.retain(|i| !i.exited());
+            let limit = self.spec.instance_concurrency;
+            for i in instances.iter() {
+                let taken = i
+                    .in_flight
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                        (n < limit).then_some(n + 1)
+                    });
+                if taken.is_ok() {
+                    return Ok((
+                        Lease {
+                            instance: Arc::clone(i),
+                        },
+                        None,
+                    ));
+                }
+            }
+            let total = instances.len() as u32 + self.starting.load(Ordering::SeqCst);
+            if total >= self.spec.max_instances {
+                return Err(AcquireError::Throttled(self.spec.max_instances));
+            }
+            self.starting.fetch_add(1, Ordering::SeqCst);
+        }
+        let started = self.start_instance().await;
+        self.starting.fetch_sub(1, Ordering::SeqCst);
+        let (instance, cold) = started?;
+        instance.in_flight.store(1, Ordering::SeqCst);
+        let instance = Arc::new(instance);
+        self.instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(&instance));
+        Ok((Lease { instance }, Some(cold)))
+    }
+
+    /// Drop instances idle for longer than `idle_timeout`; returns how many.
+    pub fn reap_idle(&self) -> usize {
+        let idle = self.spec.idle_timeout;
+        let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+        let before = instances.len();
+        instances.retain(|i| {
+            let busy = i.in_flight.load(Ordering::SeqCst) > 0;
+            let fresh = i
+                .last_used
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .elapsed()
+                < idle;
+            let keep = !i.exited() && (busy || fresh);
+            if !keep {
+                i.kill();
+            }
+            keep
+        });
+        before - instances.len()
+    }
+
+    /// Stop every instance (shutdown).
+    pub fn stop_all(&self) {
+        for i in self
+            .instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            i.kill();
+        }
+    }
+
+    async fn start_instance(&self) -> Result<(Instance, ColdStart), AcquireError> {
+        let n = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}-{}-{n}", self.spec.service, self.spec.name);
+        let mut cold = ColdStart::default();
+        let fail =
+            |step: &'static str, message: String, cold: &ColdStart| AcquireError::StartFailed {
+                step,
+                message,
+                cold: cold.clone(),
+            };
+        // Never wait longer for a start than for a run, and at least 10 s.
+        let start_limit = self.spec.timeout.max(Duration::from_secs(10));
+
+        // PrepareCode: make sure the code is there and runnable.
+        let t0 = now_us();
+        let clock = Instant::now();
+        let prepared = prepare(&self.spec.runtime);
+        cold.prepare_code = Some(Timed::since(t0, clock));
+        let prepared = prepared.map_err(|m| fail("PrepareCode", m, &cold))?;
+
+        // RuntimeInitialization: the process runs and its port answers.
+        let t0 = now_us();
+        let clock = Instant::now();
+        let started = match prepared {
+            Prepared::Url(url, addr) => wait_for_port(addr, None, start_limit)
+                .await
+                .map(|_| (url, None, None)),
+            Prepared::Command {
+                program,
+                argv,
+                cwd,
+                env,
+            } => {
+                self.spawn(&id, &program, &argv, cwd.as_deref(), &env, start_limit)
+                    .await
+            }
+        };
+        cold.runtime_init = Some(Timed::since(t0, clock));
+        let (base_url, child, pid) =
+            started.map_err(|m| fail("RuntimeInitialization", m, &cold))?;
+        let instance = Instance {
+            id,
+            base_url,
+            pid,
+            child: Mutex::new(child),
+            in_flight: AtomicU32::new(0),
+            last_used: Mutex::new(Instant::now()),
+            dead: AtomicBool::new(false),
+        };
+
+        // Initializer: once per instance, when configured.
+        if self.spec.initializer {
+            let t0 = now_us();
+            let clock = Instant::now();
+            let result = self
+                .http
+                .post(format!("{}/initialize", instance.base_url))
+                .header("x-fc-function-name", &self.spec.name)
+                .header("x-fc-service-name", &self.spec.service)
+                .timeout(self.spec.timeout)
+                .send()
+                .await;
+            cold.initializer = Some(Timed::since(t0, clock));
+            match result {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => {
+                    instance.kill();
+                    return Err(fail(
+                        "Initializer",
+                        format!("/initialize answered {}", r.status()),
+                        &cold,
+                    ));
+                }
+                Err(e) => {
+                    instance.kill();
+                    return Err(fail("Initializer", e.to_string(), &cold));
+                }
+            }
+        }
+        Ok((instance, cold))
+    }
+
+    async fn spawn(
+        &self,
+        id: &str,
+        program: &Path,
+        argv: &[String],
+        cwd: Option<&Path>,
+        env: &std::collections::BTreeMap<String, String>,
+        limit: Duration,
+    ) -> Result<(String, Option<Child>, Option<u32>), String> {
+        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+        let mut cmd = Command::new(program);
+        cmd.args(&argv[1..])
+            .envs(env)
+            .env("FC_SERVER_PORT", port.to_string())
+            .env("PORT", port.to_string())
+            .env("FC_FUNCTION_NAME", &self.spec.name)
+            .env("FC_SERVICE_NAME", &self.spec.service)
+            .env("FC_FUNCTION_MEMORY_SIZE", self.spec.memory_mb.to_string())
+            .env("FC_INSTANCE_ID", id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        let pid = child.id();
+        forward_output(id, child.stdout.take(), "stdout");
+        forward_output(id, child.stderr.take(), "stderr");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_for_port(addr, Some(&mut child), limit).await?;
+        Ok((format!("http://{addr}"), Some(child), pid))
+    }
+}
+
+enum Prepared {
+    Url(String, SocketAddr),
+    Command {
+        program: PathBuf,
+        argv: Vec<String>,
+        cwd: Option<PathBuf>,
+        env: std::collections::BTreeMap<String, String>,
+    },
+}
+
+/// Resolve what an instance needs before it can start: the program on PATH (or relative
+/// to `cwd`) and the working directory, or the URL's address.
+fn prepare(runtime: &Runtime) -> Result<Prepared, String> {
+    match runtime {
+        Runtime::Url(url) => {
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+                .unwrap_or(url);
+            let hostport = rest.split('/').next().unwrap_or(rest);
+            let default_port = if url.starts_with("https://") { 443 } else { 80 };
+            let hostport = if hostport.contains(':') {
+                hostport.to_owned()
+            } else {
+                format!("{hostport}:{default_port}")
+            };
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(&hostport)
+                .map_err(|e| format!("cannot resolve {hostport}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("{hostport} resolves to no address"))?;
+            Ok(Prepared::Url(url.clone(), addr))
+        }
+        Runtime::Command { argv, cwd, env } => {
+            if let Some(dir) = cwd {
+                if !dir.is_dir() {
+                    return Err(format!(
+                        "working directory {} does not exist",
+                        dir.display()
+                    ));
+                }
+            }
+            let program = resolve_program(&argv[0], cwd.as_deref())
+                .ok_or_else(|| format!("program {:?} not found", argv[0]))?;
+            Ok(Prepared::Command {
+                program,
+                argv: argv.clone(),
+                cwd: cwd.clone(),
+                env: env.clone(),
+            })
+        }
+    }
+}
+
+fn resolve_program(name: &str, cwd: Option<&Path>) -> Option<PathBuf> {
+    let is_file = |p: &Path| p.is_file();
+    if name.contains('/') {
+        let p = match cwd {
+            Some(dir) if !Path::new(name).is_absolute() => dir.join(name),
+            _ => PathBuf::from(name),
+        };
+        return is_file(&p).then_some(p);
+    }
+    std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| is_file(p))
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Wait until `addr` accepts a connection; fail early if the child exits.
+async fn wait_for_port(
+    addr: SocketAddr,
+    mut child: Option<&mut Child>,
+    limit: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if let Some(c) = child.as_deref_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Err(format!(
+                    "process exited ({status}) before listening on {addr}"
+                ));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "nothing listened on {addr} within {}s",
+                limit.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Send a function's output to our log, line by line, tagged with its instance.
+fn forward_output<R>(instance: &str, stream: Option<R>, name: &'static str)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let Some(stream) = stream else { return };
+    let instance = instance.to_owned();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!(instance = %instance, stream = name, "{line}");
+        }
+    });
+}
+
+/// Resident memory of a process in bytes, from /proc.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -1,0 +1,626 @@
+//! The function platform: function registry, invoke gateway logic, instance pools and
+//! cold starts, platform spans, the `x-fc-tracing-*` context handed to functions, and
+//! invocation records.
+//!
+//! In: an invoke request (event or proxied HTTP request) for `service/function`. Out: the
+//! function's response, plus platform spans and an invocation record handed to the
+//! pipeline like any receiver's batch. This module does not parse HTTP routes (the server
+//! does) and does not store anything itself.
+
+pub mod functions;
+pub mod instance;
+pub mod record;
+pub mod spans;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use base64::Engine;
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::clock::now_us;
+use crate::model::{SpanContext, SpanId, TraceId};
+use crate::pipeline::stitch::Target;
+use crate::pipeline::{Partial, Pipeline};
+use crate::store::keys::DEFAULT_TENANT;
+use crate::telemetry::Metrics;
+use functions::FunctionSpec;
+use instance::{AcquireError, Pool, Timed};
+use record::InvocationRecord;
+
+pub const CONTEXT_HEADER: &str = "x-fc-tracing-opentracing-span-context";
+pub const BAGGAGE_PREFIX: &str = "x-fc-tracing-opentracing-span-context-baggage-";
+pub const BAGGAGES_HEADER: &str = "x-fc-tracing-opentracing-span-baggages";
+pub const JAEGER_ENDPOINT_HEADER: &str = "x-fc-tracing-jaeger-endpoint";
+
+/// Largest function response the gateway relays.
+const MAX_RESPONSE_BYTES: usize = 32 << 20;
+
+#[derive(Debug, Error)]
+pub enum InvokeError {
+    #[error("function {0}/{1} not found")]
+    NotFound(String, String),
+    #[error("function {service}/{function} is throttled: {why}")]
+    Throttled {
+        service: String,
+        function: String,
+        why: String,
+        request_id: String,
+    },
+}
+
+/// What the caller asked the function to do.
+pub enum Trigger {
+    /// `POST …/invocations`: the body is the event, sent to the function's `POST /invoke`.
+    Event,
+    /// `ANY /proxy/…/{path}`: the request is forwarded as it came.
+    Http {
+        method: Method,
+        path_and_query: String,
+    },
+}
+
+pub struct InvokeRequest {
+    pub service: String,
+    pub function: String,
+    pub trigger: Trigger,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+pub struct InvokeResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub request_id: String,
+    pub duration: Duration,
+    pub error_type: Option<&'static str>,
+}
+
+/// Function error kinds, as the platform names them.
+pub mod error_type {
+    pub const UNHANDLED: &str = "FunctionUnhandledError";
+    pub const TIMEOUT: &str = "FunctionTimeoutError";
+    pub const OOM: &str = "FunctionOOMError";
+    pub const START: &str = "FunctionStartError";
+    pub const INITIALIZATION: &str = "FunctionInitializationError";
+}
+
+pub struct Platform {
+    pools: HashMap<(String, String), Arc<Pool>>,
+    pipeline: Pipeline,
+    metrics: Arc<Metrics>,
+    http: reqwest::Client,
+    /// `x-fc-tracing-jaeger-endpoint`: where functions send their spans.
+    jaeger_endpoint: String,
+}
+
+/// The trace an invocation belongs to, decided from the inbound headers.
+struct TraceDecision {
+    trace_id: TraceId,
+    caller: Option<SpanId>,
+    sampled: bool,
+    debug: bool,
+    warnings: Vec<String>,
+}
+
+fn random_span_id() -> SpanId {
+    SpanId(fastrand::u64(1..))
+}
+
+fn decide_trace(headers: &HeaderMap) -> TraceDecision {
+    let mut warnings = Vec::new();
+    if let Some(raw) = headers.get(CONTEXT_HEADER) {
+        match raw
+            .to_str()
+            .map_err(|e| e.to_string())
+            .and_then(|s| s.parse::<SpanContext>().map_err(|e| e.to_string()))
+        {
+            Ok(ctx) => {
+                return TraceDecision {
+                    trace_id: ctx.trace_id,
+                    caller: Some(ctx.span_id),
+                    sampled: ctx.is_sampled(),
+                    debug: ctx.is_debug(),
+                    warnings,
+                }
+            }
+            Err(e) => warnings.push(format!("ignored malformed {CONTEXT_HEADER}: {e}")),
+        }
+    }
+    TraceDecision {
+        // 64-bit trace ids, as function platforms write them.
+        trace_id: TraceId(fastrand::u64(1..) as u128),
+        caller: None,
+        sampled: true,
+        debug: false,
+        warnings,
+    }
+}
+
+/// Baggage items from `…-baggage-<key>` headers, sorted by key.
+fn baggage(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut items: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let key = k.as_str().strip_prefix(BAGGAGE_PREFIX)?;
+            Some((key.to_owned(), v.to_str().ok()?.to_owned()))
+        })
+        .collect();
+    items.sort();
+    items
+}
+
+/// Headers that belong to one hop and are not relayed.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+impl Platform {
+    pub fn new(
+        specs: Vec<FunctionSpec>,
+        pipeline: Pipeline,
+        metrics: Arc<Metrics>,
+        jaeger_endpoint: String,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        let pools = specs
+            .into_iter()
+            .map(|spec| {
+                let key = (spec.service.clone(), spec.name.clone());
+                (key, Arc::new(Pool::new(Arc::new(spec), http.clone())))
+            })
+            .collect();
+        Platform {
+            pools,
+            pipeline,
+            metrics,
+            http,
+            jaeger_endpoint,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pools.is_empty()
+    }
+
+    /// Reap idle instances of every function, now and then, until `stop` says so.
+    pub async fn reap_loop(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            for pool in self.pools.values() {
+                let n = pool.reap_idle();
+                if n > 0 {
+                    tracing::info!(function = %pool.spec.platform_service(), instances = n, "idle instances stopped");
+                }
+            }
+        }
+    }
+
+    pub fn stop_all(&self) {
+        for pool in self.pools.values() {
+            pool.stop_all();
+        }
+    }
+
+    pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
+        let pool = self
+            .pools
+            .get(&(req.service.clone(), req.function.clone()))
+            .ok_or_else(|| InvokeError::NotFound(req.service.clone(), req.function.clone()))?;
+        let spec = &pool.spec;
+        let started = Instant::now();
+        let start_us = now_us();
+        let request_id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let decision = decide_trace(&req.headers);
+        let baggage = baggage(&req.headers);
+        let invoke_span = random_span_id();
+        let invocation_span = random_span_id();
+        let flags: u8 = match (decision.sampled, decision.debug) {
+            (_, true) => 3,
+            (true, false) => 1,
+            (false, false) => 0,
+        };
+        let trigger_name = match req.trigger {
+            Trigger::Event => "other",
+            Trigger::Http { .. } => "http",
+        };
+
+        if decision.sampled {
+            // Before the function runs: its spans may arrive before ours.
+            self.pipeline.stitcher().register(
+                &request_id,
+                Target {
+                    trace_id: decision.trace_id,
+                    invocation_span,
+                },
+            );
+        }
+        let acquired = pool.acquire().await;
+        let (lease, cold, start_error) = match acquired {
+            Ok((lease, cold)) => (Some(lease), cold, None),
+            Err(AcquireError::Throttled(max)) => {
+                self.metrics.throttled(&spec.platform_service());
+                self.record(
+                    spec,
+                    &request_id,
+                    start_us,
+                    started.elapsed(),
+                    &decision,
+                    invoke_span,
+                    flags,
+                    false,
+                    0.0,
+                    0.0,
+                    Some("Throttled"),
+                    429,
+                    None,
+                );
+                return Err(InvokeError::Throttled {
+                    service: req.service,
+                    function: req.function,
+                    why: format!(
+                        "every instance is busy and no more may start (max_instances {max})"
+                    ),
+                    request_id,
+                });
+            }
+            Err(AcquireError::StartFailed {
+                step,
+                message,
+                cold,
+            }) => {
+                let kind = if step == "Initializer" {
+                    error_type::INITIALIZATION
+                } else {
+                    error_type::START
+                };
+                (
+                    None,
+                    Some(cold),
+                    Some((kind, format!("{step} failed: {message}"))),
+                )
+            }
+        };
+
+        let mut run = None;
+        let mut peak_rss = 0u64;
+        let (status, headers, body, error) = match (&lease, start_error) {
+            (_, Some((kind, message))) => {
+                tracing::warn!(function = %spec.platform_service(), error = %message, "instance did not start");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    HeaderMap::new(),
+                    Bytes::from(
+                        serde_json::json!({"errorType": kind, "errorMessage": message}).to_string(),
+                    ),
+                    Some((kind, message)),
+                )
+            }
+            (Some(lease), None) => {
+                let outbound = self.outbound_headers(
+                    spec,
+                    &req,
+                    &request_id,
+                    &decision,
+                    invocation_span,
+                    invoke_span,
+                    flags,
+                    &baggage,
+                );
+                let run_start = now_us();
+                let run_clock = Instant::now();
+                let result = self.call(spec, lease, &req, outbound, &mut peak_rss).await;
+                run = Some(Timed {
+                    start_us: run_start,
+                    duration_us: run_clock.elapsed().as_micros() as u64,
+                });
+                result
+            }
+            (None, None) => unreachable!("acquire returns a lease or an error"),
+        };
+        let instance_id = lease.as_ref().map(|l| l.instance.id.clone());
+        drop(lease);
+
+        let duration = started.elapsed();
+        let invoke = Timed {
+            start_us,
+            duration_us: duration.as_micros() as u64,
+        };
+        let error_type = error.as_ref().map(|(k, _)| *k);
+        if decision.sampled {
+            let spans = spans::build(&spans::Invocation {
+                service: &spec.service,
+                function: &spec.name,
+                request_id: &request_id,
+                trace_id: decision.trace_id,
+                caller: decision.caller,
+                flags: flags as u32,
+                invoke_span,
+                invocation_span,
+                trigger: trigger_name,
+                memory_mb: spec.memory_mb,
+                instance_id: instance_id.as_deref(),
+                invoke,
+                cold: cold.as_ref(),
+                run,
+                error_type,
+                error_message: error.as_ref().map(|(_, m)| m.as_str()),
+                warnings: &decision.warnings,
+                baggage: &baggage,
+            });
+            let pipeline = self.pipeline.clone();
+            tokio::spawn(async move {
+                if let Err(e) = pipeline
+                    .submit(DEFAULT_TENANT, spans, Partial::RejectBatch)
+                    .await
+                {
+                    tracing::warn!(error = %e, "platform spans not stored");
+                }
+            });
+        }
+        let init_ms = cold
+            .as_ref()
+            .map(|c| {
+                [c.prepare_code, c.runtime_init, c.initializer]
+                    .iter()
+                    .flatten()
+                    .map(|t| t.duration_us as f64 / 1000.0)
+                    .sum()
+            })
+            .unwrap_or(0.0);
+        self.record(
+            spec,
+            &request_id,
+            start_us,
+            duration,
+            &decision,
+            invoke_span,
+            flags,
+            cold.is_some(),
+            init_ms,
+            peak_rss as f64 / (1024.0 * 1024.0),
+            error_type,
+            status.as_u16(),
+            instance_id,
+        );
+        self.metrics
+            .invocation(&spec.platform_service(), error_type, cold.is_some());
+        Ok(InvokeResponse {
+            status,
+            headers,
+            body,
+            request_id,
+            duration,
+            error_type,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn outbound_headers(
+        &self,
+        spec: &FunctionSpec,
+        req: &InvokeRequest,
+        request_id: &str,
+        decision: &TraceDecision,
+        invocation_span: SpanId,
+        invoke_span: SpanId,
+        flags: u8,
+        baggage: &[(String, String)],
+    ) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if matches!(req.trigger, Trigger::Http { .. }) {
+            for (k, v) in &req.headers {
+                let name = k.as_str();
+                if !is_hop_by_hop(name) && !name.starts_with("x-fc-") {
+                    h.append(k.clone(), v.clone());
+                }
+            }
+        } else if let Some(ct) = req.headers.get(axum::http::header::CONTENT_TYPE) {
+            h.insert(axum::http::header::CONTENT_TYPE, ct.clone());
+        }
+        let mut put = |name: &'static str, value: String| {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(HeaderName::from_static(name), v);
+            }
+        };
+        put("x-fc-request-id", request_id.to_owned());
+        put("x-fc-function-name", spec.name.clone());
+        put("x-fc-service-name", spec.service.clone());
+        put("x-fc-function-memory", spec.memory_mb.to_string());
+        put(
+            "x-fc-function-timeout",
+            spec.timeout.as_secs().max(1).to_string(),
+        );
+        let ctx = SpanContext {
+            trace_id: decision.trace_id,
+            span_id: invocation_span,
+            parent_span_id: invoke_span,
+            flags,
+        };
+        put(CONTEXT_HEADER, ctx.to_string());
+        let map: serde_json::Map<String, serde_json::Value> = baggage
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+            .collect();
+        put(
+            BAGGAGES_HEADER,
+            base64::engine::general_purpose::STANDARD
+                .encode(serde_json::Value::Object(map).to_string()),
+        );
+        put(JAEGER_ENDPOINT_HEADER, self.jaeger_endpoint.clone());
+        h
+    }
+
+    /// Run the function on its instance, within its timeout and memory, and classify the
+    /// outcome.
+    async fn call(
+        &self,
+        spec: &FunctionSpec,
+        lease: &instance::Lease,
+        req: &InvokeRequest,
+        headers: HeaderMap,
+        peak_rss: &mut u64,
+    ) -> (StatusCode, HeaderMap, Bytes, Option<(&'static str, String)>) {
+        let instance = &lease.instance;
+        let (method, url) = match &req.trigger {
+            Trigger::Event => (Method::POST, format!("{}/invoke", instance.base_url)),
+            Trigger::Http {
+                method,
+                path_and_query,
+            } => (
+                method.clone(),
+                format!("{}{}", instance.base_url, path_and_query),
+            ),
+        };
+        let send = async {
+            let resp = self
+                .http
+                .request(method, url)
+                .headers(headers)
+                .body(req.body.clone())
+                .send()
+                .await?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let mut resp = resp;
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await? {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Ok::<_, reqwest::Error>((
+                        StatusCode::BAD_GATEWAY,
+                        HeaderMap::new(),
+                        None,
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok((status, headers, Some(Bytes::from(body))))
+        };
+        let limit = spec.memory_mb * 1024 * 1024;
+        let pid = instance.pid();
+        let watch = async {
+            // Poll the instance's memory; returning means it went over its limit.
+            let Some(pid) = pid else {
+                return std::future::pending::<()>().await;
+            };
+            loop {
+                if let Some(rss) = instance::rss_bytes(pid) {
+                    *peak_rss = (*peak_rss).max(rss);
+                    if rss > limit {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let error_body = |kind: &str, msg: &str| {
+            Bytes::from(serde_json::json!({"errorType": kind, "errorMessage": msg}).to_string())
+        };
+        tokio::select! {
+            result = tokio::time::timeout(spec.timeout, send) => match result {
+                Err(_) => {
+                    instance.kill();
+                    let msg = format!("function timed out after {:?}", spec.timeout);
+                    (StatusCode::GATEWAY_TIMEOUT, HeaderMap::new(), error_body(error_type::TIMEOUT, &msg), Some((error_type::TIMEOUT, msg)))
+                }
+                Ok(Err(e)) => {
+                    // The instance is no use if it cannot be reached.
+                    instance.kill();
+                    let msg = format!("function did not answer: {e}");
+                    (StatusCode::BAD_GATEWAY, HeaderMap::new(), error_body(error_type::UNHANDLED, &msg), Some((error_type::UNHANDLED, msg)))
+                }
+                Ok(Ok((status, headers, None))) => {
+                    let msg = format!("function response is larger than {MAX_RESPONSE_BYTES} bytes");
+                    (status, headers, error_body(error_type::UNHANDLED, &msg), Some((error_type::UNHANDLED, msg)))
+                }
+                Ok(Ok((status, mut headers, Some(body)))) => {
+                    let fc_404 = headers.get("x-fc-status").is_some_and(|v| v.as_bytes() == b"404");
+                    for name in ["transfer-encoding", "connection", "content-length", "x-fc-status"] {
+                        headers.remove(name);
+                    }
+                    let error = if status.is_server_error() || fc_404 {
+                        Some((error_type::UNHANDLED, format!("function answered {}{}", status.as_u16(), if fc_404 { " with x-fc-status: 404" } else { "" })))
+                    } else {
+                        None
+                    };
+                    (status, headers, body, error)
+                }
+            },
+            _ = watch => {
+                instance.kill();
+                let msg = format!("function used more than its {} MB of memory and was stopped", spec.memory_mb);
+                (StatusCode::BAD_GATEWAY, HeaderMap::new(), error_body(error_type::OOM, &msg), Some((error_type::OOM, msg)))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        spec: &FunctionSpec,
+        request_id: &str,
+        start_us: u64,
+        duration: Duration,
+        decision: &TraceDecision,
+        invoke_span: SpanId,
+        flags: u8,
+        cold: bool,
+        init_ms: f64,
+        memory_usage_mb: f64,
+        error_type: Option<&str>,
+        status_code: u16,
+        instance_id: Option<String>,
+    ) {
+        let ctx = SpanContext {
+            trace_id: decision.trace_id,
+            span_id: invoke_span,
+            parent_span_id: decision.caller.unwrap_or_default(),
+            flags,
+        };
+        let rec = InvocationRecord {
+            service: spec.service.clone(),
+            function: spec.name.clone(),
+            qualifier: "LATEST".into(),
+            request_id: request_id.to_owned(),
+            start_time: start_us,
+            duration_ms: duration.as_secs_f64() * 1000.0,
+            memory_mb: spec.memory_mb,
+            memory_usage_mb,
+            is_cold_start: cold,
+            initialization_duration_ms: init_ms,
+            has_function_error: error_type.is_some_and(|e| e != "Throttled"),
+            error_type: error_type.map(str::to_owned),
+            status_code,
+            trace_context: ctx.to_string(),
+            is_sampled: decision.sampled,
+            instance_id,
+        };
+        let pipeline = self.pipeline.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pipeline.submit_invocation(DEFAULT_TENANT, rec).await {
+                tracing::warn!(error = %e, "invocation record not stored");
+            }
+        });
+    }
+}

@@ -1,0 +1,172 @@
+//! The invoke gateway port: the function platform's API.
+//!
+//! `POST /2016-08-15/services/{service}/functions/{function}/invocations` (body = event) and
+//! `ANY /2016-08-15/proxy/{service}/{function}/{path..}` (HTTP trigger). Answers with the
+//! function's response plus `x-fc-request-id` and `x-fc-invocation-duration` (ms).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use axum::Router;
+
+use crate::platform::{InvokeError, InvokeRequest, Platform, Trigger};
+use crate::receive::body;
+
+#[derive(Clone)]
+struct Gateway {
+    platform: Arc<Platform>,
+    max_event_bytes: usize,
+}
+
+pub fn router(platform: Arc<Platform>, max_event_bytes: usize) -> Router {
+    Router::new()
+        .route(
+            "/2016-08-15/services/{service}/functions/{function}/invocations",
+            post(invoke_event),
+        )
+        .route(
+            "/2016-08-15/proxy/{service}/{function}",
+            any(invoke_http_root),
+        )
+        .route(
+            "/2016-08-15/proxy/{service}/{function}/",
+            any(invoke_http_root),
+        )
+        .route(
+            "/2016-08-15/proxy/{service}/{function}/{*path}",
+            any(invoke_http),
+        )
+        .fallback(|| async {
+            json_error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "no such route on the invoke gateway".into(),
+            )
+        })
+        .with_state(Gateway {
+            platform,
+            max_event_bytes,
+        })
+}
+
+fn json_error(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({"errorCode": code, "errorMessage": message}).to_string(),
+    )
+        .into_response()
+}
+
+async fn invoke_event(
+    State(g): State<Gateway>,
+    Path((service, function)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    run(g, service, function, req, |_| Trigger::Event).await
+}
+
+async fn invoke_http_root(
+    State(g): State<Gateway>,
+    Path((service, function)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    run(g, service, function, req, |r| http_trigger(r, "")).await
+}
+
+async fn invoke_http(
+    State(g): State<Gateway>,
+    Path((service, function, path)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    run(g, service, function, req, |r| http_trigger(r, &path)).await
+}
+
+fn http_trigger(req: &Request, path: &str) -> Trigger {
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    Trigger::Http {
+        method: req.method().clone(),
+        path_and_query: format!("/{path}{query}"),
+    }
+}
+
+async fn run(
+    g: Gateway,
+    service: String,
+    function: String,
+    req: Request,
+    trigger: impl FnOnce(&Request) -> Trigger,
+) -> Response {
+    let trigger = trigger(&req);
+    let (parts, req_body) = req.into_parts();
+    let content_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok());
+    let bytes = match body::read(req_body, content_length, None, g.max_event_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            let status =
+                StatusCode::from_u16(e.code().http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return json_error(status, "InvalidArgument", format!("event: {e}"));
+        }
+    };
+    let outcome = g
+        .platform
+        .invoke(InvokeRequest {
+            service,
+            function,
+            trigger,
+            headers: parts.headers,
+            body: bytes,
+        })
+        .await;
+    match outcome {
+        Ok(r) => {
+            let mut resp = Response::new(Body::from(r.body));
+            *resp.status_mut() = r.status;
+            *resp.headers_mut() = r.headers;
+            let h = resp.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&r.request_id) {
+                h.insert("x-fc-request-id", v);
+            }
+            h.insert(
+                "x-fc-invocation-duration",
+                HeaderValue::from(r.duration.as_millis().max(1) as u64),
+            );
+            if let Some(kind) = r.error_type {
+                h.insert("x-fc-error-type", HeaderValue::from_static(kind));
+            }
+            resp
+        }
+        Err(e @ InvokeError::NotFound(..)) => {
+            json_error(StatusCode::NOT_FOUND, "FunctionNotFound", e.to_string())
+        }
+        Err(InvokeError::Throttled {
+            service,
+            function,
+            why,
+            request_id,
+        }) => {
+            let mut resp = json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ResourceThrottled",
+                format!("function {service}/{function} is throttled: {why}"),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                resp.headers_mut().insert("x-fc-request-id", v);
+            }
+            resp
+        }
+    }
+}
