@@ -70,6 +70,19 @@ pub struct ServeArgs {
     /// Invoke gateway (the function platform's API) [default: 127.0.0.1:8000]
     #[arg(long, env = "FCTRACE_GATEWAY_ADDR", value_name = "HOST:PORT")]
     pub gateway_addr: Option<String>,
+    /// Remote sampling API (GET /sampling?service=) [default: 127.0.0.1:5778]
+    #[arg(long, env = "FCTRACE_SAMPLING_ADDR", value_name = "HOST:PORT")]
+    pub sampling_addr: Option<String>,
+    /// Jaeger sampling strategies file, re-read when it changes
+    /// [default: one trace per second per service]
+    #[arg(long, env = "FCTRACE_SAMPLING_STRATEGIES", value_name = "FILE")]
+    pub sampling_strategies: Option<PathBuf>,
+    /// Spans a second one service may send before it gets 429s; 0 = no limit [default: 0]
+    #[arg(long, env = "FCTRACE_SERVICE_SPANS_PER_SECOND", value_name = "N")]
+    pub service_spans_per_second: Option<f64>,
+    /// Spans accepted but not yet stored, over all clients, before 429s; 0 = no limit [default: 1000000]
+    #[arg(long, env = "FCTRACE_MAX_IN_FLIGHT_SPANS", value_name = "N")]
+    pub max_in_flight_spans: Option<usize>,
     /// TOML file of [[functions]] (added to those in --config)
     #[arg(long, env = "FCTRACE_FUNCTIONS", value_name = "FILE")]
     pub functions: Option<PathBuf>,
@@ -110,6 +123,10 @@ pub struct FileConfig {
     pub otlp_grpc_addr: Option<String>,
     pub query_addr: Option<String>,
     pub gateway_addr: Option<String>,
+    pub sampling_addr: Option<String>,
+    pub sampling_strategies: Option<PathBuf>,
+    pub service_spans_per_second: Option<f64>,
+    pub max_in_flight_spans: Option<usize>,
     pub function_jaeger_endpoint: Option<String>,
     pub max_event_bytes: Option<usize>,
     pub listen_all: Option<bool>,
@@ -144,6 +161,10 @@ pub struct Settings {
     pub otlp_grpc_addr: String,
     pub query_addr: String,
     pub gateway_addr: String,
+    pub sampling_addr: String,
+    pub sampling_strategies: Option<PathBuf>,
+    pub service_spans_per_second: f64,
+    pub max_in_flight_spans: usize,
     pub functions: Vec<FunctionSpec>,
     pub function_jaeger_endpoint: Option<String>,
     pub max_event_bytes: usize,
@@ -208,6 +229,16 @@ impl Settings {
         let functions =
             functions::check(&raw_functions).map_err(|e| ConfigError::Functions(e.to_string()))?;
         let queue_bytes = args.queue_bytes.or(file.queue_bytes).unwrap_or(128 << 20);
+        let service_spans_per_second = args
+            .service_spans_per_second
+            .or(file.service_spans_per_second)
+            .unwrap_or(0.0);
+        if !(service_spans_per_second >= 0.0 && service_spans_per_second.is_finite()) {
+            return Err(invalid(
+                "service_spans_per_second",
+                "must be 0 (no limit) or a positive number",
+            ));
+        }
         if queue_bytes < 1 << 20 {
             return Err(invalid("queue_bytes", "must be at least 1048576 (1 MiB)"));
         }
@@ -252,6 +283,22 @@ impl Settings {
                     .or(file.gateway_addr)
                     .unwrap_or_else(|| format!("{host}:8000")),
             )?,
+            sampling_addr: check_addr(
+                "sampling_addr",
+                args.sampling_addr
+                    .clone()
+                    .or(file.sampling_addr)
+                    .unwrap_or_else(|| format!("{host}:5778")),
+            )?,
+            sampling_strategies: args
+                .sampling_strategies
+                .clone()
+                .or(file.sampling_strategies),
+            service_spans_per_second,
+            max_in_flight_spans: args
+                .max_in_flight_spans
+                .or(file.max_in_flight_spans)
+                .unwrap_or(1_000_000),
             functions,
             function_jaeger_endpoint: args
                 .function_jaeger_endpoint

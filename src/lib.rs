@@ -4,6 +4,7 @@
 //! The modules follow the data path, in one direction:
 //! - [`receive`]: wire formats (Jaeger thrift) → [`model::Span`] batches;
 //! - [`pipeline`]: validation, admission and the group-commit writer;
+//! - [`sampling`]: strategies (Jaeger's file format), head sampling, rate limiters;
 //! - [`store`]: RocksDB column families, key encoding, reads and retention;
 //! - [`platform`]: the invoke gateway's logic, instances, platform spans and records;
 //! - [`query`]: search planning and Jaeger/OTLP JSON views, read-only;
@@ -19,6 +20,7 @@ pub mod pipeline;
 pub mod platform;
 pub mod query;
 pub mod receive;
+pub mod sampling;
 pub mod server;
 pub mod store;
 pub mod telemetry;

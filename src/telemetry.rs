@@ -28,6 +28,17 @@ struct InvocationLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceReasonLabel {
+    service: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -43,6 +54,9 @@ pub struct Metrics {
     write_seconds: Histogram,
     invocations: Family<InvocationLabel, Counter>,
     throttles: Family<FunctionLabel, Counter>,
+    admission_refused: Family<ServiceReasonLabel, Counter>,
+    sampling_reloads: Family<OutcomeLabel, Counter>,
+    sampling_rules_ok: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Default for Metrics {
@@ -108,8 +122,30 @@ impl Metrics {
             "Invocations refused because every instance was busy",
             throttles.clone(),
         );
+        let admission_refused = Family::<ServiceReasonLabel, Counter>::default();
+        registry.register(
+            "admission_refused_spans",
+            "Spans refused by admission control, by service and reason",
+            admission_refused.clone(),
+        );
+        let sampling_reloads = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "sampling_strategy_reloads",
+            "Sampling strategies file reloads, by outcome (ok, error)",
+            sampling_reloads.clone(),
+        );
+        let sampling_rules_ok = prometheus_client::metrics::gauge::Gauge::default();
+        sampling_rules_ok.set(1);
+        registry.register(
+            "sampling_strategies_ok",
+            "Whether the sampling rules in effect are the file on disk (1) or the last reload failed (0)",
+            sampling_rules_ok.clone(),
+        );
         Metrics {
             registry,
+            admission_refused,
+            sampling_reloads,
+            sampling_rules_ok,
             spans_received,
             spans_stored,
             spans_refused,
@@ -166,6 +202,23 @@ impl Metrics {
                 function: function.to_owned(),
             })
             .inc();
+    }
+
+    pub fn admission_refused(&self, service: &str, reason: &'static str, spans: usize) {
+        self.admission_refused
+            .get_or_create(&ServiceReasonLabel {
+                service: service.to_owned(),
+                reason,
+            })
+            .inc_by(spans as u64);
+    }
+
+    pub fn sampling_reload(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.sampling_reloads
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+        self.sampling_rules_ok.set(ok as i64);
     }
 
     pub fn render(&self) -> String {

@@ -20,7 +20,19 @@ fn start_with_functions(toml: &str, extra: &[&str]) -> Daemon {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("functions.toml");
     std::fs::write(&path, toml).unwrap();
-    let mut args = vec!["--functions", path.to_str().unwrap()];
+    // Every invocation traced: these tests look at each one's spans.
+    let rules = tmp.path().join("strategies.json");
+    std::fs::write(
+        &rules,
+        r#"{"default_strategy": {"type": "probabilistic", "param": 1}}"#,
+    )
+    .unwrap();
+    let mut args = vec![
+        "--functions",
+        path.to_str().unwrap(),
+        "--sampling-strategies",
+        rules.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let d = Daemon::start_in(&tmp.path().join("data"), &args);
     // keep the directory alive as long as the daemon

@@ -9,8 +9,11 @@
 //!
 //! The pipeline does not decode wire formats and does not know how keys are laid out.
 
+mod admission;
 pub mod stitch;
 mod validate;
+
+pub use admission::{AdmissionOptions, Refusal};
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -35,6 +38,7 @@ pub struct PipelineOptions {
     pub queue_timeout: Duration,
     /// Largest group the writer commits in one write.
     pub max_group_bytes: usize,
+    pub admission: AdmissionOptions,
 }
 
 impl Default for PipelineOptions {
@@ -43,6 +47,7 @@ impl Default for PipelineOptions {
             queue_bytes: 128 << 20,
             queue_timeout: Duration::from_secs(2),
             max_group_bytes: 32 << 20,
+            admission: AdmissionOptions::default(),
         }
     }
 }
@@ -53,6 +58,11 @@ pub enum SubmitError {
     Invalid(Invalid),
     #[error("write queue is full; retry later")]
     QueueFull,
+    #[error("{}", match .0 {
+        Refusal::ServiceRate { service } => format!("service {service:?} is over its span rate limit; retry later"),
+        Refusal::InFlight { limit } => format!("more than {limit} spans are in flight; retry later"),
+    })]
+    Refused(Refusal),
     #[error("fctrace is shutting down")]
     Closed,
     #[error("store write failed: {0}")]
@@ -64,6 +74,7 @@ impl SubmitError {
         match self {
             SubmitError::Invalid(_) => ErrorCode::BadRequest,
             SubmitError::QueueFull | SubmitError::Closed => ErrorCode::Unavailable,
+            SubmitError::Refused(_) => ErrorCode::RateLimited,
             SubmitError::Store(e) => e.code(),
         }
     }
@@ -94,6 +105,7 @@ struct Request {
 pub struct Pipeline {
     tx: mpsc::UnboundedSender<Request>,
     stitcher: Arc<stitch::Stitcher>,
+    admission: Arc<admission::Admission>,
     permits: Arc<Semaphore>,
     opts: Arc<PipelineOptions>,
     metrics: Arc<Metrics>,
@@ -131,6 +143,7 @@ impl Pipeline {
         let pipeline = Pipeline {
             tx,
             stitcher: Arc::new(stitch::Stitcher::default()),
+            admission: Arc::new(admission::Admission::new(opts.admission)),
             permits,
             opts: Arc::new(opts),
             metrics,
@@ -186,9 +199,17 @@ impl Pipeline {
         if spans.is_empty() {
             return Ok(outcome);
         }
+        let in_flight = self
+            .admission
+            .admit(&spans, |service, reason, n| {
+                self.metrics.admission_refused(service, reason, n);
+                self.metrics.refused(n, reason);
+            })
+            .map_err(SubmitError::Refused)?;
         let batch = store::encode(tenant, &spans);
         drop(spans);
         self.submit_batch(batch).await?;
+        drop(in_flight);
         Ok(outcome)
     }
 

@@ -25,6 +25,7 @@ use crate::clock::now_us;
 use crate::model::{SpanContext, SpanId, TraceId};
 use crate::pipeline::stitch::Target;
 use crate::pipeline::{Partial, Pipeline};
+use crate::sampling::HeadSampler;
 use crate::store::keys::DEFAULT_TENANT;
 use crate::telemetry::Metrics;
 use functions::FunctionSpec;
@@ -93,6 +94,7 @@ pub struct Platform {
     pools: HashMap<(String, String), Arc<Pool>>,
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
+    sampler: Arc<HeadSampler>,
     http: reqwest::Client,
     /// `x-fc-tracing-jaeger-endpoint`: where functions send their spans.
     jaeger_endpoint: String,
@@ -111,7 +113,13 @@ fn random_span_id() -> SpanId {
     SpanId(fastrand::u64(1..))
 }
 
-fn decide_trace(headers: &HeaderMap) -> TraceDecision {
+/// The caller's context when it sent a valid one (its sampled flag wins); otherwise a new
+/// trace, sampled by the function's strategy.
+fn decide_trace(
+    headers: &HeaderMap,
+    sampler: &HeadSampler,
+    platform_service: &str,
+) -> TraceDecision {
     let mut warnings = Vec::new();
     if let Some(raw) = headers.get(CONTEXT_HEADER) {
         match raw
@@ -131,11 +139,12 @@ fn decide_trace(headers: &HeaderMap) -> TraceDecision {
             Err(e) => warnings.push(format!("ignored malformed {CONTEXT_HEADER}: {e}")),
         }
     }
+    // 64-bit trace ids, as function platforms write them.
+    let trace_id = TraceId(fastrand::u64(1..) as u128);
     TraceDecision {
-        // 64-bit trace ids, as function platforms write them.
-        trace_id: TraceId(fastrand::u64(1..) as u128),
+        trace_id,
         caller: None,
-        sampled: true,
+        sampled: sampler.decide(platform_service, "InvokeFunction", trace_id),
         debug: false,
         warnings,
     }
@@ -175,6 +184,7 @@ impl Platform {
         specs: Vec<FunctionSpec>,
         pipeline: Pipeline,
         metrics: Arc<Metrics>,
+        sampler: Arc<HeadSampler>,
         jaeger_endpoint: String,
     ) -> Self {
         let http = reqwest::Client::builder()
@@ -192,6 +202,7 @@ impl Platform {
             pools,
             pipeline,
             metrics,
+            sampler,
             http,
             jaeger_endpoint,
         }
@@ -232,7 +243,7 @@ impl Platform {
         let started = Instant::now();
         let start_us = now_us();
         let request_id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        let decision = decide_trace(&req.headers);
+        let decision = decide_trace(&req.headers, &self.sampler, &spec.platform_service());
         let baggage = baggage(&req.headers);
         let invoke_span = random_span_id();
         let invocation_span = random_span_id();

@@ -16,6 +16,10 @@ use crate::store::keys::DEFAULT_TENANT;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/traces", post(post_traces))
+        .route(
+            "/api/sampling",
+            axum::routing::get(super::sampling_api::strategy),
+        )
         // Invocation-scoped: every span posted here belongs to that invocation's trace.
         .route(
             "/api/invocations/{request_id}/traces",

@@ -10,6 +10,7 @@ mod collector;
 mod gateway;
 mod otlp;
 mod query_api;
+mod sampling_api;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,9 +27,10 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::error::ErrorCode;
-use crate::pipeline::{Pipeline, PipelineOptions};
+use crate::pipeline::{AdmissionOptions, Pipeline, PipelineOptions};
 use crate::platform::Platform;
 use crate::query::Query;
+use crate::sampling::{HeadSampler, Rules};
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::telemetry::Metrics;
 
@@ -46,6 +48,8 @@ pub enum ServeError {
     },
     #[error("cannot write {0}: {1}")]
     Ports(String, std::io::Error),
+    #[error("sampling strategies: {0}")]
+    Sampling(String),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -58,6 +62,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     pub ready: Arc<AtomicBool>,
+    pub sampler: Arc<HeadSampler>,
 }
 
 /// A plain-text error answer with the status its code maps to; retriable errors say when
@@ -95,10 +100,18 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         Arc::clone(&store),
         PipelineOptions {
             queue_bytes: settings.queue_bytes,
+            admission: AdmissionOptions {
+                service_spans_per_second: settings.service_spans_per_second,
+                max_in_flight_spans: settings.max_in_flight_spans,
+            },
             ..PipelineOptions::default()
         },
         Arc::clone(&metrics),
     );
+    let rules = Arc::new(
+        Rules::load(settings.sampling_strategies.as_deref()).map_err(ServeError::Sampling)?,
+    );
+    let sampler = Arc::new(HeadSampler::new(Arc::clone(&rules)));
     let settings = Arc::new(settings);
     let state = AppState {
         pipeline,
@@ -106,6 +119,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         metrics,
         settings: Arc::clone(&settings),
         ready: Arc::new(AtomicBool::new(false)),
+        sampler: Arc::clone(&sampler),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -116,6 +130,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let query_listener = bind("query", &settings.query_addr, &mut bound).await?;
     let gateway_listener = bind("gateway", &settings.gateway_addr, &mut bound).await?;
     let grpc_listener = bind("otlp_grpc", &settings.otlp_grpc_addr, &mut bound).await?;
+    let sampling_listener = bind("sampling", &settings.sampling_addr, &mut bound).await?;
 
     // Functions send their spans to this daemon's collector, as they can reach it.
     let jaeger_endpoint = settings
@@ -134,6 +149,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         settings.functions.clone(),
         state.pipeline.clone(),
         Arc::clone(&state.metrics),
+        Arc::clone(&sampler),
         jaeger_endpoint,
     ));
 
@@ -148,6 +164,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             gateway_listener,
             gateway::router(Arc::clone(&platform), settings.max_event_bytes),
         ),
+        (sampling_listener, sampling_api::router(state.clone())),
     ];
     let mut tasks = Vec::new();
     for (listener, router) in http_listeners {
@@ -172,6 +189,8 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             .map_err(std::io::Error::other)
     }));
     let reaper = tokio::spawn(Arc::clone(&platform).reap_loop(stop_rx.clone()));
+    let rules_watch =
+        tokio::spawn(Arc::clone(&rules).watch(Arc::clone(&state.metrics), stop_rx.clone()));
     write_ports(&settings.data_dir, &bound)?;
 
     let retention_task = tokio::spawn(retention_loop(Arc::clone(&store), stop_rx.clone()));
@@ -189,6 +208,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     }
     let _ = retention_task.await;
     let _ = reaper.await;
+    let _ = rules_watch.await;
     platform.stop_all();
     drop(platform);
     // Every router (and its pipeline handle) is gone: closing the queue lets the writer

@@ -142,7 +142,12 @@ impl Daemon {
                 "--otlp-grpc-addr",
                 "127.0.0.1:0",
             ])
-            .args(["--gateway-addr", "127.0.0.1:0"])
+            .args([
+                "--gateway-addr",
+                "127.0.0.1:0",
+                "--sampling-addr",
+                "127.0.0.1:0",
+            ])
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

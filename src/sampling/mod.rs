@@ -1,0 +1,224 @@
+//! Sampling: the rules (Jaeger strategies file, hot-reloaded), the head sampler the gateway
+//! asks for each new trace, and the token buckets that rate limits share.
+//!
+//! In: a strategies file (or none: the platform's default of one trace per second per
+//! service). Out: answers for the remote sampling API and yes/no decisions for new traces.
+//! This module stores nothing and does not see spans.
+
+pub mod strategies;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::model::TraceId;
+use crate::telemetry::Metrics;
+pub use strategies::{SamplingResponse, Strategies, Strategy, StrategyError};
+
+/// A token bucket: `rate` tokens a second, at most `capacity`, starting full.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate: f64, capacity: f64) -> Self {
+        TokenBucket {
+            rate,
+            capacity,
+            tokens: capacity,
+            last: Instant::now(),
+        }
+    }
+
+    /// Tokens there now.
+    pub fn available(&mut self) -> f64 {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
+            .min(self.capacity);
+        self.last = now;
+        self.tokens
+    }
+
+    /// Take `n` tokens if there are that many.
+    pub fn try_take(&mut self, n: f64) -> bool {
+        if self.available() >= n {
+            self.tokens -= n;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The current rules, swapped whole when the file changes.
+pub struct Rules {
+    current: RwLock<Arc<Strategies>>,
+    version: AtomicU64,
+    path: Option<PathBuf>,
+}
+
+impl Rules {
+    /// Load the file (or the platform default when there is none). A bad file at start is
+    /// an error: the daemon refuses to start on rules it cannot read.
+    pub fn load(path: Option<&Path>) -> Result<Rules, String> {
+        let strategies = match path {
+            None => Strategies::default(),
+            Some(p) => read(p)?,
+        };
+        Ok(Rules {
+            current: RwLock::new(Arc::new(strategies)),
+            version: AtomicU64::new(0),
+            path: path.map(Path::to_owned),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Strategies> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Changes each time new rules take effect.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
+    }
+
+    /// Re-read the file whenever its contents change; a bad file keeps the last good rules.
+    pub async fn watch(
+        self: Arc<Self>,
+        metrics: Arc<Metrics>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        let mut last_text = std::fs::read_to_string(&path).ok();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue; // mid-replace, or removed: keep the rules we have
+            };
+            if last_text.as_deref() == Some(text.as_str()) {
+                continue;
+            }
+            match Strategies::parse(&text) {
+                Ok(s) => {
+                    *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
+                    self.version.fetch_add(1, Ordering::SeqCst);
+                    metrics.sampling_reload(true);
+                    tracing::info!(file = %path.display(), "sampling strategies reloaded");
+                }
+                Err(e) => {
+                    metrics.sampling_reload(false);
+                    tracing::error!(file = %path.display(), error = %e, "sampling strategies not reloaded; keeping the last good rules");
+                }
+            }
+            last_text = Some(text);
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Strategies, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Strategies::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Head sampling for traces the platform starts: the strategy of the function's service.
+pub struct HeadSampler {
+    rules: Arc<Rules>,
+    buckets: Mutex<(u64, HashMap<String, TokenBucket>)>,
+}
+
+/// Jaeger's probabilistic decision: the low 63 bits of the trace id under a boundary.
+pub fn probabilistic(trace: TraceId, rate: f64) -> bool {
+    let boundary = (rate.clamp(0.0, 1.0) * (i64::MAX as f64)) as u64;
+    (trace.low() & (i64::MAX as u64)) < boundary || rate >= 1.0
+}
+
+impl HeadSampler {
+    pub fn new(rules: Arc<Rules>) -> Self {
+        HeadSampler {
+            rules,
+            buckets: Mutex::new((u64::MAX, HashMap::new())),
+        }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Sample a new trace of `service`'s `operation`?
+    pub fn decide(&self, service: &str, operation: &str, trace: TraceId) -> bool {
+        let strategies = self.rules.current();
+        let s = strategies.for_service(service);
+        if let Some(p) = s.operation_probability(operation) {
+            return probabilistic(trace, p);
+        }
+        match s.strategy {
+            Strategy::Probabilistic(p) => probabilistic(trace, p),
+            Strategy::RateLimiting(rate) => {
+                let mut guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+                let version = self.rules.version();
+                if guard.0 != version {
+                    // New rules: new buckets, at their new rates.
+                    *guard = (version, HashMap::new());
+                }
+                guard
+                    .1
+                    .entry(service.to_owned())
+                    .or_insert_with(|| TokenBucket::new(rate, rate.max(1.0)))
+                    .try_take(1.0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limiting_bucket_starts_full_and_refills() {
+        let mut b = TokenBucket::new(1.0, 1.0);
+        assert!(b.try_take(1.0));
+        assert!(!b.try_take(1.0));
+        b.last -= Duration::from_millis(1100);
+        assert!(b.try_take(1.0));
+    }
+
+    #[test]
+    fn probabilistic_follows_the_rate() {
+        let n = 20_000;
+        let kept = (0..n)
+            .filter(|i| {
+                probabilistic(
+                    TraceId((*i as u128).wrapping_mul(0x9E3779B97F4A7C15) ^ 0x5555),
+                    0.25,
+                )
+            })
+            .count();
+        assert!((4000..6000).contains(&kept), "{kept}");
+        assert!(probabilistic(TraceId(u64::MAX as u128), 1.0));
+        assert!(!probabilistic(TraceId(1), 0.0));
+    }
+
+    #[test]
+    fn head_sampler_defaults_to_one_per_second() {
+        let h = HeadSampler::new(Arc::new(Rules::load(None).unwrap()));
+        let first = h.decide("FC:a/b", "InvokeFunction", TraceId(1));
+        let second = h.decide("FC:a/b", "InvokeFunction", TraceId(2));
+        assert!(first && !second);
+        assert!(
+            h.decide("FC:a/c", "InvokeFunction", TraceId(3)),
+            "buckets are per service"
+        );
+    }
+}
