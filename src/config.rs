@@ -15,6 +15,7 @@ use thiserror::Error;
 
 use crate::duration;
 use crate::platform::functions::{self, FunctionSpec, FunctionsFile, RawFunction};
+use crate::sampling::tail::{TailConfig, TailSettings};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -28,7 +29,7 @@ pub enum ConfigError {
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
     #[error("{0}")]
-    Functions(String),
+    Section(String),
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -137,6 +138,16 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     #[serde(default)]
     pub functions: Vec<RawFunction>,
+    #[serde(default)]
+    pub sampling: SamplingSection,
+}
+
+/// `[sampling]` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingSection {
+    #[serde(default)]
+    pub tail: TailConfig,
 }
 
 impl FileConfig {
@@ -165,6 +176,7 @@ pub struct Settings {
     pub sampling_strategies: Option<PathBuf>,
     pub service_spans_per_second: f64,
     pub max_in_flight_spans: usize,
+    pub tail_sampling: Option<TailSettings>,
     pub functions: Vec<FunctionSpec>,
     pub function_jaeger_endpoint: Option<String>,
     pub max_event_bytes: usize,
@@ -214,6 +226,7 @@ impl Settings {
         if max_body_bytes == 0 {
             return Err(invalid("max_body_bytes", "must be greater than 0"));
         }
+        let tail_sampling = file.sampling.tail.check().map_err(ConfigError::Section)?;
         let mut raw_functions = file.functions;
         if let Some(path) = &args.functions {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -227,7 +240,7 @@ impl Settings {
             raw_functions.extend(extra.functions);
         }
         let functions =
-            functions::check(&raw_functions).map_err(|e| ConfigError::Functions(e.to_string()))?;
+            functions::check(&raw_functions).map_err(|e| ConfigError::Section(e.to_string()))?;
         let queue_bytes = args.queue_bytes.or(file.queue_bytes).unwrap_or(128 << 20);
         let service_spans_per_second = args
             .service_spans_per_second
@@ -294,6 +307,7 @@ impl Settings {
                 .sampling_strategies
                 .clone()
                 .or(file.sampling_strategies),
+            tail_sampling,
             service_spans_per_second,
             max_in_flight_spans: args
                 .max_in_flight_spans

@@ -34,6 +34,12 @@ struct ServiceReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TailLabel {
+    class: &'static str,
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
 }
@@ -57,6 +63,8 @@ pub struct Metrics {
     admission_refused: Family<ServiceReasonLabel, Counter>,
     sampling_reloads: Family<OutcomeLabel, Counter>,
     sampling_rules_ok: prometheus_client::metrics::gauge::Gauge,
+    tail_traces: Family<TailLabel, Counter>,
+    tail_held_spans: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Default for Metrics {
@@ -141,8 +149,22 @@ impl Metrics {
             "Whether the sampling rules in effect are the file on disk (1) or the last reload failed (0)",
             sampling_rules_ok.clone(),
         );
+        let tail_traces = Family::<TailLabel, Counter>::default();
+        registry.register(
+            "tail_sampling_traces",
+            "Traces decided by tail sampling, by class and decision",
+            tail_traces.clone(),
+        );
+        let tail_held_spans = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "tail_sampling_held_spans",
+            "Spans held by tail sampling, waiting for their trace's decision",
+            tail_held_spans.clone(),
+        );
         Metrics {
             registry,
+            tail_traces,
+            tail_held_spans,
             admission_refused,
             sampling_reloads,
             sampling_rules_ok,
@@ -219,6 +241,17 @@ impl Metrics {
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
         self.sampling_rules_ok.set(ok as i64);
+    }
+
+    pub fn tail_decided(&self, class: &'static str, keep: bool) {
+        let decision = if keep { "kept" } else { "dropped" };
+        self.tail_traces
+            .get_or_create(&TailLabel { class, decision })
+            .inc();
+    }
+
+    pub fn tail_held(&self, spans: usize) {
+        self.tail_held_spans.set(spans as i64);
     }
 
     pub fn render(&self) -> String {

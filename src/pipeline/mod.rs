@@ -17,7 +17,7 @@ pub use admission::{AdmissionOptions, Refusal};
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -25,6 +25,8 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use crate::error::ErrorCode;
 use crate::model::Span;
 use crate::platform::record::InvocationRecord;
+use crate::sampling::tail::{Decision, TailSampler, TailSettings};
+use crate::store::keys::DEFAULT_TENANT;
 use crate::store::{self, keys::Tenant, EncodedBatch, Store, StoreError};
 use crate::telemetry::Metrics;
 
@@ -39,6 +41,8 @@ pub struct PipelineOptions {
     /// Largest group the writer commits in one write.
     pub max_group_bytes: usize,
     pub admission: AdmissionOptions,
+    /// Tail sampling, when on: traces are held and kept or dropped whole.
+    pub tail: Option<TailSettings>,
 }
 
 impl Default for PipelineOptions {
@@ -48,6 +52,7 @@ impl Default for PipelineOptions {
             queue_timeout: Duration::from_secs(2),
             max_group_bytes: 32 << 20,
             admission: AdmissionOptions::default(),
+            tail: None,
         }
     }
 }
@@ -106,6 +111,7 @@ pub struct Pipeline {
     tx: mpsc::UnboundedSender<Request>,
     stitcher: Arc<stitch::Stitcher>,
     admission: Arc<admission::Admission>,
+    tail: Option<Arc<TailSampler>>,
     permits: Arc<Semaphore>,
     opts: Arc<PipelineOptions>,
     metrics: Arc<Metrics>,
@@ -144,6 +150,7 @@ impl Pipeline {
             tx,
             stitcher: Arc::new(stitch::Stitcher::default()),
             admission: Arc::new(admission::Admission::new(opts.admission)),
+            tail: opts.tail.clone().map(|t| Arc::new(TailSampler::new(t))),
             permits,
             opts: Arc::new(opts),
             metrics,
@@ -206,11 +213,82 @@ impl Pipeline {
                 self.metrics.refused(n, reason);
             })
             .map_err(SubmitError::Refused)?;
+        if let Some(tail) = &self.tail {
+            // Held until their trace is decided: acknowledged now, written if kept.
+            let (now, early) = tail.offer(spans, Instant::now(), minute());
+            self.metrics.tail_held(tail.held_spans());
+            drop(in_flight);
+            self.write_decided(tenant, now, early).await?;
+            return Ok(outcome);
+        }
         let batch = store::encode(tenant, &spans);
         drop(spans);
         self.submit_batch(batch).await?;
         drop(in_flight);
         Ok(outcome)
+    }
+
+    /// Write late spans of kept traces and the traces decided as kept; count decisions.
+    async fn write_decided(
+        &self,
+        tenant: Tenant,
+        mut spans: Vec<Span>,
+        decided: Vec<Decision>,
+    ) -> Result<(), SubmitError> {
+        for d in decided {
+            self.metrics.tail_decided(d.class.as_str(), d.keep);
+            if d.keep {
+                spans.extend(d.spans);
+            }
+        }
+        if spans.is_empty() {
+            return Ok(());
+        }
+        self.submit_batch(store::encode(tenant, &spans)).await
+    }
+
+    /// Decide held traces as their windows pass, until `stop`; then decide the rest.
+    /// Quotas shrink with the daemon's CPU use, measured here.
+    pub async fn tail_loop(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(tail) = self.tail.clone() else {
+            return;
+        };
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as f64;
+        let mut last = (
+            Instant::now(),
+            crate::sampling::tail::process_cpu_seconds().unwrap_or(0.0),
+        );
+        loop {
+            let stopping = tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            let now = Instant::now();
+            if let Some(cpu) = crate::sampling::tail::process_cpu_seconds() {
+                let wall = now.duration_since(last.0).as_secs_f64();
+                if wall >= 1.0 {
+                    tail.set_cpu((cpu - last.1) / wall / cores);
+                    last = (now, cpu);
+                }
+            }
+            let decided = if stopping {
+                tail.drain(minute())
+            } else {
+                tail.due(now, minute())
+            };
+            self.metrics.tail_held(tail.held_spans());
+            if let Err(e) = self
+                .write_decided(DEFAULT_TENANT, Vec::new(), decided)
+                .await
+            {
+                tracing::error!(error = %e, "tail-sampled traces not written");
+            }
+            if stopping {
+                return;
+            }
+        }
     }
 
     /// Store one invocation record; returns once it is durable.
@@ -299,4 +377,9 @@ fn write_loop(
         }
     }
     tracing::debug!("writer drained, exiting");
+}
+
+/// The current minute since the epoch: tail-sampling quotas are per minute.
+fn minute() -> u64 {
+    crate::clock::now_us() / 60_000_000
 }

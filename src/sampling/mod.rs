@@ -6,6 +6,7 @@
 //! This module stores nothing and does not see spans.
 
 pub mod strategies;
+pub mod tail;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -104,6 +104,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                 service_spans_per_second: settings.service_spans_per_second,
                 max_in_flight_spans: settings.max_in_flight_spans,
             },
+            tail: settings.tail_sampling.clone(),
             ..PipelineOptions::default()
         },
         Arc::clone(&metrics),
@@ -189,6 +190,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             .map_err(std::io::Error::other)
     }));
     let reaper = tokio::spawn(Arc::clone(&platform).reap_loop(stop_rx.clone()));
+    let tail = tokio::spawn(state.pipeline.clone().tail_loop(stop_rx.clone()));
     let rules_watch =
         tokio::spawn(Arc::clone(&rules).watch(Arc::clone(&state.metrics), stop_rx.clone()));
     write_ports(&settings.data_dir, &bound)?;
@@ -209,6 +211,8 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let _ = retention_task.await;
     let _ = reaper.await;
     let _ = rules_watch.await;
+    // Held traces are decided and written before the queue closes.
+    let _ = tail.await;
     platform.stop_all();
     drop(platform);
     // Every router (and its pipeline handle) is gone: closing the queue lets the writer
