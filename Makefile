@@ -14,6 +14,9 @@ deps:
 	@dpkg -s libclang-dev >/dev/null 2>&1 || { \
 	  echo "installing libclang-dev (RocksDB's bindgen needs it)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libclang-dev; }
+	@test -x /usr/bin/chromium || { \
+	  echo "installing chromium (the web UI test drives it)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 	@command -v npm >/dev/null || { \
 	  echo "installing nodejs and npm (the end-to-end tests run real Jaeger clients)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }

@@ -129,7 +129,7 @@ pub struct DependencyView {
     pub call_count: u64,
 }
 
-fn kv(kv: &KeyValue) -> KeyValueView {
+pub fn kv(kv: &KeyValue) -> KeyValueView {
     let (ty, value) = match &kv.value {
         Value::Str(s) => ("string", serde_json::Value::from(s.as_str())),
         Value::Bool(b) => ("bool", serde_json::Value::from(*b)),

@@ -9,6 +9,8 @@
 pub mod jaeger_json;
 pub mod otlp_json;
 pub mod params;
+pub mod summary;
+pub mod tree;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -144,6 +146,42 @@ impl Query {
             Some(e) => Err(e),
             None => Ok(results),
         }
+    }
+
+    /// Trace summaries for people: `q` finds candidates (any service when `q.service` is
+    /// empty), `filters` judge whole traces, at most `q.limit` come back, sorted.
+    pub fn summaries(
+        &self,
+        tenant: Tenant,
+        q: &TraceQuery,
+        filters: &summary::TraceFilters,
+    ) -> Result<Vec<summary::TraceSummary>, StoreError> {
+        // Whole-trace filters and sorting need more candidates than answers.
+        let mut wide = q.clone();
+        wide.limit = (q.limit.saturating_mul(10)).clamp(200, 5_000);
+        let services = if q.service.is_empty() && q.trace_ids.is_empty() {
+            self.store.services(tenant)
+        } else {
+            vec![q.service.clone()]
+        };
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for service in services {
+            wide.service = service;
+            for spans in self.search(tenant, &wide)? {
+                let Some(first) = spans.first() else { continue };
+                if !seen.insert(first.trace_id) {
+                    continue;
+                }
+                let s = summary::summarize(&spans);
+                if summary::passes(&spans, &s, filters) {
+                    out.push(s);
+                }
+            }
+        }
+        summary::sort(&mut out, filters.sort);
+        out.truncate(q.limit);
+        Ok(out)
     }
 
     /// Trace ids an index holds for `q`'s window, or `None` if there are too many to be

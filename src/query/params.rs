@@ -185,6 +185,65 @@ pub fn parse_trace_query(
     Ok(q)
 }
 
+/// `/api/v1/traces`: Jaeger's parameters (service optional: every service when absent)
+/// plus `trace_duration_min`/`max` (durations of whole traces), `errors_only`,
+/// `http_method`, `http_status`, `url` (substring) and `sort=start|duration`.
+pub fn parse_human_query(
+    pairs: &[(String, String)],
+    now_us: u64,
+    retention: Duration,
+) -> Result<(TraceQuery, super::summary::TraceFilters), ParamError> {
+    use super::summary::{Sort, TraceFilters};
+    let has_service = single(pairs, "service")?.is_some();
+    let mut with_service: Vec<(String, String)> = pairs.to_vec();
+    if !has_service {
+        // parse_trace_query insists on a service; an empty one means "any" here.
+        with_service.push(("service".into(), "\u{0}".into()));
+    }
+    let mut q = parse_trace_query(&with_service, now_us, retention)?;
+    if !has_service {
+        q.service.clear();
+    }
+    let dur = |name: &str| {
+        single(pairs, name)?
+            .map(|v| go_duration_us(name, v))
+            .transpose()
+    };
+    let f = TraceFilters {
+        trace_duration_min: dur("trace_duration_min")?,
+        trace_duration_max: dur("trace_duration_max")?,
+        errors_only: match single(pairs, "errors_only")? {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(v) => {
+                return Err(ParamError(format!(
+                    "parameter 'errors_only' must be true or false, got {v:?}"
+                )))
+            }
+        },
+        http_method: single(pairs, "http_method")?.map(str::to_owned),
+        http_status: single(pairs, "http_status")?.map(str::to_owned),
+        url: single(pairs, "url")?.map(str::to_owned),
+        sort: match single(pairs, "sort")? {
+            None | Some("start") => Sort::Start,
+            Some("duration") => Sort::Duration,
+            Some(v) => {
+                return Err(ParamError(format!(
+                    "parameter 'sort' must be start or duration, got {v:?}"
+                )))
+            }
+        },
+    };
+    if let (Some(a), Some(b)) = (f.trace_duration_min, f.trace_duration_max) {
+        if a > b {
+            return Err(ParamError(
+                "parameter 'trace_duration_min' is greater than 'trace_duration_max'".into(),
+            ));
+        }
+    }
+    Ok((q, f))
+}
+
 /// An RFC 3339 time (`2026-11-21T10:00:00Z`, `…+08:00`, fractions allowed) as µs.
 fn rfc3339_us(name: &str, v: &str) -> Result<u64, ParamError> {
     let t = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)

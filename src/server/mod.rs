@@ -11,6 +11,7 @@ mod gateway;
 mod otlp;
 mod query_api;
 mod sampling_api;
+mod ui;
 
 use std::collections::BTreeMap;
 use std::path::Path;

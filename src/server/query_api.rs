@@ -29,6 +29,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/traces/{id}", get(trace))
         .route("/api/dependencies", get(dependencies))
         .route("/api/v1/invocations", get(invocations))
+        .route("/api/v1/traces", get(v1_search))
+        .route("/api/v1/traces/{id}/tree", get(v1_tree))
+        .route("/", get(super::ui::index))
+        .route("/ui/{file}", get(super::ui::asset))
         .route("/api/v3/services", get(v3_services))
         .route("/api/v3/operations", get(v3_operations))
         .route("/api/v3/traces", get(v3_search))
@@ -262,6 +266,39 @@ async fn v3_search(
     let traces = blocking(move || query.search(DEFAULT_TENANT, &q)).await?;
     let data = otlp_json::traces_data(traces.iter().flatten());
     Ok(Json(serde_json::json!({ "result": data })).into_response())
+}
+
+/// Trace summaries for people (`/api/v1/traces`), in Jaeger's envelope.
+async fn v1_search(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = params::pairs(raw.as_deref());
+    let (q, filters) =
+        params::parse_human_query(&pairs, crate::clock::now_us(), state.settings.retention)?;
+    let query = state.query.clone();
+    let list = blocking(move || query.summaries(DEFAULT_TENANT, &q, &filters)).await?;
+    let n = list.len();
+    Ok(ok(list, n))
+}
+
+/// One trace as a tree with its summary.
+async fn v1_tree(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = TraceId::from_hex(&id).map_err(|e| ApiError::BadRequest(format!("trace id: {e}")))?;
+    let query = state.query.clone();
+    let tree = blocking(move || {
+        Ok(query
+            .trace(DEFAULT_TENANT, id)?
+            .map(|spans| crate::query::tree::build(&spans)))
+    })
+    .await?;
+    match tree {
+        Some(t) => Ok(ok(t, 1)),
+        None => Err(ApiError::NotFound("trace not found")),
+    }
 }
 
 /// Invocation records of one function, newest first.

@@ -1,0 +1,26 @@
+//! The web UI: static files embedded in the binary (no build step, no network), served on
+//! the query port. The page talks to the query API like any other client.
+
+use axum::extract::Path;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+const INDEX: &str = include_str!("../../ui/index.html");
+const APP_JS: &str = include_str!("../../ui/app.js");
+const APP_CSS: &str = include_str!("../../ui/app.css");
+
+pub async fn index() -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX).into_response()
+}
+
+pub async fn asset(Path(file): Path<String>) -> Response {
+    match file.as_str() {
+        "app.js" => (
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+            APP_JS,
+        )
+            .into_response(),
+        "app.css" => ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], APP_CSS).into_response(),
+        _ => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}

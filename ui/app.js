@@ -1,0 +1,196 @@
+// fctrace web UI: search traces, read one as a waterfall. Talks only to the query API.
+'use strict';
+
+const $ = (sel) => document.querySelector(sel);
+const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+let sortBy = 'start';
+
+function fmtDuration(us) {
+  if (us < 1000) return `${us}µs`;
+  if (us < 1e6) return `${(us / 1000).toFixed(2)}ms`;
+  return `${(us / 1e6).toFixed(2)}s`;
+}
+function fmtTime(us) {
+  return new Date(us / 1000).toLocaleString();
+}
+async function api(path) {
+  const r = await fetch(path);
+  const body = await r.json();
+  if (!r.ok) throw new Error((body.errors && body.errors[0] && body.errors[0].msg) || r.statusText);
+  return body.data;
+}
+
+async function loadServices() {
+  const services = await api('/api/services');
+  const sel = $('#service');
+  for (const s of services) sel.insertAdjacentHTML('beforeend', `<option value="${esc(s)}">${esc(s)}</option>`);
+}
+async function loadOperations() {
+  const sel = $('#operation');
+  sel.innerHTML = '<option value="">All</option>';
+  const service = $('#service').value;
+  if (!service) return;
+  for (const op of await api(`/api/services/${encodeURIComponent(service)}/operations`)) {
+    sel.insertAdjacentHTML('beforeend', `<option value="${esc(op)}">${esc(op)}</option>`);
+  }
+}
+
+function searchParams() {
+  const p = new URLSearchParams();
+  const service = $('#service').value;
+  if (service) p.set('service', service);
+  if ($('#operation').value) p.set('operation', $('#operation').value);
+  const tags = {};
+  for (const pair of $('#tags').value.split(/\s+/).filter(Boolean)) {
+    const i = pair.indexOf('=');
+    if (i > 0) tags[pair.slice(0, i)] = pair.slice(i + 1);
+  }
+  if (Object.keys(tags).length) p.set('tags', JSON.stringify(tags));
+  if ($('#dmin').value) p.set('trace_duration_min', $('#dmin').value);
+  if ($('#dmax').value) p.set('trace_duration_max', $('#dmax').value);
+  const now = Date.now() * 1000;
+  if ($('#range').value === 'custom') {
+    if ($('#from').value) p.set('start', String(new Date($('#from').value).getTime() * 1000));
+    if ($('#to').value) p.set('end', String(new Date($('#to').value).getTime() * 1000));
+  } else {
+    p.set('start', String(now - Number($('#range').value) * 1e6));
+    p.set('end', String(now));
+  }
+  if ($('#errors').checked) p.set('errors_only', 'true');
+  p.set('limit', $('#limit').value || '50');
+  p.set('sort', sortBy);
+  return p;
+}
+
+async function search(ev) {
+  if (ev) ev.preventDefault();
+  const status = $('#status');
+  status.textContent = 'Searching…';
+  try {
+    const list = await api(`/api/v1/traces?${searchParams()}`);
+    const body = $('#results tbody');
+    body.innerHTML = list
+      .map(
+        (t) => `<tr class="row" data-trace="${esc(t.traceID)}">
+          <td><a href="#/trace/${esc(t.traceID)}">${esc(t.traceID)}</a></td>
+          <td>${esc(t.rootService)}: ${esc(t.rootOperation)}${t.httpMethod ? ` <small>${esc(t.httpMethod)} ${esc(t.httpUrl || '')} ${esc(t.httpStatus || '')}</small>` : ''}</td>
+          <td>${esc(fmtTime(t.startTime))}</td>
+          <td>${esc(fmtDuration(t.duration))}</td>
+          <td>${t.spanCount}</td>
+          <td>${esc(t.services.join(', '))}</td>
+          <td class="${t.error ? 'err' : 'ok'}">${t.error ? `${t.errorCount} error${t.errorCount > 1 ? 's' : ''}` : 'OK'}</td>
+        </tr>`,
+      )
+      .join('');
+    $('#results').hidden = list.length === 0;
+    status.textContent = list.length ? `${list.length} traces` : 'No traces found';
+  } catch (e) {
+    status.textContent = `Search failed: ${e.message}`;
+  }
+}
+
+function flatten(nodes, out) {
+  // iterative pre-order walk: trees can be deep
+  const stack = [...nodes].reverse();
+  while (stack.length) {
+    const n = stack.pop();
+    out.push(n);
+    for (let i = n.children.length - 1; i >= 0; i--) stack.push(n.children[i]);
+  }
+  return out;
+}
+
+function kvTable(title, kvs) {
+  if (!kvs || !kvs.length) return '';
+  return `<h4>${esc(title)}</h4><table>${kvs.map((kv) => `<tr><td>${esc(kv.key)}</td><td>${esc(JSON.stringify(kv.value))}</td></tr>`).join('')}</table>`;
+}
+
+function showDetails(node) {
+  const s = node.span;
+  const logs = s.logs
+    .map((l) => kvTable(`Log at ${fmtTime(l.timestamp)}`, l.fields))
+    .join('');
+  const d = $('#details');
+  d.hidden = false;
+  d.innerHTML = `<h3>${esc(s.operationName)} <small>${esc(s.serviceName)} · ${esc(s.spanID)}</small></h3>
+    <p>Duration ${esc(fmtDuration(s.duration))}, self time ${esc(fmtDuration(node.selfTime))}</p>
+    ${s.warnings.map((w) => `<p class="warnings">${esc(w)}</p>`).join('')}
+    ${kvTable('Tags', s.tags)}${logs}${kvTable('Process', s.processTags)}`;
+}
+
+async function showTrace(id) {
+  $('#search-page').hidden = true;
+  $('#trace-page').hidden = false;
+  $('#details').hidden = true;
+  $('#trace-title').textContent = `Trace ${id}`;
+  const body = $('#waterfall tbody');
+  body.innerHTML = '';
+  let tree;
+  try {
+    tree = await api(`/api/v1/traces/${encodeURIComponent(id)}/tree`);
+  } catch (e) {
+    $('#trace-summary').textContent = e.message;
+    return;
+  }
+  const sum = tree.summary;
+  $('#trace-summary').innerHTML = `<span>Start <b>${esc(fmtTime(sum.startTime))}</b></span>
+    <span>Duration <b>${esc(fmtDuration(sum.duration))}</b></span>
+    <span>Applications <b>${sum.serviceCount}</b></span>
+    <span>Depth <b>${sum.depth}</b></span>
+    <span>Spans <b>${sum.spanCount}</b></span>
+    <span>Errors <b>${sum.errorCount}</b></span>`;
+  $('#trace-warnings').innerHTML = sum.warnings.map((w) => `<li>${esc(w)}</li>`).join('');
+  const nodes = flatten(tree.roots, []);
+  const total = Math.max(sum.duration, 1);
+  body.innerHTML = nodes
+    .map((n, i) => {
+      const s = n.span;
+      const left = ((s.startTime - sum.startTime) / total) * 100;
+      const width = Math.max((s.duration / total) * 100, 0.2);
+      const classes = ['row', s.platform ? 'platform' : 'user', s.error ? 'error' : ''].join(' ');
+      return `<tr class="${classes}" data-index="${i}" data-span="${esc(s.spanID)}">
+        <td class="name"><span class="op" style="--indent:${n.depth * 16}px">${esc(s.operationName)}</span></td>
+        <td class="timeline"><div class="bar-track"><div class="bar" style="left:${left}%;width:${width}%" title="${esc(fmtDuration(s.duration))}"></div></div></td>
+        <td>${esc(s.serviceName)}</td>
+        <td>+${esc(fmtDuration(s.startTime - sum.startTime))}</td>
+        <td>${esc(s.host || '')}</td>
+        <td class="${s.error ? 'err' : 'ok'}">${s.error ? 'Error' : 'OK'}</td>
+      </tr>`;
+    })
+    .join('');
+  body.onclick = (ev) => {
+    const tr = ev.target.closest('tr');
+    if (tr) showDetails(nodes[Number(tr.dataset.index)]);
+  };
+}
+
+function route() {
+  const m = location.hash.match(/^#\/trace\/([0-9a-fA-F]+)/);
+  if (m) return showTrace(m[1]);
+  $('#trace-page').hidden = true;
+  $('#search-page').hidden = false;
+}
+
+$('#search').addEventListener('submit', search);
+$('#service').addEventListener('change', loadOperations);
+$('#range').addEventListener('change', () => ($('#custom-range').hidden = $('#range').value !== 'custom'));
+$('#lookup').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const id = $('#lookup-id').value.trim();
+  if (id) location.hash = `#/trace/${id}`;
+});
+for (const th of document.querySelectorAll('th.sortable')) {
+  th.addEventListener('click', () => {
+    sortBy = th.dataset.sort;
+    for (const o of document.querySelectorAll('th.sortable')) o.textContent = o.textContent.replace(' ▾', '');
+    th.textContent += ' ▾';
+    search();
+  });
+}
+$('#results').addEventListener('click', (ev) => {
+  const tr = ev.target.closest('tr.row');
+  if (tr && ev.target.tagName !== 'A') location.hash = `#/trace/${tr.dataset.trace}`;
+});
+window.addEventListener('hashchange', route);
+loadServices().catch((e) => ($('#status').textContent = `Cannot load applications: ${e.message}`));
+route();
