@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := $(CARGO_TARGET_DIR)/release/fctrace
 ARGS ?=
 
-.PHONY: deps build run test lint examples clean-data
+.PHONY: deps build run test lint examples demo clean-data
 
 deps:
 	@command -v cargo >/dev/null || { echo "cargo is required: install Rust from https://rustup.rs"; exit 1; }
@@ -39,6 +39,10 @@ examples: deps
 	@test -x examples/functions/python/.venv/bin/python || python3 -m venv examples/functions/python/.venv
 	examples/functions/python/.venv/bin/pip install --quiet --disable-pip-version-check -r examples/functions/python/requirements.txt
 	cd examples/functions/node && npm install --no-audit --no-fund --loglevel=error
+
+# The demo stack without Docker: fctrace, the example functions spawned by it, a caller.
+demo: build examples
+	examples/demo.sh
 
 clean-data:
 	rm -rf ./data

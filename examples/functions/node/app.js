@@ -51,4 +51,4 @@ http
       reply(res, 200, { language: 'node', path: req.url, initialized, event });
     });
   })
-  .listen(Number(process.env.FC_SERVER_PORT || process.env.PORT || 9000), '127.0.0.1');
+  .listen(Number(process.env.FC_SERVER_PORT || process.env.PORT || 9000), process.env.FC_SERVER_HOST || '127.0.0.1');

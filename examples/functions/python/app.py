@@ -97,4 +97,5 @@ class Handler(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     port = int(os.environ.get("FC_SERVER_PORT") or os.environ.get("PORT") or 9000)
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    host = os.environ.get("FC_SERVER_HOST", "127.0.0.1")
+    ThreadingHTTPServer((host, port), Handler).serve_forever()
