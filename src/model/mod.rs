@@ -133,6 +133,30 @@ impl SpanKind {
         }
     }
 
+    /// OTLP's number for the kind (also the byte the store's catalog keys use).
+    pub fn otlp_number(self) -> u8 {
+        match self {
+            SpanKind::Unspecified => 0,
+            SpanKind::Internal => 1,
+            SpanKind::Server => 2,
+            SpanKind::Client => 3,
+            SpanKind::Producer => 4,
+            SpanKind::Consumer => 5,
+        }
+    }
+
+    pub fn from_otlp_number(n: i64) -> Option<SpanKind> {
+        Some(match n {
+            0 => SpanKind::Unspecified,
+            1 => SpanKind::Internal,
+            2 => SpanKind::Server,
+            3 => SpanKind::Client,
+            4 => SpanKind::Producer,
+            5 => SpanKind::Consumer,
+            _ => return None,
+        })
+    }
+
     pub fn parse(s: &str) -> Option<SpanKind> {
         Some(match s {
             "" => SpanKind::Unspecified,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use base64::Engine;
 use serde_json::{json, Map, Value as J};
 
-use crate::model::{keys, KeyValue, Process, RefType, Span, SpanKind, StatusCode, Value};
+use crate::model::{keys, KeyValue, Process, RefType, Span, StatusCode, Value};
 
 fn any_value(v: &Value) -> J {
     match v {
@@ -32,17 +32,6 @@ fn any_value(v: &Value) -> J {
 fn attributes<'a>(kvs: impl Iterator<Item = &'a KeyValue>) -> Vec<J> {
     kvs.map(|kv| json!({"key": kv.key, "value": any_value(&kv.value)}))
         .collect()
-}
-
-fn kind_number(kind: SpanKind) -> u8 {
-    match kind {
-        SpanKind::Unspecified => 0,
-        SpanKind::Internal => 1,
-        SpanKind::Server => 2,
-        SpanKind::Client => 3,
-        SpanKind::Producer => 4,
-        SpanKind::Consumer => 5,
-    }
 }
 
 /// Tags that the OTLP form carries in its own fields rather than as attributes.
@@ -110,7 +99,7 @@ fn span_json(s: &Span) -> J {
         "spanId": s.span_id.to_string(),
         "flags": s.flags,
         "name": s.operation_name,
-        "kind": kind_number(s.kind()),
+        "kind": s.kind().otlp_number(),
         "startTimeUnixNano": s.start_time.saturating_mul(1000).to_string(),
         "endTimeUnixNano": s.start_time.saturating_add(s.duration).saturating_mul(1000).to_string(),
         "attributes": attributes(s.tags.iter().filter(|kv| !is_structural(kv, status.code))),

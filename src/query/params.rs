@@ -40,6 +40,31 @@ pub struct TraceQuery {
     pub trace_ids: Vec<TraceId>,
 }
 
+/// A result limit: 0 means the default, anything above the maximum is the maximum.
+fn limit(name: &str, v: &str) -> Result<usize, ParamError> {
+    let n: usize = v.trim().parse().map_err(|_| {
+        ParamError(format!(
+            "parameter '{name}' must be a non-negative integer, got {v:?}"
+        ))
+    })?;
+    Ok(if n == 0 {
+        DEFAULT_LIMIT
+    } else {
+        n.min(MAX_LIMIT)
+    })
+}
+
+/// An optional unsigned integer parameter; `unit` names it in the error.
+pub fn uint(pairs: &[(String, String)], name: &str, unit: &str) -> Result<Option<u64>, ParamError> {
+    single(pairs, name)?
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| ParamError(format!("parameter '{name}' must be {unit}, got {v:?}")))
+        })
+        .transpose()
+}
+
 /// The raw query string's pairs, decoded.
 pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.unwrap_or("").as_bytes())
@@ -171,16 +196,7 @@ pub fn parse_trace_query(
         }
     }
     if let Some(v) = single(pairs, "limit")? {
-        let n: usize = v.trim().parse().map_err(|_| {
-            ParamError(format!(
-                "parameter 'limit' must be a non-negative integer, got {v:?}"
-            ))
-        })?;
-        q.limit = if n == 0 {
-            DEFAULT_LIMIT
-        } else {
-            n.min(MAX_LIMIT)
-        };
+        q.limit = limit("limit", v)?;
     }
     Ok(q)
 }
@@ -339,16 +355,7 @@ pub fn parse_v3_query(
             "query.numTraces",
         ],
     )? {
-        let n: usize = v.trim().parse().map_err(|_| {
-            ParamError(format!(
-                "parameter 'query.search_depth' must be a non-negative integer, got {v:?}"
-            ))
-        })?;
-        q.limit = if n == 0 {
-            DEFAULT_LIMIT
-        } else {
-            n.min(MAX_LIMIT)
-        };
+        q.limit = limit("query.search_depth", v)?;
     }
     Ok(q)
 }

@@ -14,6 +14,22 @@ use http_body_util::BodyExt;
 
 use super::ReceiveError;
 
+/// [`read`] with the length and encoding taken from the request's headers.
+pub async fn read_request(
+    body: Body,
+    headers: &axum::http::HeaderMap,
+    limit: usize,
+) -> Result<Bytes, ReceiveError> {
+    let h = |name: axum::http::header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    read(
+        body,
+        h(axum::http::header::CONTENT_LENGTH),
+        h(axum::http::header::CONTENT_ENCODING),
+        limit,
+    )
+    .await
+}
+
 /// Read `body` whole, refusing it once it exceeds `limit` bytes before or after decoding.
 pub async fn read(
     body: Body,

@@ -13,9 +13,7 @@ use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue as OtlpKeyValue};
-use opentelemetry_proto::tonic::trace::v1::{
-    span::SpanKind as OtlpKind, status::StatusCode, Span as OtlpSpan,
-};
+use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span as OtlpSpan};
 
 use crate::model::{
     keys, KeyValue, Log, Process, RefType, Span, SpanId, SpanKind, SpanRef, TraceId, Value,
@@ -123,14 +121,7 @@ fn map_span(s: OtlpSpan, process: &Arc<Process>, scope_tags: &[KeyValue]) -> Res
     let mut tags: Vec<KeyValue> = Vec::with_capacity(s.attributes.len() + scope_tags.len() + 4);
     tags.extend(s.attributes.into_iter().map(key_value));
     tags.extend_from_slice(scope_tags);
-    let kind = match OtlpKind::try_from(s.kind).unwrap_or(OtlpKind::Unspecified) {
-        OtlpKind::Unspecified => SpanKind::Unspecified,
-        OtlpKind::Internal => SpanKind::Internal,
-        OtlpKind::Server => SpanKind::Server,
-        OtlpKind::Client => SpanKind::Client,
-        OtlpKind::Producer => SpanKind::Producer,
-        OtlpKind::Consumer => SpanKind::Consumer,
-    };
+    let kind = SpanKind::from_otlp_number(s.kind as i64).unwrap_or(SpanKind::Unspecified);
     if kind != SpanKind::Unspecified {
         tags.push(KeyValue::new(
             keys::SPAN_KIND,

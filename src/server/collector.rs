@@ -59,13 +59,7 @@ async fn ingest(
 ) -> Response {
     let result = async {
         let protocol = receive::jaeger_protocol(header_str(&headers, header::CONTENT_TYPE))?;
-        let bytes = body::read(
-            req_body,
-            header_str(&headers, header::CONTENT_LENGTH),
-            header_str(&headers, header::CONTENT_ENCODING),
-            state.settings.max_body_bytes,
-        )
-        .await?;
+        let bytes = body::read_request(req_body, &headers, state.settings.max_body_bytes).await?;
         Ok::<_, receive::ReceiveError>(jaeger_thrift::decode_batch(&bytes, protocol)?)
     }
     .await;

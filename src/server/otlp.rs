@@ -156,13 +156,7 @@ pub async fn post_traces(
         }
     };
     let decoded = async {
-        let bytes = body::read(
-            req_body,
-            header_str(&headers, header::CONTENT_LENGTH),
-            header_str(&headers, header::CONTENT_ENCODING),
-            state.settings.max_body_bytes,
-        )
-        .await?;
+        let bytes = body::read_request(req_body, &headers, state.settings.max_body_bytes).await?;
         receive::decode_otlp(&bytes, format)
     }
     .await;

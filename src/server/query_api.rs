@@ -160,21 +160,10 @@ async fn dependencies(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs = params::pairs(raw.as_deref());
-    let millis = |name: &'static str| -> Result<Option<u64>, ApiError> {
-        params::single(&pairs, name)?
-            .map(|v| {
-                v.trim().parse::<u64>().map_err(|_| {
-                    ApiError::BadRequest(format!(
-                        "parameter '{name}' must be milliseconds, got {v:?}"
-                    ))
-                })
-            })
-            .transpose()
-    };
     let now_ms = crate::clock::now_us() / 1000;
-    let end_ms = millis("endTs")?.unwrap_or(now_ms);
+    let end_ms = params::uint(&pairs, "endTs", "milliseconds")?.unwrap_or(now_ms);
     // Jaeger's default lookback for dependencies is one day.
-    let lookback_ms = millis("lookback")?.unwrap_or(86_400_000);
+    let lookback_ms = params::uint(&pairs, "lookback", "milliseconds")?.unwrap_or(86_400_000);
     let query = state.query.clone();
     let links = blocking(move || {
         query.dependencies(
@@ -324,19 +313,8 @@ async fn invocations(
             })?
             .clamp(1, params::MAX_LIMIT),
     };
-    let micros = |name: &'static str| -> Result<Option<u64>, ApiError> {
-        params::single(&pairs, name)?
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    ApiError::BadRequest(format!(
-                        "parameter '{name}' must be microseconds since the epoch, got {v:?}"
-                    ))
-                })
-            })
-            .transpose()
-    };
-    let start = micros("start")?.unwrap_or(0);
-    let end = micros("end")?.unwrap_or(u64::MAX);
+    let start = params::uint(&pairs, "start", "microseconds since the epoch")?.unwrap_or(0);
+    let end = params::uint(&pairs, "end", "microseconds since the epoch")?.unwrap_or(u64::MAX);
     let query = state.query.clone();
     let raw =
         blocking(move || query.invocations(DEFAULT_TENANT, &service, &function, start, end, limit))

@@ -214,7 +214,7 @@ pub fn meta_operation_key(
     v.push(MetaKind::Operation as u8);
     v.extend_from_slice(&(service.len() as u32).to_be_bytes());
     v.extend_from_slice(service.as_bytes());
-    v.push(kind_byte(kind));
+    v.push(kind.otlp_number());
     v.extend_from_slice(operation.as_bytes());
     v
 }
@@ -237,7 +237,7 @@ pub fn parse_meta_key(k: &[u8]) -> Option<MetaEntry> {
         b'o' => {
             let n = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
             let service = std::str::from_utf8(rest.get(4..4 + n)?).ok()?.to_owned();
-            let kind = kind_from_byte(*rest.get(4 + n)?)?;
+            let kind = SpanKind::from_otlp_number(*rest.get(4 + n)? as i64)?;
             let op = std::str::from_utf8(rest.get(5 + n..)?).ok()?.to_owned();
             Some(MetaEntry::Operation(tenant, service, op, kind))
         }
@@ -272,29 +272,6 @@ pub fn format_version_key() -> Vec<u8> {
     let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
     v.extend_from_slice(b"format_version");
     v
-}
-
-fn kind_byte(kind: SpanKind) -> u8 {
-    match kind {
-        SpanKind::Unspecified => 0,
-        SpanKind::Internal => 1,
-        SpanKind::Server => 2,
-        SpanKind::Client => 3,
-        SpanKind::Producer => 4,
-        SpanKind::Consumer => 5,
-    }
-}
-
-fn kind_from_byte(b: u8) -> Option<SpanKind> {
-    Some(match b {
-        0 => SpanKind::Unspecified,
-        1 => SpanKind::Internal,
-        2 => SpanKind::Server,
-        3 => SpanKind::Client,
-        4 => SpanKind::Producer,
-        5 => SpanKind::Consumer,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
