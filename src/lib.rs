@@ -9,8 +9,10 @@
 //! - [`platform`]: the invoke gateway's logic, instances, platform spans and records;
 //! - [`query`]: search planning and Jaeger/OTLP JSON views, read-only;
 //! - [`server`]: listeners and routes, nothing else;
+//! - [`bench`]: the load generator and ceilings behind `fctrace bench` (a client);
 //! - [`config`], [`telemetry`], [`duration`], [`clock`], [`error`]: the plumbing.
 
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod duration;

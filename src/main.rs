@@ -21,12 +21,15 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Serve(ServeArgs),
+    /// Drive a running fctrace with realistic load and report what it sustains.
+    Bench(fctrace::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Bench(args)) => return bench(args),
         None => cli.serve,
     };
     let settings = Settings::resolve(&args).context("invalid configuration")?;
@@ -37,5 +40,21 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("start async runtime")?;
     runtime.block_on(fctrace::server::serve(settings))?;
+    Ok(())
+}
+
+fn bench(args: fctrace::bench::BenchArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start async runtime")?;
+    let report = runtime
+        .block_on(fctrace::bench::run(args))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    fctrace::bench::print(&report);
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
     Ok(())
 }

@@ -64,6 +64,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub ready: Arc<AtomicBool>,
     pub sampler: Arc<HeadSampler>,
+    pub store: Arc<Store>,
 }
 
 /// A plain-text error answer with the status its code maps to; retriable errors say when
@@ -122,6 +123,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         settings: Arc::clone(&settings),
         ready: Arc::new(AtomicBool::new(false)),
         sampler: Arc::clone(&sampler),
+        store: Arc::clone(&store),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -261,7 +263,9 @@ async fn run_listener(
 fn write_ports(dir: &Path, bound: &BTreeMap<&'static str, String>) -> Result<(), ServeError> {
     let path = dir.join("ports.json");
     let tmp = dir.join("ports.json.tmp");
-    let text = serde_json::to_string_pretty(bound).unwrap_or_default();
+    let mut all: BTreeMap<&str, String> = bound.clone();
+    all.insert("pid", std::process::id().to_string());
+    let text = serde_json::to_string_pretty(&all).unwrap_or_default();
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, &path))
         .map_err(|e| ServeError::Ports(path.display().to_string(), e))

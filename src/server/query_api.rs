@@ -1,6 +1,7 @@
 //! The query port: Jaeger's classic JSON API, `/metrics`, `/healthz` and `/readyz`.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v3/traces", get(v3_search))
         .route("/api/v3/traces/{id}", get(v3_trace))
         .route("/metrics", get(metrics))
+        .route("/api/admin/compact", axum::routing::post(compact))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(not_found)
@@ -336,6 +338,15 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// Compact the store now (benchmarks measure disk use after this).
+async fn compact(State(state): State<AppState>) -> Response {
+    let store = Arc::clone(&state.store);
+    match tokio::task::spawn_blocking(move || store.compact()).await {
+        Ok(()) => Json(serde_json::json!({"compacted": true})).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
