@@ -17,6 +17,8 @@ struct Cli {
     serve: ServeArgs,
 }
 
+// Parsed once at start; the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon (the default).

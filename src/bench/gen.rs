@@ -70,7 +70,11 @@ pub fn spans(shape: &Shape, t: usize, now_us: u64) -> Vec<Span> {
         let mut level: Vec<SpanId> = Vec::new();
         let mut id = 1u64;
         'trace: for d in 0..shape.depth {
-            let parents: Vec<SpanId> = if d == 0 { vec![SpanId(0)] } else { level.clone() };
+            let parents: Vec<SpanId> = if d == 0 {
+                vec![SpanId(0)]
+            } else {
+                level.clone()
+            };
             level.clear();
             for p in parents {
                 for _ in 0..if d == 0 { 1 } else { 2 } {
@@ -162,26 +166,32 @@ pub fn thrift_batch(spans: &[Span]) -> Vec<u8> {
         b.extend_from_slice(&(kvs.len() as i32).to_be_bytes());
         for kv in kvs {
             string(b, 1, &kv.key);
-            let (ty, write): (i32, Box<dyn Fn(&mut Vec<u8>)>) = match &kv.value {
-                Value::Str(s) => (0, Box::new(move |b: &mut Vec<u8>| string(b, 3, s))),
-                Value::F64(f) => (1, Box::new(move |b: &mut Vec<u8>| {
-                    field(b, 4, 4);
-                    b.extend_from_slice(&f.to_be_bytes());
-                })),
-                Value::Bool(x) => (2, Box::new(move |b: &mut Vec<u8>| {
-                    field(b, 2, 5);
-                    b.push(*x as u8);
-                })),
-                Value::I64(i) => (3, Box::new(move |b: &mut Vec<u8>| i64f(b, 6, *i))),
-                Value::Binary(x) => (4, Box::new(move |b: &mut Vec<u8>| {
-                    field(b, 11, 7);
-                    b.extend_from_slice(&(x.len() as i32).to_be_bytes());
-                    b.extend_from_slice(x);
-                })),
+            let ty: i32 = match &kv.value {
+                Value::Str(_) => 0,
+                Value::F64(_) => 1,
+                Value::Bool(_) => 2,
+                Value::I64(_) => 3,
+                Value::Binary(_) => 4,
             };
             field(b, 8, 2);
             b.extend_from_slice(&ty.to_be_bytes());
-            write(b);
+            match &kv.value {
+                Value::Str(s) => string(b, 3, s),
+                Value::F64(f) => {
+                    field(b, 4, 4);
+                    b.extend_from_slice(&f.to_be_bytes());
+                }
+                Value::Bool(x) => {
+                    field(b, 2, 5);
+                    b.push(*x as u8);
+                }
+                Value::I64(i) => i64f(b, 6, *i),
+                Value::Binary(x) => {
+                    field(b, 11, 7);
+                    b.extend_from_slice(&(x.len() as i32).to_be_bytes());
+                    b.extend_from_slice(x);
+                }
+            }
             b.push(0);
         }
     }
@@ -200,7 +210,11 @@ pub fn thrift_batch(spans: &[Span]) -> Vec<u8> {
         i64f(&mut b, 1, s.trace_id.low() as i64);
         i64f(&mut b, 2, s.trace_id.high() as i64);
         i64f(&mut b, 3, s.span_id.0 as i64);
-        i64f(&mut b, 4, s.parent_span_id().map(|p| p.0).unwrap_or(0) as i64);
+        i64f(
+            &mut b,
+            4,
+            s.parent_span_id().map(|p| p.0).unwrap_or(0) as i64,
+        );
         string(&mut b, 5, &s.operation_name);
         field(&mut b, 8, 7);
         b.extend_from_slice(&(s.flags as i32).to_be_bytes());
@@ -258,7 +272,10 @@ pub fn otlp_request(spans: &[Span]) -> ExportTraceServiceRequest {
                     .map(|s| OtlpSpan {
                         trace_id: s.trace_id.to_bytes().to_vec(),
                         span_id: s.span_id.0.to_be_bytes().to_vec(),
-                        parent_span_id: s.parent_span_id().map(|p| p.0.to_be_bytes().to_vec()).unwrap_or_default(),
+                        parent_span_id: s
+                            .parent_span_id()
+                            .map(|p| p.0.to_be_bytes().to_vec())
+                            .unwrap_or_default(),
                         name: s.operation_name.clone(),
                         kind: 2,
                         start_time_unix_nano: s.start_time * 1000,
@@ -297,11 +314,16 @@ mod tests {
             let decoded = match format {
                 Format::JaegerThrift => decode_batch(&body, ThriftProtocol::Binary).unwrap(),
                 Format::OtlpProtobuf => {
-                    crate::receive::otlp::map_request(ExportTraceServiceRequest::decode(&body[..]).unwrap()).spans
+                    crate::receive::otlp::map_request(
+                        ExportTraceServiceRequest::decode(&body[..]).unwrap(),
+                    )
+                    .spans
                 }
             };
             assert_eq!(decoded.len(), 100);
-            assert!(decoded.iter().all(|s| s.trace_id.high() == 42 && s.tags.len() >= 20));
+            assert!(decoded
+                .iter()
+                .all(|s| s.trace_id.high() == 42 && s.tags.len() >= 20));
             assert!(decoded.iter().any(|s| s.parent_span_id().is_some()));
         }
     }

@@ -110,12 +110,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Process CPU seconds and peak RSS of `pid`, from /proc.
 fn proc_stats(pid: u32) -> (Option<f64>, Option<u64>) {
-    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
-        let rest = s.rsplit_once(')')?.1.to_owned();
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let t: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-        Some(t / 100.0)
-    });
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let t: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(t / 100.0)
+        });
     let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -152,7 +154,9 @@ fn read_ports(dir: &Option<PathBuf>) -> Ports {
         .and_then(|t| serde_json::from_str(&t).ok());
     Ports {
         pid: v.as_ref().and_then(|v| v["pid"].as_str()?.parse().ok()),
-        query: v.as_ref().and_then(|v| v["query"].as_str().map(|q| format!("http://{q}"))),
+        query: v
+            .as_ref()
+            .and_then(|v| v["query"].as_str().map(|q| format!("http://{q}"))),
     }
 }
 
@@ -199,7 +203,11 @@ mod raw_grpc {
 }
 
 enum Sender {
-    Http { client: reqwest::Client, url: String, content_type: &'static str },
+    Http {
+        client: reqwest::Client,
+        url: String,
+        content_type: &'static str,
+    },
     Grpc(tonic::client::Grpc<tonic::transport::Channel>),
 }
 
@@ -212,10 +220,22 @@ enum Outcome {
 impl Sender {
     async fn send(&mut self, body: Vec<u8>) -> Outcome {
         match self {
-            Sender::Http { client, url, content_type } => {
-                match client.post(url.as_str()).header("content-type", *content_type).body(body).send().await {
+            Sender::Http {
+                client,
+                url,
+                content_type,
+            } => {
+                match client
+                    .post(url.as_str())
+                    .header("content-type", *content_type)
+                    .body(body)
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status().is_success() => Outcome::Ok,
-                    Ok(r) if r.status().as_u16() == 429 || r.status().as_u16() == 503 => Outcome::Refused,
+                    Ok(r) if r.status().as_u16() == 429 || r.status().as_u16() == 503 => {
+                        Outcome::Refused
+                    }
                     _ => Outcome::Failed,
                 }
             }
@@ -226,9 +246,21 @@ impl Sender {
                 let path = http::uri::PathAndQuery::from_static(
                     "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
                 );
-                match g.unary(tonic::Request::new(bytes::Bytes::from(body)), path, raw_grpc::RawCodec).await {
+                match g
+                    .unary(
+                        tonic::Request::new(bytes::Bytes::from(body)),
+                        path,
+                        raw_grpc::RawCodec,
+                    )
+                    .await
+                {
                     Ok(_) => Outcome::Ok,
-                    Err(s) if matches!(s.code(), tonic::Code::ResourceExhausted | tonic::Code::Unavailable) => {
+                    Err(s)
+                        if matches!(
+                            s.code(),
+                            tonic::Code::ResourceExhausted | tonic::Code::Unavailable
+                        ) =>
+                    {
                         Outcome::Refused
                     }
                     Err(_) => Outcome::Failed,
@@ -271,7 +303,9 @@ fn templates(args: &BenchArgs, format: Format) -> Vec<Template> {
         depth: args.depth,
     };
     let now = crate::clock::now_us();
-    (0..16).map(|t| gen::template(format, &gen::spans(&shape, t, now))).collect()
+    (0..16)
+        .map(|t| gen::template(format, &gen::spans(&shape, t, now)))
+        .collect()
 }
 
 /// Decode the bodies in this process as fast as one core can: the receive ceiling.
@@ -283,12 +317,17 @@ fn decode_ceiling(format: Format, templates: &[Template]) -> f64 {
         let t = &templates[i % templates.len()];
         i += 1;
         spans += match format {
-            Format::JaegerThrift => crate::receive::jaeger_thrift::decode_batch(&t.body, crate::receive::jaeger_thrift::ThriftProtocol::Binary)
-                .map(|s| s.len())
-                .unwrap_or(0),
-            Format::OtlpProtobuf => crate::receive::decode_otlp(&t.body, crate::receive::OtlpFormat::Protobuf)
-                .map(|r| crate::receive::otlp::map_request(r).spans.len())
-                .unwrap_or(0),
+            Format::JaegerThrift => crate::receive::jaeger_thrift::decode_batch(
+                &t.body,
+                crate::receive::jaeger_thrift::ThriftProtocol::Binary,
+            )
+            .map(|s| s.len())
+            .unwrap_or(0),
+            Format::OtlpProtobuf => {
+                crate::receive::decode_otlp(&t.body, crate::receive::OtlpFormat::Protobuf)
+                    .map(|r| crate::receive::otlp::map_request(r).spans.len())
+                    .unwrap_or(0)
+            }
         };
     }
     spans as f64 / started.elapsed().as_secs_f64()
@@ -299,7 +338,8 @@ fn decode_ceiling(format: Format, templates: &[Template]) -> f64 {
 fn store_ceiling(args: &BenchArgs) -> Result<f64, String> {
     let dir = std::env::temp_dir().join(format!("fctrace-bench-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let store = crate::store::Store::open(&dir, &crate::store::StoreOptions::default()).map_err(|e| e.to_string())?;
+    let store = crate::store::Store::open(&dir, &crate::store::StoreOptions::default())
+        .map_err(|e| e.to_string())?;
     let shape = Shape {
         batch: args.batch,
         tags: args.tags,
@@ -308,12 +348,15 @@ fn store_ceiling(args: &BenchArgs) -> Result<f64, String> {
         depth: args.depth,
     };
     let now = crate::clock::now_us();
-    let batches: Vec<_> = (0..64).map(|t| crate::store::encode(0, &gen::spans(&shape, t, now))).collect();
+    let batches: Vec<_> = (0..64)
+        .map(|t| crate::store::encode(0, &gen::spans(&shape, t, now)))
+        .collect();
     let started = Instant::now();
     let mut spans = 0usize;
     let mut i = 0;
     while started.elapsed() < Duration::from_secs(3) {
-        let group: Vec<&crate::store::EncodedBatch> = (0..4).map(|k| &batches[(i + k) % batches.len()]).collect();
+        let group: Vec<&crate::store::EncodedBatch> =
+            (0..4).map(|k| &batches[(i + k) % batches.len()]).collect();
         i += 4;
         store.commit(&group).map_err(|e| e.to_string())?;
         spans += group.iter().map(|b| b.span_count()).sum::<usize>();
@@ -328,7 +371,12 @@ async fn timed_gets(client: &reqwest::Client, urls: &[String]) -> (f64, f64) {
     let mut ms = Vec::with_capacity(urls.len());
     for u in urls {
         let t = Instant::now();
-        let ok = client.get(u).send().await.map(|r| r.status().is_success()).unwrap_or(false);
+        let ok = client
+            .get(u)
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false);
         if ok {
             ms.push(t.elapsed().as_secs_f64() * 1000.0);
         }
@@ -356,7 +404,9 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
     let started = Instant::now();
     let deadline = started + duration;
     let per_request = if args.rate > 0 {
-        Some(Duration::from_secs_f64(args.batch as f64 * args.concurrency as f64 / args.rate as f64))
+        Some(Duration::from_secs_f64(
+            args.batch as f64 * args.concurrency as f64 / args.rate as f64,
+        ))
     } else {
         None
     };
@@ -396,7 +446,10 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
                     }
                 }
             }
-            latencies.lock().unwrap_or_else(|e| e.into_inner()).extend(local);
+            latencies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(local);
         }));
     }
     let progress = {
@@ -406,7 +459,12 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
             while Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 let now = sent.load(Ordering::Relaxed);
-                eprintln!("  {:>5.0}s  {:>10} spans acknowledged  {:>9.0} spans/s", started.elapsed().as_secs_f64(), now, (now - last) as f64 / 5.0);
+                eprintln!(
+                    "  {:>5.0}s  {:>10} spans acknowledged  {:>9.0} spans/s",
+                    started.elapsed().as_secs_f64(),
+                    now,
+                    (now - last) as f64 / 5.0
+                );
                 last = now;
             }
         })
@@ -441,7 +499,10 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
     let client = reqwest::Client::new();
     if let (Some(query), Some(dir)) = (&ports.query, &args.data_dir) {
         // Compact, then divide what is on disk by what was stored.
-        let _ = client.post(format!("{query}/api/admin/compact")).send().await;
+        let _ = client
+            .post(format!("{query}/api/admin/compact"))
+            .send()
+            .await;
         let stored = stored_spans(&client, query).await;
         if stored > 0 {
             report.disk_bytes_per_span = Some(dir_size(&dir.join("db")) as f64 / stored as f64);
@@ -452,15 +513,24 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
     }
     if !args.no_ceilings {
         let t = Arc::clone(&templates);
-        report.decode_ceiling_spans_per_second = tokio::task::spawn_blocking(move || decode_ceiling(format, &t)).await.ok();
+        report.decode_ceiling_spans_per_second =
+            tokio::task::spawn_blocking(move || decode_ceiling(format, &t))
+                .await
+                .ok();
         let a = args.clone();
-        report.store_ceiling_spans_per_second = tokio::task::spawn_blocking(move || store_ceiling(&a)).await.ok().and_then(Result::ok);
+        report.store_ceiling_spans_per_second =
+            tokio::task::spawn_blocking(move || store_ceiling(&a))
+                .await
+                .ok()
+                .and_then(Result::ok);
     }
     Ok(report)
 }
 
 async fn stored_spans(client: &reqwest::Client, query: &str) -> u64 {
-    let Ok(r) = client.get(format!("{query}/metrics")).send().await else { return 0 };
+    let Ok(r) = client.get(format!("{query}/metrics")).send().await else {
+        return 0;
+    };
     let text = r.text().await.unwrap_or_default();
     text.lines()
         .find(|l| l.starts_with("fctrace_spans_stored_total "))
@@ -501,9 +571,17 @@ async fn query_latency(
     let id = format!("{:016x}{:016x}", marker, trace.low());
     let n = args.query_requests;
     let by_id: Vec<String> = (0..n).map(|_| format!("{query}/api/traces/{id}")).collect();
-    let tree: Vec<String> = (0..n).map(|_| format!("{query}/api/v1/traces/{id}/tree")).collect();
+    let tree: Vec<String> = (0..n)
+        .map(|_| format!("{query}/api/v1/traces/{id}/tree"))
+        .collect();
     let search: Vec<String> = (0..n)
-        .map(|i| format!("{query}/api/traces?service=bench-svc-{}&tag=bench.tag.0:value-{}&limit=20", i % args.services.max(1), i % 50))
+        .map(|i| {
+            format!(
+                "{query}/api/traces?service=bench-svc-{}&tag=bench.tag.0:value-{}&limit=20",
+                i % args.services.max(1),
+                i % 50
+            )
+        })
         .collect();
     let (a, b) = timed_gets(client, &by_id).await;
     let (c, d) = timed_gets(client, &search).await;
@@ -521,16 +599,35 @@ async fn query_latency(
 
 /// Human-readable report, each figure beside its ceiling.
 pub fn print(r: &Report) {
-    let ratio = |x: f64, c: Option<f64>| c.map(|c| format!("  ({:.0}% of {:.0} spans/s)", 100.0 * x / c, c)).unwrap_or_default();
+    let ratio = |x: f64, c: Option<f64>| {
+        c.map(|c| format!("  ({:.0}% of {:.0} spans/s)", 100.0 * x / c, c))
+            .unwrap_or_default()
+    };
     println!("protocol            {}", r.protocol);
     println!("duration            {:.1} s", r.seconds);
-    println!("spans acknowledged  {} ({:.0} spans/s)", r.spans_sent, r.spans_per_second);
-    println!("  vs decode alone   {}", ratio(r.spans_per_second, r.decode_ceiling_spans_per_second));
-    println!("  vs RocksDB alone  {}", ratio(r.spans_per_second, r.store_ceiling_spans_per_second));
-    println!("ack latency         p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms", r.ack_p50_ms, r.ack_p99_ms, r.ack_max_ms);
+    println!(
+        "spans acknowledged  {} ({:.0} spans/s)",
+        r.spans_sent, r.spans_per_second
+    );
+    println!(
+        "  vs decode alone   {}",
+        ratio(r.spans_per_second, r.decode_ceiling_spans_per_second)
+    );
+    println!(
+        "  vs RocksDB alone  {}",
+        ratio(r.spans_per_second, r.store_ceiling_spans_per_second)
+    );
+    println!(
+        "ack latency         p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        r.ack_p50_ms, r.ack_p99_ms, r.ack_max_ms
+    );
     println!("refused / failed    {} / {} spans", r.refused, r.failed);
     if let Some(c) = r.cpu_seconds {
-        println!("daemon CPU          {:.1} s ({:.0}% of one core)", c, 100.0 * c / r.seconds);
+        println!(
+            "daemon CPU          {:.1} s ({:.0}% of one core)",
+            c,
+            100.0 * c / r.seconds
+        );
     }
     if let Some(m) = r.rss_peak_bytes {
         println!("daemon peak RSS     {:.1} MiB", m as f64 / (1 << 20) as f64);
@@ -540,8 +637,17 @@ pub fn print(r: &Report) {
     }
     if let Some(q) = &r.query {
         println!("queries at {} stored spans:", q.stored_spans);
-        println!("  trace by id       p50 {:.2} ms  p99 {:.2} ms", q.trace_by_id_p50_ms, q.trace_by_id_p99_ms);
-        println!("  service+tag       p50 {:.2} ms  p99 {:.2} ms", q.search_p50_ms, q.search_p99_ms);
-        println!("  tree              p50 {:.2} ms  p99 {:.2} ms", q.tree_p50_ms, q.tree_p99_ms);
+        println!(
+            "  trace by id       p50 {:.2} ms  p99 {:.2} ms",
+            q.trace_by_id_p50_ms, q.trace_by_id_p99_ms
+        );
+        println!(
+            "  service+tag       p50 {:.2} ms  p99 {:.2} ms",
+            q.search_p50_ms, q.search_p99_ms
+        );
+        println!(
+            "  tree              p50 {:.2} ms  p99 {:.2} ms",
+            q.tree_p50_ms, q.tree_p99_ms
+        );
     }
 }
