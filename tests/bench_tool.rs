@@ -23,7 +23,11 @@ fn bench_reports_and_loses_nothing() {
     let d = start_server();
     let mut expected = 0;
     for (protocol, endpoint, extra) in [
-        ("otlp-http", &d.otlp_http, vec!["--query", "--query-requests", "5"]),
+        (
+            "otlp-http",
+            &d.otlp_http,
+            vec!["--query", "--query-requests", "5"],
+        ),
         ("jaeger-thrift", &d.collector, vec!["--no-ceilings"]),
         ("otlp-grpc", &d.otlp_grpc, vec!["--no-ceilings"]),
     ] {
@@ -31,13 +35,37 @@ fn bench_reports_and_loses_nothing() {
             .args(["bench", "--protocol", protocol, "--endpoint", endpoint])
             .arg("--data-dir")
             .arg(&d.data_dir)
-            .args(["--duration", "2s", "--batch", "100", "--concurrency", "2", "--json"])
+            .args([
+                "--duration",
+                "2s",
+                "--batch",
+                "100",
+                "--concurrency",
+                "2",
+                "--json",
+            ])
             .args(extra));
         let r: Json = serde_json::from_str(out.lines().last().unwrap()).unwrap();
-        assert!(r["spans_per_second"].as_f64().unwrap() > 0.0, "{protocol}: {r}");
-        assert_eq!((r["refused"].as_u64(), r["failed"].as_u64()), (Some(0), Some(0)), "{protocol}");
-        for key in ["ack_p50_ms", "ack_p99_ms", "cpu_seconds", "rss_peak_bytes", "disk_bytes_per_span"] {
-            assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{protocol}: {key} in {r}");
+        assert!(
+            r["spans_per_second"].as_f64().unwrap() > 0.0,
+            "{protocol}: {r}"
+        );
+        assert_eq!(
+            (r["refused"].as_u64(), r["failed"].as_u64()),
+            (Some(0), Some(0)),
+            "{protocol}"
+        );
+        for key in [
+            "ack_p50_ms",
+            "ack_p99_ms",
+            "cpu_seconds",
+            "rss_peak_bytes",
+            "disk_bytes_per_span",
+        ] {
+            assert!(
+                r[key].as_f64().is_some_and(|v| v > 0.0),
+                "{protocol}: {key} in {r}"
+            );
         }
         expected += r["spans_sent"].as_u64().unwrap();
         if protocol == "otlp-http" {
@@ -47,6 +75,10 @@ fn bench_reports_and_loses_nothing() {
             assert!(r["decode_ceiling_spans_per_second"].as_f64().unwrap() > 0.0);
             assert!(r["store_ceiling_spans_per_second"].as_f64().unwrap() > 0.0);
         }
-        assert_eq!(stored(&d), expected, "{protocol}: every acknowledged span is stored");
+        assert_eq!(
+            stored(&d),
+            expected,
+            "{protocol}: every acknowledged span is stored"
+        );
     }
 }

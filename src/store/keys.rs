@@ -21,6 +21,11 @@ pub const DEFAULT_TENANT: Tenant = 0;
 /// Keys under this tenant hold the store's own bookkeeping.
 pub const SYSTEM_TENANT: Tenant = u16::MAX;
 
+/// Service, operation and tag index entries are written once per trace, key and value
+/// within this span of time (at the earliest start among them). A window scan reaches
+/// back this much further, so no matching trace is missed; candidates are checked.
+pub const TIME_BUCKET_US: u64 = 60_000_000;
+
 /// Index keys carry at most this many bytes of any one string.
 pub const MAX_INDEXED_LEN: usize = 512;
 
@@ -95,11 +100,23 @@ pub struct IndexPrefix(pub Vec<u8>);
 
 impl IndexPrefix {
     fn new(tenant: Tenant, kind: IndexKind, service: &str) -> Self {
-        let mut v = Vec::with_capacity(64);
-        v.extend_from_slice(&tenant.to_be_bytes());
-        v.push(kind as u8);
-        put_str(&mut v, service);
-        IndexPrefix(v)
+        let mut p = IndexPrefix(Vec::with_capacity(64));
+        p.reset(tenant, kind, service);
+        p
+    }
+
+    /// Start this prefix over for another key, reusing its buffer (the batch encoder
+    /// builds hundreds of thousands of prefixes a second).
+    pub fn reset(&mut self, tenant: Tenant, kind: IndexKind, service: &str) {
+        self.0.clear();
+        self.0.extend_from_slice(&tenant.to_be_bytes());
+        self.0.push(kind as u8);
+        put_str(&mut self.0, service);
+    }
+
+    /// Append one more length-prefixed string field.
+    pub fn push_str(&mut self, s: &str) {
+        put_str(&mut self.0, s);
     }
 
     pub fn service(tenant: Tenant, service: &str) -> Self {

@@ -21,7 +21,7 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/fctrace.storage.v1.rs"));
 }
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::Duration;
@@ -330,7 +330,12 @@ impl Store {
         newest: u64,
         mut f: impl FnMut(u64, TraceId) -> bool,
     ) -> Result<(), StoreError> {
-        let oldest = oldest.max(cutoff_us(self.retention_us));
+        // Entries other than durations sit at the earliest start of their time bucket.
+        let oldest = match durations {
+            None => oldest.saturating_sub(keys::TIME_BUCKET_US),
+            Some(_) => oldest,
+        }
+        .max(cutoff_us(self.retention_us));
         let index = self.cf(CF_INDEX);
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(prefix.upper_bound());
@@ -515,22 +520,69 @@ pub fn encode_invocation(
     }
 }
 
+/// Index entries of one batch, written once per (key, trace, time bucket): see
+/// [`keys::TIME_BUCKET_US`].
+struct IndexWriter {
+    prefix: IndexPrefix,
+    /// Hash of (prefix, bucket, trace) to the entry that holds it.
+    seen: HashMap<u64, usize>,
+}
+
+impl IndexWriter {
+    fn push(&mut self, b: &mut EncodedBatch, start: u64, trace: TraceId) {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let bucket = start / keys::TIME_BUCKET_US;
+        let mut h = self.seen.hasher().build_hasher();
+        self.prefix.0.hash(&mut h);
+        bucket.hash(&mut h);
+        trace.hash(&mut h);
+        let h = h.finish();
+        if let Some(&i) = self.seen.get(&h) {
+            let (k0, k1) = b.entries[i].key;
+            let n = k1 - k0 - keys::INDEX_SUFFIX_LEN;
+            let same = b.buf[k0..k0 + n] == self.prefix.0[..]
+                && b.buf[k1 - 16..k1] == trace.to_bytes()
+                && keys::parse_index_suffix(&b.buf[k0..k1])
+                    .is_some_and(|(t, _)| t / keys::TIME_BUCKET_US == bucket);
+            if same {
+                if keys::parse_index_suffix(&b.buf[k0..k1]).is_some_and(|(t, _)| start < t) {
+                    b.buf[k0 + n..k0 + n + 8].copy_from_slice(&(!start).to_be_bytes());
+                }
+                return;
+            }
+        }
+        let k0 = b.buf.len();
+        self.prefix.write_key(&mut b.buf, None, start, trace);
+        let k1 = b.buf.len();
+        self.seen.insert(h, b.entries.len());
+        b.entries.push(Entry {
+            family: Family::Index,
+            key: (k0, k1),
+            value: (k1, k1),
+        });
+    }
+}
+
 /// Encode spans and their index entries. Runs on the caller's thread; pure CPU, no I/O.
 ///
-/// Index entries per span: service, service+operation, service+duration, and one per
-/// distinct non-binary `key=value` among its tags, log fields and process tags. Searches
-/// use them to find candidate traces and check each candidate's spans exactly.
+/// Index entries: service, service+operation and one per non-binary `key=value` among a
+/// span's tags, log fields and process tags, each once per trace and time bucket; and
+/// service+duration once per span. Searches use them to find candidate traces and check
+/// each candidate's spans exactly.
 pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
     let mut b = EncodedBatch {
         tenant,
         buf: Vec::with_capacity(spans.len() * 1024),
-        entries: Vec::with_capacity(spans.len() * 24),
+        entries: Vec::with_capacity(spans.len() * 16),
         operations: Vec::new(),
         spans: spans.len(),
     };
     let mut ops: HashSet<(&str, &str, SpanKind)> = HashSet::new();
     let mut value = Vec::with_capacity(1024);
-    let mut seen_tags: HashSet<(&str, String)> = HashSet::new();
+    let mut ix = IndexWriter {
+        prefix: IndexPrefix(Vec::with_capacity(128)),
+        seen: HashMap::with_capacity(spans.len() * 8),
+    };
     for span in spans {
         let service = span.process.service_name.as_str();
         ops.insert((service, span.operation_name.as_str(), span.kind()));
@@ -551,45 +603,46 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
             value: (k1, b.buf.len()),
         });
 
-        let index = |b: &mut EncodedBatch, prefix: IndexPrefix, duration: Option<u64>| {
-            let k0 = b.buf.len();
-            prefix.write_key(&mut b.buf, duration, span.start_time, span.trace_id);
-            let k1 = b.buf.len();
-            b.entries.push(Entry {
-                family: Family::Index,
-                key: (k0, k1),
-                value: (k1, k1),
-            });
-        };
-        index(&mut b, IndexPrefix::service(tenant, service), None);
-        index(
-            &mut b,
-            IndexPrefix::operation(tenant, service, &span.operation_name),
-            None,
-        );
-        index(
-            &mut b,
-            IndexPrefix::duration(tenant, service),
+        // Durations differ span by span: one entry each.
+        ix.prefix.reset(tenant, keys::IndexKind::Duration, service);
+        let k0 = b.buf.len();
+        ix.prefix.write_key(
+            &mut b.buf,
             Some(span.duration),
+            span.start_time,
+            span.trace_id,
         );
+        let k1 = b.buf.len();
+        b.entries.push(Entry {
+            family: Family::Index,
+            key: (k0, k1),
+            value: (k1, k1),
+        });
 
-        seen_tags.clear();
+        ix.prefix.reset(tenant, keys::IndexKind::Service, service);
+        ix.push(&mut b, span.start_time, span.trace_id);
+        ix.prefix.reset(tenant, keys::IndexKind::Operation, service);
+        ix.prefix.push_str(&span.operation_name);
+        ix.push(&mut b, span.start_time, span.trace_id);
+
         let all_tags = span
             .tags
             .iter()
             .chain(span.process.tags.iter())
             .chain(span.logs.iter().flat_map(|l| l.fields.iter()));
         for kv in all_tags {
-            if matches!(kv.value, crate::model::Value::Binary(_)) {
-                continue;
-            }
-            let v = kv.value.to_search_string();
+            let v: std::borrow::Cow<str> = match &kv.value {
+                crate::model::Value::Binary(_) => continue,
+                crate::model::Value::Str(s) => std::borrow::Cow::Borrowed(s),
+                other => std::borrow::Cow::Owned(other.to_search_string()),
+            };
             if v.len() > keys::MAX_INDEXED_LEN {
                 continue;
             }
-            if seen_tags.insert((kv.key.as_str(), v.clone())) {
-                index(&mut b, IndexPrefix::tag(tenant, service, &kv.key, &v), None);
-            }
+            ix.prefix.reset(tenant, keys::IndexKind::Tag, service);
+            ix.prefix.push_str(&kv.key);
+            ix.prefix.push_str(&v);
+            ix.push(&mut b, span.start_time, span.trace_id);
         }
     }
     b.operations = ops
@@ -668,8 +721,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let now = crate::clock::now_us();
+        // two minutes apart: more than the index's time bucket
+        let min2 = 2 * keys::TIME_BUCKET_US;
         let spans: Vec<Span> = (1..=5u64)
-            .map(|i| span(i as u128, 1, "svc", "op", now - 1000 + i * 100, i * 10))
+            .map(|i| {
+                span(
+                    i as u128,
+                    1,
+                    "svc",
+                    "op",
+                    now - 10 * min2 + i * min2,
+                    i * 10,
+                )
+            })
             .collect();
         store.commit(&[&encode(0, &spans)]).unwrap();
         let mut seen = Vec::new();
@@ -677,8 +741,8 @@ mod tests {
             .scan_index(
                 &IndexPrefix::service(0, "svc"),
                 None,
-                now - 800,
-                now - 550,
+                now - 8 * min2,
+                now - 6 * min2 + 1,
                 |_, t| {
                     seen.push(t.0);
                     true
@@ -700,6 +764,49 @@ mod tests {
             )
             .unwrap();
         assert_eq!(seen, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn index_entries_are_written_once_per_trace_key_and_bucket() {
+        let now = crate::clock::now_us();
+        let t = now - now % keys::TIME_BUCKET_US;
+        // one trace, three spans in one bucket and one in the next, same service and tag
+        let mut spans: Vec<Span> = [t + 30, t + 10, t + 20, t + keys::TIME_BUCKET_US + 5]
+            .iter()
+            .enumerate()
+            .map(|(i, start)| span(7, i as u64 + 1, "svc", "op", *start, 5))
+            .collect();
+        spans.push(span(8, 1, "svc", "op", t + 15, 5));
+        let b = encode(0, &spans);
+        let index_keys: Vec<&[u8]> = b
+            .entries
+            .iter()
+            .filter(|e| e.family == Family::Index)
+            .map(|e| &b.buf[e.key.0..e.key.1])
+            .collect();
+        let service = IndexPrefix::service(0, "svc");
+        let mut svc: Vec<(u64, u128)> = index_keys
+            .iter()
+            .filter(|k| {
+                k.starts_with(&service.0) && k.len() == service.len() + keys::INDEX_SUFFIX_LEN
+            })
+            .map(|k| {
+                keys::parse_index_suffix(k)
+                    .map(|(t, tr)| (t, tr.0))
+                    .unwrap()
+            })
+            .collect();
+        svc.sort();
+        // trace 7: the earliest of the first bucket, and the one in the next; trace 8 its own
+        assert_eq!(
+            svc,
+            vec![(t + 10, 7), (t + 15, 8), (t + keys::TIME_BUCKET_US + 5, 7)]
+        );
+        let durations = index_keys
+            .iter()
+            .filter(|k| k[2] == keys::IndexKind::Duration as u8)
+            .count();
+        assert_eq!(durations, 5, "one duration entry per span");
     }
 
     #[test]
