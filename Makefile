@@ -7,13 +7,18 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := $(CARGO_TARGET_DIR)/release/fctrace
 ARGS ?=
 
-.PHONY: deps build run test lint examples demo clean-data
+.PHONY: deps test-deps build run test lint examples demo clean-data
 
+# What building needs.
 deps:
 	@command -v cargo >/dev/null || { echo "cargo is required: install Rust from https://rustup.rs"; exit 1; }
 	@dpkg -s libclang-dev >/dev/null 2>&1 || { \
 	  echo "installing libclang-dev (RocksDB's bindgen needs it)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libclang-dev; }
+
+# What the tests need beyond building: Node for the real SDK clients, Chromium for the UI.
+# (Python packages and npm packages are installed by the tests themselves.)
+test-deps: deps
 	@test -x /usr/bin/chromium || { \
 	  echo "installing chromium (the web UI test drives it)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
@@ -31,11 +36,11 @@ lint: deps
 	cargo fmt --all -- --check
 	cargo clippy --release --all-targets -- -D warnings
 
-test: lint
+test: test-deps lint
 	cargo test --release -- --test-threads=2
 
 # The example functions' packages, installed beside them (a virtualenv and node_modules).
-examples: deps
+examples: test-deps
 	@test -x examples/functions/python/.venv/bin/python || python3 -m venv examples/functions/python/.venv
 	examples/functions/python/.venv/bin/pip install --quiet --disable-pip-version-check -r examples/functions/python/requirements.txt
 	cd examples/functions/node && npm install --no-audit --no-fund --loglevel=error
