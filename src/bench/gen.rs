@@ -145,7 +145,8 @@ pub fn template(format: Format, spans: &[Span]) -> Template {
     }
 }
 
-/// A minimal Jaeger thrift binary encoder (one process per batch).
+/// A Jaeger thrift binary `Batch` of spans that share the first span's process: what a
+/// Jaeger client sends. Parents go in `parentSpanId`; other references are not written.
 pub fn thrift_batch(spans: &[Span]) -> Vec<u8> {
     fn field(b: &mut Vec<u8>, ty: u8, id: i16) {
         b.push(ty);
@@ -221,6 +222,16 @@ pub fn thrift_batch(spans: &[Span]) -> Vec<u8> {
         i64f(&mut b, 8, s.start_time as i64);
         i64f(&mut b, 9, s.duration as i64);
         tags(&mut b, 10, &s.tags);
+        if !s.logs.is_empty() {
+            field(&mut b, 15, 11);
+            b.push(12);
+            b.extend_from_slice(&(s.logs.len() as i32).to_be_bytes());
+            for l in &s.logs {
+                i64f(&mut b, 1, l.timestamp as i64);
+                tags(&mut b, 2, &l.fields);
+                b.push(0);
+            }
+        }
         b.push(0);
     }
     b.push(0);

@@ -70,6 +70,18 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+impl BenchArgs {
+    fn shape(&self) -> Shape {
+        Shape {
+            batch: self.batch,
+            tags: self.tags,
+            services: self.services,
+            operations: self.operations,
+            depth: self.depth,
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub protocol: String,
@@ -295,13 +307,7 @@ async fn sender(args: &BenchArgs) -> Result<Sender, String> {
 }
 
 fn templates(args: &BenchArgs, format: Format) -> Vec<Template> {
-    let shape = Shape {
-        batch: args.batch,
-        tags: args.tags,
-        services: args.services,
-        operations: args.operations,
-        depth: args.depth,
-    };
+    let shape = args.shape();
     let now = crate::clock::now_us();
     (0..16)
         .map(|t| gen::template(format, &gen::spans(&shape, t, now)))
@@ -340,13 +346,7 @@ fn store_ceiling(args: &BenchArgs) -> Result<f64, String> {
     let _ = std::fs::remove_dir_all(&dir);
     let store = crate::store::Store::open(&dir, &crate::store::StoreOptions::default())
         .map_err(|e| e.to_string())?;
-    let shape = Shape {
-        batch: args.batch,
-        tags: args.tags,
-        services: args.services,
-        operations: args.operations,
-        depth: args.depth,
-    };
+    let shape = args.shape();
     let now = crate::clock::now_us();
     let batches: Vec<_> = (0..64)
         .map(|t| crate::store::encode(0, &gen::spans(&shape, t, now)))

@@ -276,90 +276,60 @@ pub struct TSpan {
     pub logs: Vec<(u64, Vec<(&'static str, V)>)>,
 }
 
-/// A minimal thrift binary writer for Jaeger batches.
-#[derive(Default)]
-struct W(Vec<u8>);
-
-impl W {
-    fn field(&mut self, ty: u8, id: i16) {
-        self.0.push(ty);
-        self.0.extend_from_slice(&id.to_be_bytes());
-    }
-    fn i64(&mut self, id: i16, v: i64) {
-        self.field(10, id);
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn i32(&mut self, id: i16, v: i32) {
-        self.field(8, id);
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn str(&mut self, id: i16, s: &str) {
-        self.field(11, id);
-        self.0.extend_from_slice(&(s.len() as i32).to_be_bytes());
-        self.0.extend_from_slice(s.as_bytes());
-    }
-    fn list(&mut self, id: i16, elem: u8, n: usize) {
-        self.field(15, id);
-        self.0.push(elem);
-        self.0.extend_from_slice(&(n as i32).to_be_bytes());
-    }
-    fn tags(&mut self, id: i16, tags: &[(&str, V)]) {
-        self.list(id, 12, tags.len());
-        for (k, v) in tags {
-            self.str(1, k);
-            match v {
-                V::S(s) => {
-                    self.i32(2, 0);
-                    self.str(3, s)
-                }
-                V::F(f) => {
-                    self.i32(2, 1);
-                    self.field(4, 4);
-                    self.0.extend_from_slice(&f.to_be_bytes());
-                }
-                V::B(b) => {
-                    self.i32(2, 2);
-                    self.field(2, 5);
-                    self.0.push(*b as u8);
-                }
-                V::I(i) => {
-                    self.i32(2, 3);
-                    self.i64(6, *i)
-                }
-            }
-            self.0.push(0);
-        }
+fn value(v: &V) -> fctrace::model::Value {
+    use fctrace::model::Value;
+    match v {
+        V::S(s) => Value::Str((*s).to_owned()),
+        V::B(b) => Value::Bool(*b),
+        V::I(i) => Value::I64(*i),
+        V::F(f) => Value::F64(*f),
     }
 }
 
-/// Encode a Jaeger `Batch` in thrift binary protocol.
+fn kvs(list: &[(&'static str, V)]) -> Vec<fctrace::model::KeyValue> {
+    list.iter()
+        .map(|(k, v)| fctrace::model::KeyValue::new(*k, value(v)))
+        .collect()
+}
+
+/// Encode a Jaeger `Batch` in thrift binary protocol, as a Jaeger client would.
 pub fn batch(service: &str, process_tags: &[(&'static str, V)], spans: &[TSpan]) -> Vec<u8> {
-    let mut w = W::default();
-    w.field(12, 1);
-    w.str(1, service);
-    w.tags(2, process_tags);
-    w.0.push(0);
-    w.list(2, 12, spans.len());
-    for s in spans {
-        w.i64(1, s.trace as u64 as i64);
-        w.i64(2, (s.trace >> 64) as u64 as i64);
-        w.i64(3, s.id as i64);
-        w.i64(4, s.parent as i64);
-        w.str(5, s.op);
-        w.i32(7, 1);
-        w.i64(8, s.start as i64);
-        w.i64(9, s.duration as i64);
-        w.tags(10, &s.tags);
-        w.list(11, 12, s.logs.len());
-        for (ts, fields) in &s.logs {
-            w.i64(1, *ts as i64);
-            w.tags(2, fields);
-            w.0.push(0);
-        }
-        w.0.push(0);
-    }
-    w.0.push(0);
-    w.0
+    use fctrace::model::{Log, Process, RefType, Span, SpanId, SpanRef, TraceId};
+    let process = std::sync::Arc::new(Process {
+        service_name: service.to_owned(),
+        tags: kvs(process_tags),
+    });
+    let spans: Vec<Span> = spans
+        .iter()
+        .map(|s| Span {
+            trace_id: TraceId(s.trace),
+            span_id: SpanId(s.id),
+            operation_name: s.op.to_owned(),
+            references: if s.parent == 0 {
+                vec![]
+            } else {
+                vec![SpanRef {
+                    ref_type: RefType::ChildOf,
+                    trace_id: TraceId(s.trace),
+                    span_id: SpanId(s.parent),
+                }]
+            },
+            flags: 1,
+            start_time: s.start,
+            duration: s.duration,
+            tags: kvs(&s.tags),
+            logs: s
+                .logs
+                .iter()
+                .map(|(ts, fields)| Log {
+                    timestamp: *ts,
+                    fields: kvs(fields),
+                })
+                .collect(),
+            process: std::sync::Arc::clone(&process),
+        })
+        .collect();
+    fctrace::bench::gen::thrift_batch(&spans)
 }
 
 /// The `data` array of a Jaeger envelope.
