@@ -268,8 +268,9 @@ impl Platform {
             );
         }
         let acquired = pool.acquire().await;
-        let (lease, cold, start_error) = match acquired {
-            Ok((lease, cold)) => (Some(lease), cold, None),
+        // The instance to run on, or why none could be started.
+        let (lease, cold) = match acquired {
+            Ok((lease, cold)) => (Ok(lease), cold),
             Err(AcquireError::Throttled(max)) => {
                 self.metrics.throttled(&spec.platform_service());
                 self.record(
@@ -306,18 +307,15 @@ impl Platform {
                 } else {
                     error_type::START
                 };
-                (
-                    None,
-                    Some(cold),
-                    Some((kind, format!("{step} failed: {message}"))),
-                )
+                (Err((kind, format!("{step} failed: {message}"))), Some(cold))
             }
         };
 
         let mut run = None;
         let mut peak_rss = 0u64;
-        let (status, headers, body, error) = match (&lease, start_error) {
-            (_, Some((kind, message))) => {
+        let (status, headers, body, error) = match &lease {
+            Err((kind, message)) => {
+                let (kind, message) = (*kind, message.clone());
                 tracing::warn!(function = %spec.platform_service(), error = %message, "instance did not start");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -328,7 +326,7 @@ impl Platform {
                     Some((kind, message)),
                 )
             }
-            (Some(lease), None) => {
+            Ok(lease) => {
                 let outbound = self.outbound_headers(
                     spec,
                     &req,
@@ -348,9 +346,8 @@ impl Platform {
                 });
                 result
             }
-            (None, None) => unreachable!("acquire returns a lease or an error"),
         };
-        let instance_id = lease.as_ref().map(|l| l.instance.id.clone());
+        let instance_id = lease.as_ref().ok().map(|l| l.instance.id.clone());
         drop(lease);
 
         let duration = started.elapsed();

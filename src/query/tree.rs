@@ -208,7 +208,7 @@ pub fn build(spans: &[Span]) -> Tree {
         let (ps, pe) = (start[p], start[p] + spans[p].duration);
         let (cs, ce) = (start[i], start[i] + spans[i].duration);
         let shift: i64 = if spans[i].duration > spans[p].duration {
-            ps as i64 - cs as i64
+            (ps as i64).saturating_sub(cs as i64)
         } else if cs < ps {
             (ps - cs) as i64
         } else if ce > pe {
@@ -220,7 +220,8 @@ pub fn build(spans: &[Span]) -> Tree {
             // Shift the whole subtree, which shares the child's clock.
             let mut sub = vec![i];
             while let Some(x) = sub.pop() {
-                start[x] = (start[x] as i64 + shift).max(0) as u64;
+                // Times come from clients: never overflow, never go below zero.
+                start[x] = start[x].saturating_add_signed(shift);
                 sub.extend(children[x].iter().copied());
             }
             let w = format!(

@@ -540,12 +540,12 @@ impl IndexWriter {
         if let Some(&i) = self.seen.get(&h) {
             let (k0, k1) = b.entries[i].key;
             let n = k1 - k0 - keys::INDEX_SUFFIX_LEN;
+            let held = keys::parse_index_suffix(&b.buf[k0..k1]).map(|(t, _)| t);
             let same = b.buf[k0..k0 + n] == self.prefix.0[..]
                 && b.buf[k1 - 16..k1] == trace.to_bytes()
-                && keys::parse_index_suffix(&b.buf[k0..k1])
-                    .is_some_and(|(t, _)| t / keys::TIME_BUCKET_US == bucket);
+                && held.is_some_and(|t| t / keys::TIME_BUCKET_US == bucket);
             if same {
-                if keys::parse_index_suffix(&b.buf[k0..k1]).is_some_and(|(t, _)| start < t) {
+                if held.is_some_and(|t| start < t) {
                     b.buf[k0 + n..k0 + n + 8].copy_from_slice(&(!start).to_be_bytes());
                 }
                 return;
