@@ -111,7 +111,10 @@ impl Query {
                 q.min_duration.unwrap_or(0),
                 q.max_duration.unwrap_or(u64::MAX),
             );
-            let prefix = IndexPrefix::duration(tenant, &q.service);
+            let prefix = match &q.operation {
+                Some(op) => IndexPrefix::operation(tenant, &q.service, op),
+                None => IndexPrefix::service(tenant, &q.service),
+            };
             if let Some(set) = self.collect(&prefix, Some(range), q)? {
                 filters.push(set);
             }

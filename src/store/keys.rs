@@ -4,14 +4,16 @@
 //! - `spans`:   `tenant(2) | traceId(16) | startTime µs(8) | spanId(8)`: a trace is one
 //!   prefix scan, spans come back in start order, a re-sent span overwrites itself and two
 //!   spans that share an id but not a start time both survive.
-//! - `index`:   `tenant(2) | kind(1) | fields… | !startTime(8) | traceId(16)`, fields being
-//!   length-prefixed strings (so `("ab","c")` and `("a","bc")` never collide) and, for the
-//!   duration index, the duration. The start time is stored inverted so a forward scan
-//!   yields newest first.
+//! - `index`:   `tenant(2) | shard(2) | !bucket(8) | !seq(8)`: posting blocks (see
+//!   `postings`), one per shard, one-second bucket of start time and group commit, plus
+//!   the group's trace table under [`TABLE_SHARD`]. Bucket and sequence are inverted so a
+//!   forward scan of one shard yields newest first. A search term is an [`IndexPrefix`]:
+//!   `tenant(2) | kind(1) | fields…`, fields being length-prefixed strings (so
+//!   `("ab","c")` and `("a","bc")` never collide), hashed to pick the shard.
 //! - `meta`:    `tenant(2) | kind(1) | fields…` for services and operations, plus the
 //!   format version under the reserved system tenant.
 //!
-//! Strings longer than [`MAX_INDEXED_LEN`] are cut in index keys; searches cut the same
+//! Strings longer than [`MAX_INDEXED_LEN`] are cut in index terms; searches cut the same
 //! way and then check the exact value on the loaded spans.
 
 use crate::model::{SpanId, SpanKind, TraceId};
@@ -21,18 +23,22 @@ pub const DEFAULT_TENANT: Tenant = 0;
 /// Keys under this tenant hold the store's own bookkeeping.
 pub const SYSTEM_TENANT: Tenant = u16::MAX;
 
-/// Service, operation and tag index entries are written once per trace, key and value
-/// within this span of time (at the earliest start among them). A window scan reaches
-/// back this much further, so no matching trace is missed; candidates are checked.
-pub const TIME_BUCKET_US: u64 = 60_000_000;
+/// Posting blocks cover this much span start time each.
+pub const POSTING_BUCKET_US: u64 = 1_000_000;
+
+/// Search terms hash into this many shards: a term's lookup reads one shard's blocks.
+pub const POSTING_SHARDS: u16 = 256;
+
+/// The shard number under which a group's trace tables are kept.
+pub const TABLE_SHARD: u16 = u16::MAX;
+
+pub const POSTING_KEY_LEN: usize = 2 + 2 + 8 + 8;
 
 /// Index keys carry at most this many bytes of any one string.
 pub const MAX_INDEXED_LEN: usize = 512;
 
 pub const SPAN_KEY_LEN: usize = 2 + 16 + 8 + 8;
 pub const TRACE_PREFIX_LEN: usize = 2 + 16;
-/// The fixed tail of every index key: inverted start time and trace id.
-pub const INDEX_SUFFIX_LEN: usize = 8 + 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -40,7 +46,6 @@ pub enum IndexKind {
     Service = 1,
     Operation = 2,
     Tag = 3,
-    Duration = 4,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,40 +141,22 @@ impl IndexPrefix {
         p
     }
 
-    /// The duration index of a service: entries are ordered by duration, then newest first.
-    pub fn duration(tenant: Tenant, service: &str) -> Self {
-        Self::new(tenant, IndexKind::Duration, service)
+    pub fn tenant(&self) -> Tenant {
+        self.0
+            .get(..2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .unwrap_or(DEFAULT_TENANT)
     }
 
-    /// A full index key: this prefix, then the optional duration, then the time suffix.
-    pub fn key(&self, duration: Option<u64>, start_time: u64, trace: TraceId) -> Vec<u8> {
-        let mut k = Vec::with_capacity(self.0.len() + 8 + INDEX_SUFFIX_LEN);
-        self.write_key(&mut k, duration, start_time, trace);
-        k
-    }
-
-    /// Append a full key to `out` (used by the batch encoder to avoid one allocation a key).
-    pub fn write_key(
-        &self,
-        out: &mut Vec<u8>,
-        duration: Option<u64>,
-        start_time: u64,
-        trace: TraceId,
-    ) {
-        out.extend_from_slice(&self.0);
-        if let Some(d) = duration {
-            out.extend_from_slice(&d.to_be_bytes());
-        }
-        out.extend_from_slice(&(!start_time).to_be_bytes());
-        out.extend_from_slice(&trace.to_bytes());
+    /// The term's hash: it picks the shard and is what posting blocks hold. xxh3 is fixed
+    /// by its specification, so stored hashes stay valid across builds.
+    pub fn term_hash(&self) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(&self.0)
     }
 
     /// The first key at or after which entries no newer than `newest` start.
-    pub fn seek_newest(&self, duration: Option<u64>, newest: u64) -> Vec<u8> {
+    pub fn seek_newest(&self, newest: u64) -> Vec<u8> {
         let mut k = self.0.clone();
-        if let Some(d) = duration {
-            k.extend_from_slice(&d.to_be_bytes());
-        }
         k.extend_from_slice(&(!newest).to_be_bytes());
         k
     }
@@ -197,19 +184,48 @@ impl IndexPrefix {
     }
 }
 
-/// `(start_time, trace)` from the suffix of any index key.
-pub fn parse_index_suffix(k: &[u8]) -> Option<(u64, TraceId)> {
-    let n = k.len().checked_sub(INDEX_SUFFIX_LEN)?;
-    let inv = u64::from_be_bytes(k[n..n + 8].try_into().ok()?);
-    let trace = TraceId::from_bytes(k[n + 8..].try_into().ok()?);
-    Some((!inv, trace))
+/// The shard of a term hash.
+pub fn shard_of(hash: u64) -> u16 {
+    ((hash >> 56) as u16) % POSTING_SHARDS
 }
 
-/// The duration field of a duration index key whose prefix has `prefix_len` bytes.
-pub fn parse_index_duration(k: &[u8], prefix_len: usize) -> Option<u64> {
-    k.get(prefix_len..prefix_len + 8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_be_bytes)
+/// The hash bits a posting block stores (those below the shard's, so entries sorted by
+/// hash are sorted by these within a shard).
+pub fn hash_bits(hash: u64) -> u32 {
+    (hash >> 24) as u32
+}
+
+pub fn posting_key(tenant: Tenant, shard: u16, bucket: u64, seq: u64) -> [u8; POSTING_KEY_LEN] {
+    let mut k = [0u8; POSTING_KEY_LEN];
+    k[..2].copy_from_slice(&tenant.to_be_bytes());
+    k[2..4].copy_from_slice(&shard.to_be_bytes());
+    k[4..12].copy_from_slice(&(!bucket).to_be_bytes());
+    k[12..20].copy_from_slice(&(!seq).to_be_bytes());
+    k
+}
+
+/// Where a newest-first scan of a shard starts for buckets no newer than `bucket`.
+pub fn posting_seek(tenant: Tenant, shard: u16, bucket: u64) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k.copy_from_slice(&posting_key(tenant, shard, bucket, u64::MAX)[..12]);
+    k
+}
+
+/// The first key past every block of a shard.
+pub fn posting_upper_bound(tenant: Tenant, shard: u16) -> Vec<u8> {
+    let next = (tenant as u32) << 16 | shard as u32;
+    (next + 1).to_be_bytes().to_vec()
+}
+
+/// `(shard, bucket, seq)` of a posting key.
+pub fn parse_posting_key(k: &[u8]) -> Option<(u16, u64, u64)> {
+    if k.len() != POSTING_KEY_LEN {
+        return None;
+    }
+    let shard = u16::from_be_bytes(k[2..4].try_into().ok()?);
+    let bucket = !u64::from_be_bytes(k[4..12].try_into().ok()?);
+    let seq = !u64::from_be_bytes(k[12..20].try_into().ok()?);
+    Some((shard, bucket, seq))
 }
 
 pub fn meta_service_key(tenant: Tenant, service: &str) -> Vec<u8> {
@@ -306,24 +322,24 @@ mod tests {
     }
 
     #[test]
-    fn index_keys_are_newest_first_and_do_not_collide() {
+    fn terms_do_not_collide_and_posting_keys_are_newest_first() {
         let p = IndexPrefix::tag(DEFAULT_TENANT, "svc", "ab", "c");
         let q = IndexPrefix::tag(DEFAULT_TENANT, "svc", "a", "bc");
-        assert_ne!(p.key(None, 1, TraceId(1)), q.key(None, 1, TraceId(1)));
-        let newer = p.key(None, 200, TraceId(1));
-        let older = p.key(None, 100, TraceId(1));
-        assert!(newer < older);
-        assert_eq!(parse_index_suffix(&older), Some((100, TraceId(1))));
-        assert!(older < p.upper_bound() && newer > p.0);
-    }
-
-    #[test]
-    fn duration_keys_order_by_duration_first() {
-        let p = IndexPrefix::duration(DEFAULT_TENANT, "svc");
-        let short_new = p.key(Some(5), 200, TraceId(1));
-        let long_old = p.key(Some(50), 100, TraceId(2));
-        assert!(short_new < long_old);
-        assert_eq!(parse_index_duration(&long_old, p.len()), Some(50));
+        assert_ne!(p, q);
+        assert_ne!(p.term_hash(), q.term_hash());
+        assert_eq!(IndexPrefix::service(7, "svc").tenant(), 7);
+        let newer = posting_key(1, 3, 200, 5);
+        let older = posting_key(1, 3, 100, 9);
+        let later_same_bucket = posting_key(1, 3, 200, 6);
+        assert!(later_same_bucket < newer && newer < older);
+        assert!(posting_seek(1, 3, 200).as_slice() < later_same_bucket.as_slice());
+        assert!(older.as_slice() < posting_upper_bound(1, 3).as_slice());
+        assert!(
+            posting_key(1, 4, u64::MAX, u64::MAX).as_slice()
+                >= posting_upper_bound(1, 3).as_slice()
+        );
+        assert_eq!(parse_posting_key(&older), Some((3, 100, 9)));
+        assert_eq!(parse_posting_key(&older[..5]), None);
     }
 
     #[test]

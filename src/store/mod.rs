@@ -15,14 +15,16 @@
 
 pub mod codec;
 pub mod keys;
+pub mod postings;
 
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/fctrace.storage.v1.rs"));
 }
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -38,7 +40,7 @@ use crate::model::{Span, SpanKind, TraceId};
 use keys::{IndexPrefix, Tenant};
 
 /// Bump when any key layout or the span encoding changes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const CF_SPANS: &str = "spans";
 const CF_INDEX: &str = "index";
@@ -53,6 +55,8 @@ pub enum StoreError {
     FormatVersion { dir: PathBuf, found: String },
     #[error("stored span is corrupt: {0}")]
     Corrupt(#[from] codec::CodecError),
+    #[error("stored index is corrupt: {0}")]
+    Index(String),
     #[error("disk is full: {0}")]
     DiskFull(String),
 }
@@ -106,11 +110,39 @@ pub struct Store {
     catalog: RwLock<Catalog>,
     retention_us: u64,
     write_opts: WriteOptions,
+    /// The last group sequence number used in posting keys.
+    seq: AtomicU64,
 }
 
 /// Start times before this are past retention.
 fn cutoff_us(retention_us: u64) -> u64 {
     crate::clock::now_us().saturating_sub(retention_us)
+}
+
+/// The retention cutoff for a compaction filter, which sees millions of keys: the clock
+/// is read once every few thousand keys, not per key.
+struct Cutoff {
+    retention_us: u64,
+    value: u64,
+    calls: u32,
+}
+
+impl Cutoff {
+    fn new(retention_us: u64) -> Self {
+        Cutoff {
+            retention_us,
+            value: cutoff_us(retention_us),
+            calls: 0,
+        }
+    }
+
+    fn get(&mut self) -> u64 {
+        self.calls = self.calls.wrapping_add(1);
+        if self.calls % 4096 == 0 {
+            self.value = cutoff_us(self.retention_us);
+        }
+        self.value
+    }
 }
 
 impl Store {
@@ -132,6 +164,9 @@ impl Store {
             let mut block = BlockBasedOptions::default();
             block.set_block_cache(&cache);
             block.set_bloom_filter(10.0, false);
+            // 16 KiB blocks: zstd and lz4 build their tables once per block, so larger
+            // blocks cost less CPU in flushes and compactions and compress better.
+            block.set_block_size(16 << 10);
             o.set_block_based_table_factory(&block);
             o.set_compression_type(DBCompressionType::Lz4);
             o.set_bottommost_compression_type(DBCompressionType::Zstd);
@@ -146,20 +181,30 @@ impl Store {
         let mut spans = base(32 << 20);
         spans.set_prefix_extractor(SliceTransform::create_fixed_prefix(keys::TRACE_PREFIX_LEN));
         spans.set_periodic_compaction_seconds(periodic);
+        let mut cutoff = Cutoff::new(retention_us);
         spans.set_compaction_filter(
             "fctrace_span_retention",
             move |_level, key: &[u8], _value: &[u8]| match keys::span_key_time(key) {
-                Some(t) if t < cutoff_us(retention_us) => Decision::Remove,
+                Some(t) if t < cutoff.get() => Decision::Remove,
                 _ => Decision::Keep,
             },
         );
 
         let mut index = base(32 << 20);
         index.set_periodic_compaction_seconds(periodic);
+        let mut cutoff = Cutoff::new(retention_us);
         index.set_compaction_filter(
             "fctrace_index_retention",
-            move |_level, key: &[u8], _value: &[u8]| match keys::parse_index_suffix(key) {
-                Some((t, _)) if t < cutoff_us(retention_us) => Decision::Remove,
+            move |_level, key: &[u8], _value: &[u8]| match keys::parse_posting_key(key) {
+                // a block goes when all of its bucket is past retention
+                Some((_, bucket, _))
+                    if bucket
+                        .saturating_add(1)
+                        .saturating_mul(keys::POSTING_BUCKET_US)
+                        <= cutoff.get() =>
+                {
+                    Decision::Remove
+                }
                 _ => Decision::Keep,
             },
         );
@@ -183,6 +228,7 @@ impl Store {
             catalog: RwLock::new(Catalog::default()),
             retention_us,
             write_opts,
+            seq: AtomicU64::new(0),
         };
         store.check_format_version(dir)?;
         store.load_catalog()?;
@@ -254,7 +300,6 @@ impl Store {
                 for e in &b.entries {
                     let cf = match e.family {
                         Family::Spans => spans,
-                        Family::Index => index,
                         Family::Invocations => invocations,
                     };
                     wb.put_cf(cf, &b.buf[e.key.0..e.key.1], &b.buf[e.value.0..e.value.1]);
@@ -269,6 +314,24 @@ impl Store {
                     }
                 }
             }
+        }
+        // A sequence number unique to this group: the clock, or one past the last, so a
+        // restart (which starts from the clock again) does not reuse one.
+        let now = crate::clock::now_us();
+        let seq = match self
+            .seq
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(now.max(last + 1))
+            }) {
+            Ok(last) | Err(last) => now.max(last + 1),
+        };
+        for (k, v) in postings::merge(
+            batches
+                .iter()
+                .map(|b| (b.tenant, b.buf.as_slice(), b.postings.as_slice())),
+            seq,
+        ) {
+            wb.put_cf(index, k, v);
         }
         for (tenant, service, op, kind) in &new_ops {
             wb.put_cf(meta, keys::meta_service_key(*tenant, service), []);
@@ -319,57 +382,92 @@ impl Store {
         Ok(out)
     }
 
-    /// Walk an index newest first over `[oldest, newest]` (µs), calling `f(start, trace)`
-    /// until it returns false. With `durations`, walks the duration index between those
-    /// bounds (inclusive) instead, in duration order.
+    /// Walk a term's postings newest first over `[oldest, newest]` (µs), calling
+    /// `f(time, trace)` until it returns false. Traces come bucket by bucket (one second of
+    /// start time), newest time first within a bucket; a trace can come once per bucket
+    /// and per group that wrote it. With `durations`, only traces with a span of the
+    /// term whose duration may lie in that range (inclusive) come. Every answer is a
+    /// candidate: callers check the spans.
     pub fn scan_index(
         &self,
-        prefix: &IndexPrefix,
+        term: &IndexPrefix,
         durations: Option<(u64, u64)>,
         oldest: u64,
         newest: u64,
         mut f: impl FnMut(u64, TraceId) -> bool,
     ) -> Result<(), StoreError> {
-        // Entries other than durations sit at the earliest start of their time bucket.
-        let oldest = match durations {
-            None => oldest.saturating_sub(keys::TIME_BUCKET_US),
-            Some(_) => oldest,
+        let oldest = oldest.max(cutoff_us(self.retention_us));
+        if oldest > newest {
+            return Ok(());
         }
-        .max(cutoff_us(self.retention_us));
+        let (oldest_bucket, newest_bucket) = (
+            oldest / keys::POSTING_BUCKET_US,
+            newest / keys::POSTING_BUCKET_US,
+        );
+        let tenant = term.tenant();
+        let hash = term.term_hash();
+        let (shard, bits) = (keys::shard_of(hash), keys::hash_bits(hash));
         let index = self.cf(CF_INDEX);
         let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(prefix.upper_bound());
-        let start = match durations {
-            Some((min, _)) => prefix.seek_newest(Some(min), u64::MAX),
-            None => prefix.seek_newest(None, newest),
-        };
+        ro.set_iterate_upper_bound(keys::posting_upper_bound(tenant, shard));
+        let seek = keys::posting_seek(tenant, shard, newest_bucket);
         let iter =
             self.db
-                .iterator_cf_opt(index, ro, IteratorMode::From(&start, Direction::Forward));
+                .iterator_cf_opt(index, ro, IteratorMode::From(&seek, Direction::Forward));
+
+        let mut hits = Vec::new();
+        // (time, trace) found in the current bucket, answered when the bucket ends
+        let mut found: Vec<(u64, TraceId)> = Vec::new();
+        let mut current = None;
+        let answer = |found: &mut Vec<(u64, TraceId)>, f: &mut dyn FnMut(u64, TraceId) -> bool| {
+            found.sort_unstable_by(|a, b| b.cmp(a));
+            found.dedup_by_key(|e| e.1);
+            let go_on = found.iter().all(|&(t, trace)| f(t, trace));
+            found.clear();
+            go_on
+        };
         for item in iter {
-            let (k, _) = item?;
-            let Some((t, trace)) = keys::parse_index_suffix(&k) else {
+            let (k, v) = item?;
+            let Some((_, bucket, seq)) = keys::parse_posting_key(&k) else {
                 continue;
             };
-            match durations {
-                Some((_, max)) => {
-                    if keys::parse_index_duration(&k, prefix.len()).is_some_and(|d| d > max) {
-                        break;
-                    }
-                    if t < oldest || t > newest {
-                        continue;
-                    }
-                }
-                None => {
-                    if t < oldest {
-                        break;
-                    }
-                }
-            }
-            if !f(t, trace) {
+            if bucket < oldest_bucket {
                 break;
             }
+            if current != Some(bucket) {
+                if !answer(&mut found, &mut f) {
+                    return Ok(());
+                }
+                current = Some(bucket);
+            }
+            hits.clear();
+            postings::lookup(&v, bits, &mut hits).map_err(|e| StoreError::Index(e.to_string()))?;
+            if let Some((lo, hi)) = durations {
+                hits.retain(|h| {
+                    h.durations.is_some_and(|(dmin, dmax)| {
+                        (dmin as u64) <= hi && (dmax as u64 >= lo || dmax == u32::MAX)
+                    })
+                });
+            }
+            if hits.is_empty() {
+                continue;
+            }
+            let table_key = keys::posting_key(tenant, keys::TABLE_SHARD, bucket, seq);
+            let Some(table) = self.db.get_pinned_cf(index, table_key)? else {
+                return Err(StoreError::Index(format!(
+                    "posting block of bucket {bucket} group {seq} has no trace table"
+                )));
+            };
+            for h in &hits {
+                let (trace, t) = postings::table_entry(&table, h.trace).ok_or_else(|| {
+                    StoreError::Index(format!("trace {} is not in its table", h.trace))
+                })?;
+                if t <= newest {
+                    found.push((t, trace));
+                }
+            }
         }
+        answer(&mut found, &mut f);
         Ok(())
     }
 
@@ -387,7 +485,7 @@ impl Store {
         let prefix = IndexPrefix(keys::invocation_prefix(tenant, service, function));
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(prefix.upper_bound());
-        let seek = prefix.seek_newest(None, end);
+        let seek = prefix.seek_newest(end);
         let mut out = Vec::new();
         let iter = self.db.iterator_cf_opt(
             self.cf(CF_INVOCATIONS),
@@ -462,7 +560,6 @@ impl Store {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
     Spans,
-    Index,
     Invocations,
 }
 
@@ -481,13 +578,17 @@ pub struct EncodedBatch {
     entries: Vec<Entry>,
     /// Distinct (service, operation, kind) of the batch, for the catalog.
     operations: Vec<(String, String, SpanKind)>,
+    /// The batch's posting tables and sub-blocks, in `buf`.
+    postings: Vec<postings::Part>,
     spans: usize,
 }
 
 impl EncodedBatch {
     /// Bytes this batch holds in memory: what admission counts.
     pub fn size(&self) -> usize {
-        self.buf.len() + self.entries.len() * std::mem::size_of::<Entry>()
+        self.buf.len()
+            + self.entries.len() * std::mem::size_of::<Entry>()
+            + self.postings.len() * std::mem::size_of::<postings::Part>()
     }
 
     pub fn span_count(&self) -> usize {
@@ -516,73 +617,30 @@ pub fn encode_invocation(
         }],
         buf,
         operations: Vec::new(),
+        postings: Vec::new(),
         spans: 0,
     }
 }
 
-/// Index entries of one batch, written once per (key, trace, time bucket): see
-/// [`keys::TIME_BUCKET_US`].
-struct IndexWriter {
-    prefix: IndexPrefix,
-    /// Hash of (prefix, bucket, trace) to the entry that holds it.
-    seen: HashMap<u64, usize>,
-}
-
-impl IndexWriter {
-    fn push(&mut self, b: &mut EncodedBatch, start: u64, trace: TraceId) {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let bucket = start / keys::TIME_BUCKET_US;
-        let mut h = self.seen.hasher().build_hasher();
-        self.prefix.0.hash(&mut h);
-        bucket.hash(&mut h);
-        trace.hash(&mut h);
-        let h = h.finish();
-        if let Some(&i) = self.seen.get(&h) {
-            let (k0, k1) = b.entries[i].key;
-            let n = k1 - k0 - keys::INDEX_SUFFIX_LEN;
-            let held = keys::parse_index_suffix(&b.buf[k0..k1]).map(|(t, _)| t);
-            let same = b.buf[k0..k0 + n] == self.prefix.0[..]
-                && b.buf[k1 - 16..k1] == trace.to_bytes()
-                && held.is_some_and(|t| t / keys::TIME_BUCKET_US == bucket);
-            if same {
-                if held.is_some_and(|t| start < t) {
-                    b.buf[k0 + n..k0 + n + 8].copy_from_slice(&(!start).to_be_bytes());
-                }
-                return;
-            }
-        }
-        let k0 = b.buf.len();
-        self.prefix.write_key(&mut b.buf, None, start, trace);
-        let k1 = b.buf.len();
-        self.seen.insert(h, b.entries.len());
-        b.entries.push(Entry {
-            family: Family::Index,
-            key: (k0, k1),
-            value: (k1, k1),
-        });
-    }
-}
-
-/// Encode spans and their index entries. Runs on the caller's thread; pure CPU, no I/O.
+/// Encode spans and their postings. Runs on the caller's thread; pure CPU, no I/O.
 ///
-/// Index entries: service, service+operation and one per non-binary `key=value` among a
-/// span's tags, log fields and process tags, each once per trace and time bucket; and
-/// service+duration once per span. Searches use them to find candidate traces and check
-/// each candidate's spans exactly.
+/// Postings (see `postings`): service and service+operation (with durations), and one
+/// per non-binary `key=value` among a span's tags, log fields and process tags, each once
+/// per trace and second of start time in the batch. Searches use them to find candidate
+/// traces and check each candidate's spans exactly.
 pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
     let mut b = EncodedBatch {
         tenant,
         buf: Vec::with_capacity(spans.len() * 1024),
-        entries: Vec::with_capacity(spans.len() * 16),
+        entries: Vec::with_capacity(spans.len()),
         operations: Vec::new(),
+        postings: Vec::new(),
         spans: spans.len(),
     };
     let mut ops: HashSet<(&str, &str, SpanKind)> = HashSet::new();
     let mut value = Vec::with_capacity(1024);
-    let mut ix = IndexWriter {
-        prefix: IndexPrefix(Vec::with_capacity(128)),
-        seen: HashMap::with_capacity(spans.len() * 8),
-    };
+    let mut ix = postings::Builder::default();
+    let mut term = IndexPrefix(Vec::with_capacity(128));
     for span in spans {
         let service = span.process.service_name.as_str();
         ops.insert((service, span.operation_name.as_str(), span.kind()));
@@ -603,27 +661,12 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
             value: (k1, b.buf.len()),
         });
 
-        // Durations differ span by span: one entry each.
-        ix.prefix.reset(tenant, keys::IndexKind::Duration, service);
-        let k0 = b.buf.len();
-        ix.prefix.write_key(
-            &mut b.buf,
-            Some(span.duration),
-            span.start_time,
-            span.trace_id,
-        );
-        let k1 = b.buf.len();
-        b.entries.push(Entry {
-            family: Family::Index,
-            key: (k0, k1),
-            value: (k1, k1),
-        });
-
-        ix.prefix.reset(tenant, keys::IndexKind::Service, service);
-        ix.push(&mut b, span.start_time, span.trace_id);
-        ix.prefix.reset(tenant, keys::IndexKind::Operation, service);
-        ix.prefix.push_str(&span.operation_name);
-        ix.push(&mut b, span.start_time, span.trace_id);
+        let slot = ix.slot(span.trace_id, span.start_time);
+        term.reset(tenant, keys::IndexKind::Service, service);
+        ix.timed(slot, &term, span.duration);
+        term.reset(tenant, keys::IndexKind::Operation, service);
+        term.push_str(&span.operation_name);
+        ix.timed(slot, &term, span.duration);
 
         let all_tags = span
             .tags
@@ -639,12 +682,13 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
             if v.len() > keys::MAX_INDEXED_LEN {
                 continue;
             }
-            ix.prefix.reset(tenant, keys::IndexKind::Tag, service);
-            ix.prefix.push_str(&kv.key);
-            ix.prefix.push_str(&v);
-            ix.push(&mut b, span.start_time, span.trace_id);
+            term.reset(tenant, keys::IndexKind::Tag, service);
+            term.push_str(&kv.key);
+            term.push_str(&v);
+            ix.plain(slot, &term);
         }
     }
+    b.postings = ix.finish(&mut b.buf);
     b.operations = ops
         .into_iter()
         .map(|(s, o, k)| (s.to_owned(), o.to_owned(), k))
@@ -716,13 +760,30 @@ mod tests {
         assert!(store.trace(0, TraceId(1)).unwrap().is_empty());
     }
 
+    fn scan(
+        store: &Store,
+        term: &IndexPrefix,
+        d: Option<(u64, u64)>,
+        lo: u64,
+        hi: u64,
+    ) -> Vec<u128> {
+        let mut seen = Vec::new();
+        store
+            .scan_index(term, d, lo, hi, |_, t| {
+                seen.push(t.0);
+                true
+            })
+            .unwrap();
+        seen
+    }
+
     #[test]
     fn index_scans_are_newest_first_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let now = crate::clock::now_us();
-        // two minutes apart: more than the index's time bucket
-        let min2 = 2 * keys::TIME_BUCKET_US;
+        let sec = keys::POSTING_BUCKET_US;
+        // five traces, two seconds apart, durations 10..50
         let spans: Vec<Span> = (1..=5u64)
             .map(|i| {
                 span(
@@ -730,83 +791,71 @@ mod tests {
                     1,
                     "svc",
                     "op",
-                    now - 10 * min2 + i * min2,
+                    now - 20 * sec + i * 2 * sec,
                     i * 10,
                 )
             })
             .collect();
         store.commit(&[&encode(0, &spans)]).unwrap();
-        let mut seen = Vec::new();
+        let svc = IndexPrefix::service(0, "svc");
+        assert_eq!(
+            scan(&store, &svc, None, now - 15 * sec, now - 11 * sec),
+            vec![4, 3]
+        );
+        assert_eq!(scan(&store, &svc, None, 0, u64::MAX), vec![5, 4, 3, 2, 1]);
+        assert_eq!(
+            scan(&store, &svc, Some((20, 40)), 0, u64::MAX),
+            vec![4, 3, 2]
+        );
+        let op = IndexPrefix::operation(0, "svc", "op");
+        assert_eq!(scan(&store, &op, Some((41, 1000)), 0, u64::MAX), vec![5]);
+        let tag = IndexPrefix::tag(0, "svc", "span.kind", "server");
+        assert_eq!(scan(&store, &tag, None, 0, u64::MAX), vec![5, 4, 3, 2, 1]);
+        assert!(scan(&store, &IndexPrefix::service(0, "other"), None, 0, u64::MAX).is_empty());
+        // a second group's blocks are found beside the first's, newest first in a bucket
         store
-            .scan_index(
-                &IndexPrefix::service(0, "svc"),
-                None,
-                now - 8 * min2,
-                now - 6 * min2 + 1,
-                |_, t| {
-                    seen.push(t.0);
-                    true
-                },
-            )
-            .unwrap();
-        assert_eq!(seen, vec![4, 3, 2]);
-        let mut seen = Vec::new();
-        store
-            .scan_index(
-                &IndexPrefix::duration(0, "svc"),
-                Some((20, 40)),
+            .commit(&[&encode(
                 0,
-                u64::MAX,
-                |_, t| {
-                    seen.push(t.0);
-                    true
-                },
-            )
+                &[span(9, 1, "svc", "op", now - 20 * sec + 10 * sec + 1, 5)],
+            )])
             .unwrap();
-        assert_eq!(seen, vec![2, 3, 4]);
+        assert_eq!(
+            scan(&store, &svc, None, now - 11 * sec, now - 9 * sec),
+            vec![9, 5]
+        );
     }
 
     #[test]
-    fn index_entries_are_written_once_per_trace_key_and_bucket() {
+    fn postings_hold_one_entry_per_trace_term_and_second() {
         let now = crate::clock::now_us();
-        let t = now - now % keys::TIME_BUCKET_US;
-        // one trace, three spans in one bucket and one in the next, same service and tag
-        let mut spans: Vec<Span> = [t + 30, t + 10, t + 20, t + keys::TIME_BUCKET_US + 5]
+        let sec = keys::POSTING_BUCKET_US;
+        let t = now - now % sec;
+        // one trace, three spans in one second and one in the next, same service and tag
+        let mut spans: Vec<Span> = [t + 30, t + 10, t + 20, t + sec + 5]
             .iter()
             .enumerate()
             .map(|(i, start)| span(7, i as u64 + 1, "svc", "op", *start, 5))
             .collect();
         spans.push(span(8, 1, "svc", "op", t + 15, 5));
         let b = encode(0, &spans);
-        let index_keys: Vec<&[u8]> = b
-            .entries
+        let tables: Vec<&postings::Part> = b
+            .postings
             .iter()
-            .filter(|e| e.family == Family::Index)
-            .map(|e| &b.buf[e.key.0..e.key.1])
+            .filter(|p| p.shard == keys::TABLE_SHARD)
             .collect();
-        let service = IndexPrefix::service(0, "svc");
-        let mut svc: Vec<(u64, u128)> = index_keys
-            .iter()
-            .filter(|k| {
-                k.starts_with(&service.0) && k.len() == service.len() + keys::INDEX_SUFFIX_LEN
-            })
-            .map(|k| {
-                keys::parse_index_suffix(k)
-                    .map(|(t, tr)| (t, tr.0))
-                    .unwrap()
-            })
-            .collect();
-        svc.sort();
-        // trace 7: the earliest of the first bucket, and the one in the next; trace 8 its own
-        assert_eq!(
-            svc,
-            vec![(t + 10, 7), (t + 15, 8), (t + keys::TIME_BUCKET_US + 5, 7)]
-        );
-        let durations = index_keys
-            .iter()
-            .filter(|k| k[2] == keys::IndexKind::Duration as u8)
-            .count();
-        assert_eq!(durations, 5, "one duration entry per span");
+        assert_eq!(tables.len(), 2, "one table per second");
+        // the first second: traces 7 (earliest start t+10) and 8
+        let first = &b.buf[tables[0].range.0..tables[0].range.1];
+        assert_eq!(postings::table_entry(first, 0), Some((TraceId(7), t + 10)));
+        assert_eq!(postings::table_entry(first, 1), Some((TraceId(8), t + 15)));
+        assert_eq!(postings::table_entry(first, 2), None);
+        // the service term: one hit per trace in each second
+        let h = IndexPrefix::service(0, "svc").term_hash();
+        let mut hits = Vec::new();
+        for p in b.postings.iter().filter(|p| p.shard == keys::shard_of(h)) {
+            postings::lookup(&b.buf[p.range.0..p.range.1], keys::hash_bits(h), &mut hits).unwrap();
+        }
+        assert_eq!(hits.len(), 3);
     }
 
     #[test]

@@ -1,0 +1,417 @@
+//! Posting blocks: the search index as a few large values instead of one key per entry.
+//!
+//! A search term (service, service+operation, or service+tag=value; see
+//! [`IndexPrefix`]) hashes to one of [`keys::POSTING_SHARDS`] shards. Each group commit
+//! writes, per one-second bucket of span start time, one trace table and one block per
+//! shard it touched (keys in `keys`). A block is the concatenation of the sub-blocks of
+//! the batches in that group; a sub-block holds its entries sorted by hash, so a lookup is
+//! a binary search:
+//!
+//! ```text
+//! sub-block: base u32 | n_timed u32 | n_plain u32
+//!            | n_timed x (hash u32, trace u32, min duration u32, max duration u32)
+//!            | n_plain x (hash u32, trace u32)
+//! table:     n x (trace id 16 bytes big-endian, earliest start µs u64 little-endian)
+//! ```
+//!
+//! `trace` is an index into the group's table for that bucket; `base` (written by
+//! [`merge`]) is where the batch's own table starts in it. Service and operation entries
+//! are "timed": they carry the smallest and largest duration (µs, saturating) of the
+//! trace's matching spans, so a duration search prunes without loading spans. Tag entries
+//! are "plain". A trace's time is the earliest start of its spans in the bucket, never
+//! later than the matching span's own start.
+//!
+//! Entries are per (term, trace) within a batch and bucket; hashes can collide, which only
+//! adds candidates, since every search checks the loaded spans exactly. This module owns
+//! the value layout; `keys` owns the keys and `Store` the reads and writes.
+
+use std::collections::HashMap;
+
+use super::keys::{self, IndexPrefix, Tenant};
+use crate::model::TraceId;
+
+const SUB_HEADER: usize = 12;
+const TIMED_LEN: usize = 16;
+const PLAIN_LEN: usize = 8;
+pub const TABLE_ENTRY_LEN: usize = 24;
+
+/// One key's worth of a batch's postings: a trace table or a shard's sub-block, as a
+/// byte range of the batch buffer.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub bucket: u64,
+    pub shard: u16,
+    pub range: (usize, usize),
+    /// Traces in the table (for tables only).
+    pub traces: u32,
+}
+
+#[derive(Default)]
+struct Bucket {
+    bucket: u64,
+    traces: Vec<(TraceId, u64)>,
+    slots: HashMap<TraceId, u32>,
+    timed: Vec<(u64, u32, u32)>,
+    plain: Vec<(u64, u32)>,
+}
+
+/// Collects a batch's postings while the encoder walks its spans.
+#[derive(Default)]
+pub struct Builder {
+    buckets: Vec<Bucket>,
+}
+
+/// Where one span's entries go: its bucket and its trace's slot there.
+#[derive(Clone, Copy)]
+pub struct Slot {
+    bucket: usize,
+    trace: u32,
+}
+
+impl Builder {
+    /// The slot for a span of `trace` starting at `start`.
+    pub fn slot(&mut self, trace: TraceId, start: u64) -> Slot {
+        let b = start / keys::POSTING_BUCKET_US;
+        let bi = match self.buckets.iter().position(|x| x.bucket == b) {
+            Some(i) => i,
+            None => {
+                self.buckets.push(Bucket {
+                    bucket: b,
+                    ..Bucket::default()
+                });
+                self.buckets.len() - 1
+            }
+        };
+        let bucket = &mut self.buckets[bi];
+        let next = bucket.traces.len() as u32;
+        let slot = *bucket.slots.entry(trace).or_insert(next);
+        if slot == next {
+            bucket.traces.push((trace, start));
+        } else if let Some(t) = bucket.traces.get_mut(slot as usize) {
+            t.1 = t.1.min(start);
+        }
+        Slot {
+            bucket: bi,
+            trace: slot,
+        }
+    }
+
+    /// A service or operation entry, with the span's duration.
+    pub fn timed(&mut self, slot: Slot, term: &IndexPrefix, duration: u64) {
+        let d = duration.min(u32::MAX as u64) as u32;
+        self.buckets[slot.bucket]
+            .timed
+            .push((term.term_hash(), slot.trace, d));
+    }
+
+    /// A tag entry.
+    pub fn plain(&mut self, slot: Slot, term: &IndexPrefix) {
+        self.buckets[slot.bucket]
+            .plain
+            .push((term.term_hash(), slot.trace));
+    }
+
+    /// Write every table and sub-block into `out`, returning where each one is.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Vec<Part> {
+        let mut parts = Vec::new();
+        for b in &mut self.buckets {
+            let start = out.len();
+            for (trace, t) in &b.traces {
+                out.extend_from_slice(&trace.to_bytes());
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+            parts.push(Part {
+                bucket: b.bucket,
+                shard: keys::TABLE_SHARD,
+                range: (start, out.len()),
+                traces: b.traces.len() as u32,
+            });
+
+            b.timed.sort_unstable();
+            b.plain.sort_unstable();
+            b.plain.dedup();
+            // (hash, trace, min, max), one per (hash, trace)
+            let mut timed: Vec<(u64, u32, u32, u32)> = Vec::with_capacity(b.timed.len());
+            for &(h, tr, d) in &b.timed {
+                match timed.last_mut() {
+                    Some(last) if last.0 == h && last.1 == tr => last.3 = last.3.max(d),
+                    _ => timed.push((h, tr, d, d)),
+                }
+            }
+            let (mut ti, mut pi) = (0, 0);
+            while ti < timed.len() || pi < b.plain.len() {
+                let shard = match (timed.get(ti), b.plain.get(pi)) {
+                    (Some(t), Some(p)) => keys::shard_of(t.0.min(p.0)),
+                    (Some(t), None) => keys::shard_of(t.0),
+                    (None, Some(p)) => keys::shard_of(p.0),
+                    (None, None) => break,
+                };
+                let t_end = ti + timed[ti..].partition_point(|e| keys::shard_of(e.0) == shard);
+                let p_end = pi + b.plain[pi..].partition_point(|e| keys::shard_of(e.0) == shard);
+                let start = out.len();
+                out.extend_from_slice(&0u32.to_le_bytes());
+                out.extend_from_slice(&((t_end - ti) as u32).to_le_bytes());
+                out.extend_from_slice(&((p_end - pi) as u32).to_le_bytes());
+                for &(h, tr, lo, hi) in &timed[ti..t_end] {
+                    out.extend_from_slice(&keys::hash_bits(h).to_le_bytes());
+                    out.extend_from_slice(&tr.to_le_bytes());
+                    out.extend_from_slice(&lo.to_le_bytes());
+                    out.extend_from_slice(&hi.to_le_bytes());
+                }
+                for &(h, tr) in &b.plain[pi..p_end] {
+                    out.extend_from_slice(&keys::hash_bits(h).to_le_bytes());
+                    out.extend_from_slice(&tr.to_le_bytes());
+                }
+                parts.push(Part {
+                    bucket: b.bucket,
+                    shard,
+                    range: (start, out.len()),
+                    traces: 0,
+                });
+                ti = t_end;
+                pi = p_end;
+            }
+        }
+        parts
+    }
+}
+
+/// Join the postings of a group's batches into one value per (bucket, shard), setting
+/// each sub-block's base to where its batch's table starts in the group's table. Tables
+/// come before sub-blocks within each batch's parts.
+pub fn merge<'a>(
+    batches: impl Iterator<Item = (Tenant, &'a [u8], &'a [Part])>,
+    seq: u64,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut values: HashMap<(Tenant, u64, u16), Vec<u8>> = HashMap::new();
+    let mut table_len: HashMap<(Tenant, u64), u32> = HashMap::new();
+    for (tenant, buf, parts) in batches {
+        let mut base: HashMap<u64, u32> = HashMap::new();
+        for p in parts {
+            let Some(bytes) = buf.get(p.range.0..p.range.1) else {
+                continue;
+            };
+            let v = values.entry((tenant, p.bucket, p.shard)).or_default();
+            if p.shard == keys::TABLE_SHARD {
+                let len = table_len.entry((tenant, p.bucket)).or_default();
+                base.insert(p.bucket, *len);
+                *len += p.traces;
+                v.extend_from_slice(bytes);
+            } else {
+                let at = v.len();
+                v.extend_from_slice(bytes);
+                let b = base.get(&p.bucket).copied().unwrap_or(0);
+                v[at..at + 4].copy_from_slice(&b.to_le_bytes());
+            }
+        }
+    }
+    values
+        .into_iter()
+        .map(|((tenant, bucket, shard), v)| {
+            (keys::posting_key(tenant, shard, bucket, seq).to_vec(), v)
+        })
+        .collect()
+}
+
+/// One entry found in a block: the trace's index in the group table and, for service and
+/// operation entries, the duration range of its matching spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    pub trace: u32,
+    pub durations: Option<(u32, u32)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("posting block is malformed at byte {0}")]
+pub struct Malformed(pub usize);
+
+fn u32_at(b: &[u8], at: usize) -> Result<u32, Malformed> {
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or(Malformed(at))
+}
+
+/// Every entry of `block` whose hash is `hash_bits`, appended to `out`.
+pub fn lookup(block: &[u8], hash_bits: u32, out: &mut Vec<Hit>) -> Result<(), Malformed> {
+    let mut at = 0;
+    while at < block.len() {
+        let base = u32_at(block, at)?;
+        let n_timed = u32_at(block, at + 4)? as usize;
+        let n_plain = u32_at(block, at + 8)? as usize;
+        let timed_at = at + SUB_HEADER;
+        let plain_at = n_timed
+            .checked_mul(TIMED_LEN)
+            .and_then(|n| n.checked_add(timed_at))
+            .ok_or(Malformed(at))?;
+        let end = n_plain
+            .checked_mul(PLAIN_LEN)
+            .and_then(|n| n.checked_add(plain_at))
+            .filter(|&e| e <= block.len())
+            .ok_or(Malformed(at))?;
+        let timed = &block[timed_at..plain_at];
+        let plain = &block[plain_at..end];
+        let first = partition(n_timed, |i| {
+            u32_at(timed, i * TIMED_LEN).unwrap_or(u32::MAX) < hash_bits
+        });
+        for i in first..n_timed {
+            let e = i * TIMED_LEN;
+            if u32_at(timed, e)? != hash_bits {
+                break;
+            }
+            out.push(Hit {
+                trace: base.saturating_add(u32_at(timed, e + 4)?),
+                durations: Some((u32_at(timed, e + 8)?, u32_at(timed, e + 12)?)),
+            });
+        }
+        let first = partition(n_plain, |i| {
+            u32_at(plain, i * PLAIN_LEN).unwrap_or(u32::MAX) < hash_bits
+        });
+        for i in first..n_plain {
+            let e = i * PLAIN_LEN;
+            if u32_at(plain, e)? != hash_bits {
+                break;
+            }
+            out.push(Hit {
+                trace: base.saturating_add(u32_at(plain, e + 4)?),
+                durations: None,
+            });
+        }
+        at = end;
+    }
+    Ok(())
+}
+
+/// The first index in `0..n` for which `below` is false (`below` is true then false).
+fn partition(n: usize, below: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if below(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// Trace id and time of entry `i` of a group table.
+pub fn table_entry(table: &[u8], i: u32) -> Option<(TraceId, u64)> {
+    let at = (i as usize).checked_mul(TABLE_ENTRY_LEN)?;
+    let e = table.get(at..at.checked_add(TABLE_ENTRY_LEN)?)?;
+    let trace = TraceId::from_bytes(e[..16].try_into().ok()?);
+    let t = u64::from_le_bytes(e[16..].try_into().ok()?);
+    Some((trace, t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn term(s: &str) -> IndexPrefix {
+        IndexPrefix::service(0, s)
+    }
+
+    /// Build one batch, merge it as a group and look `t` up in its shard's block.
+    fn find(
+        batches: &[Vec<(u128, u64, &str, u64)>],
+        t: &IndexPrefix,
+    ) -> Vec<(u128, u64, Option<(u32, u32)>)> {
+        let mut built = Vec::new();
+        for spans in batches {
+            let mut b = Builder::default();
+            for &(trace, start, svc, dur) in spans {
+                let slot = b.slot(TraceId(trace), start);
+                b.timed(slot, &term(svc), dur);
+                b.plain(slot, &IndexPrefix::tag(0, svc, "k", "v"));
+            }
+            let mut buf = Vec::new();
+            let parts = b.finish(&mut buf);
+            built.push((buf, parts));
+        }
+        let merged = merge(
+            built.iter().map(|(b, p)| (0, b.as_slice(), p.as_slice())),
+            7,
+        );
+        let h = t.term_hash();
+        let mut out = Vec::new();
+        for (k, v) in &merged {
+            let Some((shard, bucket, seq)) = keys::parse_posting_key(k) else {
+                panic!()
+            };
+            assert_eq!(seq, 7);
+            if shard != keys::shard_of(h) {
+                continue;
+            }
+            let table = &merged
+                .iter()
+                .find(|(k, _)| *k == keys::posting_key(0, keys::TABLE_SHARD, bucket, 7).to_vec())
+                .unwrap()
+                .1;
+            let mut hits = Vec::new();
+            lookup(v, keys::hash_bits(h), &mut hits).unwrap();
+            for hit in hits {
+                let (trace, time) = table_entry(table, hit.trace).unwrap();
+                out.push((trace.0, time, hit.durations));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn entries_are_found_with_their_trace_time_and_durations() {
+        let s = 1_000_000_000u64;
+        let got = find(
+            &[
+                vec![
+                    (1, s + 30, "a", 5),
+                    (1, s + 10, "a", 9),
+                    (2, s + 20, "b", 4),
+                ],
+                vec![(3, s + 40, "a", 7), (1, s + 50, "a", 2)],
+            ],
+            &term("a"),
+        );
+        // trace 1 appears once per batch: each batch's table has its own slot
+        assert_eq!(
+            got,
+            vec![
+                (1, s + 10, Some((5, 9))),
+                (1, s + 50, Some((2, 2))),
+                (3, s + 40, Some((7, 7))),
+            ]
+        );
+        let tag = find(
+            &[vec![(1, s, "a", 1), (2, s, "b", 1)]],
+            &IndexPrefix::tag(0, "b", "k", "v"),
+        );
+        assert_eq!(tag, vec![(2, s, None)]);
+        assert!(find(&[vec![(1, s, "a", 1)]], &term("zzz")).is_empty());
+    }
+
+    #[test]
+    fn spans_in_different_seconds_go_to_different_buckets() {
+        let s = 1_000_000_000u64;
+        let got = find(
+            &[vec![
+                (1, s, "a", 1),
+                (1, s + keys::POSTING_BUCKET_US, "a", 1),
+            ]],
+            &term("a"),
+        );
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn malformed_blocks_are_errors_not_panics() {
+        let mut hits = Vec::new();
+        assert!(lookup(&[1, 2, 3], 0, &mut hits).is_err());
+        let mut b = vec![0u8; 12];
+        b[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(lookup(&b, 0, &mut hits).is_err());
+        assert_eq!(table_entry(&[0; 10], 0), None);
+        assert_eq!(table_entry(&[0; 24], u32::MAX), None);
+    }
+}
