@@ -4,6 +4,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fctrace::config::{LogFormat, ServeArgs, Settings};
 
+// mimalloc: per-thread free lists suit the request tasks that allocate a batch's spans
+// on one thread and drop them on another (glibc's malloc spent ~15 % of the daemon's CPU
+// under load, see BENCHMARKS.md) and it returns freed memory to the system sooner.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "fctrace",
