@@ -122,7 +122,16 @@ fn retention_hides_expired_spans_and_gives_disk_space_back() {
     let d = start_server_with(&["--retention", "3s"]);
     let start = now_us();
     for t in 1..=40u128 {
-        let (status, _) = d.post_thrift(batch("ret-svc", &[], &spans_for(t, 250, start)));
+        let mut spans = spans_for(t, 250, start);
+        // span values are compressed: give each span bytes that do not compress
+        for s in &mut spans {
+            let noise: String = (0..4)
+                .map(|_| format!("{:016x}", fastrand::u64(..)))
+                .collect();
+            s.tags
+                .push(("noise", V::S(Box::leak(noise.into_boxed_str()))));
+        }
+        let (status, _) = d.post_thrift(batch("ret-svc", &[], &spans));
         assert_eq!(status, 202);
     }
     assert_eq!(span_count(&d, 1), 250);

@@ -29,9 +29,10 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use rocksdb::{
-    compaction_filter::Decision, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor,
-    DBCompressionType, Direction, IteratorMode, Options, ReadOptions, SliceTransform, WriteBatch,
-    WriteOptions, DB,
+    compaction_filter::{CompactionFilter, Decision},
+    compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory},
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
+    IteratorMode, Options, ReadOptions, SliceTransform, WriteBatch, WriteOptions, DB,
 };
 use thiserror::Error;
 
@@ -119,30 +120,58 @@ fn cutoff_us(retention_us: u64) -> u64 {
     crate::clock::now_us().saturating_sub(retention_us)
 }
 
-/// The retention cutoff for a compaction filter, which sees millions of keys: the clock
-/// is read once every few thousand keys, not per key.
-struct Cutoff {
+/// Retention in compactions: each compaction gets a filter that read the clock once
+/// when it was made (a compaction sees millions of keys) and drops entries whose time,
+/// as `time_of` reads it from the key, is before the cutoff.
+struct Retention {
+    name: &'static std::ffi::CStr,
     retention_us: u64,
-    value: u64,
-    calls: u32,
+    time_of: fn(&[u8]) -> Option<u64>,
 }
 
-impl Cutoff {
-    fn new(retention_us: u64) -> Self {
-        Cutoff {
-            retention_us,
-            value: cutoff_us(retention_us),
-            calls: 0,
+struct RetentionFilter {
+    name: &'static std::ffi::CStr,
+    cutoff: u64,
+    time_of: fn(&[u8]) -> Option<u64>,
+}
+
+impl CompactionFilterFactory for Retention {
+    type Filter = RetentionFilter;
+
+    fn create(&mut self, _: CompactionFilterContext) -> RetentionFilter {
+        RetentionFilter {
+            name: self.name,
+            cutoff: cutoff_us(self.retention_us),
+            time_of: self.time_of,
         }
     }
 
-    fn get(&mut self) -> u64 {
-        self.calls = self.calls.wrapping_add(1);
-        if self.calls % 4096 == 0 {
-            self.value = cutoff_us(self.retention_us);
-        }
-        self.value
+    fn name(&self) -> &std::ffi::CStr {
+        self.name
     }
+}
+
+impl CompactionFilter for RetentionFilter {
+    fn filter(&mut self, _level: u32, key: &[u8], _value: &[u8]) -> Decision {
+        match (self.time_of)(key) {
+            Some(t) if t < self.cutoff => Decision::Remove,
+            _ => Decision::Keep,
+        }
+    }
+
+    fn name(&self) -> &std::ffi::CStr {
+        self.name
+    }
+}
+
+/// The time by which a posting block expires: the end of its bucket.
+fn posting_expiry(key: &[u8]) -> Option<u64> {
+    keys::parse_posting_key(key).map(|(_, bucket, _)| {
+        bucket
+            .saturating_add(1)
+            .saturating_mul(keys::POSTING_BUCKET_US)
+            - 1
+    })
 }
 
 impl Store {
@@ -170,7 +199,9 @@ impl Store {
             o.set_block_based_table_factory(&block);
             o.set_compression_type(DBCompressionType::Lz4);
             o.set_bottommost_compression_type(DBCompressionType::Zstd);
+            o.set_bottommost_compression_options(-14, 1, 0, 0, true);
             o.set_write_buffer_size(write_buffer);
+            o.set_compaction_style(rocksdb::DBCompactionStyle::Universal);
             o.set_max_write_buffer_number(2);
             o
         };
@@ -179,35 +210,26 @@ impl Store {
         let periodic = opts.retention.as_secs().clamp(3600, 86400);
 
         let mut spans = base(32 << 20);
+        // Values come compressed by `codec`; RocksDB compressing them again would only
+        // cost CPU on every flush and compaction.
+        spans.set_compression_type(DBCompressionType::None);
+        spans.set_bottommost_compression_type(DBCompressionType::None);
         spans.set_prefix_extractor(SliceTransform::create_fixed_prefix(keys::TRACE_PREFIX_LEN));
         spans.set_periodic_compaction_seconds(periodic);
-        let mut cutoff = Cutoff::new(retention_us);
-        spans.set_compaction_filter(
-            "fctrace_span_retention",
-            move |_level, key: &[u8], _value: &[u8]| match keys::span_key_time(key) {
-                Some(t) if t < cutoff.get() => Decision::Remove,
-                _ => Decision::Keep,
-            },
-        );
+        spans.set_compaction_filter_factory(Retention {
+            name: c"fctrace_span_retention",
+            retention_us,
+            time_of: keys::span_key_time,
+        });
 
         let mut index = base(32 << 20);
         index.set_periodic_compaction_seconds(periodic);
-        let mut cutoff = Cutoff::new(retention_us);
-        index.set_compaction_filter(
-            "fctrace_index_retention",
-            move |_level, key: &[u8], _value: &[u8]| match keys::parse_posting_key(key) {
-                // a block goes when all of its bucket is past retention
-                Some((_, bucket, _))
-                    if bucket
-                        .saturating_add(1)
-                        .saturating_mul(keys::POSTING_BUCKET_US)
-                        <= cutoff.get() =>
-                {
-                    Decision::Remove
-                }
-                _ => Decision::Keep,
-            },
-        );
+        // a block goes when all of its bucket is past retention
+        index.set_compaction_filter_factory(Retention {
+            name: c"fctrace_index_retention",
+            retention_us,
+            time_of: posting_expiry,
+        });
 
         let meta = base(4 << 20);
         let invocations = base(8 << 20);
@@ -363,7 +385,7 @@ impl Store {
         let cutoff = cutoff_us(self.retention_us);
         let mut ro = ReadOptions::default();
         ro.set_prefix_same_as_start(true);
-        let mut out = Vec::new();
+        let mut out: Vec<Span> = Vec::new();
         let iter = self.db.iterator_cf_opt(
             self.cf(CF_SPANS),
             ro,
@@ -377,8 +399,13 @@ impl Store {
             if keys::span_key_time(&k).is_some_and(|t| t < cutoff) {
                 continue;
             }
-            out.push(codec::decode_span(&k, &v)?);
+            out.extend(codec::decode_chunk(&k, &v)?);
         }
+        // A span sent twice may sit in two chunks: keep one (the later chunk's) per
+        // (start, span id), in start order.
+        out.reverse();
+        out.sort_by_key(|s| (s.start_time, s.span_id));
+        out.dedup_by_key(|s| (s.start_time, s.span_id));
         Ok(out)
     }
 
@@ -638,28 +665,35 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
         spans: spans.len(),
     };
     let mut ops: HashSet<(&str, &str, SpanKind)> = HashSet::new();
-    let mut value = Vec::with_capacity(1024);
-    let mut ix = postings::Builder::default();
-    let mut term = IndexPrefix(Vec::with_capacity(128));
-    for span in spans {
-        let service = span.process.service_name.as_str();
-        ops.insert((service, span.operation_name.as_str(), span.kind()));
 
+    // One chunk per trace: spans in (trace, start) order, each run one value keyed by
+    // its earliest span.
+    let mut order: Vec<&Span> = spans.iter().collect();
+    order.sort_by_key(|s| (s.trace_id, s.start_time, s.span_id));
+    let mut raw = Vec::with_capacity(16 << 10);
+    for run in order.chunk_by(|a, b| a.trace_id == b.trace_id) {
+        let first = run[0];
         let k0 = b.buf.len();
         b.buf.extend_from_slice(&keys::span_key(
             tenant,
-            span.trace_id,
-            span.start_time,
-            span.span_id,
+            first.trace_id,
+            first.start_time,
+            first.span_id,
         ));
         let k1 = b.buf.len();
-        codec::encode_span(span, &mut value);
-        b.buf.extend_from_slice(&value);
+        codec::encode_chunk(run.iter().copied(), &mut raw, &mut b.buf);
         b.entries.push(Entry {
             family: Family::Spans,
             key: (k0, k1),
             value: (k1, b.buf.len()),
         });
+    }
+
+    let mut ix = postings::Builder::default();
+    let mut term = IndexPrefix(Vec::with_capacity(128));
+    for span in spans {
+        let service = span.process.service_name.as_str();
+        ops.insert((service, span.operation_name.as_str(), span.kind()));
 
         let slot = ix.slot(span.trace_id, span.start_time);
         term.reset(tenant, keys::IndexKind::Service, service);
