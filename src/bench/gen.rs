@@ -1,7 +1,9 @@
 //! Realistic request bodies for the benchmark: batches of span trees (depth 4, 20 tags a
 //! span, many services and operations) in Jaeger thrift or OTLP protobuf, encoded once as
 //! templates. Each send stamps a fresh trace-id high half into the template at offsets
-//! found by a marker, so millions of distinct spans cost a memcpy, not an encode.
+//! found by a marker, and moves every start and end time forward to the time of sending
+//! (so spans arrive spread over time, as live traffic does), so millions of distinct
+//! spans cost a memcpy, not an encode.
 
 use std::sync::Arc;
 
@@ -31,23 +33,76 @@ pub struct Shape {
     pub depth: usize,
 }
 
-/// An encoded body and where to stamp a batch number.
+/// An encoded body and where to stamp a batch number and the time.
 pub struct Template {
     pub body: Vec<u8>,
     offsets: Vec<usize>,
+    /// Where times are: thrift's big-endian microseconds or OTLP's little-endian nanos.
+    times: Vec<(usize, TimeUnit)>,
+    /// The time the spans were made at (µs).
+    base_us: u64,
     pub spans: usize,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeUnit {
+    MicrosBe,
+    NanosLe,
+}
+
 impl Template {
-    /// The body with every trace id made unique to `n`.
-    pub fn stamp(&self, n: u64) -> Vec<u8> {
+    /// The body with every trace id made unique to `n` and every time moved forward by
+    /// as much as `now_us` is past the template's making.
+    pub fn stamp(&self, n: u64, now_us: u64) -> Vec<u8> {
         let mut b = self.body.clone();
         let v = n.to_be_bytes();
         for &o in &self.offsets {
             b[o..o + 8].copy_from_slice(&v);
         }
+        let shift = now_us.saturating_sub(self.base_us);
+        for &(o, unit) in &self.times {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[o..o + 8]);
+            let new = match unit {
+                TimeUnit::MicrosBe => u64::from_be_bytes(w).wrapping_add(shift).to_be_bytes(),
+                TimeUnit::NanosLe => u64::from_le_bytes(w)
+                    .wrapping_add(shift * 1000)
+                    .to_le_bytes(),
+            };
+            b[o..o + 8].copy_from_slice(&new);
+        }
         b
     }
+}
+
+/// Offsets of the times in `body`: a field header (`thrift i64 field 8`, or OTLP's
+/// fixed64 start and end fields) followed by a value within an hour after `base_us`.
+fn offsets_of_times(format: Format, body: &[u8], base_us: u64) -> Vec<(usize, TimeUnit)> {
+    let hour = 3_600_000_000u64;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 11 <= body.len() {
+        let found = match format {
+            Format::JaegerThrift if body[i..i + 3] == [10, 0, 8] => {
+                let v = u64::from_be_bytes(body[i + 3..i + 11].try_into().unwrap_or_default());
+                (v >= base_us && v < base_us + hour).then_some((i + 3, TimeUnit::MicrosBe))
+            }
+            Format::OtlpProtobuf if body[i] == 0x39 || body[i] == 0x41 => {
+                let v = u64::from_le_bytes(body[i + 1..i + 9].try_into().unwrap_or_default());
+                (v >= base_us * 1000 && v < (base_us + hour) * 1000)
+                    .then_some((i + 1, TimeUnit::NanosLe))
+            }
+            _ => None,
+        };
+        match found {
+            Some(t) => {
+                out.push(t);
+                i = t.0 + 8;
+            }
+            None => i += 1,
+        }
+    }
+    out
 }
 
 /// Spans for template `t`: trees of depth `shape.depth` (root, then fan-out of 2 down the
@@ -133,13 +188,16 @@ fn offsets_of_marker(body: &[u8]) -> Vec<usize> {
         .collect()
 }
 
-pub fn template(format: Format, spans: &[Span]) -> Template {
+/// Encode `spans` (made at `base_us`, as [`spans`] does) as a template.
+pub fn template(format: Format, spans: &[Span], base_us: u64) -> Template {
     let body = match format {
         Format::JaegerThrift => thrift_batch(spans),
         Format::OtlpProtobuf => otlp_request(spans).encode_to_vec(),
     };
     Template {
         offsets: offsets_of_marker(&body),
+        times: offsets_of_times(format, &body, base_us),
+        base_us,
         body,
         spans: spans.len(),
     }
@@ -316,12 +374,13 @@ mod tests {
             operations: 500,
             depth: 4,
         };
-        let spans = spans(&shape, 3, 1_000_000);
+        let base = 1_700_000_000_000_000;
+        let spans = spans(&shape, 3, base);
         assert_eq!(spans.len(), 100);
         for format in [Format::JaegerThrift, Format::OtlpProtobuf] {
-            let t = template(format, &spans);
+            let t = template(format, &spans, base);
             assert_eq!(t.offsets.len(), 100, "{format:?}: one trace id per span");
-            let body = t.stamp(42);
+            let body = t.stamp(42, base + 5_000_000);
             let decoded = match format {
                 Format::JaegerThrift => decode_batch(&body, ThriftProtocol::Binary).unwrap(),
                 Format::OtlpProtobuf => {
@@ -335,6 +394,10 @@ mod tests {
             assert!(decoded
                 .iter()
                 .all(|s| s.trace_id.high() == 42 && s.tags.len() >= 20));
+            for (d, s) in decoded.iter().zip(&spans) {
+                assert_eq!(d.start_time, s.start_time + 5_000_000, "{format:?}");
+                assert_eq!(d.duration, s.duration, "{format:?}");
+            }
             assert!(decoded.iter().any(|s| s.parent_span_id().is_some()));
         }
     }

@@ -310,7 +310,7 @@ fn templates(args: &BenchArgs, format: Format) -> Vec<Template> {
     let shape = args.shape();
     let now = crate::clock::now_us();
     (0..16)
-        .map(|t| gen::template(format, &gen::spans(&shape, t, now)))
+        .map(|t| gen::template(format, &gen::spans(&shape, t, now), now))
         .collect()
 }
 
@@ -431,7 +431,7 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
                 }
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let t = &templates[(n % templates.len() as u64) as usize];
-                let body = t.stamp(base + n);
+                let body = t.stamp(base + n, crate::clock::now_us());
                 let clock = Instant::now();
                 match s.send(body).await {
                     Outcome::Ok => {
@@ -554,7 +554,8 @@ async fn query_latency(
         depth: 8,
     };
     // one trace of 200 spans: a deep tree template, every span in the same trace
-    let mut spans = gen::spans(&shape, 0, crate::clock::now_us());
+    let now = crate::clock::now_us();
+    let mut spans = gen::spans(&shape, 0, now);
     let trace = spans[0].trace_id;
     for s in spans.iter_mut() {
         s.trace_id = trace;
@@ -562,10 +563,10 @@ async fn query_latency(
             r.trace_id = trace;
         }
     }
-    let t = gen::template(format, &spans);
+    let t = gen::template(format, &spans, now);
     let marker = 0x0BE7_C4A5_E000_0001u64;
     let mut s = sender(args).await?;
-    if !matches!(s.send(t.stamp(marker)).await, Outcome::Ok) {
+    if !matches!(s.send(t.stamp(marker, now)).await, Outcome::Ok) {
         return Err("could not store the query-benchmark trace".into());
     }
     let id = format!("{:016x}{:016x}", marker, trace.low());

@@ -22,7 +22,7 @@ pub use params::TraceQuery;
 
 /// A condition's index scan stops collecting after this many entries and the condition is
 /// then only checked on candidates, so one unselective tag cannot make a search unbounded.
-const FILTER_SCAN_CAP: usize = 100_000;
+const FILTER_SCAN_CAP: usize = 10_000;
 /// Most traces one search loads to check before it gives up on finding more.
 const MAX_CANDIDATES: usize = 20_000;
 /// Most traces the dependency graph reads.
@@ -95,43 +95,52 @@ impl Query {
             return Ok(out);
         }
 
-        // Each selective condition narrows the candidates to a set of trace ids.
+        // The driver is scanned newest first and each trace it names is loaded and
+        // checked: the first indexed tag when there is one (tags are what narrow a
+        // search most), else the operation or service with the duration range. Every
+        // other condition becomes a set of trace ids when its scan is small, which
+        // saves loading traces that cannot match; a large one is only checked.
+        let primary = match &q.operation {
+            Some(op) => IndexPrefix::operation(tenant, &q.service, op),
+            None => IndexPrefix::service(tenant, &q.service),
+        };
+        let durations = (q.min_duration.is_some() || q.max_duration.is_some()).then(|| {
+            (
+                q.min_duration.unwrap_or(0),
+                q.max_duration.unwrap_or(u64::MAX),
+            )
+        });
+        let mut tags = q
+            .tags
+            .iter()
+            .filter(|(_, v)| v.len() <= MAX_INDEXED_LEN)
+            .map(|(k, v)| IndexPrefix::tag(tenant, &q.service, k, v));
+        let (driver, driver_durations) = match tags.next() {
+            Some(tag) => (tag, None),
+            None => (primary.clone(), durations),
+        };
         let mut filters: Vec<HashSet<TraceId>> = Vec::new();
-        for (k, v) in &q.tags {
-            if v.len() > MAX_INDEXED_LEN {
-                continue; // not indexed; checked on candidates
-            }
-            let prefix = IndexPrefix::tag(tenant, &q.service, k, v);
-            if let Some(set) = self.collect(&prefix, None, q)? {
+        for tag in tags {
+            if let Some(set) = self.collect(&tag, None, q)? {
                 filters.push(set);
             }
         }
-        if q.min_duration.is_some() || q.max_duration.is_some() {
-            let range = (
-                q.min_duration.unwrap_or(0),
-                q.max_duration.unwrap_or(u64::MAX),
-            );
-            let prefix = match &q.operation {
-                Some(op) => IndexPrefix::operation(tenant, &q.service, op),
-                None => IndexPrefix::service(tenant, &q.service),
-            };
-            if let Some(set) = self.collect(&prefix, Some(range), q)? {
-                filters.push(set);
+        if driver_durations.is_none() {
+            if let Some(range) = durations {
+                if let Some(set) = self.collect(&primary, Some(range), q)? {
+                    filters.push(set);
+                }
             }
         }
         if filters.iter().any(|f| f.is_empty()) {
             return Ok(Vec::new());
         }
 
-        let primary = match &q.operation {
-            Some(op) => IndexPrefix::operation(tenant, &q.service, op),
-            None => IndexPrefix::service(tenant, &q.service),
-        };
         let mut seen: HashSet<TraceId> = HashSet::new();
         let mut results = Vec::new();
         let mut error = None;
         self.store
-            .scan_index(&primary, None, q.start, q.end, |_, trace| {
+            .scan_index(&driver, driver_durations, q.start, q.end, |_, trace| {
                 if !seen.insert(trace) || !filters.iter().all(|f| f.contains(&trace)) {
                     return true;
                 }
