@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := $(CARGO_TARGET_DIR)/release/fctrace
 ARGS ?=
 
-.PHONY: deps test-deps build run test lint examples demo clean-data
+.PHONY: deps test-deps build run test lint bench examples demo clean-data
 
 # What building needs.
 deps:
@@ -38,6 +38,10 @@ lint: deps
 
 test: test-deps lint
 	cargo test --release -- --test-threads=2
+
+# The benchmark suite (about 5 minutes): writes the table to bench-results.md.
+bench: build
+	scripts/bench.sh
 
 # The example functions' packages, installed beside them (a virtualenv and node_modules).
 examples: test-deps

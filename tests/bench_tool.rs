@@ -82,3 +82,30 @@ fn bench_reports_and_loses_nothing() {
         );
     }
 }
+
+/// `make bench`'s script, with short runs: it starts its own daemons, runs every
+/// protocol, measures queries and a restart, and writes the table.
+#[test]
+fn bench_suite_script_writes_the_table() {
+    let scratch = tempfile::tempdir().unwrap();
+    let table = scratch.path().join("table.md");
+    run(
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench.sh"))
+            .env("BIN", env!("CARGO_BIN_EXE_fctrace"))
+            .env("BENCH_OUT", &table)
+            .env("BENCH_DIR", scratch.path().join("runs"))
+            .env("BENCH_SECONDS", "2")
+            .env("BENCH_QUERY_SECONDS", "2")
+            .env("BENCH_QUERY_REQUESTS", "5"),
+    );
+    let text = std::fs::read_to_string(&table).unwrap();
+    for row in [
+        "| JaegerThrift |",
+        "| OtlpGrpc |",
+        "| OtlpHttp |",
+        "| service + tag (limit 20) |",
+        "Restart on that store to ready:",
+    ] {
+        assert!(text.contains(row), "{row} missing from:\n{text}");
+    }
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The benchmark suite behind `make bench`: each protocol against a fresh daemon (durable
+# writes, every index on), the OTLP/HTTP run long enough to hold ~10M spans and then
+# measuring queries and a restart on that store. Prints the table and writes it to
+# $BENCH_OUT. About 5 minutes on the 2-core machine of BENCHMARKS.md.
+#
+#   BIN          the fctrace binary (default: the release build)
+#   BENCH_OUT    where the table goes (default: bench-results.md)
+#   BENCH_DIR    scratch data directories (default: a temporary directory)
+#   BENCH_SECONDS, BENCH_QUERY_SECONDS   run lengths (default 60 and 75)
+set -euo pipefail
+
+BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/fctrace/target}/release/fctrace}
+OUT=${BENCH_OUT:-bench-results.md}
+SECS=${BENCH_SECONDS:-60}
+QSECS=${BENCH_QUERY_SECONDS:-75}
+QREQ=${BENCH_QUERY_REQUESTS:-500}
+SCRATCH=${BENCH_DIR:-$(mktemp -d)}
+mkdir -p "$SCRATCH"
+RESULTS=$SCRATCH/results.jsonl
+: >"$RESULTS"
+PID=
+
+command -v curl >/dev/null || { echo "scripts/bench.sh needs curl" >&2; exit 1; }
+
+json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$@"; }
+
+serve() { # data dir
+  rm -f "$1/ports.json"
+  "$BIN" serve --data-dir "$1" --collector-http-addr 127.0.0.1:0 --query-addr 127.0.0.1:0 \
+    --otlp-http-addr 127.0.0.1:0 --otlp-grpc-addr 127.0.0.1:0 --gateway-addr 127.0.0.1:0 \
+    --sampling-addr 127.0.0.1:0 >>"$1.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 300); do [ -s "$1/ports.json" ] && return 0; sleep 0.05; done
+  echo "fctrace did not start; see $1.log" >&2
+  exit 1
+}
+
+stop() {
+  kill "$PID"
+  while kill -0 "$PID" 2>/dev/null; do sleep 0.05; done
+  PID=
+}
+
+cleanup() {
+  if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+
+run() { # protocol port-key seconds extra...
+  local proto=$1 key=$2 secs=$3 dir=$SCRATCH/$1
+  shift 3
+  rm -rf "$dir" && mkdir -p "$dir"
+  serve "$dir"
+  echo "== $proto, ${secs}s" >&2
+  "$BIN" bench --protocol "$proto" --endpoint "http://$(json "$dir/ports.json" "$key")" \
+    --data-dir "$dir" --duration "${secs}s" --json "$@" | tee /dev/stderr | tail -n 1 >>"$RESULTS"
+  stop
+}
+
+run jaeger-thrift collector_http "$SECS"
+run otlp-grpc otlp_grpc "$SECS" --no-ceilings
+run otlp-http otlp_http "$QSECS" --query --query-requests "$QREQ"
+
+# Start on the store the last run filled: until /readyz answers, then idle memory.
+dir=$SCRATCH/otlp-http
+t0=$(date +%s%N)
+serve "$dir"
+q=$(json "$dir/ports.json" query)
+until curl -sf "http://$q/readyz" >/dev/null; do sleep 0.01; done
+t1=$(date +%s%N)
+sleep 2
+rss=$(awk '/VmRSS/ {print $2 * 1024}' "/proc/$PID/status")
+stop
+echo "{\"restart_ms\": $(((t1 - t0) / 1000000)), \"idle_rss_bytes\": $rss}" >>"$RESULTS"
+
+python3 - "$RESULTS" "$OUT" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+runs, extra = rows[:-1], rows[-1]
+mib = lambda b: f"{b / 1048576:.0f} MiB" if b else "n/a"
+def ratio(v, c):
+    return f"{100 * v / c:.0f} % of {c:,.0f}" if c else "not measured"
+out = ["| protocol | spans/s acked | vs decode alone | vs RocksDB alone | ack p50 / p99 / max | refused | daemon CPU | peak RSS | disk/span |",
+       "|---|---|---|---|---|---|---|---|---|"]
+for r in runs:
+    cpu = f"{100 * r['cpu_seconds'] / r['seconds']:.0f} % of a core" if r.get("cpu_seconds") else "n/a"
+    disk = f"{r['disk_bytes_per_span']:.0f} B" if r.get("disk_bytes_per_span") else "n/a"
+    out.append(f"| {r['protocol']} | {r['spans_per_second']:,.0f} | "
+               f"{ratio(r['spans_per_second'], r.get('decode_ceiling_spans_per_second'))} | "
+               f"{ratio(r['spans_per_second'], r.get('store_ceiling_spans_per_second'))} | "
+               f"{r['ack_p50_ms']:.0f} / {r['ack_p99_ms']:.0f} / {r['ack_max_ms']:.0f} ms | "
+               f"{r['refused']} | {cpu} | {mib(r.get('rss_peak_bytes'))} | {disk} |")
+q = next((r["query"] for r in runs if r.get("query")), None)
+if q:
+    out += ["", f"Queries at {q['stored_spans']:,} stored spans:", "",
+            "| query | p50 | p99 |", "|---|---|---|",
+            f"| trace by id (200 spans) | {q['trace_by_id_p50_ms']:.2f} ms | {q['trace_by_id_p99_ms']:.2f} ms |",
+            f"| service + tag (limit 20) | {q['search_p50_ms']:.2f} ms | {q['search_p99_ms']:.2f} ms |",
+            f"| tree API (200 spans) | {q['tree_p50_ms']:.2f} ms | {q['tree_p99_ms']:.2f} ms |"]
+out += ["", f"Restart on that store to ready: {extra['restart_ms']} ms; idle RSS then: {mib(extra['idle_rss_bytes'])}."]
+text = "\n".join(out) + "\n"
+open(sys.argv[2], "w").write(text)
+print(text)
+EOF
+echo "table written to $OUT" >&2
