@@ -181,7 +181,11 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let service = otlp::grpc_service(state.clone());
     let mut stop = stop_rx.clone();
     tasks.push(tokio::spawn(async move {
+        // Export requests are hundreds of KiB: windows this size let a client send one
+        // without waiting for window updates along the way.
         tonic::transport::Server::builder()
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(16 << 20))
             .add_service(service)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc_listener),
