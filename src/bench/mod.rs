@@ -309,7 +309,8 @@ async fn sender(args: &BenchArgs) -> Result<Sender, String> {
 fn templates(args: &BenchArgs, format: Format) -> Vec<Template> {
     let shape = args.shape();
     let now = crate::clock::now_us();
-    (0..16)
+    // one template per service, so every service the searches ask for exists
+    (0..shape.services.max(16))
         .map(|t| gen::template(format, &gen::spans(&shape, t, now), now))
         .collect()
 }
