@@ -313,11 +313,13 @@ mod tests {
         IndexPrefix::service(0, s)
     }
 
-    /// Build one batch, merge it as a group and look `t` up in its shard's block.
-    fn find(
-        batches: &[Vec<(u128, u64, &str, u64)>],
-        t: &IndexPrefix,
-    ) -> Vec<(u128, u64, Option<(u32, u32)>)> {
+    /// (trace, start, service, duration) of a span
+    type TestSpan<'a> = (u128, u64, &'a str, u64);
+    /// (trace, time, durations) of a hit
+    type Found = (u128, u64, Option<(u32, u32)>);
+
+    /// Build the batches, merge them as a group and look `t` up in its shard's block.
+    fn find(batches: &[Vec<TestSpan>], t: &IndexPrefix) -> Vec<Found> {
         let mut built = Vec::new();
         for spans in batches {
             let mut b = Builder::default();
