@@ -9,13 +9,14 @@
 //!
 //! ```text
 //! sub-block: base u32 | n_timed u32 | n_plain u32
-//!            | n_timed x (hash u32, trace u32, min duration u32, max duration u32)
-//!            | n_plain x (hash u32, trace u32)
+//!            | n_timed x (hash u32, trace u16, min duration u32, max duration u32)
+//!            | n_plain x (hash u32, trace u16)
 //! table:     n x (trace id 16 bytes big-endian, earliest start µs u64 little-endian)
 //! ```
 //!
 //! `trace` is an index into the group's table for that bucket; `base` (written by
-//! [`merge`]) is where the batch's own table starts in it. Service and operation entries
+//! [`merge`]) is where the batch's own table starts in it. A batch with more than 65,536
+//! traces in one second gets a second table (and sub-blocks) for that second. Service and operation entries
 //! are "timed": they carry the smallest and largest duration (µs, saturating) of the
 //! trace's matching spans, so a duration search prunes without loading spans. Tag entries
 //! are "plain". A trace's time is the earliest start of its spans in the bucket, never
@@ -31,8 +32,10 @@ use super::keys::{self, IndexPrefix, Tenant};
 use crate::model::TraceId;
 
 const SUB_HEADER: usize = 12;
-const TIMED_LEN: usize = 16;
-const PLAIN_LEN: usize = 8;
+const TIMED_LEN: usize = 14;
+const PLAIN_LEN: usize = 6;
+/// Traces one table holds, so a sub-block's trace index fits in two bytes.
+const TABLE_CAPACITY: usize = 1 << 16;
 pub const TABLE_ENTRY_LEN: usize = 24;
 
 /// One key's worth of a batch's postings: a trace table or a shard's sub-block, as a
@@ -50,9 +53,9 @@ pub struct Part {
 struct Bucket {
     bucket: u64,
     traces: Vec<(TraceId, u64)>,
-    slots: HashMap<TraceId, u32>,
-    timed: Vec<(u64, u32, u32)>,
-    plain: Vec<(u64, u32)>,
+    slots: HashMap<TraceId, u16>,
+    timed: Vec<(u64, u16, u32)>,
+    plain: Vec<(u64, u16)>,
 }
 
 /// Collects a batch's postings while the encoder walks its spans.
@@ -65,14 +68,32 @@ pub struct Builder {
 #[derive(Clone, Copy)]
 pub struct Slot {
     bucket: usize,
-    trace: u32,
+    trace: u16,
 }
 
 impl Builder {
     /// The slot for a span of `trace` starting at `start`.
     pub fn slot(&mut self, trace: TraceId, start: u64) -> Slot {
         let b = start / keys::POSTING_BUCKET_US;
-        let bi = match self.buckets.iter().position(|x| x.bucket == b) {
+        let known = self.buckets.iter().enumerate().find_map(|(i, x)| {
+            (x.bucket == b)
+                .then(|| x.slots.get(&trace).map(|&s| (i, s)))
+                .flatten()
+        });
+        if let Some((bi, slot)) = known {
+            if let Some(t) = self.buckets[bi].traces.get_mut(slot as usize) {
+                t.1 = t.1.min(start);
+            }
+            return Slot {
+                bucket: bi,
+                trace: slot,
+            };
+        }
+        let open = self
+            .buckets
+            .iter()
+            .rposition(|x| x.bucket == b && x.traces.len() < TABLE_CAPACITY);
+        let bi = match open {
             Some(i) => i,
             None => {
                 self.buckets.push(Bucket {
@@ -83,13 +104,10 @@ impl Builder {
             }
         };
         let bucket = &mut self.buckets[bi];
-        let next = bucket.traces.len() as u32;
-        let slot = *bucket.slots.entry(trace).or_insert(next);
-        if slot == next {
-            bucket.traces.push((trace, start));
-        } else if let Some(t) = bucket.traces.get_mut(slot as usize) {
-            t.1 = t.1.min(start);
-        }
+        // below TABLE_CAPACITY, so it fits
+        let slot = bucket.traces.len() as u16;
+        bucket.slots.insert(trace, slot);
+        bucket.traces.push((trace, start));
         Slot {
             bucket: bi,
             trace: slot,
@@ -131,7 +149,7 @@ impl Builder {
             b.plain.sort_unstable();
             b.plain.dedup();
             // (hash, trace, min, max), one per (hash, trace)
-            let mut timed: Vec<(u64, u32, u32, u32)> = Vec::with_capacity(b.timed.len());
+            let mut timed: Vec<(u64, u16, u32, u32)> = Vec::with_capacity(b.timed.len());
             for &(h, tr, d) in &b.timed {
                 match timed.last_mut() {
                     Some(last) if last.0 == h && last.1 == tr => last.3 = last.3.max(d),
@@ -232,6 +250,13 @@ fn u32_at(b: &[u8], at: usize) -> Result<u32, Malformed> {
         .ok_or(Malformed(at))
 }
 
+fn u16_at(b: &[u8], at: usize) -> Result<u32, Malformed> {
+    b.get(at..at + 2)
+        .and_then(|s| s.try_into().ok())
+        .map(|s| u16::from_le_bytes(s) as u32)
+        .ok_or(Malformed(at))
+}
+
 /// Every entry of `block` whose hash is `hash_bits`, appended to `out`.
 pub fn lookup(block: &[u8], hash_bits: u32, out: &mut Vec<Hit>) -> Result<(), Malformed> {
     let mut at = 0;
@@ -260,8 +285,8 @@ pub fn lookup(block: &[u8], hash_bits: u32, out: &mut Vec<Hit>) -> Result<(), Ma
                 break;
             }
             out.push(Hit {
-                trace: base.saturating_add(u32_at(timed, e + 4)?),
-                durations: Some((u32_at(timed, e + 8)?, u32_at(timed, e + 12)?)),
+                trace: base.saturating_add(u16_at(timed, e + 4)?),
+                durations: Some((u32_at(timed, e + 6)?, u32_at(timed, e + 10)?)),
             });
         }
         let first = partition(n_plain, |i| {
@@ -273,7 +298,7 @@ pub fn lookup(block: &[u8], hash_bits: u32, out: &mut Vec<Hit>) -> Result<(), Ma
                 break;
             }
             out.push(Hit {
-                trace: base.saturating_add(u32_at(plain, e + 4)?),
+                trace: base.saturating_add(u16_at(plain, e + 4)?),
                 durations: None,
             });
         }
@@ -404,6 +429,16 @@ mod tests {
             &term("a"),
         );
         assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn more_traces_in_a_second_than_a_table_holds() {
+        let s = 1_000_000_000u64;
+        let spans: Vec<TestSpan> = (1..=70_000u128).map(|t| (t, s, "a", 1)).collect();
+        let got = find(&[spans], &term("a"));
+        assert_eq!(got.len(), 70_000);
+        assert_eq!(got[0], (1, s, Some((1, 1))));
+        assert_eq!(got[69_999], (70_000, s, Some((1, 1))));
     }
 
     #[test]
