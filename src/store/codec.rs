@@ -25,42 +25,188 @@ const ZSTD_LEVEL: i32 = 1;
 pub const MAX_CHUNK_RAW: usize = 256 << 20;
 
 thread_local! {
-    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    /// zstd's context and a buffer for its output, kept per thread.
+    static COMPRESSOR: RefCell<(Option<zstd::bulk::Compressor<'static>>, Vec<u8>)> =
+        const { RefCell::new((None, Vec::new())) };
 }
 
-fn stored(span: &Span) -> proto::StoredSpan {
-    proto::StoredSpan {
-        span_id: span.span_id.0,
-        start_time: span.start_time,
-        operation_name: span.operation_name.clone(),
-        references: span
-            .references
-            .iter()
-            .map(|r| proto::SpanRef {
-                ref_type: match r.ref_type {
-                    RefType::ChildOf => proto::RefType::ChildOf as i32,
-                    RefType::FollowsFrom => proto::RefType::FollowsFrom as i32,
-                },
-                trace_id_high: r.trace_id.high(),
-                trace_id_low: r.trace_id.low(),
-                span_id: r.span_id.0,
-            })
-            .collect(),
-        flags: span.flags,
-        duration: span.duration,
-        tags: span.tags.iter().map(kv_to_proto).collect(),
-        logs: span
-            .logs
-            .iter()
-            .map(|l| proto::Log {
-                timestamp: l.timestamp,
-                fields: l.fields.iter().map(kv_to_proto).collect(),
-            })
-            .collect(),
-        process: Some(proto::Process {
-            service_name: span.process.service_name.clone(),
-            tags: span.process.tags.iter().map(kv_to_proto).collect(),
-        }),
+// The `StoredSpan` wire format written straight from the model: building the prost
+// struct first would copy every string of every span once more. Decoding uses prost,
+// so the round-trip test checks this writer against the schema.
+mod wire {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+
+    use crate::model::{KeyValue, Span, Value};
+
+    fn key_len(field: u32) -> usize {
+        encoded_len_varint(u64::from(field << 3))
+    }
+
+    fn ld_len(field: u32, len: usize) -> usize {
+        key_len(field) + encoded_len_varint(len as u64) + len
+    }
+
+    fn put_ld(field: u32, bytes: &[u8], out: &mut Vec<u8>) {
+        encode_key(field, WireType::LengthDelimited, out);
+        encode_varint(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    }
+
+    fn put_varint(field: u32, v: u64, out: &mut Vec<u8>) {
+        if v != 0 {
+            encode_key(field, WireType::Varint, out);
+            encode_varint(v, out);
+        }
+    }
+
+    fn put_fixed64(field: u32, v: u64, out: &mut Vec<u8>) {
+        if v != 0 {
+            encode_key(field, WireType::SixtyFourBit, out);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn str_len(field: u32, s: &str) -> usize {
+        if s.is_empty() {
+            0
+        } else {
+            ld_len(field, s.len())
+        }
+    }
+
+    fn put_str(field: u32, s: &str, out: &mut Vec<u8>) {
+        if !s.is_empty() {
+            put_ld(field, s.as_bytes(), out);
+        }
+    }
+
+    /// `KeyValue { key = 1; oneof value { v_str = 2; v_bool = 3; v_i64 = 4; v_f64 = 5;
+    /// v_binary = 6 } }`: a set oneof member is written even when it is the default.
+    fn kv_len(kv: &KeyValue) -> usize {
+        str_len(1, &kv.key)
+            + match &kv.value {
+                Value::Str(s) => ld_len(2, s.len()),
+                Value::Bool(_) => 2,
+                Value::I64(i) => 1 + encoded_len_varint(*i as u64),
+                Value::F64(_) => 9,
+                Value::Binary(b) => ld_len(6, b.len()),
+            }
+    }
+
+    fn put_kv(field: u32, kv: &KeyValue, out: &mut Vec<u8>) {
+        encode_key(field, WireType::LengthDelimited, out);
+        encode_varint(kv_len(kv) as u64, out);
+        put_str(1, &kv.key, out);
+        match &kv.value {
+            Value::Str(s) => put_ld(2, s.as_bytes(), out),
+            Value::Bool(b) => {
+                encode_key(3, WireType::Varint, out);
+                out.push(*b as u8);
+            }
+            Value::I64(i) => {
+                encode_key(4, WireType::Varint, out);
+                encode_varint(*i as u64, out);
+            }
+            Value::F64(f) => {
+                encode_key(5, WireType::SixtyFourBit, out);
+                out.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+            Value::Binary(b) => put_ld(6, b, out),
+        }
+    }
+
+    fn kvs_len(field: u32, kvs: &[KeyValue]) -> usize {
+        kvs.iter().map(|kv| ld_len(field, kv_len(kv))).sum()
+    }
+
+    fn varint_field_len(field: u32, v: u64) -> usize {
+        if v == 0 {
+            0
+        } else {
+            key_len(field) + encoded_len_varint(v)
+        }
+    }
+
+    fn fixed64_field_len(field: u32, v: u64) -> usize {
+        if v == 0 {
+            0
+        } else {
+            key_len(field) + 8
+        }
+    }
+
+    /// Append `span` as field 1 (`StoredChunk.spans`) to `out`.
+    pub fn put_span(span: &Span, out: &mut Vec<u8>) {
+        let refs = |r: &crate::model::SpanRef| {
+            let kind = match r.ref_type {
+                crate::model::RefType::ChildOf => 0u64,
+                crate::model::RefType::FollowsFrom => 1,
+            };
+            (kind, r.trace_id.high(), r.trace_id.low(), r.span_id.0)
+        };
+        let ref_len = |r: &crate::model::SpanRef| {
+            let (kind, hi, lo, id) = refs(r);
+            varint_field_len(1, kind)
+                + fixed64_field_len(2, hi)
+                + fixed64_field_len(3, lo)
+                + fixed64_field_len(4, id)
+        };
+        let log_len =
+            |l: &crate::model::Log| varint_field_len(1, l.timestamp) + kvs_len(2, &l.fields);
+        let process_len = str_len(1, &span.process.service_name) + kvs_len(2, &span.process.tags);
+        let len = str_len(1, &span.operation_name)
+            + span
+                .references
+                .iter()
+                .map(|r| ld_len(2, ref_len(r)))
+                .sum::<usize>()
+            + varint_field_len(3, u64::from(span.flags))
+            + varint_field_len(4, span.duration)
+            + kvs_len(5, &span.tags)
+            + span
+                .logs
+                .iter()
+                .map(|l| ld_len(6, log_len(l)))
+                .sum::<usize>()
+            + ld_len(7, process_len)
+            + fixed64_field_len(8, span.span_id.0)
+            + varint_field_len(9, span.start_time);
+
+        encode_key(1, WireType::LengthDelimited, out);
+        encode_varint(len as u64, out);
+        let start = out.len();
+        put_str(1, &span.operation_name, out);
+        for r in &span.references {
+            encode_key(2, WireType::LengthDelimited, out);
+            encode_varint(ref_len(r) as u64, out);
+            let (kind, hi, lo, id) = refs(r);
+            put_varint(1, kind, out);
+            put_fixed64(2, hi, out);
+            put_fixed64(3, lo, out);
+            put_fixed64(4, id, out);
+        }
+        put_varint(3, u64::from(span.flags), out);
+        put_varint(4, span.duration, out);
+        for kv in &span.tags {
+            put_kv(5, kv, out);
+        }
+        for l in &span.logs {
+            encode_key(6, WireType::LengthDelimited, out);
+            encode_varint(log_len(l) as u64, out);
+            put_varint(1, l.timestamp, out);
+            for kv in &l.fields {
+                put_kv(2, kv, out);
+            }
+        }
+        encode_key(7, WireType::LengthDelimited, out);
+        encode_varint(process_len as u64, out);
+        put_str(1, &span.process.service_name, out);
+        for kv in &span.process.tags {
+            put_kv(2, kv, out);
+        }
+        put_fixed64(8, span.span_id.0, out);
+        put_varint(9, span.start_time, out);
+        debug_assert_eq!(out.len() - start, len, "StoredSpan length");
     }
 }
 
@@ -72,23 +218,26 @@ pub fn encode_chunk<'a>(
 ) {
     raw.clear();
     for span in spans {
-        prost::encoding::message::encode(1, &stored(span), raw);
+        wire::put_span(span, raw);
     }
     out.push(FORMAT_ZSTD_CHUNK);
     prost::encoding::encode_varint(raw.len() as u64, out);
-    let compressed = COMPRESSOR.with(|c| {
+    let done = COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
-        if c.is_none() {
-            *c = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
+        let (compressor, scratch) = &mut *c;
+        if compressor.is_none() {
+            *compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
         }
-        c.as_mut().and_then(|c| c.compress(raw).ok())
+        let compressor = compressor.as_mut()?;
+        scratch.clear();
+        scratch.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        compressor.compress_to_buffer(raw, scratch).ok()?;
+        out.extend_from_slice(scratch);
+        Some(())
     });
-    match compressed {
-        Some(z) => out.extend_from_slice(&z),
+    if done.is_none() {
         // Only a failure to allocate zstd's context gets here: store a plain frame.
-        None => {
-            out.extend_from_slice(&zstd::stream::encode_all(raw.as_slice(), 0).unwrap_or_default())
-        }
+        out.extend_from_slice(&zstd::stream::encode_all(raw.as_slice(), 0).unwrap_or_default());
     }
 }
 
@@ -164,20 +313,6 @@ fn from_stored(trace_id: TraceId, s: proto::StoredSpan) -> Span {
     }
 }
 
-fn kv_to_proto(kv: &KeyValue) -> proto::KeyValue {
-    use proto::key_value::Value as V;
-    proto::KeyValue {
-        key: kv.key.clone(),
-        value: Some(match &kv.value {
-            Value::Str(s) => V::VStr(s.clone()),
-            Value::Bool(b) => V::VBool(*b),
-            Value::I64(i) => V::VI64(*i),
-            Value::F64(f) => V::VF64(*f),
-            Value::Binary(b) => V::VBinary(b.clone()),
-        }),
-    }
-}
-
 fn kv_from_proto(kv: proto::KeyValue) -> KeyValue {
     use proto::key_value::Value as V;
     let value = match kv.value {
@@ -215,6 +350,8 @@ mod tests {
                 KeyValue::new("i", Value::I64(-5)),
                 KeyValue::new("f", Value::F64(0.5)),
                 KeyValue::new("bin", Value::Binary(vec![0, 1, 255])),
+                KeyValue::new("", Value::Str(String::new())),
+                KeyValue::new("zero", Value::I64(0)),
             ],
             logs: vec![Log {
                 timestamp: 5,
@@ -232,6 +369,13 @@ mod tests {
         let (mut raw, mut value) = (Vec::new(), Vec::new());
         encode_chunk([&span, &other].into_iter(), &mut raw, &mut value);
         assert!(value.len() < raw.len(), "compressed");
+        let reencoded = proto::StoredChunk::decode(raw.as_slice())
+            .unwrap()
+            .encode_to_vec();
+        assert_eq!(
+            reencoded, raw,
+            "written exactly as prost writes a StoredChunk"
+        );
         assert_eq!(decode_chunk(&key, &value).unwrap(), vec![span, other]);
         assert!(decode_chunk(&key[..10], &value).is_err());
         assert!(decode_chunk(&key, &[0xff, 0xff]).is_err());
