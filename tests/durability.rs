@@ -125,7 +125,7 @@ fn retention_hides_expired_spans_and_gives_disk_space_back() {
         let mut spans = spans_for(t, 250, start);
         // span values are compressed: give each span bytes that do not compress
         for s in &mut spans {
-            let noise: String = (0..4)
+            let noise: String = (0..8)
                 .map(|_| format!("{:016x}", fastrand::u64(..)))
                 .collect();
             s.tags
