@@ -1,9 +1,9 @@
 //! The one key encoder: every RocksDB key fctrace writes or seeks is built here.
 //!
 //! Layouts (all integers big-endian, so byte order is numeric order):
-//! - `spans`:   `tenant(2) | traceId(16) | startTime µs(8) | spanId(8)`: a trace is one
-//!   prefix scan, spans come back in start order, a re-sent span overwrites itself and two
-//!   spans that share an id but not a start time both survive.
+//! - `spans`:   `tenant(2) | traceId(16) | startTime µs(8) | spanId(8)` of the earliest
+//!   span of a chunk (a trace's spans from one batch, see `codec`): a trace is one prefix
+//!   scan, and a chunk expires with its earliest span.
 //! - `index`:   `tenant(2) | shard(2) | !bucket(8) | !seq(8)`: posting blocks (see
 //!   `postings`), one per shard, one-second bucket of start time and group commit, plus
 //!   the group's trace table under [`TABLE_SHARD`]. Bucket and sequence are inverted so a
