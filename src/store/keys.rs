@@ -213,8 +213,12 @@ pub fn posting_seek(tenant: Tenant, shard: u16, bucket: u64) -> [u8; 12] {
 
 /// The first key past every block of a shard.
 pub fn posting_upper_bound(tenant: Tenant, shard: u16) -> Vec<u8> {
-    let next = (tenant as u32) << 16 | shard as u32;
-    (next + 1).to_be_bytes().to_vec()
+    let this = (tenant as u32) << 16 | shard as u32;
+    match this.checked_add(1) {
+        Some(next) => next.to_be_bytes().to_vec(),
+        // the last shard of the last tenant: past every posting key
+        None => vec![0xff; POSTING_KEY_LEN + 1],
+    }
 }
 
 /// `(shard, bucket, seq)` of a posting key.
@@ -340,6 +344,8 @@ mod tests {
         );
         assert_eq!(parse_posting_key(&older), Some((3, 100, 9)));
         assert_eq!(parse_posting_key(&older[..5]), None);
+        let last = posting_key(u16::MAX, u16::MAX, 0, 0);
+        assert!(last.as_slice() < posting_upper_bound(u16::MAX, u16::MAX).as_slice());
     }
 
     #[test]
