@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := $(CARGO_TARGET_DIR)/release/fctrace
 ARGS ?=
 
-.PHONY: deps test-deps build run test lint bench examples demo clean-data
+.PHONY: deps test-deps build run test lint bench fuzz soak examples demo clean-data
 
 # What building needs.
 deps:
@@ -42,6 +42,14 @@ test: test-deps lint
 # The benchmark suite (about 5 minutes): writes the table to bench-results.md.
 bench: build
 	scripts/bench.sh
+
+# Every decoder of outside bytes under libFuzzer, FUZZ_SECONDS (120) each; see RELIABILITY.md.
+fuzz: deps
+	scripts/fuzz.sh
+
+# One hour at half the measured capacity, RSS and latency each minute (SOAK_SECONDS, SOAK_RATE).
+soak: build
+	scripts/soak.sh
 
 # The example functions' packages, installed beside them (a virtualenv and node_modules).
 examples: test-deps

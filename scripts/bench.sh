@@ -23,6 +23,10 @@ PID=
 
 command -v curl >/dev/null || { echo "scripts/bench.sh needs curl" >&2; exit 1; }
 
+# The daemons and the bench share an admin token (compaction before measuring disk use).
+FCTRACE_ADMIN_TOKEN=${FCTRACE_ADMIN_TOKEN:-bench-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')}
+export FCTRACE_ADMIN_TOKEN
+
 json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$@"; }
 
 serve() { # data dir

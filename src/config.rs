@@ -15,6 +15,7 @@ use thiserror::Error;
 
 use crate::duration;
 use crate::platform::functions::{self, FunctionSpec, FunctionsFile, RawFunction};
+use crate::receive::Limits;
 use crate::sampling::tail::{TailConfig, TailSettings};
 
 #[derive(Debug, Error)]
@@ -112,6 +113,50 @@ pub struct ServeArgs {
     /// Log format [default: text]
     #[arg(long, env = "FCTRACE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Bytes of request data (bodies, decoded spans) held at once over all clients;
+    /// beyond it requests get 503 [default: 536870912]
+    #[arg(long, env = "FCTRACE_INGEST_MEMORY_BYTES", value_name = "BYTES")]
+    pub ingest_memory_bytes: Option<usize>,
+    /// Bytes one request may hold of the ingest budget; a request that needs more gets 413
+    /// [default: 167772160]
+    #[arg(long, env = "FCTRACE_MAX_REQUEST_MEMORY_BYTES", value_name = "BYTES")]
+    pub max_request_memory_bytes: Option<usize>,
+    /// Spans one request may carry [default: 100000]
+    #[arg(long, env = "FCTRACE_MAX_SPANS_PER_REQUEST", value_name = "N")]
+    pub max_spans_per_request: Option<usize>,
+    /// Tags (attributes) one span, process, log or link may carry [default: 1024]
+    #[arg(long, env = "FCTRACE_MAX_TAGS_PER_SPAN", value_name = "N")]
+    pub max_tags_per_span: Option<usize>,
+    /// Logs (events) one span may carry [default: 1024]
+    #[arg(long, env = "FCTRACE_MAX_LOGS_PER_SPAN", value_name = "N")]
+    pub max_logs_per_span: Option<usize>,
+    /// Nesting of OTLP array/map attribute values [default: 16]
+    #[arg(long, env = "FCTRACE_MAX_ATTRIBUTE_DEPTH", value_name = "N")]
+    pub max_attribute_depth: Option<usize>,
+    /// A request body not received within this is cut off with 408 [default: 30s]
+    #[arg(long, env = "FCTRACE_BODY_TIMEOUT", value_name = "DURATION")]
+    pub body_timeout: Option<String>,
+    /// Open connections per listener; more wait to be accepted [default: 1024]
+    #[arg(long, env = "FCTRACE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Spans starting further than this in the future are refused [default: 1h]
+    #[arg(long, env = "FCTRACE_MAX_FUTURE_SKEW", value_name = "DURATION")]
+    pub max_future_skew: Option<String>,
+    /// Writes are refused (503) while the data directory's filesystem has less free; 0 = off
+    /// [default: 67108864]
+    #[arg(long, env = "FCTRACE_MIN_FREE_DISK_BYTES", value_name = "BYTES")]
+    pub min_free_disk_bytes: Option<u64>,
+    /// Token for /api/admin/* (Authorization: Bearer TOKEN); admin endpoints are off without one
+    #[arg(
+        long,
+        env = "FCTRACE_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// File holding the admin token (its first line)
+    #[arg(long, env = "FCTRACE_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// The config file: the same settings as the flags, by the same names.
@@ -136,6 +181,18 @@ pub struct FileConfig {
     pub sync_writes: Option<bool>,
     pub queue_bytes: Option<usize>,
     pub log_format: Option<LogFormat>,
+    pub ingest_memory_bytes: Option<usize>,
+    pub max_request_memory_bytes: Option<usize>,
+    pub max_spans_per_request: Option<usize>,
+    pub max_tags_per_span: Option<usize>,
+    pub max_logs_per_span: Option<usize>,
+    pub max_attribute_depth: Option<usize>,
+    pub body_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_future_skew: Option<String>,
+    pub admin_token: Option<String>,
+    pub admin_token_file: Option<PathBuf>,
+    pub min_free_disk_bytes: Option<u64>,
     #[serde(default)]
     pub functions: Vec<RawFunction>,
     #[serde(default)]
@@ -185,6 +242,14 @@ pub struct Settings {
     pub sync_writes: bool,
     pub queue_bytes: usize,
     pub log_format: LogFormat,
+    pub ingest_memory_bytes: usize,
+    pub max_request_memory_bytes: usize,
+    pub limits: Limits,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    pub max_future_skew: Duration,
+    pub admin_token: Option<String>,
+    pub min_free_disk_bytes: u64,
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 20 << 20;
@@ -254,6 +319,88 @@ impl Settings {
         }
         if queue_bytes < 1 << 20 {
             return Err(invalid("queue_bytes", "must be at least 1048576 (1 MiB)"));
+        }
+        let ingest_memory_bytes = args
+            .ingest_memory_bytes
+            .or(file.ingest_memory_bytes)
+            .unwrap_or(512 << 20);
+        let max_request_memory_bytes = args
+            .max_request_memory_bytes
+            .or(file.max_request_memory_bytes)
+            .unwrap_or(160 << 20)
+            .min(ingest_memory_bytes);
+        if max_request_memory_bytes < 1 << 20 {
+            return Err(invalid(
+                "max_request_memory_bytes",
+                "must be at least 1048576 (1 MiB), and ingest_memory_bytes too",
+            ));
+        }
+        let defaults = Limits::default();
+        let positive = |key: &'static str, v: Option<usize>, d: usize| match v.unwrap_or(d) {
+            0 => Err(invalid(key, "must be greater than 0")),
+            n => Ok(n),
+        };
+        let limits = Limits {
+            max_spans: positive(
+                "max_spans_per_request",
+                args.max_spans_per_request.or(file.max_spans_per_request),
+                defaults.max_spans,
+            )?,
+            max_tags: positive(
+                "max_tags_per_span",
+                args.max_tags_per_span.or(file.max_tags_per_span),
+                defaults.max_tags,
+            )?,
+            max_logs: positive(
+                "max_logs_per_span",
+                args.max_logs_per_span.or(file.max_logs_per_span),
+                defaults.max_logs,
+            )?,
+            max_depth: positive(
+                "max_attribute_depth",
+                args.max_attribute_depth.or(file.max_attribute_depth),
+                defaults.max_depth,
+            )?,
+        };
+        let duration_of = |key: &'static str, v: Option<String>, d: &str| {
+            duration::parse(v.as_deref().unwrap_or(d)).map_err(|e| invalid(key, e.to_string()))
+        };
+        let body_timeout = duration_of(
+            "body_timeout",
+            args.body_timeout.clone().or(file.body_timeout),
+            "30s",
+        )?;
+        let max_future_skew = duration_of(
+            "max_future_skew",
+            args.max_future_skew.clone().or(file.max_future_skew),
+            "1h",
+        )?;
+        let max_connections = positive(
+            "max_connections",
+            args.max_connections.or(file.max_connections),
+            1024,
+        )?;
+        let admin_token = match (
+            args.admin_token.clone().or(file.admin_token),
+            args.admin_token_file.clone().or(file.admin_token_file),
+        ) {
+            (Some(t), _) => Some(t),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::Read { path, source })?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        if admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid(
+                "admin_token",
+                "must be at least 16 characters (admin endpoints are off without one)",
+            ));
         }
         Ok(Settings {
             data_dir: args
@@ -327,6 +474,17 @@ impl Settings {
             sync_writes: args.sync_writes.or(file.sync_writes).unwrap_or(true),
             queue_bytes,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            ingest_memory_bytes,
+            max_request_memory_bytes,
+            limits,
+            body_timeout,
+            max_connections,
+            max_future_skew,
+            admin_token,
+            min_free_disk_bytes: args
+                .min_free_disk_bytes
+                .or(file.min_free_disk_bytes)
+                .unwrap_or(64 << 20),
         })
     }
 }

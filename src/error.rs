@@ -1,5 +1,6 @@
 //! One error code for every protocol: each layer's error says which [`ErrorCode`] it is,
-//! and the servers map that one code to an HTTP status or a gRPC code.
+//! and this is the one place that code becomes an HTTP status, a gRPC code and a
+//! `Retry-After`.
 
 /// What kind of failure an error is, from the client's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -8,6 +9,8 @@ pub enum ErrorCode {
     BadRequest,
     /// The body is larger than the configured limit.
     TooLarge,
+    /// The client did not send its request in time.
+    Timeout,
     /// A content type or encoding fctrace does not speak.
     UnsupportedMedia,
     NotFound,
@@ -23,6 +26,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => 400,
             ErrorCode::TooLarge => 413,
+            ErrorCode::Timeout => 408,
             ErrorCode::UnsupportedMedia => 415,
             ErrorCode::NotFound => 404,
             ErrorCode::RateLimited => 429,
@@ -31,8 +35,27 @@ impl ErrorCode {
         }
     }
 
+    pub fn grpc_code(self) -> tonic::Code {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::UnsupportedMedia => tonic::Code::InvalidArgument,
+            ErrorCode::TooLarge | ErrorCode::RateLimited => tonic::Code::ResourceExhausted,
+            ErrorCode::Timeout => tonic::Code::DeadlineExceeded,
+            ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::Unavailable => tonic::Code::Unavailable,
+            ErrorCode::Internal => tonic::Code::Internal,
+        }
+    }
+
     /// Whether a client should send the same request again later.
     pub fn is_retriable(self) -> bool {
-        matches!(self, ErrorCode::RateLimited | ErrorCode::Unavailable)
+        self.retry_after().is_some()
+    }
+
+    /// The `Retry-After` to answer with, in seconds, when retrying later helps.
+    pub fn retry_after(self) -> Option<&'static str> {
+        match self {
+            ErrorCode::RateLimited | ErrorCode::Unavailable => Some("1"),
+            _ => None,
+        }
     }
 }

@@ -10,11 +10,14 @@
 //! - [`query`]: search planning and Jaeger/OTLP JSON views, read-only;
 //! - [`server`]: listeners and routes, nothing else;
 //! - [`bench`]: the load generator and ceilings behind `fctrace bench` (a client);
+//! - [`budget`] (the ingest memory budget) and [`cpu`] (the pool for big decodes);
 //! - [`config`], [`telemetry`], [`duration`], [`clock`], [`error`]: the plumbing.
 
 pub mod bench;
+pub mod budget;
 pub mod clock;
 pub mod config;
+pub mod cpu;
 pub mod duration;
 pub mod error;
 pub mod model;

@@ -65,7 +65,16 @@ pub struct Metrics {
     sampling_rules_ok: prometheus_client::metrics::gauge::Gauge,
     tail_traces: Family<TailLabel, Counter>,
     tail_held_spans: prometheus_client::metrics::gauge::Gauge,
+    /// Service names used as label values so far (client-given, so capped).
+    service_labels: std::sync::Mutex<std::collections::HashSet<String>>,
+    background_write_retries: Counter,
+    background_writes_failed: Counter,
 }
+
+/// Distinct `service` label values kept; later services are counted under
+/// [`OTHER_SERVICES`].
+pub const MAX_SERVICE_LABELS: usize = 1000;
+pub const OTHER_SERVICES: &str = "__other__";
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -161,8 +170,23 @@ impl Metrics {
             "Spans held by tail sampling, waiting for their trace's decision",
             tail_held_spans.clone(),
         );
+        let background_write_retries = Counter::default();
+        registry.register(
+            "background_write_retries",
+            "Background writes (platform spans and records, tail-sampled traces) retried after a refusal",
+            background_write_retries.clone(),
+        );
+        let background_writes_failed = Counter::default();
+        registry.register(
+            "background_writes_failed",
+            "Background writes (platform spans and records, tail-sampled traces) given up after their retries",
+            background_writes_failed.clone(),
+        );
         Metrics {
             registry,
+            service_labels: Default::default(),
+            background_write_retries,
+            background_writes_failed,
             tail_traces,
             tail_held_spans,
             admission_refused,
@@ -227,12 +251,36 @@ impl Metrics {
     }
 
     pub fn admission_refused(&self, service: &str, reason: &'static str, spans: usize) {
+        let service = self.service_label(service);
         self.admission_refused
-            .get_or_create(&ServiceReasonLabel {
-                service: service.to_owned(),
-                reason,
-            })
+            .get_or_create(&ServiceReasonLabel { service, reason })
             .inc_by(spans as u64);
+    }
+
+    /// `service` as a label value: itself while fewer than [`MAX_SERVICE_LABELS`] have
+    /// been seen, else [`OTHER_SERVICES`], so a client inventing names cannot grow the
+    /// metrics without bound.
+    fn service_label(&self, service: &str) -> String {
+        let mut seen = self
+            .service_labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if seen.contains(service) {
+            return service.to_owned();
+        }
+        if seen.len() < MAX_SERVICE_LABELS {
+            seen.insert(service.to_owned());
+            return service.to_owned();
+        }
+        OTHER_SERVICES.to_owned()
+    }
+
+    pub fn background_write_retried(&self) {
+        self.background_write_retries.inc();
+    }
+
+    pub fn background_write_failed(&self) {
+        self.background_writes_failed.inc();
     }
 
     pub fn sampling_reload(&self, ok: bool) {
@@ -274,5 +322,26 @@ pub fn init_logs(json: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_labels_are_capped() {
+        let m = Metrics::new();
+        for i in 0..MAX_SERVICE_LABELS + 50 {
+            m.admission_refused(&format!("svc-{i}"), "service_rate", 1);
+        }
+        let text = m.render();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("fctrace_admission_refused_spans_total{"))
+            .count();
+        assert_eq!(series, MAX_SERVICE_LABELS + 1);
+        assert!(text.contains(&format!("service=\"{OTHER_SERVICES}\"")));
+        assert!(text.contains("service=\"svc-0\""));
     }
 }

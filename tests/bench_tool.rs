@@ -8,19 +8,33 @@ use std::process::Command;
 use common::*;
 use serde_json::Value as Json;
 
+const SERVICES: usize = 3;
+const ADMIN_TOKEN: &str = "bench-tool-test-admin-token";
+
+/// Spans read back from the store: every trace of every bench service, each distinct
+/// (trace, span) once. Not the daemon's own counter: what a query shows.
 fn stored(d: &Daemon) -> u64 {
-    let (_, m) = d.get("/metrics");
-    m.as_str()
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("fctrace_spans_stored_total "))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap()
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..SERVICES {
+        let (status, v) = d.get(&format!("/api/traces?service=bench-svc-{i}&limit=10000"));
+        assert_eq!(status, 200, "{v}");
+        let traces = data(&v);
+        assert!(traces.len() < 10_000, "the search limit would hide traces");
+        for t in traces {
+            for s in t["spans"].as_array().unwrap() {
+                seen.insert((
+                    s["traceID"].as_str().unwrap().to_owned(),
+                    s["spanID"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    seen.len() as u64
 }
 
 #[test]
 fn bench_reports_and_loses_nothing() {
-    let d = start_server();
+    let d = start_server_with(&["--admin-token", ADMIN_TOKEN]);
     let mut expected = 0;
     for (protocol, endpoint, extra) in [
         (
@@ -43,6 +57,10 @@ fn bench_reports_and_loses_nothing() {
                 "--concurrency",
                 "2",
                 "--json",
+                "--services",
+                &SERVICES.to_string(),
+                "--admin-token",
+                ADMIN_TOKEN,
             ])
             .args(extra));
         let r: Json = serde_json::from_str(out.lines().last().unwrap()).unwrap();

@@ -77,8 +77,13 @@ fn every_fixture_decodes_and_reads_back_intact() {
     let d = start_server_with(&["--retention", "87600h"]);
     for name in NAMES {
         let f = load(name);
-        let spans =
-            decode_batch(&f.body, ThriftProtocol::Binary).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let spans = decode_batch(
+            &f.body,
+            ThriftProtocol::Binary,
+            &Default::default(),
+            &mut fctrace::budget::Reservation::unlimited(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!spans.is_empty());
         assert_eq!(send(&d, &f), 202, "{name}");
 

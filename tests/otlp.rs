@@ -76,7 +76,15 @@ fn fixture_span_ids(name: &str) -> Vec<String> {
     } else {
         OtlpFormat::Protobuf
     };
-    let mapped = map_request(decode_otlp(&body, format).unwrap());
+    let mapped = map_request(
+        decode_otlp(
+            &body,
+            format,
+            &Default::default(),
+            &mut fctrace::budget::Reservation::unlimited(),
+        )
+        .unwrap(),
+    );
     assert!(mapped.rejected.is_empty());
     mapped.spans.iter().map(|s| s.span_id.to_string()).collect()
 }

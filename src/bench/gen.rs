@@ -382,7 +382,13 @@ mod tests {
             assert_eq!(t.offsets.len(), 100, "{format:?}: one trace id per span");
             let body = t.stamp(42, base + 5_000_000);
             let decoded = match format {
-                Format::JaegerThrift => decode_batch(&body, ThriftProtocol::Binary).unwrap(),
+                Format::JaegerThrift => decode_batch(
+                    &body,
+                    ThriftProtocol::Binary,
+                    &Default::default(),
+                    &mut crate::budget::Reservation::unlimited(),
+                )
+                .unwrap(),
                 Format::OtlpProtobuf => {
                     crate::receive::otlp::map_request(
                         ExportTraceServiceRequest::decode(&body[..]).unwrap(),

@@ -68,6 +68,9 @@ pub struct BenchArgs {
     /// One JSON object on the last line of output.
     #[arg(long)]
     pub json: bool,
+    /// The daemon's admin token, to compact before measuring disk use
+    #[arg(long, env = "FCTRACE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 impl BenchArgs {
@@ -320,6 +323,7 @@ fn decode_ceiling(format: Format, templates: &[Template]) -> f64 {
     let started = Instant::now();
     let mut spans = 0usize;
     let mut i = 0;
+    let limits = crate::receive::Limits::default();
     while started.elapsed() < Duration::from_secs(3) {
         let t = &templates[i % templates.len()];
         i += 1;
@@ -327,14 +331,19 @@ fn decode_ceiling(format: Format, templates: &[Template]) -> f64 {
             Format::JaegerThrift => crate::receive::jaeger_thrift::decode_batch(
                 &t.body,
                 crate::receive::jaeger_thrift::ThriftProtocol::Binary,
+                &limits,
+                &mut crate::budget::Reservation::unlimited(),
             )
             .map(|s| s.len())
             .unwrap_or(0),
-            Format::OtlpProtobuf => {
-                crate::receive::decode_otlp(&t.body, crate::receive::OtlpFormat::Protobuf)
-                    .map(|r| crate::receive::otlp::map_request(r).spans.len())
-                    .unwrap_or(0)
-            }
+            Format::OtlpProtobuf => crate::receive::decode_otlp(
+                &t.body,
+                crate::receive::OtlpFormat::Protobuf,
+                &limits,
+                &mut crate::budget::Reservation::unlimited(),
+            )
+            .map(|r| crate::receive::otlp::map_request(r).spans.len())
+            .unwrap_or(0),
         };
     }
     spans as f64 / started.elapsed().as_secs_f64()
@@ -500,10 +509,18 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
     let client = reqwest::Client::new();
     if let (Some(query), Some(dir)) = (&ports.query, &args.data_dir) {
         // Compact, then divide what is on disk by what was stored.
-        let _ = client
-            .post(format!("{query}/api/admin/compact"))
-            .send()
-            .await;
+        let mut compact = client.post(format!("{query}/api/admin/compact"));
+        if let Some(token) = &args.admin_token {
+            compact = compact.bearer_auth(token);
+        }
+        match compact.send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => eprintln!(
+                "compaction before measuring disk use refused ({}): give the daemon's --admin-token",
+                r.status()
+            ),
+            Err(e) => eprintln!("compaction before measuring disk use failed: {e}"),
+        }
         let stored = stored_spans(&client, query).await;
         if stored > 0 {
             report.disk_bytes_per_span = Some(dir_size(&dir.join("db")) as f64 / stored as f64);

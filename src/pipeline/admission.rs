@@ -1,6 +1,10 @@
 //! Admission: per-service span-rate limits and a global bound on spans in flight. Excess is
 //! refused (429 / `RESOURCE_EXHAUSTED`) and counted by service and reason; nothing is ever
 //! dropped after it was accepted.
+//!
+//! Service names come from clients, so the buckets are bounded: at [`MAX_BUCKETS`], the
+//! buckets that have refilled (which behave exactly as new ones) are forgotten, and if
+//! every one is still in use, further services share one overflow bucket.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +30,12 @@ impl Default for AdmissionOptions {
     }
 }
 
+/// Per-service buckets kept at most.
+pub const MAX_BUCKETS: usize = 10_000;
+/// The bucket services share once [`MAX_BUCKETS`] are in use (no service is named this:
+/// validation refuses empty names and this one starts with a NUL).
+const OVERFLOW: &str = "\0overflow";
+
 /// Why a batch was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -35,8 +45,37 @@ pub enum Refusal {
 
 pub struct Admission {
     opts: AdmissionOptions,
-    buckets: Mutex<HashMap<String, TokenBucket>>,
+    buckets: Mutex<Buckets>,
     in_flight: Arc<AtomicUsize>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    map: HashMap<String, TokenBucket>,
+    /// Forgetting refilled buckets walks them all: at most once a second.
+    last_sweep: Option<std::time::Instant>,
+}
+
+impl Buckets {
+    /// The bucket key for `service`: its own, or the overflow one when none is free.
+    fn key<'a>(&mut self, service: &'a str) -> &'a str {
+        if self.map.contains_key(service) || self.map.len() < MAX_BUCKETS {
+            return service;
+        }
+        let now = std::time::Instant::now();
+        if self
+            .last_sweep
+            .is_none_or(|t| now.duration_since(t).as_secs() >= 1)
+        {
+            self.last_sweep = Some(now);
+            self.map.retain(|_, b| !b.is_full());
+        }
+        if self.map.len() < MAX_BUCKETS {
+            service
+        } else {
+            OVERFLOW
+        }
+    }
 }
 
 /// Spans counted in flight until dropped.
@@ -51,11 +90,20 @@ impl Drop for InFlight {
     }
 }
 
+/// Spans of a batch per service, in one pass.
+fn per_service(spans: &[Span]) -> HashMap<&str, usize> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for s in spans {
+        *counts.entry(s.process.service_name.as_str()).or_default() += 1;
+    }
+    counts
+}
+
 impl Admission {
     pub fn new(opts: AdmissionOptions) -> Self {
         Admission {
             opts,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::default()),
             in_flight: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -69,18 +117,15 @@ impl Admission {
     ) -> Result<InFlight, Refusal> {
         let n = spans.len();
         if self.opts.service_spans_per_second > 0.0 {
-            let mut per_service: HashMap<&str, usize> = HashMap::new();
-            for s in spans {
-                *per_service
-                    .entry(s.process.service_name.as_str())
-                    .or_default() += 1;
-            }
+            let per_service = per_service(spans);
             let rate = self.opts.service_spans_per_second;
             let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
             let mut over = None;
             for (service, count) in &per_service {
+                let key = buckets.key(service);
                 let b = buckets
-                    .entry((*service).to_string())
+                    .map
+                    .entry(key.to_string())
                     .or_insert_with(|| TokenBucket::new(rate, rate));
                 if b.available() < *count as f64 {
                     over = Some((*service).to_string());
@@ -94,7 +139,8 @@ impl Admission {
                 return Err(Refusal::ServiceRate { service });
             }
             for (service, count) in &per_service {
-                if let Some(b) = buckets.get_mut(*service) {
+                let key = buckets.key(service);
+                if let Some(b) = buckets.map.get_mut(key) {
                     b.try_take(*count as f64);
                 }
             }
@@ -106,19 +152,64 @@ impl Admission {
             counter: Arc::clone(&self.in_flight),
         };
         if limit > 0 && before + n > limit && before > 0 {
-            for s in spans
-                .iter()
-                .map(|s| s.process.service_name.as_str())
-                .collect::<std::collections::BTreeSet<_>>()
-            {
-                refused(
-                    s,
-                    "in_flight",
-                    spans.iter().filter(|x| x.process.service_name == s).count(),
-                );
+            for (service, count) in per_service(spans) {
+                refused(service, "in_flight", count);
             }
             return Err(Refusal::InFlight { limit });
         }
         Ok(guard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{Process, SpanId, TraceId};
+
+    fn span(service: &str) -> Span {
+        Span {
+            trace_id: TraceId(1),
+            span_id: SpanId(1),
+            operation_name: "op".into(),
+            references: vec![],
+            flags: 1,
+            start_time: 1,
+            duration: 1,
+            tags: vec![],
+            logs: vec![],
+            process: Arc::new(Process {
+                service_name: service.into(),
+                tags: vec![],
+            }),
+        }
+    }
+
+    #[test]
+    fn buckets_stay_bounded_and_later_services_share_the_overflow_bucket() {
+        let a = Admission::new(AdmissionOptions {
+            service_spans_per_second: 1.0,
+            max_in_flight_spans: 0,
+        });
+        for i in 0..MAX_BUCKETS {
+            assert!(a.admit(&[span(&format!("s{i}"))], |_, _, _| {}).is_ok());
+        }
+        // every bucket is in use (just emptied): new services share one bucket of one
+        // span a second
+        assert!(a.admit(&[span("new-1")], |_, _, _| {}).is_ok());
+        let mut refused = Vec::new();
+        let r = a.admit(&[span("new-2")], |s, why, n| {
+            refused.push((s.to_owned(), why, n))
+        });
+        assert_eq!(
+            r.err(),
+            Some(Refusal::ServiceRate {
+                service: "new-2".into()
+            })
+        );
+        assert_eq!(refused, vec![("new-2".to_string(), "service_rate", 1)]);
+        let buckets = a.buckets.lock().unwrap();
+        assert_eq!(buckets.map.len(), MAX_BUCKETS + 1);
     }
 }

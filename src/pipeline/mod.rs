@@ -10,10 +10,12 @@
 //! The pipeline does not decode wire formats and does not know how keys are laid out.
 
 mod admission;
+mod retry;
 pub mod stitch;
 mod validate;
 
 pub use admission::{AdmissionOptions, Refusal};
+pub use retry::with_retries;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -30,7 +32,7 @@ use crate::store::keys::DEFAULT_TENANT;
 use crate::store::{self, keys::Tenant, EncodedBatch, Store, StoreError};
 use crate::telemetry::Metrics;
 
-pub use validate::{validate, Invalid};
+pub use validate::{validate, Invalid, Window};
 
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
@@ -43,6 +45,10 @@ pub struct PipelineOptions {
     pub admission: AdmissionOptions,
     /// Tail sampling, when on: traces are held and kept or dropped whole.
     pub tail: Option<TailSettings>,
+    /// Spans that start before now minus this are refused (no query would show them).
+    pub retention: Duration,
+    /// Spans that start after now plus this are refused.
+    pub max_future_skew: Duration,
 }
 
 impl Default for PipelineOptions {
@@ -53,6 +59,8 @@ impl Default for PipelineOptions {
             max_group_bytes: 32 << 20,
             admission: AdmissionOptions::default(),
             tail: None,
+            retention: Duration::from_secs(72 * 3600),
+            max_future_skew: Duration::from_secs(3600),
         }
     }
 }
@@ -183,7 +191,10 @@ impl Pipeline {
         invocation: Option<&str>,
     ) -> Result<Outcome, SubmitError> {
         self.stitcher.apply(&mut spans, invocation);
-        let (spans, rejected) = validate(spans);
+        let (spans, rejected) = validate(spans, self.window());
+        for r in &rejected {
+            self.metrics.refused(1, r.label);
+        }
         if partial == Partial::RejectBatch {
             if let Some(first) = rejected.into_iter().next() {
                 return Err(SubmitError::Invalid(first));
@@ -191,6 +202,16 @@ impl Pipeline {
             return self.store_valid(tenant, spans, Vec::new()).await;
         }
         self.store_valid(tenant, spans, rejected).await
+    }
+
+    /// The start times a span may have now.
+    fn window(&self) -> Window {
+        let now = crate::clock::now_us();
+        let us = |d: Duration| d.as_micros().min(u64::MAX as u128) as u64;
+        Window {
+            oldest: now.saturating_sub(us(self.opts.retention)),
+            newest: now.saturating_add(us(self.opts.max_future_skew)),
+        }
     }
 
     async fn store_valid(
@@ -218,11 +239,16 @@ impl Pipeline {
             let (now, early) = tail.offer(spans, Instant::now(), minute());
             self.metrics.tail_held(tail.held_spans());
             drop(in_flight);
-            self.write_decided(tenant, now, early).await?;
+            // Traces decided early to make room are other callers' spans: their write
+            // is not this caller's to fail, so it goes on in the background, retried.
+            if !early.is_empty() {
+                let me = self.clone();
+                tokio::spawn(async move { me.write_decided_in_background(tenant, early).await });
+            }
+            self.write_decided(tenant, now, Vec::new()).await?;
             return Ok(outcome);
         }
-        let batch = store::encode(tenant, &spans);
-        drop(spans);
+        let batch = encode(tenant, spans).await;
         self.submit_batch(batch).await?;
         drop(in_flight);
         Ok(outcome)
@@ -244,7 +270,25 @@ impl Pipeline {
         if spans.is_empty() {
             return Ok(());
         }
-        self.submit_batch(store::encode(tenant, &spans)).await
+        self.submit_batch(encode(tenant, spans).await).await
+    }
+
+    /// Write traces tail sampling decided (no caller waits on them), with retries.
+    async fn write_decided_in_background(&self, tenant: Tenant, decided: Vec<Decision>) {
+        let mut spans = Vec::new();
+        for d in decided {
+            self.metrics.tail_decided(d.class.as_str(), d.keep);
+            if d.keep {
+                spans.extend(d.spans);
+            }
+        }
+        if spans.is_empty() {
+            return;
+        }
+        let write = || self.write_decided(tenant, spans.clone(), Vec::new());
+        if let Err(e) = with_retries(&self.metrics, write).await {
+            tracing::error!(error = %e, "tail-sampled traces not written after retries");
+        }
     }
 
     /// Decide held traces as their windows pass, until `stop`; then decide the rest.
@@ -279,12 +323,8 @@ impl Pipeline {
                 tail.due(now, minute())
             };
             self.metrics.tail_held(tail.held_spans());
-            if let Err(e) = self
-                .write_decided(DEFAULT_TENANT, Vec::new(), decided)
-                .await
-            {
-                tracing::error!(error = %e, "tail-sampled traces not written");
-            }
+            self.write_decided_in_background(DEFAULT_TENANT, decided)
+                .await;
             if stopping {
                 return;
             }
@@ -377,6 +417,13 @@ fn write_loop(
         }
     }
     tracing::debug!("writer drained, exiting");
+}
+
+/// Encode spans for the writer, on the CPU pool when there are many.
+async fn encode(tenant: Tenant, spans: Vec<Span>) -> EncodedBatch {
+    // about what a span takes encoded, to tell a big job from a small one
+    let size = spans.len().saturating_mul(512);
+    crate::cpu::run(size, move || store::encode(tenant, &spans)).await
 }
 
 /// The current minute since the epoch: tail-sampling quotas are per minute.

@@ -435,6 +435,11 @@ async fn wait_for_port(
     }
 }
 
+/// Longest line of a function's output that is logged whole; longer lines are cut here
+/// (and the rest up to the newline skipped), so a function printing without newlines
+/// cannot make the daemon buffer without bound.
+pub const MAX_OUTPUT_LINE: usize = 16 << 10;
+
 /// Send a function's output to our log, line by line, tagged with its instance.
 fn forward_output<R>(instance: &str, stream: Option<R>, name: &'static str)
 where
@@ -443,11 +448,49 @@ where
     let Some(stream) = stream else { return };
     let instance = instance.to_owned();
     tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::info!(instance = %instance, stream = name, "{line}");
+        let mut reader = BufReader::new(stream);
+        while let Ok(Some((line, cut))) = next_line(&mut reader, MAX_OUTPUT_LINE).await {
+            let line = String::from_utf8_lossy(&line);
+            if cut {
+                tracing::info!(instance = %instance, stream = name, truncated = true, "{line}");
+            } else {
+                tracing::info!(instance = %instance, stream = name, "{line}");
+            }
         }
     });
+}
+
+/// The next line (without its newline) of at most `max` bytes, and whether it was cut;
+/// `None` at the end of the stream.
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> std::io::Result<Option<(Vec<u8>, bool)>> {
+    let mut line = Vec::new();
+    let mut cut = false;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok((!line.is_empty() || cut).then_some((line, cut)));
+        }
+        let (chunk, found) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        let room = max - line.len();
+        if chunk.len() > room {
+            cut = true;
+        }
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = found.unwrap_or(buf.len());
+        reader.consume(used);
+        if found.is_some() {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(Some((line, cut)));
+        }
+    }
 }
 
 /// Resident memory of a process in bytes, from /proc.
@@ -456,4 +499,25 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn output_lines_are_cut_at_the_limit() {
+        let input: &[u8] = b"short\nxxxxxxxxxxxxxxxxxxxxxxxx\nend";
+        let mut r = tokio::io::BufReader::with_capacity(4, input);
+        let mut got = Vec::new();
+        while let Some(l) = super::next_line(&mut r, 8).await.unwrap() {
+            got.push(l);
+        }
+        assert_eq!(
+            got,
+            vec![
+                (b"short".to_vec(), false),
+                (b"xxxxxxxx".to_vec(), true),
+                (b"end".to_vec(), false)
+            ]
+        );
+    }
 }

@@ -24,7 +24,7 @@ use thiserror::Error;
 use crate::clock::now_us;
 use crate::model::{SpanContext, SpanId, TraceId};
 use crate::pipeline::stitch::Target;
-use crate::pipeline::{Partial, Pipeline};
+use crate::pipeline::{with_retries, Partial, Pipeline};
 use crate::sampling::HeadSampler;
 use crate::store::keys::DEFAULT_TENANT;
 use crate::telemetry::Metrics;
@@ -151,7 +151,7 @@ fn decide_trace(
 }
 
 /// Baggage items from `…-baggage-<key>` headers, sorted by key.
-fn baggage(headers: &HeaderMap) -> Vec<(String, String)> {
+pub fn baggage(headers: &HeaderMap) -> Vec<(String, String)> {
     let mut items: Vec<(String, String)> = headers
         .iter()
         .filter_map(|(k, v)| {
@@ -378,12 +378,16 @@ impl Platform {
                 baggage: &baggage,
             });
             let pipeline = self.pipeline.clone();
+            let metrics = Arc::clone(&self.metrics);
             tokio::spawn(async move {
-                if let Err(e) = pipeline
-                    .submit(DEFAULT_TENANT, spans, Partial::RejectBatch)
-                    .await
-                {
-                    tracing::warn!(error = %e, "platform spans not stored");
+                let write = || async {
+                    pipeline
+                        .submit(DEFAULT_TENANT, spans.clone(), Partial::RejectBatch)
+                        .await
+                        .map(|_| ())
+                };
+                if let Err(e) = with_retries(&metrics, write).await {
+                    tracing::error!(error = %e, "platform spans not stored after retries");
                 }
             });
         }
@@ -625,9 +629,11 @@ impl Platform {
             instance_id,
         };
         let pipeline = self.pipeline.clone();
+        let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
-            if let Err(e) = pipeline.submit_invocation(DEFAULT_TENANT, rec).await {
-                tracing::warn!(error = %e, "invocation record not stored");
+            let write = || pipeline.submit_invocation(DEFAULT_TENANT, rec.clone());
+            if let Err(e) = with_retries(&metrics, write).await {
+                tracing::error!(error = %e, "invocation record not stored after retries");
             }
         });
     }

@@ -2,12 +2,19 @@
 //!
 //! Takes a whole body and a protocol, gives back the batch's spans sharing one
 //! [`Process`]. Decoding goes field by field without an intermediate thrift struct, and
-//! lengths are checked by the protocol reader before anything is allocated. It does not
-//! validate spans for storage (the pipeline does) nor read HTTP (see `receive::body`).
+//! lengths are checked by the protocol reader before anything is allocated. Every list
+//! count is checked against the request's [`Limits`] and charged to its memory
+//! [`Reservation`] at the size its elements take in memory, before the list is read; the
+//! strings copied out are charged once up front at the body's size (they cannot be more).
+//! It does not validate spans for storage (the pipeline does) nor read HTTP (see
+//! `receive::body`).
 
+use std::mem::size_of;
 use std::sync::Arc;
 
+use super::limits::Limits;
 use super::thrift::{Binary, Compact, FieldHeader, Protocol, ThriftError, Type};
+use crate::budget::Reservation;
 use crate::model::{KeyValue, Log, Process, RefType, Span, SpanId, SpanRef, TraceId, Value};
 
 /// Which thrift protocol a body uses, from its content type.
@@ -17,25 +24,28 @@ pub enum ThriftProtocol {
     Compact,
 }
 
-/// Decode one bare `Batch`.
-pub fn decode_batch(body: &[u8], protocol: ThriftProtocol) -> Result<Vec<Span>, ThriftError> {
+/// Decode one bare `Batch` within `limits`, charging `mem` for what it allocates.
+pub fn decode_batch(
+    body: &[u8],
+    protocol: ThriftProtocol,
+    limits: &Limits,
+    mem: &mut Reservation,
+) -> Result<Vec<Span>, ThriftError> {
+    mem.charge(body.len())
+        .map_err(super::limits::LimitError::from)?;
     match protocol {
         ThriftProtocol::Binary => Decoder {
             p: Binary::new(body),
+            limits,
+            mem,
         }
         .batch(),
         ThriftProtocol::Compact => Decoder {
             p: Compact::new(body),
+            limits,
+            mem,
         }
         .batch(),
-    }
-}
-
-fn string(bytes: &[u8]) -> String {
-    // Clients write UTF-8, but a stray byte should not cost the whole batch.
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 
@@ -55,11 +65,33 @@ struct RawSpan {
     logs: Vec<Log>,
 }
 
-struct Decoder<P> {
+struct Decoder<'l, P> {
     p: P,
+    limits: &'l Limits,
+    mem: &'l mut Reservation,
 }
 
-impl<'a, P: Protocol<'a>> Decoder<P> {
+impl<'a, P: Protocol<'a>> Decoder<'_, P> {
+    /// Charge `n` elements of `T` before they are allocated.
+    fn charge<T>(&mut self, n: usize) -> Result<(), ThriftError> {
+        self.mem
+            .charge_each(n, size_of::<T>())
+            .map_err(|e| ThriftError::Limit(e.into()))
+    }
+
+    fn string(&mut self, bytes: &[u8]) -> Result<String, ThriftError> {
+        // Clients write UTF-8, but a stray byte should not cost the whole batch.
+        match std::str::from_utf8(bytes) {
+            // charged with the body
+            Ok(s) => Ok(s.to_owned()),
+            Err(_) => {
+                // a replacement character is three bytes where the stray byte was one
+                self.charge::<u8>(bytes.len() * 2)?;
+                Ok(String::from_utf8_lossy(bytes).into_owned())
+            }
+        }
+    }
+
     fn expect(h: &FieldHeader, field: &'static str, expected: Type) -> Result<(), ThriftError> {
         if h.ty != expected {
             return Err(ThriftError::WrongType {
@@ -96,6 +128,10 @@ impl<'a, P: Protocol<'a>> Decoder<P> {
                 2 => {
                     Self::expect(&h, "Batch.spans", Type::List)?;
                     let n = self.list_of("Batch.spans", Type::Struct)?;
+                    self.limits.spans(raw_spans.len().saturating_add(n))?;
+                    // each becomes a `Span` too
+                    self.charge::<RawSpan>(n)?;
+                    self.charge::<Span>(n)?;
                     raw_spans.reserve(n);
                     for _ in 0..n {
                         raw_spans.push(self.span()?);
@@ -153,7 +189,10 @@ impl<'a, P: Protocol<'a>> Decoder<P> {
         self.p.struct_begin()?;
         while let Some(h) = self.p.field()? {
             match (h.id, h.ty) {
-                (1, Type::Binary) => process.service_name = string(self.p.binary()?),
+                (1, Type::Binary) => {
+                    let b = self.p.binary()?;
+                    process.service_name = self.string(b)?
+                }
                 (2, Type::List) => process.tags = self.tags("Process.tags")?,
                 _ => self.p.skip(&h)?,
             }
@@ -171,9 +210,16 @@ impl<'a, P: Protocol<'a>> Decoder<P> {
                 (2, Type::I64) => s.trace_id_high = Some(self.p.i64()?),
                 (3, Type::I64) => s.span_id = Some(self.p.i64()?),
                 (4, Type::I64) => s.parent_span_id = self.p.i64()?,
-                (5, Type::Binary) => s.operation_name = string(self.p.binary()?),
+                (5, Type::Binary) => {
+                    let b = self.p.binary()?;
+                    s.operation_name = self.string(b)?
+                }
                 (6, Type::List) => {
                     let n = self.list_of("Span.references", Type::Struct)?;
+                    self.limits
+                        .tags("Span.references", s.references.len() + n)?;
+                    // one more for the parent id's reference
+                    self.charge::<SpanRef>(n + 1)?;
                     s.references.reserve(n);
                     for _ in 0..n {
                         s.references.push(self.span_ref()?);
@@ -185,6 +231,8 @@ impl<'a, P: Protocol<'a>> Decoder<P> {
                 (10, Type::List) => s.tags = self.tags("Span.tags")?,
                 (11, Type::List) => {
                     let n = self.list_of("Span.logs", Type::Struct)?;
+                    self.limits.logs(s.logs.len() + n)?;
+                    self.charge::<Log>(n)?;
                     s.logs.reserve(n);
                     for _ in 0..n {
                         s.logs.push(self.log()?);
@@ -240,6 +288,8 @@ impl<'a, P: Protocol<'a>> Decoder<P> {
 
     fn tags(&mut self, field: &'static str) -> Result<Vec<KeyValue>, ThriftError> {
         let n = self.list_of(field, Type::Struct)?;
+        self.limits.tags(field, n)?;
+        self.charge::<KeyValue>(n)?;
         let mut tags = Vec::with_capacity(n);
         for _ in 0..n {
             tags.push(self.tag()?);
@@ -257,7 +307,10 @@ impl<'a, P: Protocol<'a>> Decoder<P> {
         self.p.struct_begin()?;
         while let Some(h) = self.p.field()? {
             match (h.id, h.ty) {
-                (1, Type::Binary) => key = string(self.p.binary()?),
+                (1, Type::Binary) => {
+                    let b = self.p.binary()?;
+                    key = self.string(b)?
+                }
                 (2, Type::I32) => v_type = self.p.i32()?,
                 (3, Type::Binary) => v_str = self.p.binary()?,
                 (4, Type::Double) => v_double = self.p.double()?,
@@ -274,7 +327,7 @@ impl<'a, P: Protocol<'a>> Decoder<P> {
             3 => Value::I64(v_long),
             4 => Value::Binary(v_binary.to_vec()),
             // STRING, and any type this version does not know, read as the string value.
-            _ => Value::Str(string(v_str)),
+            _ => Value::Str(self.string(v_str)?),
         };
         Ok(KeyValue { key, value })
     }
@@ -324,6 +377,15 @@ pub(crate) mod tests {
         }
     }
 
+    fn decode(body: &[u8], protocol: ThriftProtocol) -> Result<Vec<Span>, ThriftError> {
+        decode_batch(
+            body,
+            protocol,
+            &Limits::default(),
+            &mut Reservation::unlimited(),
+        )
+    }
+
     fn one_span_batch() -> Vec<u8> {
         let mut w = BinaryWriter::default();
         w.field(12, 1).str(1, "svc").stop();
@@ -348,7 +410,7 @@ pub(crate) mod tests {
 
     #[test]
     fn decodes_a_binary_batch_and_picks_value_by_type() {
-        let spans = decode_batch(&one_span_batch(), ThriftProtocol::Binary).unwrap();
+        let spans = decode(&one_span_batch(), ThriftProtocol::Binary).unwrap();
         assert_eq!(spans.len(), 1);
         let s = &spans[0];
         assert_eq!(s.process.service_name, "svc");
@@ -362,10 +424,10 @@ pub(crate) mod tests {
         let body = one_span_batch();
         for end in 0..body.len() {
             assert!(
-                decode_batch(&body[..end], ThriftProtocol::Binary).is_err(),
+                decode(&body[..end], ThriftProtocol::Binary).is_err(),
                 "prefix {end}"
             );
-            let _ = decode_batch(&body[..end], ThriftProtocol::Compact);
+            let _ = decode(&body[..end], ThriftProtocol::Compact);
         }
     }
 
@@ -374,7 +436,7 @@ pub(crate) mod tests {
         let mut w = BinaryWriter::default();
         w.field(12, 1).str(1, "svc").stop();
         w.list(2, 12, i32::MAX);
-        let err = decode_batch(&w.buf, ThriftProtocol::Binary).unwrap_err();
+        let err = decode(&w.buf, ThriftProtocol::Binary).unwrap_err();
         assert!(matches!(err, ThriftError::Length { .. }), "{err}");
     }
 
@@ -383,7 +445,7 @@ pub(crate) mod tests {
         let mut w = BinaryWriter::default();
         w.list(2, 12, 0).stop();
         assert_eq!(
-            decode_batch(&w.buf, ThriftProtocol::Binary).unwrap_err(),
+            decode(&w.buf, ThriftProtocol::Binary).unwrap_err(),
             ThriftError::Missing("Batch.process")
         );
     }

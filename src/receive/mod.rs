@@ -7,13 +7,17 @@
 
 pub mod body;
 pub mod jaeger_thrift;
+pub mod limits;
 pub mod otlp;
+pub mod otlp_cost;
 pub mod otlp_json;
 pub mod thrift;
 
 use thiserror::Error;
 
+use crate::budget::Reservation;
 use crate::error::ErrorCode;
+pub use limits::{LimitError, Limits};
 
 #[derive(Debug, Error)]
 pub enum ReceiveError {
@@ -27,12 +31,18 @@ pub enum ReceiveError {
     TooLarge { limit: usize },
     #[error("could not read request body: {0}")]
     Body(String),
+    #[error("request body was not received within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("{0}")]
+    Limit(#[from] LimitError),
     #[error("could not decompress request body: {0}")]
     Decompress(String),
     #[error("could not decode thrift batch: {0}")]
-    Thrift(#[from] thrift::ThriftError),
+    Thrift(thrift::ThriftError),
     #[error("could not decode OTLP protobuf: {0}")]
     Protobuf(#[from] prost::DecodeError),
+    #[error("could not decode OTLP protobuf: {0}")]
+    ProtobufWire(String),
     #[error("could not decode OTLP JSON: {0}")]
     Json(#[from] otlp_json::JsonError),
 }
@@ -46,11 +56,51 @@ impl ReceiveError {
                 ErrorCode::UnsupportedMedia
             }
             ReceiveError::TooLarge { .. } => ErrorCode::TooLarge,
+            ReceiveError::Timeout(_) => ErrorCode::Timeout,
+            ReceiveError::Limit(l) => l.code(),
             ReceiveError::Body(_)
+            | ReceiveError::ProtobufWire(_)
             | ReceiveError::Decompress(_)
             | ReceiveError::Thrift(_)
             | ReceiveError::Protobuf(_)
             | ReceiveError::Json(_) => ErrorCode::BadRequest,
+        }
+    }
+}
+
+impl From<thrift::ThriftError> for ReceiveError {
+    fn from(e: thrift::ThriftError) -> Self {
+        match e {
+            // a cap is not a decoding problem: say it as itself
+            thrift::ThriftError::Limit(l) => ReceiveError::Limit(l),
+            other => ReceiveError::Thrift(other),
+        }
+    }
+}
+
+impl From<otlp_cost::ScanError> for ReceiveError {
+    fn from(e: otlp_cost::ScanError) -> Self {
+        match e {
+            otlp_cost::ScanError::Limit(l) => ReceiveError::Limit(l),
+            otlp_cost::ScanError::Malformed(at) => {
+                ReceiveError::ProtobufWire(format!("malformed at byte {at}"))
+            }
+        }
+    }
+}
+
+impl ReceiveError {
+    /// The `reason` label of `fctrace_requests_rejected_total` for this error.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            ReceiveError::TooLarge { .. } => "too_large",
+            ReceiveError::Timeout(_) => "timeout",
+            ReceiveError::Limit(LimitError::Budget(crate::budget::BudgetError::Busy {
+                ..
+            })) => "memory_busy",
+            ReceiveError::Limit(LimitError::Budget(_)) => "memory",
+            ReceiveError::Limit(_) => "limit",
+            _ => "bad_request",
         }
     }
 }
@@ -98,15 +148,33 @@ pub fn otlp_format(content_type: Option<&str>) -> Result<OtlpFormat, ReceiveErro
     }
 }
 
-/// Decode an OTLP/HTTP body in either encoding.
+/// Decode an OTLP body in either encoding within `limits`, charging `mem` for the
+/// request's structs and for the model spans it will be mapped to, before either is
+/// allocated (see `otlp_cost`).
 pub fn decode_otlp(
     body: &[u8],
     format: OtlpFormat,
+    limits: &Limits,
+    mem: &mut Reservation,
 ) -> Result<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest, ReceiveError>
 {
     match format {
-        OtlpFormat::Protobuf => Ok(prost::Message::decode(body)?),
-        OtlpFormat::Json => Ok(otlp_json::decode(body)?),
+        OtlpFormat::Protobuf => {
+            let counted = otlp_cost::scan_protobuf(body, limits)?;
+            // strings are copied out of the body once
+            mem.charge(counted.bytes().saturating_add(body.len()))
+                .map_err(LimitError::from)?;
+            Ok(prost::Message::decode(body)?)
+        }
+        OtlpFormat::Json => {
+            mem.charge_each(otlp_cost::json_values(body), otlp_cost::JSON_VALUE_COST)
+                .and_then(|_| mem.charge(body.len()))
+                .map_err(LimitError::from)?;
+            let req = otlp_json::decode(body)?;
+            let counted = otlp_cost::count_request(&req, limits)?;
+            mem.charge(counted.bytes()).map_err(LimitError::from)?;
+            Ok(req)
+        }
     }
 }
 

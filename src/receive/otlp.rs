@@ -76,6 +76,42 @@ pub fn map_request(req: ExportTraceServiceRequest) -> Mapped {
     out
 }
 
+/// At most this many refusal reasons are spelled out in a partial-success message.
+const MAX_REASONS: usize = 5;
+
+/// OTLP's answer to an export: partial success naming the refused spans (those the
+/// mapping refused, then those the pipeline refused), or plain success.
+pub fn response(
+    mapped: Vec<String>,
+    refused: &[crate::pipeline::Invalid],
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse {
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceResponse,
+    };
+    let mut reasons = mapped;
+    reasons.extend(refused.iter().map(|r| r.to_string()));
+    if reasons.is_empty() {
+        return ExportTraceServiceResponse {
+            partial_success: None,
+        };
+    }
+    let mut message = reasons
+        .iter()
+        .take(MAX_REASONS)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if reasons.len() > MAX_REASONS {
+        message.push_str(&format!("; and {} more", reasons.len() - MAX_REASONS));
+    }
+    ExportTraceServiceResponse {
+        partial_success: Some(ExportTracePartialSuccess {
+            rejected_spans: reasons.len() as i64,
+            error_message: message,
+        }),
+    }
+}
+
 fn trace_id(bytes: &[u8], what: &str) -> Result<TraceId, String> {
     let b: [u8; 16] = bytes
         .try_into()

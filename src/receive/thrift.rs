@@ -38,6 +38,9 @@ pub enum ThriftError {
     },
     #[error("required field {0} is missing")]
     Missing(&'static str),
+    /// A count or size over a per-request cap (see `receive::limits`).
+    #[error(transparent)]
+    Limit(#[from] super::limits::LimitError),
 }
 
 /// Thrift value types, independent of how a protocol numbers them.

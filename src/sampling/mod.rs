@@ -46,6 +46,11 @@ impl TokenBucket {
         self.tokens
     }
 
+    /// Whether the bucket has refilled completely: it then behaves as a new one would.
+    pub fn is_full(&mut self) -> bool {
+        self.available() >= self.capacity
+    }
+
     /// Take `n` tokens if there are that many.
     pub fn try_take(&mut self, n: f64) -> bool {
         if self.available() >= n {

@@ -9,6 +9,7 @@ use axum::routing::post;
 use axum::Router;
 
 use super::{text_error, AppState};
+use crate::cpu;
 use crate::pipeline::Partial;
 use crate::receive::{self, body, jaeger_thrift};
 use crate::store::keys::DEFAULT_TENANT;
@@ -57,16 +58,24 @@ async fn ingest(
     req_body: Body,
     invocation: Option<String>,
 ) -> Response {
+    let mut mem = state.budget.reserve();
     let result = async {
         let protocol = receive::jaeger_protocol(header_str(&headers, header::CONTENT_TYPE))?;
-        let bytes = body::read_request(req_body, &headers, state.settings.max_body_bytes).await?;
-        Ok::<_, receive::ReceiveError>(jaeger_thrift::decode_batch(&bytes, protocol)?)
+        let raw = body::read_request(req_body, &headers, state.body_limits(), &mut mem).await?;
+        let limits = state.settings.limits;
+        cpu::run(raw.len(), move || {
+            let bytes = raw.decode(&mut mem)?;
+            let spans = jaeger_thrift::decode_batch(&bytes, protocol, &limits, &mut mem)?;
+            Ok::<_, receive::ReceiveError>((spans, mem))
+        })
+        .await
     }
     .await;
-    let spans = match result {
-        Ok(spans) => spans,
+    // held until the spans are stored: the budget counts them while they are in memory
+    let (spans, _mem) = match result {
+        Ok(decoded) => decoded,
         Err(e) => {
-            state.metrics.rejected_request("bad_request");
+            state.metrics.rejected_request(e.metric_reason());
             tracing::debug!(error = %e, "jaeger batch refused");
             return text_error(e.code(), e.to_string());
         }

@@ -13,16 +13,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::Router;
 
+use crate::budget::MemoryBudget;
 use crate::platform::{InvokeError, InvokeRequest, Platform, Trigger};
 use crate::receive::body;
+use crate::receive::body::BodyLimits;
 
 #[derive(Clone)]
 struct Gateway {
     platform: Arc<Platform>,
-    max_event_bytes: usize,
+    /// Events are bounded by `--max-event-bytes` and the body timeout, and charged to
+    /// the ingest memory budget like span bodies.
+    limits: BodyLimits,
+    budget: Arc<MemoryBudget>,
 }
 
-pub fn router(platform: Arc<Platform>, max_event_bytes: usize) -> Router {
+pub fn router(platform: Arc<Platform>, limits: BodyLimits, budget: Arc<MemoryBudget>) -> Router {
     Router::new()
         .route(
             "/2016-08-15/services/{service}/functions/{function}/invocations",
@@ -49,7 +54,8 @@ pub fn router(platform: Arc<Platform>, max_event_bytes: usize) -> Router {
         })
         .with_state(Gateway {
             platform,
-            max_event_bytes,
+            limits,
+            budget,
         })
 }
 
@@ -111,7 +117,8 @@ async fn run(
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok());
-    let bytes = match body::read(req_body, content_length, None, g.max_event_bytes).await {
+    let mut mem = g.budget.reserve();
+    let bytes = match body::read(req_body, content_length, None, g.limits, &mut mem).await {
         Ok(b) => b,
         Err(e) => {
             let status =

@@ -8,7 +8,9 @@
 
 mod collector;
 mod gateway;
+mod listener;
 mod otlp;
+mod otlp_grpc;
 mod query_api;
 mod sampling_api;
 mod ui;
@@ -26,11 +28,13 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::budget::MemoryBudget;
 use crate::config::Settings;
 use crate::error::ErrorCode;
 use crate::pipeline::{AdmissionOptions, Pipeline, PipelineOptions};
 use crate::platform::Platform;
 use crate::query::Query;
+use crate::receive::body::BodyLimits;
 use crate::sampling::{HeadSampler, Rules};
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::telemetry::Metrics;
@@ -65,6 +69,17 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     pub sampler: Arc<HeadSampler>,
     pub store: Arc<Store>,
+    /// The ingest memory budget every receiving request charges.
+    pub budget: Arc<MemoryBudget>,
+}
+
+impl AppState {
+    pub fn body_limits(&self) -> BodyLimits {
+        BodyLimits {
+            max_bytes: self.settings.max_body_bytes,
+            timeout: self.settings.body_timeout,
+        }
+    }
 }
 
 /// A plain-text error answer with the status its code maps to; retriable errors say when
@@ -73,9 +88,9 @@ pub fn text_error(code: ErrorCode, message: String) -> Response {
     let status =
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (status, message).into_response();
-    if code.is_retriable() {
+    if let Some(after) = code.retry_after() {
         resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(after));
     }
     resp
 }
@@ -88,6 +103,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let store_opts = StoreOptions {
         retention: settings.retention,
         sync_writes: settings.sync_writes,
+        min_free_disk_bytes: settings.min_free_disk_bytes,
         ..StoreOptions::default()
     };
     let store = Arc::new(Store::open(&settings.data_dir.join("db"), &store_opts)?);
@@ -107,6 +123,8 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                 max_in_flight_spans: settings.max_in_flight_spans,
             },
             tail: settings.tail_sampling.clone(),
+            retention: settings.retention,
+            max_future_skew: settings.max_future_skew,
             ..PipelineOptions::default()
         },
         Arc::clone(&metrics),
@@ -124,6 +142,10 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         ready: Arc::new(AtomicBool::new(false)),
         sampler: Arc::clone(&sampler),
         store: Arc::clone(&store),
+        budget: MemoryBudget::new(
+            settings.ingest_memory_bytes,
+            settings.max_request_memory_bytes,
+        ),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -166,29 +188,42 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         (query_listener, query_api::router(state.clone())),
         (
             gateway_listener,
-            gateway::router(Arc::clone(&platform), settings.max_event_bytes),
+            gateway::router(
+                Arc::clone(&platform),
+                BodyLimits {
+                    max_bytes: settings.max_event_bytes,
+                    timeout: settings.body_timeout,
+                },
+                Arc::clone(&state.budget),
+            ),
         ),
         (sampling_listener, sampling_api::router(state.clone())),
     ];
     let mut tasks = Vec::new();
+    let max_connections = settings.max_connections;
     for (listener, router) in http_listeners {
         tasks.push(tokio::spawn(run_listener(
-            listener,
+            listener::Limited::new(listener, max_connections),
             router,
             stop_rx.clone(),
         )));
     }
-    let service = otlp::grpc_service(state.clone());
+    let service = otlp_grpc::TraceService::new(state.clone());
     let mut stop = stop_rx.clone();
     tasks.push(tokio::spawn(async move {
         // Export requests are hundreds of KiB: windows this size let a client send one
         // without waiting for window updates along the way.
+        // Each export is buffered whole before it is charged to the memory budget, so
+        // streams per connection are bounded too: connections x streams x body limit is
+        // what gRPC can hold before fctrace sees a message.
         tonic::transport::Server::builder()
             .initial_stream_window_size(Some(4 << 20))
             .initial_connection_window_size(Some(16 << 20))
+            .max_concurrent_streams(Some(GRPC_STREAMS_PER_CONNECTION))
+            .concurrency_limit_per_connection(GRPC_STREAMS_PER_CONNECTION as usize)
             .add_service(service)
             .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(grpc_listener),
+                listener::incoming(listener::Limited::new(grpc_listener, max_connections)),
                 async move {
                     let _ = stop.wait_for(|s| *s).await;
                 },
@@ -251,8 +286,11 @@ async fn bind(
     Ok(listener)
 }
 
+/// Concurrent export streams one gRPC connection may have.
+const GRPC_STREAMS_PER_CONNECTION: u32 = 16;
+
 async fn run_listener(
-    listener: TcpListener,
+    listener: listener::Limited,
     router: Router,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {

@@ -6,29 +6,42 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    trace_service_server::{TraceService, TraceServiceServer},
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use tonic::codec::CompressionEncoding;
 
 use super::AppState;
+use crate::budget::Reservation;
+use crate::cpu;
 use crate::error::ErrorCode;
 use crate::pipeline::{Partial, SubmitError};
-use crate::receive::{self, body, otlp, OtlpFormat};
+use crate::receive::otlp::Mapped;
+use crate::receive::{self, body, otlp, OtlpFormat, ReceiveError};
 use crate::store::keys::DEFAULT_TENANT;
 
-/// At most this many refusal reasons are spelled out in a partial-success message.
-const MAX_REASONS: usize = 5;
+/// Decode (within the request's budget and caps) and map an OTLP body, on the CPU pool
+/// when it is large. Returns the reservation, to be held until the spans are stored.
+pub async fn decode_and_map(
+    state: &AppState,
+    body: Bytes,
+    format: OtlpFormat,
+    mut mem: Reservation,
+) -> Result<(Mapped, Reservation), ReceiveError> {
+    let limits = state.settings.limits;
+    cpu::run(body.len(), move || {
+        let req = receive::decode_otlp(&body, format, &limits, &mut mem)?;
+        drop(body);
+        Ok((otlp::map_request(req), mem))
+    })
+    .await
+}
 
-/// Map, validate and store one export request; refused spans are reported, not fatal.
+/// Validate and store one mapped export request; refused spans are reported, not fatal.
 pub async fn ingest(
     state: &AppState,
-    req: ExportTraceServiceRequest,
+    mapped: Mapped,
     format: &'static str,
 ) -> Result<ExportTraceServiceResponse, SubmitError> {
-    let mapped = otlp::map_request(req);
     state
         .metrics
         .received(format, mapped.spans.len() + mapped.rejected.len());
@@ -36,29 +49,10 @@ pub async fn ingest(
         .pipeline
         .submit(DEFAULT_TENANT, mapped.spans, Partial::DropInvalid)
         .await?;
-    let mut reasons = mapped.rejected;
-    reasons.extend(outcome.rejected.iter().map(|r| r.to_string()));
-    if reasons.is_empty() {
-        return Ok(ExportTraceServiceResponse {
-            partial_success: None,
-        });
+    if !mapped.rejected.is_empty() {
+        state.metrics.refused(mapped.rejected.len(), "invalid");
     }
-    state.metrics.refused(reasons.len(), "invalid");
-    let mut message = reasons
-        .iter()
-        .take(MAX_REASONS)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("; ");
-    if reasons.len() > MAX_REASONS {
-        message.push_str(&format!("; and {} more", reasons.len() - MAX_REASONS));
-    }
-    Ok(ExportTraceServiceResponse {
-        partial_success: Some(ExportTracePartialSuccess {
-            rejected_spans: reasons.len() as i64,
-            error_message: message,
-        }),
-    })
+    Ok(otlp::response(mapped.rejected, &outcome.rejected))
 }
 
 /// `google.rpc.Status`, the body OTLP/HTTP puts on an error response.
@@ -74,23 +68,13 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn grpc_code(code: ErrorCode) -> tonic::Code {
-    match code {
-        ErrorCode::BadRequest | ErrorCode::UnsupportedMedia => tonic::Code::InvalidArgument,
-        ErrorCode::TooLarge | ErrorCode::RateLimited => tonic::Code::ResourceExhausted,
-        ErrorCode::NotFound => tonic::Code::NotFound,
-        ErrorCode::Unavailable => tonic::Code::Unavailable,
-        ErrorCode::Internal => tonic::Code::Internal,
-    }
-}
-
 /// An OTLP/HTTP error: the status its code maps to, a `google.rpc.Status` body in the
 /// request's encoding, and `Retry-After` when retrying helps.
 fn error_response(code: ErrorCode, message: String, format: OtlpFormat) -> Response {
     let status =
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let rpc = RpcStatus {
-        code: grpc_code(code) as i32,
+        code: code.grpc_code() as i32,
         message,
     };
     let mut resp = match format {
@@ -107,9 +91,9 @@ fn error_response(code: ErrorCode, message: String, format: OtlpFormat) -> Respo
         )
             .into_response(),
     };
-    if code.is_retriable() {
+    if let Some(after) = code.retry_after() {
         resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(after));
     }
     resp
 }
@@ -155,15 +139,18 @@ pub async fn post_traces(
             return error_response(e.code(), e.to_string(), OtlpFormat::Json);
         }
     };
+    let mut mem = state.budget.reserve();
     let decoded = async {
-        let bytes = body::read_request(req_body, &headers, state.settings.max_body_bytes).await?;
-        receive::decode_otlp(&bytes, format)
+        let raw = body::read_request(req_body, &headers, state.body_limits(), &mut mem).await?;
+        let bytes = cpu::run(raw.len(), move || raw.decode(&mut mem).map(|b| (b, mem))).await;
+        let (bytes, mem) = bytes?;
+        decode_and_map(&state, bytes, format, mem).await
     }
     .await;
-    let req = match decoded {
+    let (mapped, _mem) = match decoded {
         Ok(r) => r,
         Err(e) => {
-            state.metrics.rejected_request("bad_request");
+            state.metrics.rejected_request(e.metric_reason());
             return error_response(e.code(), e.to_string(), format);
         }
     };
@@ -171,41 +158,11 @@ pub async fn post_traces(
         OtlpFormat::Protobuf => "otlp_http_protobuf",
         OtlpFormat::Json => "otlp_http_json",
     };
-    match ingest(&state, req, label).await {
+    match ingest(&state, mapped, label).await {
         Ok(resp) => success_response(resp, format),
         Err(e) => {
             state.metrics.rejected_request("submit");
             error_response(e.code(), e.to_string(), format)
         }
     }
-}
-
-/// The gRPC `opentelemetry.proto.collector.trace.v1.TraceService`.
-pub struct Grpc {
-    state: AppState,
-}
-
-#[tonic::async_trait]
-impl TraceService for Grpc {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        match ingest(&self.state, request.into_inner(), "otlp_grpc").await {
-            Ok(resp) => Ok(tonic::Response::new(resp)),
-            Err(e) => {
-                self.state.metrics.rejected_request("submit");
-                Err(tonic::Status::new(grpc_code(e.code()), e.to_string()))
-            }
-        }
-    }
-}
-
-/// The gRPC service, accepting gzip and zstd and messages as large as an HTTP body.
-pub fn grpc_service(state: AppState) -> TraceServiceServer<Grpc> {
-    let limit = state.settings.max_body_bytes;
-    TraceServiceServer::new(Grpc { state })
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .max_decoding_message_size(limit)
 }

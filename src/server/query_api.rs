@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -340,8 +340,39 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Compact the store now (benchmarks measure disk use after this).
-async fn compact(State(state): State<AppState>) -> Response {
+/// The refusal for a request without the admin token (`Authorization: Bearer TOKEN`,
+/// compared in time independent of where the first difference is), or `None` to go on.
+fn is_admin(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = state.settings.admin_token.as_deref() else {
+        // off without a token: indistinguishable from a route that does not exist
+        return Some(ApiError::NotFound("not found").into_response());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    (!same).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "admin endpoints need Authorization: Bearer <the --admin-token>",
+        )
+            .into_response()
+    })
+}
+
+/// Compact the store now (benchmarks measure disk use after this). Admin only.
+async fn compact(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = is_admin(&state, &headers) {
+        return refused;
+    }
     let store = Arc::clone(&state.store);
     match tokio::task::spawn_blocking(move || store.compact()).await {
         Ok(()) => Json(serde_json::json!({"compacted": true})).into_response(),

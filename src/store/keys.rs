@@ -1,9 +1,12 @@
 //! The one key encoder: every RocksDB key fctrace writes or seeks is built here.
 //!
 //! Layouts (all integers big-endian, so byte order is numeric order):
-//! - `spans`:   `tenant(2) | traceId(16) | startTime µs(8) | spanId(8)` of the earliest
-//!   span of a chunk (a trace's spans from one batch, see `codec`): a trace is one prefix
-//!   scan, and a chunk expires with its earliest span.
+//! - `spans`:   `tenant(2) | traceId(16) | startTime µs(8) | spanId(8) | chunk(8)`: the
+//!   earliest span of a chunk (a trace's spans from one batch, see `codec`) and a number
+//!   the writer gives each chunk once, so two writes never share a key (a re-sent batch
+//!   adds a chunk beside the first instead of replacing it). A trace is one prefix scan,
+//!   and a chunk expires with its earliest span. Format 2 keys have no chunk number and
+//!   are still read.
 //! - `index`:   `tenant(2) | shard(2) | !bucket(8) | !seq(8)`: posting blocks (see
 //!   `postings`), one per shard, one-second bucket of start time and group commit, plus
 //!   the group's trace table under [`TABLE_SHARD`]. Bucket and sequence are inverted so a
@@ -37,7 +40,9 @@ pub const POSTING_KEY_LEN: usize = 2 + 2 + 8 + 8;
 /// Index keys carry at most this many bytes of any one string.
 pub const MAX_INDEXED_LEN: usize = 512;
 
-pub const SPAN_KEY_LEN: usize = 2 + 16 + 8 + 8;
+pub const SPAN_KEY_LEN: usize = 2 + 16 + 8 + 8 + 8;
+/// Span keys written by storage format 2, before chunks were numbered.
+pub const SPAN_KEY_LEN_V2: usize = 2 + 16 + 8 + 8;
 pub const TRACE_PREFIX_LEN: usize = 2 + 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +67,7 @@ pub fn trace_prefix(tenant: Tenant, trace: TraceId) -> [u8; TRACE_PREFIX_LEN] {
     k
 }
 
+/// A span key with chunk number 0: the writer numbers it with [`set_chunk`].
 pub fn span_key(
     tenant: Tenant,
     trace: TraceId,
@@ -75,9 +81,19 @@ pub fn span_key(
     k
 }
 
-/// `(trace, start_time, span)` of a span key, or `None` for a key of another shape.
+/// A copy of span key `k` numbered `chunk`.
+pub fn set_chunk(k: &[u8], chunk: u64) -> [u8; SPAN_KEY_LEN] {
+    let mut out = [0u8; SPAN_KEY_LEN];
+    let n = k.len().min(SPAN_KEY_LEN_V2);
+    out[..n].copy_from_slice(&k[..n]);
+    out[SPAN_KEY_LEN_V2..].copy_from_slice(&chunk.to_be_bytes());
+    out
+}
+
+/// `(trace, start_time, span)` of a span key (either format), or `None` for a key of
+/// another shape.
 pub fn parse_span_key(k: &[u8]) -> Option<(TraceId, u64, SpanId)> {
-    if k.len() != SPAN_KEY_LEN {
+    if k.len() != SPAN_KEY_LEN && k.len() != SPAN_KEY_LEN_V2 {
         return None;
     }
     let trace = TraceId::from_bytes(k[2..18].try_into().ok()?);
@@ -305,6 +321,24 @@ pub fn invocation_key(
     v
 }
 
+/// The last chunk number the writer used, so a restart never reuses one.
+pub fn chunk_seq_key() -> Vec<u8> {
+    let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
+    v.extend_from_slice(b"chunk_seq");
+    v
+}
+
+/// The start time of an `invocations` key, for retention.
+pub fn invocation_key_time(k: &[u8]) -> Option<u64> {
+    let mut at = 2;
+    for _ in 0..2 {
+        let len = u16::from_be_bytes(k.get(at..at + 2)?.try_into().ok()?) as usize;
+        at += 2 + len;
+    }
+    let inverted = u64::from_be_bytes(k.get(at..at + 8)?.try_into().ok()?);
+    Some(!inverted)
+}
+
 pub fn format_version_key() -> Vec<u8> {
     let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
     v.extend_from_slice(b"format_version");
@@ -322,6 +356,15 @@ mod tests {
         let b = span_key(DEFAULT_TENANT, t, 11, SpanId(1));
         assert!(a < b);
         assert_eq!(parse_span_key(&a), Some((t, 10, SpanId(5))));
+        let numbered = set_chunk(&a, 7);
+        assert_eq!(&numbered[..SPAN_KEY_LEN_V2], &a[..SPAN_KEY_LEN_V2]);
+        assert!(numbered > a && numbered < b);
+        assert_eq!(parse_span_key(&numbered), Some((t, 10, SpanId(5))));
+        assert_eq!(
+            parse_span_key(&a[..SPAN_KEY_LEN_V2]),
+            Some((t, 10, SpanId(5)))
+        );
+        assert_eq!(parse_span_key(&a[..SPAN_KEY_LEN_V2 - 1]), None);
         assert!(a.starts_with(&trace_prefix(DEFAULT_TENANT, t)));
     }
 
@@ -346,6 +389,14 @@ mod tests {
         assert_eq!(parse_posting_key(&older[..5]), None);
         let last = posting_key(u16::MAX, u16::MAX, 0, 0);
         assert!(last.as_slice() < posting_upper_bound(u16::MAX, u16::MAX).as_slice());
+    }
+
+    #[test]
+    fn invocation_keys_give_their_time() {
+        let k = invocation_key(3, "svc", "fn-a", 1_234_567, "req-1");
+        assert_eq!(invocation_key_time(&k), Some(1_234_567));
+        assert_eq!(invocation_key_time(&k[..6]), None);
+        assert_eq!(invocation_key_time(&[]), None);
     }
 
     #[test]

@@ -1,47 +1,54 @@
-//! The store: spans, their search indexes and the service catalog in RocksDB.
+//! The store: spans, their search indexes, invocation records and the service catalog
+//! in RocksDB.
 //!
 //! In: [`EncodedBatch`]es (made by [`encode`] on the caller's thread, so the single writer
-//! only copies bytes) committed as one `WriteBatch` by [`Store::commit`]. Out: whole traces
-//! by id, index scans newest first, and the service/operation catalog, which is kept in
-//! the `meta` family and in memory so start-up never scans spans.
+//! only copies bytes) committed as one `WriteBatch` by [`Store::commit`] (`write`). Out:
+//! whole traces by id, index scans newest first, invocation records (`read`), and the
+//! service/operation catalog (`catalog`). Retention (`retention`) is RocksDB's own:
+//! compaction filters drop entries older than the retention age, periodic compaction
+//! makes sure old files are rewritten, and reads hide what compaction has not reached.
+//! This file opens and tunes the database and checks its format.
 //!
 //! Column families: `spans`, `index`, `meta`, `invocations` (see `keys` for every layout).
-//! Retention is RocksDB's own: a compaction filter drops span and index entries older than
-//! the retention age, periodic compaction makes sure old files are rewritten, and reads
-//! hide expired entries that compaction has not reached yet.
-//!
-//! This module decides nothing about what to store (the pipeline does) and knows no
-//! JSON (the query side does).
+//! The store decides nothing about what to store (the pipeline does) and knows no JSON
+//! (the query side does).
 
+mod catalog;
 pub mod codec;
+mod disk;
 pub mod keys;
 pub mod postings;
+mod read;
+mod retention;
+mod write;
+
+pub use write::{encode, encode_invocation, EncodedBatch};
 
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/fctrace.storage.v1.rs"));
 }
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
 use rocksdb::{
-    compaction_filter::{CompactionFilter, Decision},
-    compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory},
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
-    IteratorMode, Options, ReadOptions, SliceTransform, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
+    SliceTransform, WriteOptions, DB,
 };
 use thiserror::Error;
 
 use crate::error::ErrorCode;
-use crate::model::{Span, SpanKind, TraceId};
-use keys::{IndexPrefix, Tenant};
+use catalog::Catalog;
+use retention::Retention;
 
 /// Bump when any key layout or the span encoding changes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// Older formats this build still reads (2: span keys without chunk numbers); opening one
+/// marks it as the current format, so an older build refuses it from then on.
+const READABLE_FORMATS: &[u32] = &[2];
 
 const CF_SPANS: &str = "spans";
 const CF_INDEX: &str = "index";
@@ -88,6 +95,8 @@ pub struct StoreOptions {
     pub sync_writes: bool,
     /// Shared block cache for reads.
     pub block_cache_bytes: usize,
+    /// Writes are refused while the filesystem has less than this free; 0 turns it off.
+    pub min_free_disk_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -96,14 +105,9 @@ impl Default for StoreOptions {
             retention: Duration::from_secs(72 * 3600),
             sync_writes: true,
             block_cache_bytes: 64 << 20,
+            min_free_disk_bytes: 0,
         }
     }
-}
-
-/// Services and their operations (with span kind), per tenant.
-#[derive(Debug, Default)]
-struct Catalog {
-    services: BTreeMap<(Tenant, String), BTreeSet<(String, SpanKind)>>,
 }
 
 pub struct Store {
@@ -111,67 +115,10 @@ pub struct Store {
     catalog: RwLock<Catalog>,
     retention_us: u64,
     write_opts: WriteOptions,
-    /// The last group sequence number used in posting keys.
+    /// The last number used for a posting group or a span chunk; persisted with every
+    /// write (`keys::chunk_seq_key`), so no key is ever written twice.
     seq: AtomicU64,
-}
-
-/// Start times before this are past retention.
-fn cutoff_us(retention_us: u64) -> u64 {
-    crate::clock::now_us().saturating_sub(retention_us)
-}
-
-/// Retention in compactions: each compaction gets a filter that read the clock once
-/// when it was made (a compaction sees millions of keys) and drops entries whose time,
-/// as `time_of` reads it from the key, is before the cutoff.
-struct Retention {
-    name: &'static std::ffi::CStr,
-    retention_us: u64,
-    time_of: fn(&[u8]) -> Option<u64>,
-}
-
-struct RetentionFilter {
-    name: &'static std::ffi::CStr,
-    cutoff: u64,
-    time_of: fn(&[u8]) -> Option<u64>,
-}
-
-impl CompactionFilterFactory for Retention {
-    type Filter = RetentionFilter;
-
-    fn create(&mut self, _: CompactionFilterContext) -> RetentionFilter {
-        RetentionFilter {
-            name: self.name,
-            cutoff: cutoff_us(self.retention_us),
-            time_of: self.time_of,
-        }
-    }
-
-    fn name(&self) -> &std::ffi::CStr {
-        self.name
-    }
-}
-
-impl CompactionFilter for RetentionFilter {
-    fn filter(&mut self, _level: u32, key: &[u8], _value: &[u8]) -> Decision {
-        match (self.time_of)(key) {
-            Some(t) if t < self.cutoff => Decision::Remove,
-            _ => Decision::Keep,
-        }
-    }
-
-    fn name(&self) -> &std::ffi::CStr {
-        self.name
-    }
-}
-
-/// The time by which a posting block expires: the end of its bucket.
-fn posting_expiry(key: &[u8]) -> Option<u64> {
-    keys::parse_posting_key(key).map(|(_, bucket, _)| {
-        bucket
-            .saturating_add(1)
-            .saturating_mul(keys::POSTING_BUCKET_US)
-            - 1
-    })
+    disk: disk::DiskGuard,
 }
 
 impl Store {
@@ -228,11 +175,17 @@ impl Store {
         index.set_compaction_filter_factory(Retention {
             name: c"fctrace_index_retention",
             retention_us,
-            time_of: posting_expiry,
+            time_of: retention::posting_expiry,
         });
 
         let meta = base(4 << 20);
-        let invocations = base(8 << 20);
+        let mut invocations = base(8 << 20);
+        invocations.set_periodic_compaction_seconds(periodic);
+        invocations.set_compaction_filter_factory(Retention {
+            name: c"fctrace_invocation_retention",
+            retention_us,
+            time_of: keys::invocation_key_time,
+        });
 
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_SPANS, spans),
@@ -247,12 +200,14 @@ impl Store {
 
         let store = Store {
             db,
-            catalog: RwLock::new(Catalog::default()),
+            catalog: RwLock::new(Catalog::new(retention_us)),
             retention_us,
             write_opts,
             seq: AtomicU64::new(0),
+            disk: disk::DiskGuard::new(dir.to_owned(), opts.min_free_disk_bytes),
         };
         store.check_format_version(dir)?;
+        store.load_seq()?;
         store.load_catalog()?;
         Ok(store)
     }
@@ -274,6 +229,20 @@ impl Store {
                 Ok(())
             }
             Some(v) if v.as_slice() == FORMAT_VERSION.to_be_bytes() => Ok(()),
+            Some(v)
+                if READABLE_FORMATS
+                    .iter()
+                    .any(|f| v.as_slice() == f.to_be_bytes()) =>
+            {
+                tracing::info!(
+                    from = ?v,
+                    to = FORMAT_VERSION,
+                    "data directory upgraded: old span keys stay readable"
+                );
+                self.db
+                    .put_cf_opt(meta, &key, FORMAT_VERSION.to_be_bytes(), &self.write_opts)?;
+                Ok(())
+            }
             Some(v) => Err(StoreError::FormatVersion {
                 dir: dir.to_owned(),
                 found: match <[u8; 4]>::try_from(v.as_slice()) {
@@ -284,291 +253,18 @@ impl Store {
         }
     }
 
-    fn load_catalog(&self) -> Result<(), StoreError> {
-        let mut catalog = Catalog::default();
-        for item in self.db.iterator_cf(self.cf(CF_META), IteratorMode::Start) {
-            let (k, _) = item?;
-            match keys::parse_meta_key(&k) {
-                Some(keys::MetaEntry::Service(t, s)) => {
-                    catalog.services.entry((t, s)).or_default();
-                }
-                Some(keys::MetaEntry::Operation(t, s, op, kind)) => {
-                    catalog
-                        .services
-                        .entry((t, s))
-                        .or_default()
-                        .insert((op, kind));
-                }
-                None => {}
-            }
-        }
-        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = catalog;
+    /// Continue numbering after the last number written, or from the clock when that is
+    /// later (format 2 directories have no record: their posting groups used the clock).
+    fn load_seq(&self) -> Result<(), StoreError> {
+        let last = self
+            .db
+            .get_cf(self.cf(CF_META), keys::chunk_seq_key())?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        self.seq
+            .store(last.max(crate::clock::now_us()), Ordering::Relaxed);
         Ok(())
-    }
-
-    /// Write encoded batches as one `WriteBatch`; returns once it is in the WAL (and
-    /// fsynced when `sync_writes` is on). New services and operations are recorded in the
-    /// same write.
-    pub fn commit(&self, batches: &[&EncodedBatch]) -> Result<(), StoreError> {
-        let spans = self.cf(CF_SPANS);
-        let index = self.cf(CF_INDEX);
-        let meta = self.cf(CF_META);
-        let invocations = self.cf(CF_INVOCATIONS);
-        let mut wb = WriteBatch::default();
-        let mut new_ops: Vec<(Tenant, &str, &str, SpanKind)> = Vec::new();
-        {
-            let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
-            for b in batches {
-                for e in &b.entries {
-                    let cf = match e.family {
-                        Family::Spans => spans,
-                        Family::Invocations => invocations,
-                    };
-                    wb.put_cf(cf, &b.buf[e.key.0..e.key.1], &b.buf[e.value.0..e.value.1]);
-                }
-                for (service, op, kind) in &b.operations {
-                    let known = catalog
-                        .services
-                        .get(&(b.tenant, service.clone()))
-                        .is_some_and(|ops| ops.contains(&(op.clone(), *kind)));
-                    if !known {
-                        new_ops.push((b.tenant, service, op, *kind));
-                    }
-                }
-            }
-        }
-        // A sequence number unique to this group: the clock, or one past the last, so a
-        // restart (which starts from the clock again) does not reuse one.
-        let now = crate::clock::now_us();
-        let seq = match self
-            .seq
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
-                Some(now.max(last + 1))
-            }) {
-            Ok(last) | Err(last) => now.max(last + 1),
-        };
-        for (k, v) in postings::merge(
-            batches
-                .iter()
-                .map(|b| (b.tenant, b.buf.as_slice(), b.postings.as_slice())),
-            seq,
-        ) {
-            wb.put_cf(index, k, v);
-        }
-        for (tenant, service, op, kind) in &new_ops {
-            wb.put_cf(meta, keys::meta_service_key(*tenant, service), []);
-            wb.put_cf(
-                meta,
-                keys::meta_operation_key(*tenant, service, op, *kind),
-                [],
-            );
-        }
-        self.db
-            .write_opt(wb, &self.write_opts)
-            .map_err(StoreError::from_write)?;
-        if !new_ops.is_empty() {
-            let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
-            for (tenant, service, op, kind) in new_ops {
-                catalog
-                    .services
-                    .entry((tenant, service.to_owned()))
-                    .or_default()
-                    .insert((op.to_owned(), kind));
-            }
-        }
-        Ok(())
-    }
-
-    /// Every stored span of a trace, in start order; empty when the trace is unknown.
-    pub fn trace(&self, tenant: Tenant, trace: TraceId) -> Result<Vec<Span>, StoreError> {
-        let prefix = keys::trace_prefix(tenant, trace);
-        let cutoff = cutoff_us(self.retention_us);
-        let mut ro = ReadOptions::default();
-        ro.set_prefix_same_as_start(true);
-        let mut out: Vec<Span> = Vec::new();
-        let iter = self.db.iterator_cf_opt(
-            self.cf(CF_SPANS),
-            ro,
-            IteratorMode::From(&prefix, Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            if keys::span_key_time(&k).is_some_and(|t| t < cutoff) {
-                continue;
-            }
-            out.extend(codec::decode_chunk(&k, &v)?);
-        }
-        // A span sent twice may sit in two chunks: keep one (the later chunk's) per
-        // (start, span id), in start order.
-        out.reverse();
-        out.sort_by_key(|s| (s.start_time, s.span_id));
-        out.dedup_by_key(|s| (s.start_time, s.span_id));
-        Ok(out)
-    }
-
-    /// Walk a term's postings newest first over `[oldest, newest]` (µs), calling
-    /// `f(time, trace)` until it returns false. Traces come bucket by bucket (one second of
-    /// start time), newest time first within a bucket; a trace can come once per bucket
-    /// and per group that wrote it. With `durations`, only traces with a span of the
-    /// term whose duration may lie in that range (inclusive) come. Every answer is a
-    /// candidate: callers check the spans.
-    pub fn scan_index(
-        &self,
-        term: &IndexPrefix,
-        durations: Option<(u64, u64)>,
-        oldest: u64,
-        newest: u64,
-        mut f: impl FnMut(u64, TraceId) -> bool,
-    ) -> Result<(), StoreError> {
-        let oldest = oldest.max(cutoff_us(self.retention_us));
-        if oldest > newest {
-            return Ok(());
-        }
-        let (oldest_bucket, newest_bucket) = (
-            oldest / keys::POSTING_BUCKET_US,
-            newest / keys::POSTING_BUCKET_US,
-        );
-        let tenant = term.tenant();
-        let hash = term.term_hash();
-        let (shard, bits) = (keys::shard_of(hash), keys::hash_bits(hash));
-        let index = self.cf(CF_INDEX);
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(keys::posting_upper_bound(tenant, shard));
-        let seek = keys::posting_seek(tenant, shard, newest_bucket);
-        let iter =
-            self.db
-                .iterator_cf_opt(index, ro, IteratorMode::From(&seek, Direction::Forward));
-
-        let mut hits = Vec::new();
-        // (time, trace) found in the current bucket, answered when the bucket ends
-        let mut found: Vec<(u64, TraceId)> = Vec::new();
-        let mut current = None;
-        let answer = |found: &mut Vec<(u64, TraceId)>, f: &mut dyn FnMut(u64, TraceId) -> bool| {
-            found.sort_unstable_by(|a, b| b.cmp(a));
-            found.dedup_by_key(|e| e.1);
-            let go_on = found.iter().all(|&(t, trace)| f(t, trace));
-            found.clear();
-            go_on
-        };
-        for item in iter {
-            let (k, v) = item?;
-            let Some((_, bucket, seq)) = keys::parse_posting_key(&k) else {
-                continue;
-            };
-            if bucket < oldest_bucket {
-                break;
-            }
-            if current != Some(bucket) {
-                if !answer(&mut found, &mut f) {
-                    return Ok(());
-                }
-                current = Some(bucket);
-            }
-            hits.clear();
-            postings::lookup(&v, bits, &mut hits).map_err(|e| StoreError::Index(e.to_string()))?;
-            if let Some((lo, hi)) = durations {
-                hits.retain(|h| {
-                    h.durations.is_some_and(|(dmin, dmax)| {
-                        (dmin as u64) <= hi && (dmax as u64 >= lo || dmax == u32::MAX)
-                    })
-                });
-            }
-            if hits.is_empty() {
-                continue;
-            }
-            let table_key = keys::posting_key(tenant, keys::TABLE_SHARD, bucket, seq);
-            let Some(table) = self.db.get_pinned_cf(index, table_key)? else {
-                return Err(StoreError::Index(format!(
-                    "posting block of bucket {bucket} group {seq} has no trace table"
-                )));
-            };
-            for h in &hits {
-                let (trace, t) = postings::table_entry(&table, h.trace).ok_or_else(|| {
-                    StoreError::Index(format!("trace {} is not in its table", h.trace))
-                })?;
-                if t <= newest {
-                    found.push((t, trace));
-                }
-            }
-        }
-        answer(&mut found, &mut f);
-        Ok(())
-    }
-
-    /// Invocation records of one function (JSON values) that started in `[start, end]`
-    /// (µs), newest first, at most `limit`.
-    pub fn invocations(
-        &self,
-        tenant: Tenant,
-        service: &str,
-        function: &str,
-        start: u64,
-        end: u64,
-        limit: usize,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let prefix = IndexPrefix(keys::invocation_prefix(tenant, service, function));
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(prefix.upper_bound());
-        let seek = prefix.seek_newest(end);
-        let mut out = Vec::new();
-        let iter = self.db.iterator_cf_opt(
-            self.cf(CF_INVOCATIONS),
-            ro,
-            IteratorMode::From(&seek, Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item?;
-            let t = k
-                .get(prefix.len()..prefix.len() + 8)
-                .and_then(|b| b.try_into().ok())
-                .map(|b| !u64::from_be_bytes(b));
-            if t.is_none_or(|t| t < start) {
-                break;
-            }
-            out.push(v.to_vec());
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    pub fn services(&self, tenant: Tenant) -> Vec<String> {
-        let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
-        catalog
-            .services
-            .keys()
-            .filter(|(t, _)| *t == tenant)
-            .map(|(_, s)| s.clone())
-            .collect()
-    }
-
-    /// Operations of a service with their span kinds, sorted by name then kind.
-    pub fn operations(&self, tenant: Tenant, service: &str) -> Vec<(String, SpanKind)> {
-        let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
-        catalog
-            .services
-            .get(&(tenant, service.to_owned()))
-            .map(|ops| ops.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// Compact the span and index families now: expired entries go and their disk space
-    /// comes back. The small families are flushed first, because a write-ahead log file
-    /// is only deleted once no family's memtable still needs it.
-    pub fn compact(&self) {
-        for name in [CF_META, CF_INVOCATIONS] {
-            if let Err(e) = self.db.flush_cf(self.cf(name)) {
-                tracing::warn!(error = %e, family = name, "flush before retention compaction failed");
-            }
-        }
-        for name in [CF_SPANS, CF_INDEX] {
-            self.db
-                .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
-        }
     }
 
     /// Flush memtables to SST files (on shutdown, so the next start replays no WAL).
@@ -584,158 +280,13 @@ impl Store {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
-    Spans,
-    Invocations,
-}
-
-#[derive(Debug)]
-struct Entry {
-    family: Family,
-    key: (usize, usize),
-    value: (usize, usize),
-}
-
-/// Keys and values for a batch of spans, laid out in one buffer, ready for the writer.
-#[derive(Debug)]
-pub struct EncodedBatch {
-    tenant: Tenant,
-    buf: Vec<u8>,
-    entries: Vec<Entry>,
-    /// Distinct (service, operation, kind) of the batch, for the catalog.
-    operations: Vec<(String, String, SpanKind)>,
-    /// The batch's posting tables and sub-blocks, in `buf`.
-    postings: Vec<postings::Part>,
-    spans: usize,
-}
-
-impl EncodedBatch {
-    /// Bytes this batch holds in memory: what admission counts.
-    pub fn size(&self) -> usize {
-        self.buf.len()
-            + self.entries.len() * std::mem::size_of::<Entry>()
-            + self.postings.len() * std::mem::size_of::<postings::Part>()
-    }
-
-    pub fn span_count(&self) -> usize {
-        self.spans
-    }
-}
-
-/// Encode one invocation record (already serialized) under its key.
-pub fn encode_invocation(
-    tenant: Tenant,
-    service: &str,
-    function: &str,
-    start_time: u64,
-    request_id: &str,
-    value: &[u8],
-) -> EncodedBatch {
-    let mut buf = keys::invocation_key(tenant, service, function, start_time, request_id);
-    let k1 = buf.len();
-    buf.extend_from_slice(value);
-    EncodedBatch {
-        tenant,
-        entries: vec![Entry {
-            family: Family::Invocations,
-            key: (0, k1),
-            value: (k1, buf.len()),
-        }],
-        buf,
-        operations: Vec::new(),
-        postings: Vec::new(),
-        spans: 0,
-    }
-}
-
-/// Encode spans and their postings. Runs on the caller's thread; pure CPU, no I/O.
-///
-/// Postings (see `postings`): service and service+operation (with durations), and one
-/// per non-binary `key=value` among a span's tags, log fields and process tags, each once
-/// per trace and second of start time in the batch. Searches use them to find candidate
-/// traces and check each candidate's spans exactly.
-pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
-    let mut b = EncodedBatch {
-        tenant,
-        buf: Vec::with_capacity(spans.len() * 1024),
-        entries: Vec::with_capacity(spans.len()),
-        operations: Vec::new(),
-        postings: Vec::new(),
-        spans: spans.len(),
-    };
-    let mut ops: HashSet<(&str, &str, SpanKind)> = HashSet::new();
-
-    // One chunk per trace: spans in (trace, start) order, each run one value keyed by
-    // its earliest span.
-    let mut order: Vec<&Span> = spans.iter().collect();
-    order.sort_by_key(|s| (s.trace_id, s.start_time, s.span_id));
-    let mut raw = Vec::with_capacity(16 << 10);
-    for run in order.chunk_by(|a, b| a.trace_id == b.trace_id) {
-        let first = run[0];
-        let k0 = b.buf.len();
-        b.buf.extend_from_slice(&keys::span_key(
-            tenant,
-            first.trace_id,
-            first.start_time,
-            first.span_id,
-        ));
-        let k1 = b.buf.len();
-        codec::encode_chunk(run.iter().copied(), &mut raw, &mut b.buf);
-        b.entries.push(Entry {
-            family: Family::Spans,
-            key: (k0, k1),
-            value: (k1, b.buf.len()),
-        });
-    }
-
-    let mut ix = postings::Builder::default();
-    let mut term = IndexPrefix(Vec::with_capacity(128));
-    for span in spans {
-        let service = span.process.service_name.as_str();
-        ops.insert((service, span.operation_name.as_str(), span.kind()));
-
-        let slot = ix.slot(span.trace_id, span.start_time);
-        term.reset(tenant, keys::IndexKind::Service, service);
-        ix.timed(slot, &term, span.duration);
-        term.reset(tenant, keys::IndexKind::Operation, service);
-        term.push_str(&span.operation_name);
-        ix.timed(slot, &term, span.duration);
-
-        let all_tags = span
-            .tags
-            .iter()
-            .chain(span.process.tags.iter())
-            .chain(span.logs.iter().flat_map(|l| l.fields.iter()));
-        for kv in all_tags {
-            let v: std::borrow::Cow<str> = match &kv.value {
-                crate::model::Value::Binary(_) => continue,
-                crate::model::Value::Str(s) => std::borrow::Cow::Borrowed(s),
-                other => std::borrow::Cow::Owned(other.to_search_string()),
-            };
-            if v.len() > keys::MAX_INDEXED_LEN {
-                continue;
-            }
-            term.reset(tenant, keys::IndexKind::Tag, service);
-            term.push_str(&kv.key);
-            term.push_str(&v);
-            ix.plain(slot, &term);
-        }
-    }
-    b.postings = ix.finish(&mut b.buf);
-    b.operations = ops
-        .into_iter()
-        .map(|(s, o, k)| (s.to_owned(), o.to_owned(), k))
-        .collect();
-    b
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::{KeyValue, Process, SpanId, Value};
+    use crate::model::{KeyValue, Process, Span, SpanId, SpanKind, TraceId, Value};
+    use keys::IndexPrefix;
 
     fn span(trace: u128, id: u64, service: &str, op: &str, start: u64, duration: u64) -> Span {
         Span {

@@ -53,15 +53,21 @@ pub struct Part {
 struct Bucket {
     bucket: u64,
     traces: Vec<(TraceId, u64)>,
-    slots: HashMap<TraceId, u16>,
     timed: Vec<(u64, u16, u32)>,
     plain: Vec<(u64, u16)>,
 }
 
 /// Collects a batch's postings while the encoder walks its spans.
+///
+/// Finding a span's slot is two hash lookups, whatever the number of seconds the batch
+/// spans: a body of spans spread over many seconds costs what one second does.
 #[derive(Default)]
 pub struct Builder {
     buckets: Vec<Bucket>,
+    /// (second, trace) → (bucket index, slot)
+    slots: HashMap<(u64, TraceId), (usize, u16)>,
+    /// second → the index of its bucket that still has room
+    open: HashMap<u64, usize>,
 }
 
 /// Where one span's entries go: its bucket and its trace's slot there.
@@ -75,12 +81,7 @@ impl Builder {
     /// The slot for a span of `trace` starting at `start`.
     pub fn slot(&mut self, trace: TraceId, start: u64) -> Slot {
         let b = start / keys::POSTING_BUCKET_US;
-        let known = self.buckets.iter().enumerate().find_map(|(i, x)| {
-            (x.bucket == b)
-                .then(|| x.slots.get(&trace).map(|&s| (i, s)))
-                .flatten()
-        });
-        if let Some((bi, slot)) = known {
+        if let Some(&(bi, slot)) = self.slots.get(&(b, trace)) {
             if let Some(t) = self.buckets[bi].traces.get_mut(slot as usize) {
                 t.1 = t.1.min(start);
             }
@@ -89,25 +90,23 @@ impl Builder {
                 trace: slot,
             };
         }
-        let open = self
-            .buckets
-            .iter()
-            .rposition(|x| x.bucket == b && x.traces.len() < TABLE_CAPACITY);
-        let bi = match open {
-            Some(i) => i,
-            None => {
+        let bi = match self.open.get(&b) {
+            Some(&i) if self.buckets[i].traces.len() < TABLE_CAPACITY => i,
+            _ => {
                 self.buckets.push(Bucket {
                     bucket: b,
                     ..Bucket::default()
                 });
-                self.buckets.len() - 1
+                let i = self.buckets.len() - 1;
+                self.open.insert(b, i);
+                i
             }
         };
         let bucket = &mut self.buckets[bi];
         // below TABLE_CAPACITY, so it fits
         let slot = bucket.traces.len() as u16;
-        bucket.slots.insert(trace, slot);
         bucket.traces.push((trace, start));
+        self.slots.insert((b, trace), (bi, slot));
         Slot {
             bucket: bi,
             trace: slot,

@@ -188,8 +188,37 @@ impl Daemon {
         d
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// A `kB` line of `/proc/PID/status` (`VmRSS`, `VmHWM`), in bytes.
+    pub fn proc_status_bytes(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("daemon's /proc status");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in /proc status"));
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    }
+
+    /// The value of one series of `/metrics` (0 when it is not there yet).
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = http()
+            .get(format!("{}/metrics", self.query))
+            .send()
+            .expect("GET /metrics")
+            .text()
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .map(|v| v.trim().parse().expect("metric value"))
+            .unwrap_or(0.0)
     }
 
     /// SIGTERM and wait for the exit status.

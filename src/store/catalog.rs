@@ -1,0 +1,183 @@
+//! The catalog of services and operations (with span kind), per tenant: kept in the
+//! `meta` family and in memory, so start-up never scans spans.
+//!
+//! Each entry's value is when it was last seen (µs), written again when a batch uses an
+//! entry last written more than [`Catalog::refresh_us`] ago, so the catalog expires with
+//! retention like the spans it names: a service or operation not seen for a retention
+//! period is removed (see `retention`). Entries of format 2, which have no time, count
+//! as seen when the store was opened.
+
+use std::collections::BTreeMap;
+
+use rocksdb::{IteratorMode, WriteBatch};
+
+use super::{keys, Store, StoreError, CF_META};
+use crate::model::SpanKind;
+use keys::Tenant;
+
+#[derive(Debug, Default)]
+pub(super) struct Service {
+    last_seen: u64,
+    ops: BTreeMap<(String, SpanKind), u64>,
+}
+
+/// Services and their operations (with span kind), per tenant.
+#[derive(Debug, Default)]
+pub(super) struct Catalog {
+    services: BTreeMap<(Tenant, String), Service>,
+    refresh_us: u64,
+}
+
+fn time_of(value: &[u8], default: u64) -> u64 {
+    <[u8; 8]>::try_from(value)
+        .map(u64::from_be_bytes)
+        .unwrap_or(default)
+}
+
+impl Catalog {
+    pub(super) fn new(retention_us: u64) -> Self {
+        Catalog {
+            services: BTreeMap::new(),
+            // often enough that nothing in use expires, rarely enough to cost nothing
+            refresh_us: (retention_us / 4).min(3600 * 1_000_000),
+        }
+    }
+
+    /// Whether an operation must be written to `meta` now: unknown, or last written
+    /// longer ago than the refresh interval.
+    pub(super) fn stale(
+        &self,
+        tenant: Tenant,
+        service: &str,
+        op: &str,
+        kind: SpanKind,
+        now: u64,
+    ) -> bool {
+        // the tuple key needs owned strings; a miss here is once per new operation
+        self.services
+            .get(&(tenant, service.to_owned()))
+            .and_then(|s| s.ops.get(&(op.to_owned(), kind)))
+            .is_none_or(|&seen| now.saturating_sub(seen) > self.refresh_us)
+    }
+
+    /// Put the operation (and its service) into `wb` as seen at `now`.
+    pub(super) fn write(
+        wb: &mut WriteBatch,
+        meta: &rocksdb::ColumnFamily,
+        entry: (Tenant, &str, &str, SpanKind),
+        now: u64,
+    ) {
+        let (tenant, service, op, kind) = entry;
+        wb.put_cf(
+            meta,
+            keys::meta_service_key(tenant, service),
+            now.to_be_bytes(),
+        );
+        wb.put_cf(
+            meta,
+            keys::meta_operation_key(tenant, service, op, kind),
+            now.to_be_bytes(),
+        );
+    }
+
+    pub(super) fn record(
+        &mut self,
+        tenant: Tenant,
+        service: &str,
+        op: &str,
+        kind: SpanKind,
+        now: u64,
+    ) {
+        let s = self
+            .services
+            .entry((tenant, service.to_owned()))
+            .or_default();
+        s.last_seen = s.last_seen.max(now);
+        s.ops.insert((op.to_owned(), kind), now);
+    }
+
+    /// Remove every entry last seen before `cutoff`, putting their deletion into `wb`;
+    /// returns how many operations went.
+    pub(super) fn expire(
+        &mut self,
+        cutoff: u64,
+        wb: &mut WriteBatch,
+        meta: &rocksdb::ColumnFamily,
+    ) -> usize {
+        let mut removed = 0;
+        self.services.retain(|(tenant, service), s| {
+            s.ops.retain(|(op, kind), seen| {
+                let keep = *seen >= cutoff;
+                if !keep {
+                    wb.delete_cf(meta, keys::meta_operation_key(*tenant, service, op, *kind));
+                    removed += 1;
+                }
+                keep
+            });
+            let keep = !s.ops.is_empty() || s.last_seen >= cutoff;
+            if !keep {
+                wb.delete_cf(meta, keys::meta_service_key(*tenant, service));
+            }
+            keep
+        });
+        removed
+    }
+}
+
+impl Store {
+    pub(super) fn load_catalog(&self) -> Result<(), StoreError> {
+        let opened = crate::clock::now_us();
+        let mut catalog = Catalog::new(self.retention_us);
+        for item in self.db.iterator_cf(self.cf(CF_META), IteratorMode::Start) {
+            let (k, v) = item?;
+            let seen = time_of(&v, opened);
+            match keys::parse_meta_key(&k) {
+                Some(keys::MetaEntry::Service(t, s)) => {
+                    let e = catalog.services.entry((t, s)).or_default();
+                    e.last_seen = e.last_seen.max(seen);
+                }
+                Some(keys::MetaEntry::Operation(t, s, op, kind)) => {
+                    let e = catalog.services.entry((t, s)).or_default();
+                    e.last_seen = e.last_seen.max(seen);
+                    e.ops.insert((op, kind), seen);
+                }
+                None => {}
+            }
+        }
+        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = catalog;
+        Ok(())
+    }
+
+    pub fn services(&self, tenant: Tenant) -> Vec<String> {
+        let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        catalog
+            .services
+            .keys()
+            .filter(|(t, _)| *t == tenant)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    /// Operations of a service with their span kinds, sorted by name then kind.
+    pub fn operations(&self, tenant: Tenant, service: &str) -> Vec<(String, SpanKind)> {
+        let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        catalog
+            .services
+            .get(&(tenant, service.to_owned()))
+            .map(|s| s.ops.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Forget services and operations not seen for a retention period.
+    pub(super) fn expire_catalog(&self, cutoff: u64) -> Result<usize, StoreError> {
+        let mut wb = WriteBatch::default();
+        let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        let removed = catalog.expire(cutoff, &mut wb, self.cf(CF_META));
+        if !wb.is_empty() {
+            self.db
+                .write_opt(wb, &self.write_opts)
+                .map_err(StoreError::from_write)?;
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,169 @@
+//! Reading the store: whole traces by id, posting scans newest first, invocation
+//! records. Reads hide entries past retention that compaction has not removed yet.
+//! Nothing here writes.
+
+use rocksdb::{Direction, IteratorMode, ReadOptions};
+
+use super::retention::cutoff_us;
+use super::{codec, keys, postings, Store, StoreError, CF_INDEX, CF_INVOCATIONS, CF_SPANS};
+use crate::model::{Span, TraceId};
+use keys::{IndexPrefix, Tenant};
+
+impl Store {
+    /// Every stored span of a trace, in start order; empty when the trace is unknown.
+    pub fn trace(&self, tenant: Tenant, trace: TraceId) -> Result<Vec<Span>, StoreError> {
+        let prefix = keys::trace_prefix(tenant, trace);
+        let cutoff = cutoff_us(self.retention_us);
+        let mut ro = ReadOptions::default();
+        ro.set_prefix_same_as_start(true);
+        let mut out: Vec<Span> = Vec::new();
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_SPANS),
+            ro,
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if keys::span_key_time(&k).is_some_and(|t| t < cutoff) {
+                continue;
+            }
+            out.extend(codec::decode_chunk(&k, &v)?);
+        }
+        // A span sent twice may sit in two chunks: keep one (the later chunk's) per
+        // (start, span id), in start order.
+        out.reverse();
+        out.sort_by_key(|s| (s.start_time, s.span_id));
+        out.dedup_by_key(|s| (s.start_time, s.span_id));
+        Ok(out)
+    }
+
+    /// Walk a term's postings newest first over `[oldest, newest]` (µs), calling
+    /// `f(time, trace)` until it returns false. Traces come bucket by bucket (one second of
+    /// start time), newest time first within a bucket; a trace can come once per bucket
+    /// and per group that wrote it. With `durations`, only traces with a span of the
+    /// term whose duration may lie in that range (inclusive) come. Every answer is a
+    /// candidate: callers check the spans.
+    pub fn scan_index(
+        &self,
+        term: &IndexPrefix,
+        durations: Option<(u64, u64)>,
+        oldest: u64,
+        newest: u64,
+        mut f: impl FnMut(u64, TraceId) -> bool,
+    ) -> Result<(), StoreError> {
+        let oldest = oldest.max(cutoff_us(self.retention_us));
+        if oldest > newest {
+            return Ok(());
+        }
+        let (oldest_bucket, newest_bucket) = (
+            oldest / keys::POSTING_BUCKET_US,
+            newest / keys::POSTING_BUCKET_US,
+        );
+        let tenant = term.tenant();
+        let hash = term.term_hash();
+        let (shard, bits) = (keys::shard_of(hash), keys::hash_bits(hash));
+        let index = self.cf(CF_INDEX);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(keys::posting_upper_bound(tenant, shard));
+        let seek = keys::posting_seek(tenant, shard, newest_bucket);
+        let iter =
+            self.db
+                .iterator_cf_opt(index, ro, IteratorMode::From(&seek, Direction::Forward));
+
+        let mut hits = Vec::new();
+        // (time, trace) found in the current bucket, answered when the bucket ends
+        let mut found: Vec<(u64, TraceId)> = Vec::new();
+        let mut current = None;
+        let answer = |found: &mut Vec<(u64, TraceId)>, f: &mut dyn FnMut(u64, TraceId) -> bool| {
+            found.sort_unstable_by(|a, b| b.cmp(a));
+            found.dedup_by_key(|e| e.1);
+            let go_on = found.iter().all(|&(t, trace)| f(t, trace));
+            found.clear();
+            go_on
+        };
+        for item in iter {
+            let (k, v) = item?;
+            let Some((_, bucket, seq)) = keys::parse_posting_key(&k) else {
+                continue;
+            };
+            if bucket < oldest_bucket {
+                break;
+            }
+            if current != Some(bucket) {
+                if !answer(&mut found, &mut f) {
+                    return Ok(());
+                }
+                current = Some(bucket);
+            }
+            hits.clear();
+            postings::lookup(&v, bits, &mut hits).map_err(|e| StoreError::Index(e.to_string()))?;
+            if let Some((lo, hi)) = durations {
+                hits.retain(|h| {
+                    h.durations.is_some_and(|(dmin, dmax)| {
+                        (dmin as u64) <= hi && (dmax as u64 >= lo || dmax == u32::MAX)
+                    })
+                });
+            }
+            if hits.is_empty() {
+                continue;
+            }
+            let table_key = keys::posting_key(tenant, keys::TABLE_SHARD, bucket, seq);
+            let Some(table) = self.db.get_pinned_cf(index, table_key)? else {
+                return Err(StoreError::Index(format!(
+                    "posting block of bucket {bucket} group {seq} has no trace table"
+                )));
+            };
+            for h in &hits {
+                let (trace, t) = postings::table_entry(&table, h.trace).ok_or_else(|| {
+                    StoreError::Index(format!("trace {} is not in its table", h.trace))
+                })?;
+                if t <= newest {
+                    found.push((t, trace));
+                }
+            }
+        }
+        answer(&mut found, &mut f);
+        Ok(())
+    }
+
+    /// Invocation records of one function (JSON values) that started in `[start, end]`
+    /// (µs), newest first, at most `limit`.
+    pub fn invocations(
+        &self,
+        tenant: Tenant,
+        service: &str,
+        function: &str,
+        start: u64,
+        end: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let prefix = IndexPrefix(keys::invocation_prefix(tenant, service, function));
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(prefix.upper_bound());
+        let seek = prefix.seek_newest(end);
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_INVOCATIONS),
+            ro,
+            IteratorMode::From(&seek, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            let t = k
+                .get(prefix.len()..prefix.len() + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(|b| !u64::from_be_bytes(b));
+            if t.is_none_or(|t| t < start) {
+                break;
+            }
+            out.push(v.to_vec());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}

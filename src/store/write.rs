@@ -1,0 +1,233 @@
+//! Writing the store: span batches encoded on the callers' threads ([`encode`],
+//! [`encode_invocation`]) and committed by the one writer as one `WriteBatch`
+//! ([`Store::commit`]), with their posting blocks and new catalog entries.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+use rocksdb::WriteBatch;
+
+use super::catalog::Catalog;
+use super::{
+    codec, keys, postings, Store, StoreError, CF_INDEX, CF_INVOCATIONS, CF_META, CF_SPANS,
+};
+use crate::model::{Span, SpanKind};
+use keys::{IndexPrefix, Tenant};
+
+impl Store {
+    /// Write encoded batches as one `WriteBatch`; returns once it is in the WAL (and
+    /// fsynced when `sync_writes` is on). New services and operations are recorded in the
+    /// same write.
+    pub fn commit(&self, batches: &[&EncodedBatch]) -> Result<(), StoreError> {
+        self.disk.check().map_err(StoreError::DiskFull)?;
+        let spans = self.cf(CF_SPANS);
+        let index = self.cf(CF_INDEX);
+        let meta = self.cf(CF_META);
+        let invocations = self.cf(CF_INVOCATIONS);
+        let mut wb = WriteBatch::default();
+        let mut new_ops: Vec<(Tenant, &str, &str, SpanKind)> = Vec::new();
+        let now = crate::clock::now_us();
+        let chunks: u64 = batches
+            .iter()
+            .map(|b| {
+                b.entries
+                    .iter()
+                    .filter(|e| e.family == Family::Spans)
+                    .count() as u64
+            })
+            .sum();
+        // One number for the group's posting blocks, then one per span chunk; only the
+        // writer thread commits, so numbers are handed out in commit order.
+        let seq = self.seq.fetch_add(chunks + 1, Ordering::Relaxed) + 1;
+        let mut chunk = seq;
+        {
+            let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+            for b in batches {
+                for e in &b.entries {
+                    let (k, v) = (&b.buf[e.key.0..e.key.1], &b.buf[e.value.0..e.value.1]);
+                    match e.family {
+                        Family::Spans => {
+                            chunk += 1;
+                            wb.put_cf(spans, keys::set_chunk(k, chunk), v);
+                        }
+                        Family::Invocations => wb.put_cf(invocations, k, v),
+                    }
+                }
+                for (service, op, kind) in &b.operations {
+                    if catalog.stale(b.tenant, service, op, *kind, now) {
+                        new_ops.push((b.tenant, service, op, *kind));
+                    }
+                }
+            }
+        }
+        wb.put_cf(meta, keys::chunk_seq_key(), chunk.to_be_bytes());
+        for (k, v) in postings::merge(
+            batches
+                .iter()
+                .map(|b| (b.tenant, b.buf.as_slice(), b.postings.as_slice())),
+            seq,
+        ) {
+            wb.put_cf(index, k, v);
+        }
+        for entry in &new_ops {
+            Catalog::write(&mut wb, meta, *entry, now);
+        }
+        self.db
+            .write_opt(wb, &self.write_opts)
+            .map_err(StoreError::from_write)?;
+        if !new_ops.is_empty() {
+            let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+            for (tenant, service, op, kind) in new_ops {
+                catalog.record(tenant, service, op, kind, now);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Family {
+    Spans,
+    Invocations,
+}
+
+#[derive(Debug)]
+pub(super) struct Entry {
+    family: Family,
+    key: (usize, usize),
+    value: (usize, usize),
+}
+
+/// Keys and values for a batch of spans, laid out in one buffer, ready for the writer.
+#[derive(Debug)]
+pub struct EncodedBatch {
+    pub(super) tenant: Tenant,
+    pub(super) buf: Vec<u8>,
+    pub(super) entries: Vec<Entry>,
+    /// Distinct (service, operation, kind) of the batch, for the catalog.
+    pub(super) operations: Vec<(String, String, SpanKind)>,
+    /// The batch's posting tables and sub-blocks, in `buf`.
+    pub(super) postings: Vec<postings::Part>,
+    pub(super) spans: usize,
+}
+
+impl EncodedBatch {
+    /// Bytes this batch holds in memory: what admission counts.
+    pub fn size(&self) -> usize {
+        self.buf.len()
+            + self.entries.len() * std::mem::size_of::<Entry>()
+            + self.postings.len() * std::mem::size_of::<postings::Part>()
+    }
+
+    pub fn span_count(&self) -> usize {
+        self.spans
+    }
+}
+
+/// Encode one invocation record (already serialized) under its key.
+pub fn encode_invocation(
+    tenant: Tenant,
+    service: &str,
+    function: &str,
+    start_time: u64,
+    request_id: &str,
+    value: &[u8],
+) -> EncodedBatch {
+    let mut buf = keys::invocation_key(tenant, service, function, start_time, request_id);
+    let k1 = buf.len();
+    buf.extend_from_slice(value);
+    EncodedBatch {
+        tenant,
+        entries: vec![Entry {
+            family: Family::Invocations,
+            key: (0, k1),
+            value: (k1, buf.len()),
+        }],
+        buf,
+        operations: Vec::new(),
+        postings: Vec::new(),
+        spans: 0,
+    }
+}
+
+/// Encode spans and their postings. Runs on the caller's thread; pure CPU, no I/O.
+///
+/// Postings (see `postings`): service and service+operation (with durations), and one
+/// per non-binary `key=value` among a span's tags, log fields and process tags, each once
+/// per trace and second of start time in the batch. Searches use them to find candidate
+/// traces and check each candidate's spans exactly.
+pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
+    let mut b = EncodedBatch {
+        tenant,
+        // a guess that saves most regrowth, never sized from a client-given count alone
+        buf: Vec::with_capacity((spans.len() * 512).min(16 << 20)),
+        entries: Vec::with_capacity(spans.len()),
+        operations: Vec::new(),
+        postings: Vec::new(),
+        spans: spans.len(),
+    };
+    let mut ops: HashSet<(&str, &str, SpanKind)> = HashSet::new();
+
+    // One chunk per trace: spans in (trace, start) order, each run one value keyed by
+    // its earliest span.
+    let mut order: Vec<&Span> = spans.iter().collect();
+    order.sort_by_key(|s| (s.trace_id, s.start_time, s.span_id));
+    let mut raw = Vec::with_capacity(16 << 10);
+    for run in order.chunk_by(|a, b| a.trace_id == b.trace_id) {
+        let first = run[0];
+        let k0 = b.buf.len();
+        b.buf.extend_from_slice(&keys::span_key(
+            tenant,
+            first.trace_id,
+            first.start_time,
+            first.span_id,
+        ));
+        let k1 = b.buf.len();
+        codec::encode_chunk(run.iter().copied(), &mut raw, &mut b.buf);
+        b.entries.push(Entry {
+            family: Family::Spans,
+            key: (k0, k1),
+            value: (k1, b.buf.len()),
+        });
+    }
+
+    let mut ix = postings::Builder::default();
+    let mut term = IndexPrefix(Vec::with_capacity(128));
+    for span in spans {
+        let service = span.process.service_name.as_str();
+        ops.insert((service, span.operation_name.as_str(), span.kind()));
+
+        let slot = ix.slot(span.trace_id, span.start_time);
+        term.reset(tenant, keys::IndexKind::Service, service);
+        ix.timed(slot, &term, span.duration);
+        term.reset(tenant, keys::IndexKind::Operation, service);
+        term.push_str(&span.operation_name);
+        ix.timed(slot, &term, span.duration);
+
+        let all_tags = span
+            .tags
+            .iter()
+            .chain(span.process.tags.iter())
+            .chain(span.logs.iter().flat_map(|l| l.fields.iter()));
+        for kv in all_tags {
+            let v: std::borrow::Cow<str> = match &kv.value {
+                crate::model::Value::Binary(_) => continue,
+                crate::model::Value::Str(s) => std::borrow::Cow::Borrowed(s),
+                other => std::borrow::Cow::Owned(other.to_search_string()),
+            };
+            if v.len() > keys::MAX_INDEXED_LEN {
+                continue;
+            }
+            term.reset(tenant, keys::IndexKind::Tag, service);
+            term.push_str(&kv.key);
+            term.push_str(&v);
+            ix.plain(slot, &term);
+        }
+    }
+    b.postings = ix.finish(&mut b.buf);
+    b.operations = ops
+        .into_iter()
+        .map(|(s, o, k)| (s.to_owned(), o.to_owned(), k))
+        .collect();
+    b
+}
