@@ -12,14 +12,27 @@ const SERVICES: usize = 3;
 const ADMIN_TOKEN: &str = "bench-tool-test-admin-token";
 
 /// Spans read back from the store: every trace of every bench service, each distinct
-/// (trace, span) once. Not the daemon's own counter: what a query shows.
-fn stored(d: &Daemon) -> u64 {
-    let mut seen = std::collections::HashSet::new();
-    for i in 0..SERVICES {
-        let (status, v) = d.get(&format!("/api/traces?service=bench-svc-{i}&limit=10000"));
+/// (trace, span) once. Not the daemon's own counter: what a query shows. A search
+/// answers at most 10,000 traces, so a window that hits that is searched in halves.
+fn stored(d: &Daemon, since: u64) -> u64 {
+    fn collect(
+        d: &Daemon,
+        service: &str,
+        (start, end): (u64, u64),
+        seen: &mut std::collections::HashSet<(String, String)>,
+    ) {
+        let (status, v) = d.get(&format!(
+            "/api/traces?service={service}&start={start}&end={end}&limit=10000"
+        ));
         assert_eq!(status, 200, "{v}");
         let traces = data(&v);
-        assert!(traces.len() < 10_000, "the search limit would hide traces");
+        if traces.len() >= 10_000 {
+            assert!(end - start > 1, "10,000 traces in one microsecond");
+            let mid = start + (end - start) / 2;
+            collect(d, service, (start, mid), seen);
+            collect(d, service, (mid + 1, end), seen);
+            return;
+        }
         for t in traces {
             for s in t["spans"].as_array().unwrap() {
                 seen.insert((
@@ -29,12 +42,18 @@ fn stored(d: &Daemon) -> u64 {
             }
         }
     }
+    let mut seen = std::collections::HashSet::new();
+    let window = (since - 60_000_000, now_us() + 60_000_000);
+    for i in 0..SERVICES {
+        collect(d, &format!("bench-svc-{i}"), window, &mut seen);
+    }
     seen.len() as u64
 }
 
 #[test]
 fn bench_reports_and_loses_nothing() {
     let d = start_server_with(&["--admin-token", ADMIN_TOKEN]);
+    let since = now_us();
     let mut expected = 0;
     for (protocol, endpoint, extra) in [
         (
@@ -94,7 +113,7 @@ fn bench_reports_and_loses_nothing() {
             assert!(r["store_ceiling_spans_per_second"].as_f64().unwrap() > 0.0);
         }
         assert_eq!(
-            stored(&d),
+            stored(&d, since),
             expected,
             "{protocol}: every acknowledged span is stored"
         );

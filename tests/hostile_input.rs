@@ -335,3 +335,35 @@ fn connections_beyond_the_limit_wait_until_one_closes() {
     third.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[test]
+fn grpc_refusals_carry_their_codes_to_a_real_grpc_client() {
+    let python = python_venv("otlp");
+    let d = start_server_with(&["--service-spans-per-second", "50"]);
+    let script = format!("{E2E}/python/grpc_limits.py");
+    let endpoint = d.otlp_grpc.trim_start_matches("http://");
+    let out = run(std::process::Command::new(&python).args([&script, endpoint]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["small"]["code"], "OK", "{v}");
+    assert_eq!(v["over_rate"]["code"], "RESOURCE_EXHAUSTED", "{v}");
+    assert!(
+        v["over_rate"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("\"grpc-limits\" is over its span rate limit"),
+        "{v}"
+    );
+    assert_eq!(v["too_many_spans"]["code"], "RESOURCE_EXHAUSTED", "{v}");
+    assert!(
+        v["too_many_spans"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("more than 100000 spans"),
+        "{v}"
+    );
+    assert_eq!(v["too_many_attributes"]["code"], "INVALID_ARGUMENT", "{v}");
+    assert_eq!(
+        d.metric("fctrace_admission_refused_spans_total{service=\"grpc-limits\",reason=\"service_rate\"}"),
+        60.0
+    );
+}

@@ -399,9 +399,10 @@ fn admission_refuses_a_flood_with_429_and_stores_the_rest() {
     assert!(m.as_str().unwrap().contains(&line), "{line} in {m}");
 
     // OTLP over gRPC gets RESOURCE_EXHAUSTED for the same reason; OTLP/HTTP gets 429.
+    let (t0, t1) = ((now * 1000).to_string(), (now * 1000 + 1000).to_string());
     let req = json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "flood"}}]},
         "scopeSpans": [{"spans": (0..200).map(|i| json!({"traceId": "000000000000000000000000000000ff", "spanId": format!("{:016x}", i + 1),
-            "name": "x", "startTimeUnixNano": "1", "endTimeUnixNano": "2"})).collect::<Vec<_>>()}]}]});
+            "name": "x", "startTimeUnixNano": t0, "endTimeUnixNano": t1})).collect::<Vec<_>>()}]}]});
     let r = http()
         .post(format!("{}/v1/traces", d.otlp_http))
         .header("Content-Type", "application/json")

@@ -187,6 +187,28 @@ mod tests {
     }
 
     #[test]
+    fn spans_in_flight_are_bounded() {
+        let a = Admission::new(AdmissionOptions {
+            service_spans_per_second: 0.0,
+            max_in_flight_spans: 3,
+        });
+        let held = a.admit(&[span("a"), span("a")], |_, _, _| {}).unwrap();
+        let mut refused = Vec::new();
+        let r = a.admit(&[span("a"), span("b")], |s, why, n| {
+            refused.push((s.to_owned(), why, n))
+        });
+        assert_eq!(r.err(), Some(Refusal::InFlight { limit: 3 }));
+        refused.sort();
+        assert_eq!(
+            refused,
+            vec![("a".into(), "in_flight", 1), ("b".into(), "in_flight", 1)]
+        );
+        // once the first batch is stored, there is room again
+        drop(held);
+        assert!(a.admit(&[span("a"), span("b")], |_, _, _| {}).is_ok());
+    }
+
+    #[test]
     fn buckets_stay_bounded_and_later_services_share_the_overflow_bucket() {
         let a = Admission::new(AdmissionOptions {
             service_spans_per_second: 1.0,

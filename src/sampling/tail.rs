@@ -446,6 +446,32 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_daemon_keeps_fewer_traces() {
+        // quotas follow the CPU load the pipeline measures and reports with `set_cpu`
+        let kept_at = |cpu: f64| {
+            let cfg = TailConfig {
+                enabled: true,
+                decision_wait: "1s".into(),
+                shrink_on_cpu: true,
+                ..TailConfig::default()
+            };
+            let t = TailSampler::new(cfg.check().unwrap().unwrap());
+            t.set_cpu(cpu);
+            let now = Instant::now();
+            for id in 1..=300 {
+                t.offer(trace(id, "busy", 10, id % 2 == 0), now, 0);
+            }
+            let decided = t.due(now + Duration::from_secs(2), 0);
+            let kept = |c: Class| decided.iter().filter(|d| d.class == c && d.keep).count();
+            (kept(Class::Error), kept(Class::Normal))
+        };
+        // defaults: 100 errors and 20 normal a minute
+        assert_eq!(kept_at(0.1), (100, 20));
+        assert_eq!(kept_at(0.45), (50, 10));
+        assert_eq!(kept_at(0.9), (10, 2));
+    }
+
+    #[test]
     fn cpu_shrinks_quotas() {
         assert_eq!(cpu_factor(0.1), 1.0);
         assert_eq!(cpu_factor(0.45), 0.5);
