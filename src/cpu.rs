@@ -9,8 +9,10 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Semaphore;
 
-/// Jobs on inputs smaller than this run on the calling task.
-pub const INLINE_BYTES: usize = 64 << 10;
+/// Jobs on inputs smaller than this run on the calling task: a typical export (a few
+/// hundred KiB) decodes in a millisecond or two, less than a hand-off to another thread
+/// and back costs under load; bigger bodies take long enough to hold up other clients.
+pub const INLINE_BYTES: usize = 1 << 20;
 
 fn permits() -> &'static Arc<Semaphore> {
     static POOL: OnceLock<Arc<Semaphore>> = OnceLock::new();
