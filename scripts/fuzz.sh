@@ -41,7 +41,11 @@ printf 'service=a&operation=b&tags=%%7B%%22error%%22%%3A%%22true%%22%%7D&tag=k:v
   >"$ROOT/fuzz/corpus/query_params/search"
 
 cd fuzz
-cargo fuzz build --release --sanitizer none --debug-assertions $TARGETS
+if [ -n "${FUZZ_TARGETS:-}" ]; then
+  for t in $TARGETS; do cargo fuzz build --release --sanitizer none --debug-assertions "$t"; done
+else
+  cargo fuzz build --release --sanitizer none --debug-assertions
+fi
 for t in $TARGETS; do
   mkdir -p "artifacts/$t"
   limit=(-max_total_time="$SECS")
