@@ -24,18 +24,24 @@ fn field(out: &mut Vec<u8>, ty: u8, id: i16) {
     out.extend_from_slice(&id.to_be_bytes());
 }
 
+/// Thrift binary: a batch's process (service `svc`) and the header of a list of `n`
+/// spans.
+fn batch_header(b: &mut Vec<u8>, n: usize) {
+    field(b, 12, 1);
+    field(b, 11, 1);
+    b.extend_from_slice(&3i32.to_be_bytes());
+    b.extend_from_slice(b"svc");
+    b.push(0);
+    field(b, 15, 2);
+    b.push(12);
+    b.extend_from_slice(&(n as i32).to_be_bytes());
+}
+
 /// A batch whose process is `svc` and whose span list declares `n` empty spans, each a
 /// lone STOP byte: about one byte on the wire per span.
 fn empty_spans_batch(n: usize) -> Vec<u8> {
     let mut b = Vec::with_capacity(n + 64);
-    field(&mut b, 12, 1);
-    field(&mut b, 11, 1);
-    b.extend_from_slice(&3i32.to_be_bytes());
-    b.extend_from_slice(b"svc");
-    b.push(0);
-    field(&mut b, 15, 2);
-    b.push(12);
-    b.extend_from_slice(&(n as i32).to_be_bytes());
+    batch_header(&mut b, n);
     b.resize(b.len() + n, 0);
     b.push(0);
     b
@@ -44,14 +50,7 @@ fn empty_spans_batch(n: usize) -> Vec<u8> {
 /// A batch of one valid span carrying `n` empty tags.
 fn many_tags_batch(n: usize) -> Vec<u8> {
     let mut b = Vec::with_capacity(n + 128);
-    field(&mut b, 12, 1);
-    field(&mut b, 11, 1);
-    b.extend_from_slice(&3i32.to_be_bytes());
-    b.extend_from_slice(b"svc");
-    b.push(0);
-    field(&mut b, 15, 2);
-    b.push(12);
-    b.extend_from_slice(&1i32.to_be_bytes());
+    batch_header(&mut b, 1);
     for (id, v) in [(1i16, 7i64), (2, 0), (3, 9), (8, now_us() as i64), (9, 5)] {
         field(&mut b, 10, id);
         b.extend_from_slice(&v.to_be_bytes());

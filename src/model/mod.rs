@@ -269,6 +269,28 @@ impl Span {
 }
 
 #[cfg(test)]
+impl Span {
+    /// A bare span for unit tests: operation `op`, start 1 µs, duration 1 µs, no tags.
+    pub(crate) fn for_test(trace: u128, id: u64, service: &str) -> Span {
+        Span {
+            trace_id: TraceId(trace),
+            span_id: SpanId(id),
+            operation_name: "op".into(),
+            references: vec![],
+            flags: 1,
+            start_time: 1,
+            duration: 1,
+            tags: vec![],
+            logs: vec![],
+            process: Arc::new(Process {
+                service_name: service.into(),
+                tags: vec![],
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -163,27 +163,10 @@ impl Admission {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::model::{Process, SpanId, TraceId};
 
     fn span(service: &str) -> Span {
-        Span {
-            trace_id: TraceId(1),
-            span_id: SpanId(1),
-            operation_name: "op".into(),
-            references: vec![],
-            flags: 1,
-            start_time: 1,
-            duration: 1,
-            tags: vec![],
-            logs: vec![],
-            process: Arc::new(Process {
-                service_name: service.into(),
-                tags: vec![],
-            }),
-        }
+        Span::for_test(1, 1, service)
     }
 
     #[test]

@@ -86,27 +86,11 @@ pub fn validate(spans: Vec<Span>, window: Window) -> (Vec<Span>, Vec<Invalid>) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::model::{Process, SpanId, TraceId};
+    use crate::model::SpanId;
 
     fn span(trace: u128, id: u64, service: &str) -> Span {
-        Span {
-            trace_id: TraceId(trace),
-            span_id: SpanId(id),
-            operation_name: "op".into(),
-            references: vec![],
-            flags: 1,
-            start_time: 1,
-            duration: 1,
-            tags: vec![],
-            logs: vec![],
-            process: Arc::new(Process {
-                service_name: service.into(),
-                tags: vec![],
-            }),
-        }
+        Span::for_test(trace, id, service)
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! OTLP endpoints: `POST /v1/traces` (protobuf or JSON; on the OTLP/HTTP port and on the
-//! collector port) and the gRPC `TraceService/Export`. Both decode, then call [`ingest`],
-//! the one path from an OTLP request to the pipeline.
+//! OTLP over HTTP: `POST /v1/traces` (protobuf or JSON; on the OTLP/HTTP port and on the
+//! collector port), and the two steps it shares with the gRPC route (`otlp_grpc`):
+//! [`decode_and_map`] and [`ingest`], the one path from an OTLP request to the pipeline.
 
 use axum::body::Body;
 use axum::extract::State;

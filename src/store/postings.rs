@@ -193,6 +193,10 @@ impl Builder {
     }
 }
 
+/// A part on its way into a merged value: (tenant, shard, bucket), its bytes, and for a
+/// sub-block the base of its table.
+type MergeItem<'a> = ((Tenant, u16, u64), &'a [u8], Option<u32>);
+
 /// Join the postings of a group's batches into one value per (bucket, shard), setting
 /// each sub-block's base to where its batch's table starts in the group's table. Tables
 /// come before sub-blocks within each batch's parts.
@@ -202,7 +206,7 @@ pub fn merge<'a>(
 ) -> Vec<([u8; keys::POSTING_KEY_LEN], Vec<u8>)> {
     // Each part with its key fields and, for a sub-block, the base of its table (a
     // sub-block always follows the table it indexes), in batch order.
-    let mut items: Vec<((Tenant, u16, u64), &'a [u8], Option<u32>)> = Vec::new();
+    let mut items: Vec<MergeItem<'a>> = Vec::new();
     let mut table_len: HashMap<(Tenant, u64), u32> = HashMap::new();
     for (tenant, buf, parts) in batches {
         let mut base = 0u32;
