@@ -410,7 +410,12 @@ fn write_loop(
         let result = store.commit(&batches).map_err(Arc::new);
         metrics.write_committed(group.len(), started.elapsed());
         if let Err(e) = &result {
-            tracing::error!(error = %e, requests = group.len(), "write failed");
+            if matches!(**e, StoreError::DiskFull(_)) {
+                // expected while the disk is full: every refused client retries
+                tracing::warn!(error = %e, requests = group.len(), "write refused");
+            } else {
+                tracing::error!(error = %e, requests = group.len(), "write failed");
+            }
         }
         for r in group.drain(..) {
             let _ = r.ack.send(result.clone());
