@@ -9,6 +9,7 @@
 //! (no HTTP, no decode). This module is a client of the daemon; it shares only the
 //! encoders and the store with it.
 
+mod ceilings;
 pub mod gen;
 
 use std::path::PathBuf;
@@ -318,65 +319,6 @@ fn templates(args: &BenchArgs, format: Format) -> Vec<Template> {
         .collect()
 }
 
-/// Decode the bodies in this process as fast as one core can: the receive ceiling.
-fn decode_ceiling(format: Format, templates: &[Template]) -> f64 {
-    let started = Instant::now();
-    let mut spans = 0usize;
-    let mut i = 0;
-    let limits = crate::receive::Limits::default();
-    while started.elapsed() < Duration::from_secs(3) {
-        let t = &templates[i % templates.len()];
-        i += 1;
-        spans += match format {
-            Format::JaegerThrift => crate::receive::jaeger_thrift::decode_batch(
-                &t.body,
-                crate::receive::jaeger_thrift::ThriftProtocol::Binary,
-                &limits,
-                &mut crate::budget::Reservation::unlimited(),
-            )
-            .map(|s| s.len())
-            .unwrap_or(0),
-            Format::OtlpProtobuf => crate::receive::decode_otlp(
-                &t.body,
-                crate::receive::OtlpFormat::Protobuf,
-                &limits,
-                &mut crate::budget::Reservation::unlimited(),
-            )
-            .map(|r| crate::receive::otlp::map_request(r).spans.len())
-            .unwrap_or(0),
-        };
-    }
-    spans as f64 / started.elapsed().as_secs_f64()
-}
-
-/// Write the same spans to a fresh store (fsync on, groups of four requests) as fast as
-/// it goes: the storage ceiling.
-fn store_ceiling(args: &BenchArgs) -> Result<f64, String> {
-    let dir = std::env::temp_dir().join(format!("fctrace-bench-store-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = crate::store::Store::open(&dir, &crate::store::StoreOptions::default())
-        .map_err(|e| e.to_string())?;
-    let shape = args.shape();
-    let now = crate::clock::now_us();
-    let batches: Vec<_> = (0..64)
-        .map(|t| crate::store::encode(0, &gen::spans(&shape, t, now)))
-        .collect();
-    let started = Instant::now();
-    let mut spans = 0usize;
-    let mut i = 0;
-    while started.elapsed() < Duration::from_secs(3) {
-        let group: Vec<&crate::store::EncodedBatch> =
-            (0..4).map(|k| &batches[(i + k) % batches.len()]).collect();
-        i += 4;
-        store.commit(&group).map_err(|e| e.to_string())?;
-        spans += group.iter().map(|b| b.span_count()).sum::<usize>();
-    }
-    let rate = spans as f64 / started.elapsed().as_secs_f64();
-    drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(rate)
-}
-
 async fn timed_gets(client: &reqwest::Client, urls: &[String]) -> (f64, f64) {
     let mut ms = Vec::with_capacity(urls.len());
     for u in urls {
@@ -532,12 +474,12 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
     if !args.no_ceilings {
         let t = Arc::clone(&templates);
         report.decode_ceiling_spans_per_second =
-            tokio::task::spawn_blocking(move || decode_ceiling(format, &t))
+            tokio::task::spawn_blocking(move || ceilings::decode_ceiling(format, &t))
                 .await
                 .ok();
         let a = args.clone();
         report.store_ceiling_spans_per_second =
-            tokio::task::spawn_blocking(move || store_ceiling(&a))
+            tokio::task::spawn_blocking(move || ceilings::store_ceiling(&a))
                 .await
                 .ok()
                 .and_then(Result::ok);

@@ -285,7 +285,12 @@ impl Pipeline {
         if spans.is_empty() {
             return;
         }
-        let write = || self.write_decided(tenant, spans.clone(), Vec::new());
+        // shared by the attempts: a retry encodes the same spans again, never copies them
+        let spans: Arc<[Span]> = spans.into();
+        let write = || async {
+            let batch = encode(tenant, Arc::clone(&spans)).await;
+            self.submit_batch(batch).await
+        };
         if let Err(e) = with_retries(&self.metrics, write).await {
             tracing::error!(error = %e, "tail-sampled traces not written after retries");
         }
@@ -425,10 +430,13 @@ fn write_loop(
 }
 
 /// Encode spans for the writer, on the CPU pool when there are many.
-async fn encode(tenant: Tenant, spans: Vec<Span>) -> EncodedBatch {
+async fn encode<S>(tenant: Tenant, spans: S) -> EncodedBatch
+where
+    S: AsRef<[Span]> + Send + 'static,
+{
     // about what a span takes encoded, to tell a big job from a small one
-    let size = spans.len().saturating_mul(512);
-    crate::cpu::run(size, move || store::encode(tenant, &spans)).await
+    let size = spans.as_ref().len().saturating_mul(512);
+    crate::cpu::run(size, move || store::encode(tenant, spans.as_ref())).await
 }
 
 /// The current minute since the epoch: tail-sampling quotas are per minute.

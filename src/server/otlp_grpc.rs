@@ -58,10 +58,6 @@ impl UnaryService<Bytes> for Export {
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let state = self.0.clone();
         Box::pin(async move {
-            let refuse = |state: &AppState, code: crate::error::ErrorCode, msg: String| {
-                state.metrics.rejected_request("submit");
-                tonic::Status::new(code.grpc_code(), msg)
-            };
             let mut mem = state.budget.reserve();
             let body = request.into_inner();
             let decoded = match mem.charge(body.len()) {
@@ -74,7 +70,10 @@ impl UnaryService<Bytes> for Export {
             })?;
             match ingest(&state, mapped, "otlp_grpc").await {
                 Ok(resp) => Ok(tonic::Response::new(resp)),
-                Err(e) => Err(refuse(&state, e.code(), e.to_string())),
+                Err(e) => {
+                    state.metrics.rejected_request("submit");
+                    Err(tonic::Status::new(e.code().grpc_code(), e.to_string()))
+                }
             }
         })
     }
