@@ -2,15 +2,18 @@
 # `make soak`: one daemon under steady load for SOAK_SECONDS (default 3600) at SOAK_RATE
 # spans/s (default 70000, about half of what `make bench` measures over OTLP/HTTP), in
 # one-minute bench runs. Each minute's line: spans/s, ack p50/p99, the daemon's RSS; at the
-# end, spans acknowledged against spans stored. Writes soak-results.md.
+# end, the daemon is stopped and `fctrace check` counts the distinct spans in its store,
+# against the spans acknowledged. Writes soak-results.md. The binary is copied first, so
+# a rebuild during the hour does not change what runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/fctrace/target}
-BIN=$CARGO_TARGET_DIR/release/fctrace
+DIR=$(mktemp -d)
+cp "$CARGO_TARGET_DIR/release/fctrace" "$DIR/fctrace"
+BIN=$DIR/fctrace
 SECS=${SOAK_SECONDS:-3600}
 RATE=${SOAK_RATE:-70000}
 OUT=${SOAK_OUT:-soak-results.md}
-DIR=$(mktemp -d)
 trap 'kill $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
 
 "$BIN" serve --data-dir "$DIR/data" --collector-http-addr 127.0.0.1:0 --query-addr 127.0.0.1:0 \
@@ -27,7 +30,7 @@ rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$PID/status"; }
   echo "| minute | spans/s | ack p50 ms | ack p99 ms | refused | failed | RSS MiB |"
   echo "|---|---|---|---|---|---|---|"
 } >"$OUT"
-sent=0
+acked=0
 minutes=$(((SECS + 59) / 60))
 for m in $(seq "$minutes"); do
   line=$("$BIN" bench --protocol otlp-http --endpoint "http://$OTLP" --duration 60s \
@@ -37,9 +40,14 @@ import json, sys
 r = json.loads(sys.argv[1])
 print(f"| {sys.argv[2]} | {r['spans_per_second']:.0f} | {r['ack_p50_ms']:.1f} | {r['ack_p99_ms']:.1f} | {r['refused']} | {r['failed']} | {sys.argv[3]} |")
 PY
-  sent=$((sent + $(python3 -c "import json,sys; print(json.loads(sys.argv[1])['spans_sent'])" "$line")))
+  acked=$((acked + $(python3 -c "import json,sys; print(json.loads(sys.argv[1])['spans_sent'])" "$line")))
   tail -n 1 "$OUT"
 done
-stored=$(curl -s "http://$QUERY/metrics" | awk '/^fctrace_spans_stored_total / {print $2}')
+counted=$(curl -s "http://$QUERY/metrics" | awk '/^fctrace_spans_stored_total / {print $2}')
+kill -TERM "$PID"
+wait "$PID" || true
+census=$("$BIN" check --data-dir "$DIR/data")
+stored=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['spans'])" "$census")
 echo >>"$OUT"
-echo "acknowledged: $sent spans; stored: $stored" | tee -a "$OUT"
+echo "acknowledged: $acked spans; in the store (fctrace check): $stored; the daemon's own counter: $counted" | tee -a "$OUT"
+[ "$stored" -ge "$acked" ] || { echo "LOST $((acked - stored)) acknowledged spans" | tee -a "$OUT"; exit 1; }

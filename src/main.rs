@@ -31,6 +31,16 @@ enum Command {
     Serve(ServeArgs),
     /// Drive a running fctrace with realistic load and report what it sustains.
     Bench(fctrace::bench::BenchArgs),
+    /// Count what a stopped daemon's data directory holds: traces, distinct spans and
+    /// span chunks, read from the store itself (printed as JSON).
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// The daemon's data directory (the one holding `db/`); the daemon must be stopped.
+    #[arg(long)]
+    data_dir: std::path::PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +48,7 @@ fn main() -> anyhow::Result<()> {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Bench(args)) => return bench(args),
+        Some(Command::Check(args)) => return check(args),
         None => cli.serve,
     };
     let settings = Settings::resolve(&args).context("invalid configuration")?;
@@ -64,5 +75,21 @@ fn bench(args: fctrace::bench::BenchArgs) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(&report)?);
     }
+    Ok(())
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let db = args.data_dir.join("db");
+    anyhow::ensure!(db.is_dir(), "{} holds no store", db.display());
+    // Retention without end: compactions this open may run must not drop anything the
+    // count is meant to see.
+    let opts = fctrace::store::StoreOptions {
+        retention: std::time::Duration::MAX,
+        ..Default::default()
+    };
+    let store = fctrace::store::Store::open(&db, &opts)
+        .with_context(|| format!("open the store in {} (is the daemon stopped?)", db.display()))?;
+    let census = store.census()?;
+    println!("{}", serde_json::to_string(&census)?);
     Ok(())
 }

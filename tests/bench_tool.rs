@@ -52,7 +52,7 @@ fn stored(d: &Daemon, since: u64) -> u64 {
 
 #[test]
 fn bench_reports_and_loses_nothing() {
-    let d = start_server_with(&["--admin-token", ADMIN_TOKEN]);
+    let mut d = start_server_with(&["--admin-token", ADMIN_TOKEN]);
     let since = now_us();
     let mut expected = 0;
     for (protocol, endpoint, extra) in [
@@ -118,6 +118,30 @@ fn bench_reports_and_loses_nothing() {
             "{protocol}: every acknowledged span is stored"
         );
     }
+
+    // `fctrace check` reads the same count from the store itself, once the daemon is
+    // stopped; while it runs, the store is locked and check says so.
+    let data_dir = d.data_dir.clone();
+    let check = || {
+        Command::new(env!("CARGO_BIN_EXE_fctrace"))
+            .arg("check")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .output()
+            .unwrap()
+    };
+    let busy = check();
+    assert!(!busy.status.success());
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("is the daemon stopped?"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    assert!(d.terminate().success());
+    let done = check();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let census: Json = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(census["spans"].as_u64(), Some(expected), "{census}");
 }
 
 /// `make bench`'s script, with short runs: it starts its own daemons, runs every

@@ -22,6 +22,7 @@ mod read;
 mod retention;
 mod write;
 
+pub use read::Census;
 pub use write::{encode, encode_invocation, EncodedBatch};
 
 #[allow(clippy::all, missing_docs)]

@@ -166,4 +166,49 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// Everything in the spans family, counted the way `trace` shows it: each distinct
+    /// (trace, start, span id) once, whatever the retention. Walks the whole family, so
+    /// it is for `fctrace check` on a stopped daemon's directory, not for queries.
+    pub fn census(&self) -> Result<Census, StoreError> {
+        let mut census = Census::default();
+        let mut current: Option<Vec<u8>> = None;
+        let mut seen: Vec<(u64, crate::model::SpanId)> = Vec::new();
+        fn finish(seen: &mut Vec<(u64, crate::model::SpanId)>, census: &mut Census) {
+            seen.sort_unstable();
+            seen.dedup();
+            census.spans += seen.len() as u64;
+            census.traces += 1;
+            seen.clear();
+        }
+        let iter = self.db.iterator_cf(self.cf(CF_SPANS), IteratorMode::Start);
+        for item in iter {
+            let (k, v) = item?;
+            let prefix = k.get(..keys::TRACE_PREFIX_LEN).unwrap_or(&k);
+            if current.as_deref() != Some(prefix) {
+                if current.is_some() {
+                    finish(&mut seen, &mut census);
+                }
+                current = Some(prefix.to_vec());
+            }
+            census.chunks += 1;
+            seen.extend(
+                codec::decode_chunk(&k, &v)?
+                    .iter()
+                    .map(|s| (s.start_time, s.span_id)),
+            );
+        }
+        if current.is_some() {
+            finish(&mut seen, &mut census);
+        }
+        Ok(census)
+    }
+}
+
+/// What `Store::census` counted.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Census {
+    pub traces: u64,
+    pub spans: u64,
+    pub chunks: u64,
 }
