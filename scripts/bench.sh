@@ -88,7 +88,8 @@ def ratio(v, c):
 out = ["| protocol | spans/s acked | vs decode alone | vs RocksDB alone | ack p50 / p99 / max | refused | daemon CPU | peak RSS | disk/span |",
        "|---|---|---|---|---|---|---|---|---|"]
 for r in runs:
-    cpu = f"{100 * r['cpu_seconds'] / r['seconds']:.0f} % of a core" if r.get("cpu_seconds") else "n/a"
+    cpu = (f"{100 * r['cpu_seconds'] / r['seconds']:.0f} % of a core, "
+           f"{r['cpu_seconds_per_million_spans']:.1f} s/M spans") if r.get("cpu_seconds") else "n/a"
     disk = f"{r['disk_bytes_per_span']:.0f} B" if r.get("disk_bytes_per_span") else "n/a"
     out.append(f"| {r['protocol']} | {r['spans_per_second']:,.0f} | "
                f"{ratio(r['spans_per_second'], r.get('decode_ceiling_spans_per_second'))} | "

@@ -96,6 +96,7 @@ fn bench_reports_and_loses_nothing() {
             "ack_p50_ms",
             "ack_p99_ms",
             "cpu_seconds",
+            "cpu_seconds_per_million_spans",
             "rss_peak_bytes",
             "disk_bytes_per_span",
         ] {

@@ -11,6 +11,7 @@
 
 mod ceilings;
 pub mod gen;
+mod report;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use serde::Serialize;
 
 use gen::{Format, Shape, Template};
+pub use report::{print, QueryReport, Report};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Protocol {
@@ -84,36 +85,6 @@ impl BenchArgs {
             depth: self.depth,
         }
     }
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub protocol: String,
-    pub seconds: f64,
-    pub spans_sent: u64,
-    pub spans_per_second: f64,
-    pub ack_p50_ms: f64,
-    pub ack_p99_ms: f64,
-    pub ack_max_ms: f64,
-    pub refused: u64,
-    pub failed: u64,
-    pub cpu_seconds: Option<f64>,
-    pub rss_peak_bytes: Option<u64>,
-    pub disk_bytes_per_span: Option<f64>,
-    pub decode_ceiling_spans_per_second: Option<f64>,
-    pub store_ceiling_spans_per_second: Option<f64>,
-    pub query: Option<QueryReport>,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct QueryReport {
-    pub stored_spans: u64,
-    pub trace_by_id_p50_ms: f64,
-    pub trace_by_id_p99_ms: f64,
-    pub search_p50_ms: f64,
-    pub search_p99_ms: f64,
-    pub tree_p50_ms: f64,
-    pub tree_p99_ms: f64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -444,6 +415,12 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
             (Some((Some(a), _)), Some((Some(b), _))) => Some(b - a),
             _ => None,
         },
+        cpu_seconds_per_million_spans: match (before, after) {
+            (Some((Some(a), _)), Some((Some(b), _))) if spans > 0 => {
+                Some((b - a) / (spans as f64 / 1e6))
+            }
+            _ => None,
+        },
         rss_peak_bytes: after.and_then(|(_, r)| r),
         ..Report::default()
     };
@@ -556,59 +533,4 @@ async fn query_latency(
         tree_p50_ms: e,
         tree_p99_ms: f,
     })
-}
-
-/// Human-readable report, each figure beside its ceiling.
-pub fn print(r: &Report) {
-    let ratio = |x: f64, c: Option<f64>| {
-        c.map(|c| format!("  ({:.0}% of {:.0} spans/s)", 100.0 * x / c, c))
-            .unwrap_or_default()
-    };
-    println!("protocol            {}", r.protocol);
-    println!("duration            {:.1} s", r.seconds);
-    println!(
-        "spans acknowledged  {} ({:.0} spans/s)",
-        r.spans_sent, r.spans_per_second
-    );
-    println!(
-        "  vs decode alone   {}",
-        ratio(r.spans_per_second, r.decode_ceiling_spans_per_second)
-    );
-    println!(
-        "  vs RocksDB alone  {}",
-        ratio(r.spans_per_second, r.store_ceiling_spans_per_second)
-    );
-    println!(
-        "ack latency         p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
-        r.ack_p50_ms, r.ack_p99_ms, r.ack_max_ms
-    );
-    println!("refused / failed    {} / {} spans", r.refused, r.failed);
-    if let Some(c) = r.cpu_seconds {
-        println!(
-            "daemon CPU          {:.1} s ({:.0}% of one core)",
-            c,
-            100.0 * c / r.seconds
-        );
-    }
-    if let Some(m) = r.rss_peak_bytes {
-        println!("daemon peak RSS     {:.1} MiB", m as f64 / (1 << 20) as f64);
-    }
-    if let Some(b) = r.disk_bytes_per_span {
-        println!("disk per span       {b:.0} bytes (after compaction)");
-    }
-    if let Some(q) = &r.query {
-        println!("queries at {} stored spans:", q.stored_spans);
-        println!(
-            "  trace by id       p50 {:.2} ms  p99 {:.2} ms",
-            q.trace_by_id_p50_ms, q.trace_by_id_p99_ms
-        );
-        println!(
-            "  service+tag       p50 {:.2} ms  p99 {:.2} ms",
-            q.search_p50_ms, q.search_p99_ms
-        );
-        println!(
-            "  tree              p50 {:.2} ms  p99 {:.2} ms",
-            q.tree_p50_ms, q.tree_p99_ms
-        );
-    }
 }

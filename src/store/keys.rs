@@ -7,10 +7,13 @@
 //!   adds a chunk beside the first instead of replacing it). A trace is one prefix scan,
 //!   and a chunk expires with its earliest span. Format 2 keys have no chunk number and
 //!   are still read.
-//! - `index`:   `tenant(2) | shard(2) | !bucket(8) | !seq(8)`: posting blocks (see
+//! - `postings`: `tenant(2) | !bucket(8) | shard(2) | !seq(8)`: posting blocks (see
 //!   `postings`), one per shard, one-second bucket of start time and group commit, plus
-//!   the group's trace table under [`TABLE_SHARD`]. Bucket and sequence are inverted so a
-//!   forward scan of one shard yields newest first. A search term is an [`IndexPrefix`]:
+//!   the group's trace table under [`TABLE_SHARD`]. Time comes first so that what a
+//!   group commit writes is a narrow band of keys at the newest end: flushed files barely
+//!   overlap older ones, and compaction moves them down instead of rewriting the whole
+//!   index again and again as it grows (format 3 put the shard first). Bucket and sequence
+//!   are inverted so a forward scan yields newest first. A search term is an [`IndexPrefix`]:
 //!   `tenant(2) | kind(1) | fields…`, fields being length-prefixed strings (so
 //!   `("ab","c")` and `("a","bc")` never collide), hashed to pick the shard.
 //! - `meta`:    `tenant(2) | kind(1) | fields…` for services and operations, plus the
@@ -35,7 +38,9 @@ pub const POSTING_SHARDS: u16 = 256;
 /// The shard number under which a group's trace tables are kept.
 pub const TABLE_SHARD: u16 = u16::MAX;
 
-pub const POSTING_KEY_LEN: usize = 2 + 2 + 8 + 8;
+pub const POSTING_KEY_LEN: usize = 2 + 8 + 2 + 8;
+/// `tenant | !bucket | shard`: the blocks of one shard in one bucket.
+pub const POSTING_PREFIX_LEN: usize = 2 + 8 + 2;
 
 /// Index keys carry at most this many bytes of any one string.
 pub const MAX_INDEXED_LEN: usize = 512;
@@ -214,25 +219,25 @@ pub fn hash_bits(hash: u64) -> u32 {
 pub fn posting_key(tenant: Tenant, shard: u16, bucket: u64, seq: u64) -> [u8; POSTING_KEY_LEN] {
     let mut k = [0u8; POSTING_KEY_LEN];
     k[..2].copy_from_slice(&tenant.to_be_bytes());
-    k[2..4].copy_from_slice(&shard.to_be_bytes());
-    k[4..12].copy_from_slice(&(!bucket).to_be_bytes());
+    k[2..10].copy_from_slice(&(!bucket).to_be_bytes());
+    k[10..12].copy_from_slice(&shard.to_be_bytes());
     k[12..20].copy_from_slice(&(!seq).to_be_bytes());
     k
 }
 
-/// Where a newest-first scan of a shard starts for buckets no newer than `bucket`.
-pub fn posting_seek(tenant: Tenant, shard: u16, bucket: u64) -> [u8; 12] {
-    let mut k = [0u8; 12];
-    k.copy_from_slice(&posting_key(tenant, shard, bucket, u64::MAX)[..12]);
+/// Where a shard's blocks of one bucket start, newest group first; every key with this
+/// prefix is one of them.
+pub fn posting_seek(tenant: Tenant, shard: u16, bucket: u64) -> [u8; POSTING_PREFIX_LEN] {
+    let mut k = [0u8; POSTING_PREFIX_LEN];
+    k.copy_from_slice(&posting_key(tenant, shard, bucket, u64::MAX)[..POSTING_PREFIX_LEN]);
     k
 }
 
-/// The first key past every block of a shard.
-pub fn posting_upper_bound(tenant: Tenant, shard: u16) -> Vec<u8> {
-    let this = (tenant as u32) << 16 | shard as u32;
-    match this.checked_add(1) {
+/// The first key past every posting key of a tenant.
+pub fn posting_upper_bound(tenant: Tenant) -> Vec<u8> {
+    match tenant.checked_add(1) {
         Some(next) => next.to_be_bytes().to_vec(),
-        // the last shard of the last tenant: past every posting key
+        // the last tenant: past every posting key
         None => vec![0xff; POSTING_KEY_LEN + 1],
     }
 }
@@ -242,10 +247,23 @@ pub fn parse_posting_key(k: &[u8]) -> Option<(u16, u64, u64)> {
     if k.len() != POSTING_KEY_LEN {
         return None;
     }
+    let bucket = !u64::from_be_bytes(k[2..10].try_into().ok()?);
+    let shard = u16::from_be_bytes(k[10..12].try_into().ok()?);
+    let seq = !u64::from_be_bytes(k[12..20].try_into().ok()?);
+    Some((shard, bucket, seq))
+}
+
+/// A format 3 posting key (`tenant | shard | !bucket | !seq`) in today's layout, for the
+/// upgrade of an older directory; `None` when it is not one.
+pub fn posting_key_from_v3(k: &[u8]) -> Option<[u8; POSTING_KEY_LEN]> {
+    if k.len() != POSTING_KEY_LEN {
+        return None;
+    }
+    let tenant = u16::from_be_bytes(k[..2].try_into().ok()?);
     let shard = u16::from_be_bytes(k[2..4].try_into().ok()?);
     let bucket = !u64::from_be_bytes(k[4..12].try_into().ok()?);
     let seq = !u64::from_be_bytes(k[12..20].try_into().ok()?);
-    Some((shard, bucket, seq))
+    Some(posting_key(tenant, shard, bucket, seq))
 }
 
 pub fn meta_service_key(tenant: Tenant, service: &str) -> Vec<u8> {
@@ -379,16 +397,31 @@ mod tests {
         let older = posting_key(1, 3, 100, 9);
         let later_same_bucket = posting_key(1, 3, 200, 6);
         assert!(later_same_bucket < newer && newer < older);
-        assert!(posting_seek(1, 3, 200).as_slice() < later_same_bucket.as_slice());
-        assert!(older.as_slice() < posting_upper_bound(1, 3).as_slice());
-        assert!(
-            posting_key(1, 4, u64::MAX, u64::MAX).as_slice()
-                >= posting_upper_bound(1, 3).as_slice()
-        );
+        // a bucket's blocks of every shard, its table last, come before any older bucket
+        let other_shard = posting_key(1, 4, 200, 1);
+        let table = posting_key(1, TABLE_SHARD, 200, 5);
+        assert!(newer < other_shard && other_shard < table && table < older);
+        let seek = posting_seek(1, 3, 200);
+        assert!(seek.as_slice() < later_same_bucket.as_slice());
+        assert!(later_same_bucket.starts_with(&seek) && !other_shard.starts_with(&seek));
+        assert!(older.as_slice() < posting_upper_bound(1).as_slice());
+        assert!(posting_key(2, 0, u64::MAX, u64::MAX).as_slice() >= posting_upper_bound(1).as_slice());
         assert_eq!(parse_posting_key(&older), Some((3, 100, 9)));
         assert_eq!(parse_posting_key(&older[..5]), None);
         let last = posting_key(u16::MAX, u16::MAX, 0, 0);
-        assert!(last.as_slice() < posting_upper_bound(u16::MAX, u16::MAX).as_slice());
+        assert!(last.as_slice() < posting_upper_bound(u16::MAX).as_slice());
+    }
+
+    #[test]
+    fn format_3_posting_keys_move_to_the_time_first_layout() {
+        // tenant 1, shard 3, bucket 100, seq 9 as format 3 wrote it
+        let mut v3 = Vec::new();
+        v3.extend_from_slice(&1u16.to_be_bytes());
+        v3.extend_from_slice(&3u16.to_be_bytes());
+        v3.extend_from_slice(&(!100u64).to_be_bytes());
+        v3.extend_from_slice(&(!9u64).to_be_bytes());
+        assert_eq!(posting_key_from_v3(&v3), Some(posting_key(1, 3, 100, 9)));
+        assert_eq!(posting_key_from_v3(&v3[..19]), None);
     }
 
     #[test]

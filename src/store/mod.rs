@@ -20,6 +20,7 @@ pub mod keys;
 pub mod postings;
 mod read;
 mod retention;
+mod upgrade;
 mod write;
 
 pub use read::Census;
@@ -46,13 +47,16 @@ use catalog::Catalog;
 use retention::Retention;
 
 /// Bump when any key layout or the span encoding changes.
-pub const FORMAT_VERSION: u32 = 3;
-/// Older formats this build still reads (2: span keys without chunk numbers); opening one
-/// marks it as the current format, so an older build refuses it from then on.
-const READABLE_FORMATS: &[u32] = &[2];
+pub const FORMAT_VERSION: u32 = 4;
+/// Older formats this build still opens (2: span keys without chunk numbers; 2 and 3:
+/// posting blocks shard-first in the `index` family, moved to `postings` at open); opening
+/// one marks it as the current format, so an older build refuses it from then on.
+const READABLE_FORMATS: &[u32] = &[2, 3];
 
 const CF_SPANS: &str = "spans";
-const CF_INDEX: &str = "index";
+const CF_POSTINGS: &str = "postings";
+/// Where formats 2 and 3 kept posting blocks; gone once `upgrade_postings` has run.
+const CF_INDEX_V3: &str = "index";
 const CF_META: &str = "meta";
 const CF_INVOCATIONS: &str = "invocations";
 
@@ -170,10 +174,18 @@ impl Store {
             time_of: keys::span_key_time,
         });
 
-        let mut index = base(32 << 20);
-        index.set_periodic_compaction_seconds(periodic);
+        let mut postings = base(32 << 20);
+        // Keys are time first (see `keys`): leveled compaction moves files that overlap
+        // nothing below them instead of rewriting them, so each block is compressed and
+        // written about twice, once by the flush. zstd from the start, because moved
+        // files keep the compression they were written with.
+        postings.set_compaction_style(rocksdb::DBCompactionStyle::Level);
+        postings.set_level_compaction_dynamic_level_bytes(true);
+        postings.set_compression_type(DBCompressionType::Zstd);
+        postings.set_compression_options(-14, 1, 0, 0);
+        postings.set_periodic_compaction_seconds(periodic);
         // a block goes when all of its bucket is past retention
-        index.set_compaction_filter_factory(Retention {
+        postings.set_compaction_filter_factory(Retention {
             name: c"fctrace_index_retention",
             retention_us,
             time_of: retention::posting_expiry,
@@ -188,13 +200,23 @@ impl Store {
             time_of: keys::invocation_key_time,
         });
 
-        let cfs = vec![
+        let mut cfs = vec![
             ColumnFamilyDescriptor::new(CF_SPANS, spans),
-            ColumnFamilyDescriptor::new(CF_INDEX, index),
+            ColumnFamilyDescriptor::new(CF_POSTINGS, postings),
             ColumnFamilyDescriptor::new(CF_META, meta),
             ColumnFamilyDescriptor::new(CF_INVOCATIONS, invocations),
         ];
-        let db = DB::open_cf_descriptors(&db_opts, dir, cfs)?;
+        let old_index = DB::list_cf(&db_opts, dir)
+            .unwrap_or_default()
+            .iter()
+            .any(|cf| cf == CF_INDEX_V3);
+        if old_index {
+            cfs.push(ColumnFamilyDescriptor::new(CF_INDEX_V3, Options::default()));
+        }
+        let mut db = DB::open_cf_descriptors(&db_opts, dir, cfs)?;
+        if old_index {
+            upgrade::postings(&mut db, CF_INDEX_V3, CF_POSTINGS)?;
+        }
 
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(opts.sync_writes);
@@ -270,7 +292,7 @@ impl Store {
 
     /// Flush memtables to SST files (on shutdown, so the next start replays no WAL).
     pub fn flush(&self) -> Result<(), StoreError> {
-        for name in [CF_SPANS, CF_INDEX, CF_META, CF_INVOCATIONS] {
+        for name in [CF_SPANS, CF_POSTINGS, CF_META, CF_INVOCATIONS] {
             self.db.flush_cf(self.cf(name))?;
         }
         Ok(())
@@ -330,7 +352,7 @@ mod tests {
             );
             store.commit(&[&b]).unwrap();
             // Remove every span and index entry: only `meta` can name the services now.
-            for cf in [CF_SPANS, CF_INDEX] {
+            for cf in [CF_SPANS, CF_POSTINGS] {
                 store
                     .db
                     .delete_range_cf(store.cf(cf), [0u8].as_slice(), [0xffu8; 64].as_slice())

@@ -224,11 +224,11 @@ pub fn merge<'a>(
             }
         }
     }
-    // Key order (tenant, shard, newest bucket first), stable so batches stay in order
+    // Key order (tenant, newest bucket first, shard), stable so batches stay in order
     // within a value: RocksDB's memtable inserts a sorted run with one search each, a
     // shuffled one with a full skip-list search per key (40 % of the writer's time for
     // a batch spread over many seconds), and integers sort faster than key bytes.
-    items.sort_by_key(|(k, _, _)| (k.0, k.1, std::cmp::Reverse(k.2)));
+    items.sort_by_key(|(k, _, _)| (k.0, std::cmp::Reverse(k.2), k.1));
     let mut out = Vec::new();
     for group in items.chunk_by(|a, b| a.0 == b.0) {
         let (tenant, shard, bucket) = group[0].0;

@@ -5,7 +5,7 @@
 use rocksdb::{Direction, IteratorMode, ReadOptions};
 
 use super::retention::cutoff_us;
-use super::{codec, keys, postings, Store, StoreError, CF_INDEX, CF_INVOCATIONS, CF_SPANS};
+use super::{codec, keys, postings, Store, StoreError, CF_INVOCATIONS, CF_POSTINGS, CF_SPANS};
 use crate::model::{Span, TraceId};
 use keys::{IndexPrefix, Tenant};
 
@@ -65,18 +65,14 @@ impl Store {
         let tenant = term.tenant();
         let hash = term.term_hash();
         let (shard, bits) = (keys::shard_of(hash), keys::hash_bits(hash));
-        let index = self.cf(CF_INDEX);
+        let index = self.cf(CF_POSTINGS);
         let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(keys::posting_upper_bound(tenant, shard));
-        let seek = keys::posting_seek(tenant, shard, newest_bucket);
-        let iter =
-            self.db
-                .iterator_cf_opt(index, ro, IteratorMode::From(&seek, Direction::Forward));
+        ro.set_iterate_upper_bound(keys::posting_upper_bound(tenant));
+        let mut it = self.db.raw_iterator_cf_opt(index, ro);
 
         let mut hits = Vec::new();
         // (time, trace) found in the current bucket, answered when the bucket ends
         let mut found: Vec<(u64, TraceId)> = Vec::new();
-        let mut current = None;
         let answer = |found: &mut Vec<(u64, TraceId)>, f: &mut dyn FnMut(u64, TraceId) -> bool| {
             found.sort_unstable_by(|a, b| b.cmp(a));
             found.dedup_by_key(|e| e.1);
@@ -84,48 +80,62 @@ impl Store {
             found.clear();
             go_on
         };
-        for item in iter {
-            let (k, v) = item?;
-            let Some((_, bucket, seq)) = keys::parse_posting_key(&k) else {
-                continue;
-            };
-            if bucket < oldest_bucket {
-                break;
-            }
-            if current != Some(bucket) {
-                if !answer(&mut found, &mut f) {
-                    return Ok(());
+        // One seek per bucket that holds anything: a seek that lands past its bucket
+        // names the next older bucket with data, so empty seconds cost nothing.
+        let mut bucket = newest_bucket;
+        while bucket >= oldest_bucket {
+            let prefix = keys::posting_seek(tenant, shard, bucket);
+            it.seek(prefix);
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if !k.starts_with(&prefix) {
+                    break;
                 }
-                current = Some(bucket);
-            }
-            hits.clear();
-            postings::lookup(&v, bits, &mut hits).map_err(|e| StoreError::Index(e.to_string()))?;
-            if let Some((lo, hi)) = durations {
-                hits.retain(|h| {
-                    h.durations.is_some_and(|(dmin, dmax)| {
-                        (dmin as u64) <= hi && (dmax as u64 >= lo || dmax == u32::MAX)
-                    })
-                });
-            }
-            if hits.is_empty() {
-                continue;
-            }
-            let table_key = keys::posting_key(tenant, keys::TABLE_SHARD, bucket, seq);
-            let Some(table) = self.db.get_pinned_cf(index, table_key)? else {
-                return Err(StoreError::Index(format!(
-                    "posting block of bucket {bucket} group {seq} has no trace table"
-                )));
-            };
-            for h in &hits {
-                let (trace, t) = postings::table_entry(&table, h.trace).ok_or_else(|| {
-                    StoreError::Index(format!("trace {} is not in its table", h.trace))
-                })?;
-                if t <= newest {
-                    found.push((t, trace));
+                let Some((_, _, seq)) = keys::parse_posting_key(k) else {
+                    it.next();
+                    continue;
+                };
+                hits.clear();
+                postings::lookup(v, bits, &mut hits)
+                    .map_err(|e| StoreError::Index(e.to_string()))?;
+                if let Some((lo, hi)) = durations {
+                    hits.retain(|h| {
+                        h.durations.is_some_and(|(dmin, dmax)| {
+                            (dmin as u64) <= hi && (dmax as u64 >= lo || dmax == u32::MAX)
+                        })
+                    });
                 }
+                if !hits.is_empty() {
+                    let table_key = keys::posting_key(tenant, keys::TABLE_SHARD, bucket, seq);
+                    let Some(table) = self.db.get_pinned_cf(index, table_key)? else {
+                        return Err(StoreError::Index(format!(
+                            "posting block of bucket {bucket} group {seq} has no trace table"
+                        )));
+                    };
+                    for h in &hits {
+                        let (trace, t) = postings::table_entry(&table, h.trace).ok_or_else(|| {
+                            StoreError::Index(format!("trace {} is not in its table", h.trace))
+                        })?;
+                        if t <= newest {
+                            found.push((t, trace));
+                        }
+                    }
+                }
+                it.next();
             }
+            it.status()?;
+            if !answer(&mut found, &mut f) {
+                return Ok(());
+            }
+            bucket = match it.key().and_then(keys::parse_posting_key) {
+                Some((_, older, _)) if older < bucket => older,
+                Some(_) => match bucket.checked_sub(1) {
+                    Some(b) => b,
+                    None => break,
+                },
+                // nothing older in the tenant's postings at all
+                None => break,
+            };
         }
-        answer(&mut found, &mut f);
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use rocksdb::{
     compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory},
 };
 
-use super::{keys, Store, CF_INDEX, CF_INVOCATIONS, CF_META, CF_SPANS};
+use super::{keys, Store, CF_POSTINGS, CF_INVOCATIONS, CF_META, CF_SPANS};
 
 /// Start times before this are past retention.
 pub(super) fn cutoff_us(retention_us: u64) -> u64 {
@@ -80,7 +80,7 @@ impl Store {
                 tracing::warn!(error = %e, family = name, "flush before retention compaction failed");
             }
         }
-        for name in [CF_SPANS, CF_INDEX, CF_INVOCATIONS] {
+        for name in [CF_SPANS, CF_POSTINGS, CF_INVOCATIONS] {
             self.db
                 .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
         }

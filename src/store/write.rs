@@ -9,7 +9,7 @@ use rocksdb::WriteBatch;
 
 use super::catalog::Catalog;
 use super::{
-    codec, keys, postings, Store, StoreError, CF_INDEX, CF_INVOCATIONS, CF_META, CF_SPANS,
+    codec, keys, postings, Store, StoreError, CF_POSTINGS, CF_INVOCATIONS, CF_META, CF_SPANS,
 };
 use crate::model::{Span, SpanKind};
 use keys::{IndexPrefix, Tenant};
@@ -21,7 +21,7 @@ impl Store {
     pub fn commit(&self, batches: &[&EncodedBatch]) -> Result<(), StoreError> {
         self.disk.check().map_err(StoreError::DiskFull)?;
         let spans = self.cf(CF_SPANS);
-        let index = self.cf(CF_INDEX);
+        let index = self.cf(CF_POSTINGS);
         let meta = self.cf(CF_META);
         let invocations = self.cf(CF_INVOCATIONS);
         let mut wb = WriteBatch::default();
