@@ -39,7 +39,8 @@ lint: deps
 test: test-deps lint
 	cargo test --release -- --test-threads=2
 
-# The benchmark suite (about 5 minutes): writes the table to bench-results.md.
+# The benchmark suite (about 11 minutes: a 5-minute decay run, then each protocol):
+# writes the table to bench-results.md.
 bench: build
 	scripts/bench.sh
 

@@ -8,12 +8,15 @@
 #   BENCH_OUT    where the table goes (default: bench-results.md)
 #   BENCH_DIR    scratch data directories (default: a temporary directory)
 #   BENCH_SECONDS, BENCH_QUERY_SECONDS   run lengths (default 60 and 75)
+#   BENCH_DECAY_SECONDS   the flat-out OTLP/HTTP run whose first and last minutes are
+#                         compared (default 300)
 set -euo pipefail
 
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/fctrace/target}/release/fctrace}
 OUT=${BENCH_OUT:-bench-results.md}
 SECS=${BENCH_SECONDS:-60}
 QSECS=${BENCH_QUERY_SECONDS:-75}
+DSECS=${BENCH_DECAY_SECONDS:-300}
 QREQ=${BENCH_QUERY_REQUESTS:-500}
 SCRATCH=${BENCH_DIR:-$(mktemp -d)}
 mkdir -p "$SCRATCH"
@@ -51,20 +54,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-run() { # protocol port-key seconds extra...
-  local proto=$1 key=$2 secs=$3 dir=$SCRATCH/$1
-  shift 3
+run() { # results protocol port-key seconds extra...
+  local results=$1 proto=$2 key=$3 secs=$4 dir=$SCRATCH/$2
+  shift 4
   rm -rf "$dir" && mkdir -p "$dir"
   serve "$dir"
   echo "== $proto, ${secs}s" >&2
   "$BIN" bench --protocol "$proto" --endpoint "http://$(json "$dir/ports.json" "$key")" \
-    --data-dir "$dir" --duration "${secs}s" --json "$@" | tee /dev/stderr | tail -n 1 >>"$RESULTS"
+    --data-dir "$dir" --duration "${secs}s" --json "$@" | tee /dev/stderr | tail -n 1 >>"$results"
   stop
 }
 
-run jaeger-thrift collector_http "$SECS"
-run otlp-grpc otlp_grpc "$SECS" --no-ceilings
-run otlp-http otlp_http "$QSECS" --query --query-requests "$QREQ"
+DECAY=$SCRATCH/decay.jsonl
+: >"$DECAY"
+run "$DECAY" otlp-http otlp_http "$DSECS" --no-ceilings
+run "$RESULTS" jaeger-thrift collector_http "$SECS"
+run "$RESULTS" otlp-grpc otlp_grpc "$SECS" --no-ceilings
+run "$RESULTS" otlp-http otlp_http "$QSECS" --query --query-requests "$QREQ"
 
 # Start on the store the last run filled: until /readyz answers, then idle memory.
 dir=$SCRATCH/otlp-http
@@ -78,9 +84,10 @@ rss=$(awk '/VmRSS/ {print $2 * 1024}' "/proc/$PID/status")
 stop
 echo "{\"restart_ms\": $(((t1 - t0) / 1000000)), \"idle_rss_bytes\": $rss}" >>"$RESULTS"
 
-python3 - "$RESULTS" "$OUT" <<'EOF'
+python3 - "$RESULTS" "$OUT" "$DECAY" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+decay = json.loads(open(sys.argv[3]).read())
 runs, extra = rows[:-1], rows[-1]
 mib = lambda b: f"{b / 1048576:.0f} MiB" if b else "n/a"
 def ratio(v, c):
@@ -104,6 +111,13 @@ if q:
             f"| service + tag (limit 20) | {q['search_p50_ms']:.2f} ms | {q['search_p99_ms']:.2f} ms |",
             f"| tree API (200 spans) | {q['tree_p50_ms']:.2f} ms | {q['tree_p99_ms']:.2f} ms |"]
 out += ["", f"Restart on that store to ready: {extra['restart_ms']} ms; idle RSS then: {mib(extra['idle_rss_bytes'])}."]
+d = decay
+out += ["", f"Decay, OTLP/HTTP flat out for {d['seconds']:.0f} s ({d['spans_sent']:,} spans): "
+        f"first {d['window_seconds']:.0f} s {d['first_window_spans_per_second']:,.0f} spans/s "
+        f"(ack p99 {d['first_window_ack_p99_ms']:.0f} ms), last {d['window_seconds']:.0f} s "
+        f"{d['last_window_spans_per_second']:,.0f} spans/s (ack p99 {d['last_window_ack_p99_ms']:.0f} ms): "
+        f"{100 * d['last_window_spans_per_second'] / max(d['first_window_spans_per_second'], 1):.0f} % of the first; "
+        f"{d['cpu_seconds_per_million_spans']:.1f} CPU s per million spans."]
 text = "\n".join(out) + "\n"
 open(sys.argv[2], "w").write(text)
 print(text)

@@ -93,6 +93,11 @@ fn bench_reports_and_loses_nothing() {
             "{protocol}"
         );
         for key in [
+            "window_seconds",
+            "first_window_spans_per_second",
+            "last_window_spans_per_second",
+            "first_window_ack_p99_ms",
+            "last_window_ack_p99_ms",
             "ack_p50_ms",
             "ack_p99_ms",
             "cpu_seconds",
@@ -158,6 +163,7 @@ fn bench_suite_script_writes_the_table() {
             .env("BENCH_DIR", scratch.path().join("runs"))
             .env("BENCH_SECONDS", "2")
             .env("BENCH_QUERY_SECONDS", "2")
+            .env("BENCH_DECAY_SECONDS", "3")
             .env("BENCH_QUERY_REQUESTS", "5"),
     );
     let text = std::fs::read_to_string(&table).unwrap();
@@ -167,6 +173,7 @@ fn bench_suite_script_writes_the_table() {
         "| OtlpHttp |",
         "| service + tag (limit 20) |",
         "Restart on that store to ready:",
+        "Decay, OTLP/HTTP flat out for",
     ] {
         assert!(text.contains(row), "{row} missing from:\n{text}");
     }

@@ -87,6 +87,33 @@ impl BenchArgs {
     }
 }
 
+/// One acknowledged request: when it was answered (seconds into the run), how long it
+/// took, how many spans it carried.
+struct Ack {
+    at: f64,
+    ms: f64,
+    spans: u64,
+}
+
+/// Spans/s and ack p99 of the requests answered in `[from, to)` seconds into the run.
+struct Window {
+    rate: f64,
+    p99: f64,
+}
+
+impl Window {
+    fn of(acks: &[Ack], from: f64, to: f64) -> Window {
+        let inside = || acks.iter().filter(|a| a.at >= from && a.at < to);
+        let mut lat: Vec<f64> = inside().map(|a| a.ms).collect();
+        lat.sort_by(|a, b| a.total_cmp(b));
+        let spans: u64 = inside().map(|a| a.spans).sum();
+        Window {
+            rate: if to > from { spans as f64 / (to - from) } else { 0.0 },
+            p99: percentile(&lat, 0.99),
+        }
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -323,7 +350,7 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
     let sent_spans = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let latencies = Arc::new(Mutex::new(Vec::<Ack>::new()));
     let started = Instant::now();
     let deadline = started + duration;
     let per_request = if args.rate > 0 {
@@ -358,7 +385,11 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
                 let clock = Instant::now();
                 match s.send(body).await {
                     Outcome::Ok => {
-                        local.push(clock.elapsed().as_secs_f64() * 1000.0);
+                        local.push(Ack {
+                            at: started.elapsed().as_secs_f64(),
+                            ms: clock.elapsed().as_secs_f64() * 1000.0,
+                            spans: t.spans as u64,
+                        });
                         sent_spans.fetch_add(t.spans as u64, Ordering::Relaxed);
                     }
                     Outcome::Refused => {
@@ -397,8 +428,12 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
     }
     progress.abort();
     let seconds = started.elapsed().as_secs_f64();
-    let mut lat = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    let acks = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut lat: Vec<f64> = acks.iter().map(|a| a.ms).collect();
     lat.sort_by(|a, b| a.total_cmp(b));
+    let window = (seconds / 3.0).min(60.0);
+    let first = Window::of(&acks, 0.0, window);
+    let last = Window::of(&acks, seconds - window, seconds);
     let after = ports.pid.map(proc_stats);
     let spans = sent_spans.load(Ordering::Relaxed);
     let mut report = Report {
@@ -409,6 +444,11 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
         ack_p50_ms: percentile(&lat, 0.5),
         ack_p99_ms: percentile(&lat, 0.99),
         ack_max_ms: lat.last().copied().unwrap_or(0.0),
+        window_seconds: window,
+        first_window_spans_per_second: first.rate,
+        last_window_spans_per_second: last.rate,
+        first_window_ack_p99_ms: first.p99,
+        last_window_ack_p99_ms: last.p99,
         refused: refused.load(Ordering::Relaxed),
         failed: failed.load(Ordering::Relaxed),
         cpu_seconds: match (before, after) {

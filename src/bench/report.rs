@@ -12,6 +12,13 @@ pub struct Report {
     pub ack_p50_ms: f64,
     pub ack_p99_ms: f64,
     pub ack_max_ms: f64,
+    /// The length of the first and last windows below: a minute, or a third of a
+    /// shorter run. Their rates side by side show whether throughput decays in a run.
+    pub window_seconds: f64,
+    pub first_window_spans_per_second: f64,
+    pub last_window_spans_per_second: f64,
+    pub first_window_ack_p99_ms: f64,
+    pub last_window_ack_p99_ms: f64,
     pub refused: u64,
     pub failed: u64,
     /// The daemon's CPU seconds (every thread, compactions included, from /proc).
@@ -59,6 +66,15 @@ pub fn print(r: &Report) {
     println!(
         "ack latency         p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
         r.ack_p50_ms, r.ack_p99_ms, r.ack_max_ms
+    );
+    println!(
+        "first / last {:.0} s   {:.0} / {:.0} spans/s ({:.0} %), ack p99 {:.1} / {:.1} ms",
+        r.window_seconds,
+        r.first_window_spans_per_second,
+        r.last_window_spans_per_second,
+        100.0 * r.last_window_spans_per_second / r.first_window_spans_per_second.max(1.0),
+        r.first_window_ack_p99_ms,
+        r.last_window_ack_p99_ms
     );
     println!("refused / failed    {} / {} spans", r.refused, r.failed);
     if let Some(c) = r.cpu_seconds {
