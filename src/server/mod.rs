@@ -104,6 +104,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         retention: settings.retention,
         sync_writes: settings.sync_writes,
         min_free_disk_bytes: settings.min_free_disk_bytes,
+        future_skew: settings.max_future_skew,
         ..StoreOptions::default()
     };
     let store = Arc::new(Store::open(&settings.data_dir.join("db"), &store_opts)?);
@@ -314,8 +315,8 @@ fn write_ports(dir: &Path, bound: &BTreeMap<&'static str, String>) -> Result<(),
 }
 
 async fn retention_loop(store: Arc<Store>, mut stop: watch::Receiver<bool>) {
-    // Compaction filters drop expired entries whenever RocksDB compacts; this makes sure
-    // it happens at least this often, so disk space comes back even on an idle store.
+    // Expired span files, posting seconds and invocation records go at least this often,
+    // so disk space comes back even on an idle store (see `Store::expire`).
     let every = store
         .retention()
         .clamp(Duration::from_secs(1), Duration::from_secs(86400));
@@ -326,7 +327,7 @@ async fn retention_loop(store: Arc<Store>, mut stop: watch::Receiver<bool>) {
         }
         let s = Arc::clone(&store);
         let started = std::time::Instant::now();
-        if tokio::task::spawn_blocking(move || s.compact())
+        if tokio::task::spawn_blocking(move || s.expire())
             .await
             .is_ok()
         {

@@ -1,7 +1,7 @@
 //! The one key encoder: every RocksDB key fctrace writes or seeks is built here.
 //!
 //! Layouts (all integers big-endian, so byte order is numeric order):
-//! - `spans`:   `tenant(2) | traceId(16) | startTime µs(8) | spanId(8) | chunk(8)`: the
+//! - `chunks`:  `tenant(2) | traceId(16) | startTime µs(8) | spanId(8) | chunk(8)`: the
 //!   earliest span of a chunk (a trace's spans from one batch, see `codec`) and a number
 //!   the writer gives each chunk once, so two writes never share a key (a re-sent batch
 //!   adds a chunk beside the first instead of replacing it). A trace is one prefix scan,

@@ -4,12 +4,13 @@
 //! In: [`EncodedBatch`]es (made by [`encode`] on the caller's thread, so the single writer
 //! only copies bytes) committed as one `WriteBatch` by [`Store::commit`] (`write`). Out:
 //! whole traces by id, index scans newest first, invocation records (`read`), and the
-//! service/operation catalog (`catalog`). Retention (`retention`) is RocksDB's own:
-//! compaction filters drop entries older than the retention age, periodic compaction
-//! makes sure old files are rewritten, and reads hide what compaction has not reached.
-//! This file opens and tunes the database and checks its format.
+//! service/operation catalog (`catalog`). Retention (`retention`) never rewrites live
+//! data: span files go whole, posting seconds by range, and reads hide what has not gone
+//! yet. This file opens and tunes the database and checks its format; `upgrade` moves
+//! older formats' data at open.
 //!
-//! Column families: `spans`, `index`, `meta`, `invocations` (see `keys` for every layout).
+//! Column families: `chunks` (span chunks, FIFO), `postings` (time first, leveled),
+//! `meta`, `invocations` (see `keys` for every layout).
 //! The store decides nothing about what to store (the pipeline does) and knows no JSON
 //! (the query side does).
 
@@ -37,7 +38,8 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
+    FifoCompactOptions, Options,
     SliceTransform, WriteOptions, DB,
 };
 use thiserror::Error;
@@ -48,12 +50,15 @@ use retention::Retention;
 
 /// Bump when any key layout or the span encoding changes.
 pub const FORMAT_VERSION: u32 = 4;
-/// Older formats this build still opens (2: span keys without chunk numbers; 2 and 3:
-/// posting blocks shard-first in the `index` family, moved to `postings` at open); opening
-/// one marks it as the current format, so an older build refuses it from then on.
+/// Older formats this build still opens (2: span keys without chunk numbers, still read
+/// as they are; 2 and 3: chunks in a compacted `spans` family and posting blocks shard
+/// first in `index`, both moved at open, see `upgrade`); opening one marks it as the
+/// current format, so an older build refuses it from then on.
 const READABLE_FORMATS: &[u32] = &[2, 3];
 
-const CF_SPANS: &str = "spans";
+const CF_SPANS: &str = "chunks";
+/// Where formats 2 and 3 kept span chunks (compacted, not FIFO); moved at open.
+const CF_SPANS_V3: &str = "spans";
 const CF_POSTINGS: &str = "postings";
 /// Where formats 2 and 3 kept posting blocks; gone once `upgrade_postings` has run.
 const CF_INDEX_V3: &str = "index";
@@ -102,6 +107,9 @@ pub struct StoreOptions {
     pub block_cache_bytes: usize,
     /// Writes are refused while the filesystem has less than this free; 0 turns it off.
     pub min_free_disk_bytes: u64,
+    /// How far in the future a stored span may start (the pipeline refuses later ones):
+    /// span files are kept this much longer than retention.
+    pub future_skew: Duration,
 }
 
 impl Default for StoreOptions {
@@ -111,6 +119,7 @@ impl Default for StoreOptions {
             sync_writes: true,
             block_cache_bytes: 64 << 20,
             min_free_disk_bytes: 0,
+            future_skew: Duration::from_secs(3600),
         }
     }
 }
@@ -161,18 +170,24 @@ impl Store {
         // the compaction filter sees expired entries and the disk space comes back.
         let periodic = opts.retention.as_secs().clamp(3600, 86400);
 
+        // Span chunks: keys are random (trace ids), so any compaction would rewrite
+        // everything again and again as the store grows. FIFO never compacts: flushed files
+        // stay in level 0 until their newest entry is older than the TTL, then go whole.
+        // The TTL is retention plus the future skew spans may have, so nothing goes before
+        // reads stop showing it (reads hide spans past retention by start time; a file
+        // goes only when all of it was written longer ago than that).
         let mut spans = base(32 << 20);
+        spans.set_compaction_style(rocksdb::DBCompactionStyle::Fifo);
+        let mut fifo = FifoCompactOptions::default();
+        fifo.set_max_table_files_size(u64::MAX);
+        spans.set_fifo_compaction_options(&fifo);
+        let ttl = opts.retention.saturating_add(opts.future_skew);
+        spans.set_ttl(ttl.as_secs().clamp(1, 100 * 365 * 86400));
         // Values come compressed by `codec`; RocksDB compressing them again would only
-        // cost CPU on every flush and compaction.
+        // cost CPU on every flush.
         spans.set_compression_type(DBCompressionType::None);
         spans.set_bottommost_compression_type(DBCompressionType::None);
         spans.set_prefix_extractor(SliceTransform::create_fixed_prefix(keys::TRACE_PREFIX_LEN));
-        spans.set_periodic_compaction_seconds(periodic);
-        spans.set_compaction_filter_factory(Retention {
-            name: c"fctrace_span_retention",
-            retention_us,
-            time_of: keys::span_key_time,
-        });
 
         let mut postings = base(32 << 20);
         // Keys are time first (see `keys`): leveled compaction moves files that overlap
@@ -183,8 +198,8 @@ impl Store {
         postings.set_level_compaction_dynamic_level_bytes(true);
         postings.set_compression_type(DBCompressionType::Zstd);
         postings.set_compression_options(-14, 1, 0, 0);
-        postings.set_periodic_compaction_seconds(periodic);
-        // a block goes when all of its bucket is past retention
+        // Expired seconds go by range (`Store::expire`); compactions that happen anyway
+        // drop any block left past retention too.
         postings.set_compaction_filter_factory(Retention {
             name: c"fctrace_index_retention",
             retention_us,
@@ -206,16 +221,28 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_META, meta),
             ColumnFamilyDescriptor::new(CF_INVOCATIONS, invocations),
         ];
-        let old_index = DB::list_cf(&db_opts, dir)
-            .unwrap_or_default()
-            .iter()
-            .any(|cf| cf == CF_INDEX_V3);
-        if old_index {
-            cfs.push(ColumnFamilyDescriptor::new(CF_INDEX_V3, Options::default()));
+        let existing = DB::list_cf(&db_opts, dir).unwrap_or_default();
+        let old: Vec<&str> = [CF_SPANS_V3, CF_INDEX_V3]
+            .into_iter()
+            .filter(|name| existing.iter().any(|cf| cf == name))
+            .collect();
+        for name in &old {
+            // as format 3 opened them, so nothing changes shape before it is moved
+            let mut o = base(8 << 20);
+            if *name == CF_SPANS_V3 {
+                o.set_compression_type(DBCompressionType::None);
+                o.set_bottommost_compression_type(DBCompressionType::None);
+            }
+            cfs.push(ColumnFamilyDescriptor::new(*name, o));
         }
         let mut db = DB::open_cf_descriptors(&db_opts, dir, cfs)?;
-        if old_index {
-            upgrade::postings(&mut db, CF_INDEX_V3, CF_POSTINGS)?;
+        if old.contains(&CF_SPANS_V3) {
+            upgrade::move_family(&mut db, CF_SPANS_V3, CF_SPANS, |k| Some(k.to_vec()))?;
+        }
+        if old.contains(&CF_INDEX_V3) {
+            upgrade::move_family(&mut db, CF_INDEX_V3, CF_POSTINGS, |k| {
+                keys::posting_key_from_v3(k).map(|k| k.to_vec())
+            })?;
         }
 
         let mut write_opts = WriteOptions::default();

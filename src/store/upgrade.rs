@@ -1,21 +1,28 @@
-//! Upgrading older data directories in place at open. Formats 2 and 3 kept posting blocks
-//! shard first in the `index` family; today they live time first in `postings` (see
-//! `keys`). The values are the same bytes, so the upgrade re-keys them and drops the old
-//! family. It is safe to stop at any point: the old family goes only after every block
-//! is in the new one, and an interrupted upgrade runs again from the start at the next
-//! open (writing a key twice writes the same value).
+//! Upgrading older data directories in place at open. Formats 2 and 3 kept span chunks
+//! in a compacted `spans` family and posting blocks shard first in `index`; today chunks
+//! live in the FIFO `chunks` family and posting blocks time first in `postings` (see
+//! `keys`). Values are the same bytes, so the upgrade copies each entry under its new key
+//! and drops the old family. It is safe to stop at any point: an old family goes only
+//! after every entry is in the new one, and an interrupted upgrade runs again from the
+//! start at the next open (writing a key twice writes the same value).
 //!
 //! Reading and writing the current format is elsewhere; this module only moves data.
 
 use rocksdb::{IteratorMode, WriteBatch, DB};
 
-use super::{keys, StoreError};
+use super::StoreError;
 
-/// Bytes of re-keyed blocks per write: bounds the memory the upgrade holds.
+/// Bytes of copied entries per write: bounds the memory the upgrade holds.
 const BATCH_BYTES: usize = 8 << 20;
 
-/// Move every block of `from` into `to` under its new key, then drop `from`.
-pub(super) fn postings(db: &mut DB, from: &str, to: &str) -> Result<(), StoreError> {
+/// Copy every entry of `from` into `to` under `rekey(key)` (entries it maps to `None` are
+/// not any format's and are left behind), then drop `from`.
+pub(super) fn move_family(
+    db: &mut DB,
+    from: &str,
+    to: &str,
+    rekey: impl Fn(&[u8]) -> Option<Vec<u8>>,
+) -> Result<(), StoreError> {
     let started = std::time::Instant::now();
     let (mut moved, mut skipped) = (0u64, 0u64);
     {
@@ -25,12 +32,11 @@ pub(super) fn postings(db: &mut DB, from: &str, to: &str) -> Result<(), StoreErr
         let mut wb = WriteBatch::default();
         for item in db.iterator_cf(old, IteratorMode::Start) {
             let (k, v) = item?;
-            match keys::posting_key_from_v3(&k) {
+            match rekey(&k) {
                 Some(key) => {
                     wb.put_cf(new, key, &v);
                     moved += 1;
                 }
-                // not a posting key: nothing any format wrote, nothing to keep
                 None => skipped += 1,
             }
             if wb.size_in_bytes() >= BATCH_BYTES {
@@ -42,10 +48,12 @@ pub(super) fn postings(db: &mut DB, from: &str, to: &str) -> Result<(), StoreErr
     }
     db.drop_cf(from)?;
     tracing::info!(
+        from,
+        to,
         moved,
         skipped,
         ms = started.elapsed().as_millis() as u64,
-        "posting blocks moved to the time-first layout of format 4"
+        "data directory upgraded to format 4"
     );
     Ok(())
 }
@@ -54,7 +62,9 @@ pub(super) fn postings(db: &mut DB, from: &str, to: &str) -> Result<(), StoreErr
 mod tests {
     use rocksdb::{ColumnFamilyDescriptor, Options};
 
-    use super::super::{encode, Store, StoreOptions, CF_INDEX_V3, CF_META, CF_POSTINGS, CF_SPANS};
+    use super::super::{
+        encode, keys, Store, StoreOptions, CF_INDEX_V3, CF_META, CF_POSTINGS, CF_SPANS, CF_SPANS_V3,
+    };
     use super::*;
     use crate::model::{Span, TraceId};
     use keys::IndexPrefix;
@@ -83,7 +93,7 @@ mod tests {
     }
 
     #[test]
-    fn a_format_3_directory_is_searchable_after_the_upgrade() {
+    fn a_format_3_directory_is_read_and_searched_after_the_upgrade() {
         let now = crate::clock::now_us();
         let spans: Vec<Span> = (0..40u64)
             .map(|i| Span {
@@ -103,7 +113,7 @@ mod tests {
             let store = Store::open(today.path(), &opts).unwrap();
             store.commit(&[&encode(0, &spans)]).unwrap();
             assert_eq!(traces_of(&store, "svc", now).len(), 4);
-            for (cf, old) in [(CF_SPANS, CF_SPANS), (CF_META, CF_META), (CF_POSTINGS, CF_INDEX_V3)] {
+            for (cf, old) in [(CF_SPANS, CF_SPANS_V3), (CF_META, CF_META), (CF_POSTINGS, CF_INDEX_V3)] {
                 for item in store.db.iterator_cf(store.cf(cf), IteratorMode::Start) {
                     let (k, v) = item.unwrap();
                     let k = if cf == CF_POSTINGS { v3_key(&k) } else { k.to_vec() };
@@ -138,7 +148,7 @@ mod tests {
         assert_eq!(store.trace(0, TraceId(101)).unwrap().len(), 10);
         drop(store);
         let families = DB::list_cf(&Options::default(), old.path()).unwrap();
-        assert!(!families.iter().any(|f| f == CF_INDEX_V3), "{families:?}");
+        assert!(!families.iter().any(|f| f == CF_INDEX_V3 || f == CF_SPANS_V3), "{families:?}");
         // and it opens again as format 4, with nothing to upgrade
         let store = Store::open(old.path(), &opts).unwrap();
         assert_eq!(traces_of(&store, "svc", now).len(), 4);
