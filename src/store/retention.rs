@@ -77,7 +77,7 @@ impl Store {
     /// The small families are flushed as well, because a write-ahead log file is only
     /// deleted once no family's memtable still needs it. Nothing here rewrites live data.
     pub fn expire(&self) {
-        for name in [CF_META, CF_INVOCATIONS, CF_SPANS] {
+        for name in [CF_META, CF_INVOCATIONS, CF_SPANS, CF_POSTINGS] {
             if let Err(e) = self.db.flush_cf(self.cf(name)) {
                 tracing::warn!(error = %e, family = name, "flush before retention failed");
             }
@@ -107,7 +107,8 @@ impl Store {
 
     /// Delete every posting block whose whole second is before `cutoff` (µs). Keys are
     /// time first, so that is one key range per tenant, at the end of the tenant's keys:
-    /// whole files in it are dropped at once, the rest is covered by a range tombstone.
+    /// whole files in it are dropped at once, the rest is covered by a range tombstone
+    /// and compacted away; only the files holding that range are compacted.
     fn expire_postings(&self, cutoff: u64) -> Result<(), StoreError> {
         let Some(last_expired) = (cutoff / keys::POSTING_BUCKET_US).checked_sub(1) else {
             return Ok(());
@@ -124,6 +125,8 @@ impl Store {
             let to = keys::posting_upper_bound(tenant);
             self.db.delete_file_in_range_cf(cf, from.as_slice(), to.as_slice())?;
             self.db.delete_range_cf(cf, from.as_slice(), to.as_slice())?;
+            self.db
+                .compact_range_cf(cf, Some(from.as_slice()), Some(to.as_slice()));
             match tenant.checked_add(1) {
                 Some(next) => it.seek(next.to_be_bytes()),
                 None => break,
