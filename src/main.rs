@@ -87,8 +87,12 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
         retention: std::time::Duration::MAX,
         ..Default::default()
     };
-    let store = fctrace::store::Store::open(&db, &opts)
-        .with_context(|| format!("open the store in {} (is the daemon stopped?)", db.display()))?;
+    let store = fctrace::store::Store::open(&db, &opts).with_context(|| {
+        format!(
+            "open the store in {} (is the daemon stopped?)",
+            db.display()
+        )
+    })?;
     let census = store.census()?;
     println!("{}", serde_json::to_string(&census)?);
     Ok(())

@@ -145,7 +145,11 @@ fn bench_reports_and_loses_nothing() {
     );
     assert!(d.terminate().success());
     let done = check();
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
     let census: Json = serde_json::from_slice(&done.stdout).unwrap();
     assert_eq!(census["spans"].as_u64(), Some(expected), "{census}");
 }

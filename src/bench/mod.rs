@@ -108,7 +108,11 @@ impl Window {
         lat.sort_by(|a, b| a.total_cmp(b));
         let spans: u64 = inside().map(|a| a.spans).sum();
         Window {
-            rate: if to > from { spans as f64 / (to - from) } else { 0.0 },
+            rate: if to > from {
+                spans as f64 / (to - from)
+            } else {
+                0.0
+            },
             p99: percentile(&lat, 0.99),
         }
     }

@@ -405,7 +405,9 @@ mod tests {
         assert!(seek.as_slice() < later_same_bucket.as_slice());
         assert!(later_same_bucket.starts_with(&seek) && !other_shard.starts_with(&seek));
         assert!(older.as_slice() < posting_upper_bound(1).as_slice());
-        assert!(posting_key(2, 0, u64::MAX, u64::MAX).as_slice() >= posting_upper_bound(1).as_slice());
+        assert!(
+            posting_key(2, 0, u64::MAX, u64::MAX).as_slice() >= posting_upper_bound(1).as_slice()
+        );
         assert_eq!(parse_posting_key(&older), Some((3, 100, 9)));
         assert_eq!(parse_posting_key(&older[..5]), None);
         let last = posting_key(u16::MAX, u16::MAX, 0, 0);

@@ -39,8 +39,7 @@ use std::time::Duration;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
-    FifoCompactOptions, Options,
-    SliceTransform, WriteOptions, DB,
+    FifoCompactOptions, Options, SliceTransform, WriteOptions, DB,
 };
 use thiserror::Error;
 

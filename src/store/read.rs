@@ -112,9 +112,10 @@ impl Store {
                         )));
                     };
                     for h in &hits {
-                        let (trace, t) = postings::table_entry(&table, h.trace).ok_or_else(|| {
-                            StoreError::Index(format!("trace {} is not in its table", h.trace))
-                        })?;
+                        let (trace, t) =
+                            postings::table_entry(&table, h.trace).ok_or_else(|| {
+                                StoreError::Index(format!("trace {} is not in its table", h.trace))
+                            })?;
                         if t <= newest {
                             found.push((t, trace));
                         }

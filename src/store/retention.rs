@@ -117,14 +117,19 @@ impl Store {
         let mut it = self.db.raw_iterator_cf(cf);
         it.seek_to_first();
         while let Some(k) = it.key() {
-            let Some(tenant) = k.get(..2).and_then(|b| b.try_into().ok()).map(u16::from_be_bytes)
+            let Some(tenant) = k
+                .get(..2)
+                .and_then(|b| b.try_into().ok())
+                .map(u16::from_be_bytes)
             else {
                 break;
             };
             let from = keys::posting_key(tenant, 0, last_expired, u64::MAX);
             let to = keys::posting_upper_bound(tenant);
-            self.db.delete_file_in_range_cf(cf, from.as_slice(), to.as_slice())?;
-            self.db.delete_range_cf(cf, from.as_slice(), to.as_slice())?;
+            self.db
+                .delete_file_in_range_cf(cf, from.as_slice(), to.as_slice())?;
+            self.db
+                .delete_range_cf(cf, from.as_slice(), to.as_slice())?;
             self.db
                 .compact_range_cf(cf, Some(from.as_slice()), Some(to.as_slice()));
             match tenant.checked_add(1) {

@@ -82,10 +82,16 @@ mod tests {
     fn traces_of(store: &Store, service: &str, now: u64) -> Vec<TraceId> {
         let mut out = Vec::new();
         store
-            .scan_index(&IndexPrefix::service(0, service), None, now - 60_000_000, now, |_, t| {
-                out.push(t);
-                true
-            })
+            .scan_index(
+                &IndexPrefix::service(0, service),
+                None,
+                now - 60_000_000,
+                now,
+                |_, t| {
+                    out.push(t);
+                    true
+                },
+            )
             .unwrap();
         out.sort();
         out.dedup();
@@ -113,10 +119,18 @@ mod tests {
             let store = Store::open(today.path(), &opts).unwrap();
             store.commit(&[&encode(0, &spans)]).unwrap();
             assert_eq!(traces_of(&store, "svc", now).len(), 4);
-            for (cf, old) in [(CF_SPANS, CF_SPANS_V3), (CF_META, CF_META), (CF_POSTINGS, CF_INDEX_V3)] {
+            for (cf, old) in [
+                (CF_SPANS, CF_SPANS_V3),
+                (CF_META, CF_META),
+                (CF_POSTINGS, CF_INDEX_V3),
+            ] {
                 for item in store.db.iterator_cf(store.cf(cf), IteratorMode::Start) {
                     let (k, v) = item.unwrap();
-                    let k = if cf == CF_POSTINGS { v3_key(&k) } else { k.to_vec() };
+                    let k = if cf == CF_POSTINGS {
+                        v3_key(&k)
+                    } else {
+                        k.to_vec()
+                    };
                     entries.push((old, k, v.to_vec()));
                 }
             }
@@ -148,7 +162,12 @@ mod tests {
         assert_eq!(store.trace(0, TraceId(101)).unwrap().len(), 10);
         drop(store);
         let families = DB::list_cf(&Options::default(), old.path()).unwrap();
-        assert!(!families.iter().any(|f| f == CF_INDEX_V3 || f == CF_SPANS_V3), "{families:?}");
+        assert!(
+            !families
+                .iter()
+                .any(|f| f == CF_INDEX_V3 || f == CF_SPANS_V3),
+            "{families:?}"
+        );
         // and it opens again as format 4, with nothing to upgrade
         let store = Store::open(old.path(), &opts).unwrap();
         assert_eq!(traces_of(&store, "svc", now).len(), 4);

@@ -9,7 +9,7 @@ use rocksdb::WriteBatch;
 
 use super::catalog::Catalog;
 use super::{
-    codec, keys, postings, Store, StoreError, CF_POSTINGS, CF_INVOCATIONS, CF_META, CF_SPANS,
+    codec, keys, postings, Store, StoreError, CF_INVOCATIONS, CF_META, CF_POSTINGS, CF_SPANS,
 };
 use crate::model::{Span, SpanKind};
 use keys::{IndexPrefix, Tenant};
