@@ -8,7 +8,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 
 use common::*;
-use fctrace::receive::{decode_otlp, otlp::map_request, OtlpFormat};
+use fctrace::receive::{decode_otlp, OtlpFormat};
 use serde_json::{json, Value as Json};
 
 const PY_FIXTURE: &str = "otlp-protobuf-python-1.45-1";
@@ -76,15 +76,13 @@ fn fixture_span_ids(name: &str) -> Vec<String> {
     } else {
         OtlpFormat::Protobuf
     };
-    let mapped = map_request(
-        decode_otlp(
-            &body,
-            format,
-            &Default::default(),
-            &mut fctrace::budget::Reservation::unlimited(),
-        )
-        .unwrap(),
-    );
+    let mapped = decode_otlp(
+        &body,
+        format,
+        &Default::default(),
+        &mut fctrace::budget::Reservation::unlimited(),
+    )
+    .unwrap();
     assert!(mapped.rejected.is_empty());
     mapped.spans.iter().map(|s| s.span_id.to_string()).collect()
 }

@@ -3,13 +3,11 @@
 #![no_main]
 
 use fctrace::budget::MemoryBudget;
-use fctrace::receive::{decode_otlp, otlp::map_request, Limits, OtlpFormat};
+use fctrace::receive::{decode_otlp, Limits, OtlpFormat};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let budget = MemoryBudget::new(64 << 20, 32 << 20);
     let mut mem = budget.reserve();
-    if let Ok(req) = decode_otlp(data, OtlpFormat::Json, &Limits::default(), &mut mem) {
-        let _ = map_request(req);
-    }
+    let _ = decode_otlp(data, OtlpFormat::Json, &Limits::default(), &mut mem);
 });

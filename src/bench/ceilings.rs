@@ -31,7 +31,7 @@ pub(super) fn decode_ceiling(format: Format, templates: &[Template]) -> f64 {
                 &limits,
                 &mut crate::budget::Reservation::unlimited(),
             )
-            .map(|r| crate::receive::otlp::map_request(r).spans.len())
+            .map(|m| m.spans.len())
             .unwrap_or(0),
         };
     }

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod otlp;
 pub mod otlp_cost;
 pub mod otlp_json;
+pub mod otlp_wire;
 pub mod thrift;
 
 use thiserror::Error;
@@ -40,8 +41,6 @@ pub enum ReceiveError {
     #[error("could not decode thrift batch: {0}")]
     Thrift(thrift::ThriftError),
     #[error("could not decode OTLP protobuf: {0}")]
-    Protobuf(#[from] prost::DecodeError),
-    #[error("could not decode OTLP protobuf: {0}")]
     ProtobufWire(String),
     #[error("could not decode OTLP JSON: {0}")]
     Json(#[from] otlp_json::JsonError),
@@ -62,7 +61,6 @@ impl ReceiveError {
             | ReceiveError::ProtobufWire(_)
             | ReceiveError::Decompress(_)
             | ReceiveError::Thrift(_)
-            | ReceiveError::Protobuf(_)
             | ReceiveError::Json(_) => ErrorCode::BadRequest,
         }
     }
@@ -148,23 +146,22 @@ pub fn otlp_format(content_type: Option<&str>) -> Result<OtlpFormat, ReceiveErro
     }
 }
 
-/// Decode an OTLP body in either encoding within `limits`, charging `mem` for the
-/// request's structs and for the model spans it will be mapped to, before either is
-/// allocated (see `otlp_cost`).
+/// Decode an OTLP body in either encoding within `limits` and map it to spans, charging
+/// `mem` for what it will hold before it is allocated (see `otlp_cost`). Protobuf is read
+/// straight into the model (`otlp_wire`); JSON through prost's structs (`otlp_json`).
 pub fn decode_otlp(
     body: &[u8],
     format: OtlpFormat,
     limits: &Limits,
     mem: &mut Reservation,
-) -> Result<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest, ReceiveError>
-{
+) -> Result<otlp::Mapped, ReceiveError> {
     match format {
         OtlpFormat::Protobuf => {
             let counted = otlp_cost::scan_protobuf(body, limits)?;
             // strings are copied out of the body once
             mem.charge(counted.bytes().saturating_add(body.len()))
                 .map_err(LimitError::from)?;
-            Ok(prost::Message::decode(body)?)
+            otlp_wire::decode(body).map_err(|e| ReceiveError::ProtobufWire(e.0))
         }
         OtlpFormat::Json => {
             mem.charge_each(otlp_cost::json_values(body), otlp_cost::JSON_VALUE_COST)
@@ -173,7 +170,7 @@ pub fn decode_otlp(
             let req = otlp_json::decode(body)?;
             let counted = otlp_cost::count_request(&req, limits)?;
             mem.charge(counted.bytes()).map_err(LimitError::from)?;
-            Ok(req)
+            Ok(otlp::map_request(req))
         }
     }
 }

@@ -29,51 +29,72 @@ pub struct Mapped {
     pub rejected: Vec<String>,
 }
 
-/// Map a whole export request.
+/// Map a whole export request (decoded by prost: OTLP/JSON; protobuf bodies take
+/// `otlp_wire`, which builds the same parts straight from the bytes).
 pub fn map_request(req: ExportTraceServiceRequest) -> Mapped {
     let mut out = Mapped::default();
     let mut index = 0usize;
     for rs in req.resource_spans {
-        let mut service = None;
-        let mut tags = Vec::new();
-        for kv in rs.resource.map(|r| r.attributes).unwrap_or_default() {
-            match (kv.key.as_str(), &kv.value) {
-                (
-                    "service.name",
-                    Some(AnyValue {
-                        value: Some(any_value::Value::StringValue(s)),
-                    }),
-                ) if service.is_none() => service = Some(s.clone()),
-                _ => tags.push(key_value(kv)),
-            }
-        }
-        let process = Arc::new(Process {
-            service_name: service.unwrap_or_else(|| UNKNOWN_SERVICE.to_owned()),
-            tags,
-        });
+        let attributes = rs.resource.map(|r| r.attributes).unwrap_or_default();
+        let process = process(attributes.into_iter().map(|kv| {
+            let is_string = matches!(
+                kv.value,
+                Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(_)),
+                })
+            );
+            (key_value(kv), is_string)
+        }));
         for ss in rs.scope_spans {
-            let mut scope_tags = Vec::new();
-            if let Some(scope) = ss.scope {
-                if !scope.name.is_empty() {
-                    scope_tags.push(KeyValue::new(keys::OTEL_SCOPE_NAME, Value::Str(scope.name)));
-                }
-                if !scope.version.is_empty() {
-                    scope_tags.push(KeyValue::new(
-                        keys::OTEL_SCOPE_VERSION,
-                        Value::Str(scope.version),
-                    ));
-                }
-            }
+            let scope = ss.scope.map(|s| (s.name, s.version)).unwrap_or_default();
+            let scope_tags = scope_tags(scope.0, scope.1);
             for span in ss.spans {
-                match map_span(span, &process, &scope_tags) {
-                    Ok(s) => out.spans.push(s),
-                    Err(why) => out.rejected.push(format!("span {index}: {why}")),
-                }
-                index += 1;
+                out.push(&mut index, span_of(parts(span), &process, &scope_tags));
             }
         }
     }
     out
+}
+
+impl Mapped {
+    /// Keep a mapped span, or the reason the `index`th span of the request was refused.
+    pub(super) fn push(&mut self, index: &mut usize, span: Result<Span, String>) {
+        match span {
+            Ok(s) => self.spans.push(s),
+            Err(why) => self.rejected.push(format!("span {index}: {why}")),
+        }
+        *index += 1;
+    }
+}
+
+/// A resource's process: the first string `service.name` attribute names it (as
+/// OpenTelemetry SDKs do, `unknown_service` without one); every other attribute, in
+/// order, is a process tag. `is_string` says whether the attribute's value was a string.
+pub(super) fn process(attributes: impl Iterator<Item = (KeyValue, bool)>) -> Arc<Process> {
+    let mut service = None;
+    let mut tags = Vec::new();
+    for (kv, is_string) in attributes {
+        match (kv.key.as_str(), kv.value) {
+            ("service.name", Value::Str(s)) if is_string && service.is_none() => service = Some(s),
+            (_, value) => tags.push(KeyValue { key: kv.key, value }),
+        }
+    }
+    Arc::new(Process {
+        service_name: service.unwrap_or_else(|| UNKNOWN_SERVICE.to_owned()),
+        tags,
+    })
+}
+
+/// The tags an instrumentation scope adds to each of its spans.
+pub(super) fn scope_tags(name: String, version: String) -> Vec<KeyValue> {
+    let mut tags = Vec::new();
+    if !name.is_empty() {
+        tags.push(KeyValue::new(keys::OTEL_SCOPE_NAME, Value::Str(name)));
+    }
+    if !version.is_empty() {
+        tags.push(KeyValue::new(keys::OTEL_SCOPE_VERSION, Value::Str(version)));
+    }
+    tags
 }
 
 /// At most this many refusal reasons are spelled out in a partial-success message.
@@ -112,32 +133,114 @@ pub fn response(
     }
 }
 
-fn trace_id(bytes: &[u8], what: &str) -> Result<TraceId, String> {
+pub(super) fn trace_id(bytes: &[u8], what: &str) -> Result<TraceId, String> {
     let b: [u8; 16] = bytes
         .try_into()
         .map_err(|_| format!("{what} has {} bytes, expected 16", bytes.len()))?;
     Ok(TraceId::from_bytes(b))
 }
 
-fn span_id(bytes: &[u8], what: &str) -> Result<SpanId, String> {
+pub(super) fn span_id(bytes: &[u8], what: &str) -> Result<SpanId, String> {
     let b: [u8; 8] = bytes
         .try_into()
         .map_err(|_| format!("{what} has {} bytes, expected 8", bytes.len()))?;
     Ok(SpanId(u64::from_be_bytes(b)))
 }
 
-fn map_span(s: OtlpSpan, process: &Arc<Process>, scope_tags: &[KeyValue]) -> Result<Span, String> {
-    let trace = trace_id(&s.trace_id, "trace id")?;
-    let id = span_id(&s.span_id, "span id")?;
-    if s.end_time_unix_nano < s.start_time_unix_nano {
+/// One OTLP span's fields, decoded but not yet mapped: what both decoders produce.
+/// Ids are checked when decoded, their errors kept for [`span_of`] to report in order.
+#[derive(Debug, Default)]
+pub(super) struct SpanParts {
+    pub trace: Option<Result<TraceId, String>>,
+    pub id: Option<Result<SpanId, String>>,
+    /// `None` when the parent span id is empty (a root span).
+    pub parent: Option<Result<SpanId, String>>,
+    pub links: Vec<Result<(TraceId, SpanId), String>>,
+    pub name: String,
+    pub kind: i32,
+    pub start: u64,
+    pub end: u64,
+    pub flags: u32,
+    pub attributes: Vec<KeyValue>,
+    pub events: Vec<Log>,
+    /// (code, message) when the span has a status.
+    pub status: Option<(i32, String)>,
+    pub trace_state: String,
+}
+
+fn parts(s: OtlpSpan) -> SpanParts {
+    SpanParts {
+        trace: Some(trace_id(&s.trace_id, "trace id")),
+        id: Some(span_id(&s.span_id, "span id")),
+        parent: (!s.parent_span_id.is_empty())
+            .then(|| span_id(&s.parent_span_id, "parent span id")),
+        links: s
+            .links
+            .iter()
+            .map(|l| link(&l.trace_id, &l.span_id))
+            .collect(),
+        name: s.name,
+        kind: s.kind,
+        start: s.start_time_unix_nano,
+        end: s.end_time_unix_nano,
+        flags: s.flags,
+        attributes: s.attributes.into_iter().map(key_value).collect(),
+        events: s
+            .events
+            .into_iter()
+            .map(|e| {
+                log(
+                    e.time_unix_nano,
+                    e.name,
+                    e.attributes.into_iter().map(key_value),
+                )
+            })
+            .collect(),
+        status: s.status.map(|st| (st.code, st.message)),
+        trace_state: s.trace_state,
+    }
+}
+
+pub(super) fn link(trace: &[u8], span: &[u8]) -> Result<(TraceId, SpanId), String> {
+    Ok((
+        trace_id(trace, "link trace id")?,
+        span_id(span, "link span id")?,
+    ))
+}
+
+/// An event as a log: its name under `event`, then its attributes.
+pub(super) fn log(
+    time_nanos: u64,
+    name: String,
+    attributes: impl Iterator<Item = KeyValue>,
+) -> Log {
+    let mut fields = Vec::with_capacity(1 + attributes.size_hint().0);
+    fields.push(KeyValue::new("event", Value::Str(name)));
+    fields.extend(attributes);
+    Log {
+        timestamp: time_nanos / 1000,
+        fields,
+    }
+}
+
+/// The span, or why it is refused: the first bad id (trace, span, parent, links in
+/// order), or an end before the start.
+pub(super) fn span_of(
+    p: SpanParts,
+    process: &Arc<Process>,
+    scope_tags: &[KeyValue],
+) -> Result<Span, String> {
+    let trace = p.trace.unwrap_or_else(|| trace_id(&[], "trace id"))?;
+    let id = p.id.unwrap_or_else(|| span_id(&[], "span id"))?;
+    if p.end < p.start {
         return Err(format!(
             "end time {} is before start time {}",
-            s.end_time_unix_nano, s.start_time_unix_nano
+            p.end, p.start
         ));
     }
-    let mut references = Vec::with_capacity(1 + s.links.len());
-    if !s.parent_span_id.is_empty() {
-        let parent = span_id(&s.parent_span_id, "parent span id")?;
+    let mut references = Vec::with_capacity(1 + p.links.len());
+    if let Some(parent) = p.parent {
+        let parent = parent?;
         if parent.0 != 0 {
             references.push(SpanRef {
                 ref_type: RefType::ChildOf,
@@ -146,26 +249,27 @@ fn map_span(s: OtlpSpan, process: &Arc<Process>, scope_tags: &[KeyValue]) -> Res
             });
         }
     }
-    for link in &s.links {
+    for link in p.links {
+        let (trace_id, span_id) = link?;
         references.push(SpanRef {
             ref_type: RefType::FollowsFrom,
-            trace_id: trace_id(&link.trace_id, "link trace id")?,
-            span_id: span_id(&link.span_id, "link span id")?,
+            trace_id,
+            span_id,
         });
     }
 
-    let mut tags: Vec<KeyValue> = Vec::with_capacity(s.attributes.len() + scope_tags.len() + 4);
-    tags.extend(s.attributes.into_iter().map(key_value));
+    let mut tags = p.attributes;
+    tags.reserve(scope_tags.len() + 4);
     tags.extend_from_slice(scope_tags);
-    let kind = SpanKind::from_otlp_number(s.kind as i64).unwrap_or(SpanKind::Unspecified);
+    let kind = SpanKind::from_otlp_number(p.kind as i64).unwrap_or(SpanKind::Unspecified);
     if kind != SpanKind::Unspecified {
         tags.push(KeyValue::new(
             keys::SPAN_KIND,
             Value::Str(kind.as_str().to_owned()),
         ));
     }
-    if let Some(status) = s.status {
-        match StatusCode::try_from(status.code).unwrap_or(StatusCode::Unset) {
+    if let Some((code, message)) = p.status {
+        match StatusCode::try_from(code).unwrap_or(StatusCode::Unset) {
             StatusCode::Error => {
                 tags.push(KeyValue::new(
                     keys::OTEL_STATUS_CODE,
@@ -179,55 +283,41 @@ fn map_span(s: OtlpSpan, process: &Arc<Process>, scope_tags: &[KeyValue]) -> Res
             )),
             StatusCode::Unset => {}
         }
-        if !status.message.is_empty() {
+        if !message.is_empty() {
             tags.push(KeyValue::new(
                 keys::OTEL_STATUS_DESCRIPTION,
-                Value::Str(status.message),
+                Value::Str(message),
             ));
         }
     }
-    if !s.trace_state.is_empty() {
+    if !p.trace_state.is_empty() {
         tags.push(KeyValue::new(
             keys::W3C_TRACESTATE,
-            Value::Str(s.trace_state),
+            Value::Str(p.trace_state),
         ));
     }
-
-    let logs = s
-        .events
-        .into_iter()
-        .map(|e| {
-            let mut fields = Vec::with_capacity(1 + e.attributes.len());
-            fields.push(KeyValue::new("event", Value::Str(e.name)));
-            fields.extend(e.attributes.into_iter().map(key_value));
-            Log {
-                timestamp: e.time_unix_nano / 1000,
-                fields,
-            }
-        })
-        .collect();
 
     Ok(Span {
         trace_id: trace,
         span_id: id,
-        operation_name: s.name,
+        operation_name: p.name,
         references,
         // OTLP's W3C flags keep "sampled" in bit 0, like Jaeger's; a span exported at all
         // was sampled, so SDKs that leave flags unset still read as sampled.
-        flags: if s.flags & 0xff == 0 {
+        flags: if p.flags & 0xff == 0 {
             1
         } else {
-            s.flags & 0xff
+            p.flags & 0xff
         },
-        start_time: s.start_time_unix_nano / 1000,
-        duration: (s.end_time_unix_nano - s.start_time_unix_nano) / 1000,
+        start_time: p.start / 1000,
+        duration: (p.end - p.start) / 1000,
         tags,
-        logs,
+        logs: p.events,
         process: Arc::clone(process),
     })
 }
 
-fn key_value(kv: OtlpKeyValue) -> KeyValue {
+pub(super) fn key_value(kv: OtlpKeyValue) -> KeyValue {
     KeyValue {
         key: kv.key,
         value: kv
@@ -240,7 +330,7 @@ fn key_value(kv: OtlpKeyValue) -> KeyValue {
 
 /// Scalars map to their own type; arrays and key-value lists become their JSON text, as
 /// Jaeger stores them.
-fn value(v: any_value::Value) -> Value {
+pub(super) fn value(v: any_value::Value) -> Value {
     match v {
         any_value::Value::StringValue(s) => Value::Str(s),
         any_value::Value::BoolValue(b) => Value::Bool(b),

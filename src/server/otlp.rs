@@ -29,9 +29,9 @@ pub async fn decode_and_map(
 ) -> Result<(Mapped, Reservation), ReceiveError> {
     let limits = state.settings.limits;
     cpu::run(body.len(), move || {
-        let req = receive::decode_otlp(&body, format, &limits, &mut mem)?;
+        let mapped = receive::decode_otlp(&body, format, &limits, &mut mem)?;
         drop(body);
-        Ok((otlp::map_request(req), mem))
+        Ok((mapped, mem))
     })
     .await
 }
