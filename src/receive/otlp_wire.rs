@@ -39,6 +39,8 @@ enum Field<'a> {
     Fixed64(u64),
     Fixed32(u32),
     Bytes(&'a [u8]),
+    /// A group (proto2, not OTLP): skipped whole, as prost skips one in an unknown field.
+    Group,
 }
 
 impl<'a> Field<'a> {
@@ -48,6 +50,7 @@ impl<'a> Field<'a> {
             Field::Fixed64(_) => "64-bit",
             Field::Fixed32(_) => "32-bit",
             Field::Bytes(_) => "length-delimited",
+            Field::Group => "a group",
         }
     }
 }
@@ -111,9 +114,50 @@ impl<'a> Fields<'a> {
             5 => Field::Fixed32(u32::from_le_bytes(
                 self.take(4)?.try_into().unwrap_or_default(),
             )),
+            3 => {
+                self.skip_group(tag, 1)?;
+                Field::Group
+            }
+            4 => return err("end of a group that was not started"),
             w => return err(format!("unsupported wire type {w}")),
         };
         Ok(Some((tag, field)))
+    }
+
+    /// Skip to the end of group `tag`, groups inside it included (prost's `skip_field`).
+    fn skip_group(&mut self, tag: u32, depth: usize) -> Result<(), WireError> {
+        if depth > MAX_DEPTH {
+            return err("recursion limit reached");
+        }
+        loop {
+            if self.buf.is_empty() {
+                return err("group runs past the end of its message");
+            }
+            let key = self.varint()?;
+            let inner = u32::try_from(key >> 3).unwrap_or(u32::MAX);
+            if inner == 0 || inner > (1 << 29) - 1 {
+                return err(format!("invalid field number {}", key >> 3));
+            }
+            match key & 7 {
+                0 => {
+                    self.varint()?;
+                }
+                1 => {
+                    self.take(8)?;
+                }
+                2 => {
+                    let len = usize::try_from(self.varint()?).unwrap_or(usize::MAX);
+                    self.take(len)?;
+                }
+                3 => self.skip_group(inner, depth + 1)?,
+                4 if inner == tag => return Ok(()),
+                4 => return err("end of a group that was not started"),
+                5 => {
+                    self.take(4)?;
+                }
+                w => return err(format!("unsupported wire type {w}")),
+            }
+        }
     }
 }
 
@@ -711,6 +755,52 @@ mod tests {
         let d = direct(&body).expect("decodes");
         assert_eq!(Some(&d), via_prost(&body).as_ref());
         assert!(d.contains("service_name: \"svc\""), "{d}");
+    }
+
+    /// Found by the fuzzer (crash-6d2b…): a group in an unknown field of `Status`, a
+    /// message the scan does not walk. prost skips it; so must the direct decoder.
+    #[test]
+    fn groups_in_unknown_fields_are_skipped_as_prost_skips_them() {
+        let status = [
+            0x12, 0x01, b'x', 0x2b, 0x08, 0x01, 0x33, 0x34, 0x2c, 0x18, 0x02,
+        ];
+        let mut span = Span {
+            trace_id: vec![7; 16],
+            span_id: vec![1; 8],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        prost::encoding::encode_key(15, prost::encoding::WireType::LengthDelimited, &mut span);
+        prost::encoding::encode_varint(status.len() as u64, &mut span);
+        span.extend_from_slice(&status);
+        let body = wrap(&[(1, wrap(&[(2, wrap(&[(2, span)]))]))]);
+        let d = direct(&body).expect("decodes");
+        assert_eq!(Some(&d), via_prost(&body).as_ref());
+        assert!(d.contains("otel.status_code"), "{d}");
+        // a group left open, or closed with another number, is refused by both
+        for bad in [&status[..6], &[0x2b, 0x08, 0x01, 0x3c][..]] {
+            let mut span = Span::default().encode_to_vec();
+            prost::encoding::encode_key(15, prost::encoding::WireType::LengthDelimited, &mut span);
+            prost::encoding::encode_varint(bad.len() as u64, &mut span);
+            span.extend_from_slice(bad);
+            let body = wrap(&[(1, wrap(&[(2, wrap(&[(2, span)]))]))]);
+            assert_eq!(
+                (direct(&body), via_prost(&body)),
+                (None, None),
+                "{bad:02x?}"
+            );
+        }
+    }
+
+    /// A message of length-delimited fields.
+    fn wrap(fields: &[(u32, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (tag, b) in fields {
+            prost::encoding::encode_key(*tag, prost::encoding::WireType::LengthDelimited, &mut out);
+            prost::encoding::encode_varint(b.len() as u64, &mut out);
+            out.extend_from_slice(b);
+        }
+        out
     }
 
     #[test]

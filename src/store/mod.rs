@@ -195,12 +195,25 @@ impl Store {
 
         let mut postings = base(32 << 20);
         // Keys are time first (see `keys`): leveled compaction moves files that overlap
-        // nothing below them instead of rewriting them, so each block is compressed and
-        // written about twice, once by the flush. zstd from the start, because moved
-        // files keep the compression they were written with.
+        // nothing below them instead of rewriting them. Flushed files do overlap each
+        // other and the newest file below (they share the second being written at the
+        // flush), so each block is written about twice: by the flush (lz4, cheap) and by
+        // the one compaction into the base level (zstd; later moves keep it). Small
+        // files keep that one compaction from rewriting a large neighbour each time (with
+        // 64 MiB files it read 3.0 GB of them in 10 minutes at 87k spans/s).
         postings.set_compaction_style(rocksdb::DBCompactionStyle::Level);
         postings.set_level_compaction_dynamic_level_bytes(true);
+        postings.set_target_file_size_base(8 << 20);
         postings.set_compression_type(DBCompressionType::Zstd);
+        postings.set_compression_per_level(&[
+            DBCompressionType::Lz4,
+            DBCompressionType::Zstd,
+            DBCompressionType::Zstd,
+            DBCompressionType::Zstd,
+            DBCompressionType::Zstd,
+            DBCompressionType::Zstd,
+            DBCompressionType::Zstd,
+        ]);
         postings.set_compression_options(-14, 1, 0, 0);
         // Expired seconds go by range (`Store::expire`); compactions that happen anyway
         // drop any block left past retention too.
