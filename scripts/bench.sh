@@ -10,6 +10,8 @@
 #   BENCH_SECONDS, BENCH_QUERY_SECONDS   run lengths (default 60 and 75)
 #   BENCH_DECAY_SECONDS   the flat-out OTLP/HTTP run whose first and last minutes are
 #                         compared (default 300)
+#   BENCH_BULK_SPANS      spans `fctrace load` writes straight into a store before queries,
+#                         a restart and idle memory are measured on it (default 100000000)
 set -euo pipefail
 
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/fctrace/target}/release/fctrace}
@@ -17,6 +19,7 @@ OUT=${BENCH_OUT:-bench-results.md}
 SECS=${BENCH_SECONDS:-60}
 QSECS=${BENCH_QUERY_SECONDS:-75}
 DSECS=${BENCH_DECAY_SECONDS:-300}
+BULK=${BENCH_BULK_SPANS:-100000000}
 QREQ=${BENCH_QUERY_REQUESTS:-500}
 SCRATCH=${BENCH_DIR:-$(mktemp -d)}
 mkdir -p "$SCRATCH"
@@ -84,10 +87,34 @@ rss=$(awk '/VmRSS/ {print $2 * 1024}' "/proc/$PID/status")
 stop
 echo "{\"restart_ms\": $(((t1 - t0) / 1000000)), \"idle_rss_bytes\": $rss}" >>"$RESULTS"
 
-python3 - "$RESULTS" "$OUT" "$DECAY" <<'EOF'
+# A store of $BULK spans written by `fctrace load`: start-up, idle memory, then queries.
+dir=$SCRATCH/bulk
+rm -rf "$dir" && mkdir -p "$dir"
+echo "== load $BULK spans" >&2
+"$BIN" load --data-dir "$dir" --spans "$BULK" --json | tail -n 1 >"$SCRATCH/load.json"
+t0=$(date +%s%N)
+serve "$dir"
+q=$(json "$dir/ports.json" query)
+until curl -sf "http://$q/readyz" >/dev/null; do sleep 0.01; done
+t1=$(date +%s%N)
+sleep 2
+rss=$(awk '/VmRSS/ {print $2 * 1024}' "/proc/$PID/status")
+"$BIN" bench --protocol otlp-http --endpoint "http://$(json "$dir/ports.json" otlp_http)" \
+  --data-dir "$dir" --duration 0s --no-ceilings --query --query-requests "$QREQ" --json \
+  | tail -n 1 >"$SCRATCH/bulk-query.json"
+stop
+python3 - "$SCRATCH/load.json" "$SCRATCH/bulk-query.json" "$(((t1 - t0) / 1000000))" "$rss" \
+  >"$SCRATCH/bulk.json" <<'PY'
+import json, sys
+load, q = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))["query"]
+print(json.dumps({"load": load, "query": q, "restart_ms": int(sys.argv[3]), "idle_rss_bytes": int(sys.argv[4])}))
+PY
+
+python3 - "$RESULTS" "$OUT" "$DECAY" "$SCRATCH/bulk.json" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 decay = json.loads(open(sys.argv[3]).read())
+bulk = json.loads(open(sys.argv[4]).read())
 runs, extra = rows[:-1], rows[-1]
 mib = lambda b: f"{b / 1048576:.0f} MiB" if b else "n/a"
 def ratio(v, c):
@@ -118,6 +145,13 @@ out += ["", f"Decay, OTLP/HTTP flat out for {d['seconds']:.0f} s ({d['spans_sent
         f"{d['last_window_spans_per_second']:,.0f} spans/s (ack p99 {d['last_window_ack_p99_ms']:.0f} ms): "
         f"{100 * d['last_window_spans_per_second'] / max(d['first_window_spans_per_second'], 1):.0f} % of the first; "
         f"{d['cpu_seconds_per_million_spans']:.1f} CPU s per million spans."]
+b, bq = bulk, bulk["query"]
+out += ["", f"A store of {b['load']['spans']:,} spans written by `fctrace load` "
+        f"({b['load']['spans_per_second']:,.0f} spans/s, {b['load']['disk_bytes_per_span']:.0f} B a span "
+        f"before any compaction): start to ready {b['restart_ms']} ms, idle RSS {mib(b['idle_rss_bytes'])}; "
+        f"trace by id p50 {bq['trace_by_id_p50_ms']:.2f} / p99 {bq['trace_by_id_p99_ms']:.2f} ms, "
+        f"service + tag p50 {bq['search_p50_ms']:.2f} / p99 {bq['search_p99_ms']:.2f} ms, "
+        f"tree p50 {bq['tree_p50_ms']:.2f} / p99 {bq['tree_p99_ms']:.2f} ms."]
 text = "\n".join(out) + "\n"
 open(sys.argv[2], "w").write(text)
 print(text)

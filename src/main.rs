@@ -31,6 +31,9 @@ enum Command {
     Serve(ServeArgs),
     /// Drive a running fctrace with realistic load and report what it sustains.
     Bench(fctrace::bench::BenchArgs),
+    /// Write spans of the benchmark's shape straight into a stopped daemon's store (to
+    /// measure queries, start-up and memory on a large store).
+    Load(fctrace::bench::load::LoadArgs),
     /// Count what a stopped daemon's data directory holds: traces, distinct spans and
     /// span chunks, read from the store itself (printed as JSON).
     Check(CheckArgs),
@@ -49,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Serve(args)) => args,
         Some(Command::Bench(args)) => return bench(args),
         Some(Command::Check(args)) => return check(args),
+        Some(Command::Load(args)) => return load(args),
         None => cli.serve,
     };
     let settings = Settings::resolve(&args).context("invalid configuration")?;
@@ -95,5 +99,17 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     })?;
     let census = store.census()?;
     println!("{}", serde_json::to_string(&census)?);
+    Ok(())
+}
+
+fn load(args: fctrace::bench::load::LoadArgs) -> anyhow::Result<()> {
+    let r = fctrace::bench::load::load(&args).map_err(|e| anyhow::anyhow!(e))?;
+    println!(
+        "{} spans written in {:.1} s ({:.0} spans/s), {:.0} bytes a span on disk",
+        r.spans, r.seconds, r.spans_per_second, r.disk_bytes_per_span
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    }
     Ok(())
 }

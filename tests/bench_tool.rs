@@ -168,6 +168,7 @@ fn bench_suite_script_writes_the_table() {
             .env("BENCH_SECONDS", "2")
             .env("BENCH_QUERY_SECONDS", "2")
             .env("BENCH_DECAY_SECONDS", "3")
+            .env("BENCH_BULK_SPANS", "20000")
             .env("BENCH_QUERY_REQUESTS", "5"),
     );
     let text = std::fs::read_to_string(&table).unwrap();
@@ -178,7 +179,31 @@ fn bench_suite_script_writes_the_table() {
         "| service + tag (limit 20) |",
         "Restart on that store to ready:",
         "Decay, OTLP/HTTP flat out for",
+        "A store of 20,000 spans written by `fctrace load`",
     ] {
         assert!(text.contains(row), "{row} missing from:\n{text}");
     }
+}
+
+/// `fctrace load` writes exactly the spans asked for into a store, which the daemon then
+/// serves: `fctrace check` counts them, and a search finds the bench services.
+#[test]
+fn load_writes_a_store_the_daemon_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_fctrace"))
+        .args(["load", "--spans", "12345", "--services", "3", "--json"])
+        .arg("--data-dir")
+        .arg(tmp.path()));
+    let r: Json = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(r["spans"].as_u64(), Some(12345), "{r}");
+    let check = run(Command::new(env!("CARGO_BIN_EXE_fctrace"))
+        .arg("check")
+        .arg("--data-dir")
+        .arg(tmp.path()));
+    let census: Json = serde_json::from_str(check.trim()).unwrap();
+    assert_eq!(census["spans"].as_u64(), Some(12345), "{census}");
+    let d = Daemon::start_in(tmp.path(), &[]);
+    let (status, v) = d.get("/api/traces?service=bench-svc-1&limit=5&lookback=1h");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(data(&v).len(), 5, "{v}");
 }

@@ -11,6 +11,7 @@
 
 mod ceilings;
 pub mod gen;
+pub mod load;
 mod report;
 
 use std::path::PathBuf;
@@ -471,12 +472,15 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
 
     let client = reqwest::Client::new();
     if let (Some(query), Some(dir)) = (&ports.query, &args.data_dir) {
-        // Compact, then divide what is on disk by what was stored.
-        let mut compact = client.post(format!("{query}/api/admin/compact"));
-        if let Some(token) = &args.admin_token {
-            compact = compact.bearer_auth(token);
-        }
-        match compact.send().await {
+        // Compact, then divide what is on disk by what was stored (not for a run that
+        // sent nothing, as `make bench` does to query a store `fctrace load` wrote).
+        let stored = stored_spans(&client, query).await;
+        if spans > 0 {
+            let mut compact = client.post(format!("{query}/api/admin/compact"));
+            if let Some(token) = &args.admin_token {
+                compact = compact.bearer_auth(token);
+            }
+            match compact.send().await {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => eprintln!(
                 "compaction before measuring disk use refused ({}): give the daemon's --admin-token",
@@ -484,9 +488,9 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
             ),
             Err(e) => eprintln!("compaction before measuring disk use failed: {e}"),
         }
-        let stored = stored_spans(&client, query).await;
-        if stored > 0 {
-            report.disk_bytes_per_span = Some(dir_size(&dir.join("db")) as f64 / stored as f64);
+            if stored > 0 {
+                report.disk_bytes_per_span = Some(dir_size(&dir.join("db")) as f64 / stored as f64);
+            }
         }
         if args.query {
             report.query = Some(query_latency(&args, &client, query, format, stored).await?);
