@@ -75,35 +75,36 @@ run "$RESULTS" jaeger-thrift collector_http "$SECS"
 run "$RESULTS" otlp-grpc otlp_grpc "$SECS" --no-ceilings
 run "$RESULTS" otlp-http otlp_http "$QSECS" --query --query-requests "$QREQ"
 
-# Start on the store the last run filled: until /readyz answers, then idle memory.
-dir=$SCRATCH/otlp-http
-t0=$(date +%s%N)
-serve "$dir"
-q=$(json "$dir/ports.json" query)
-until curl -sf "http://$q/readyz" >/dev/null; do sleep 0.01; done
-t1=$(date +%s%N)
-sleep 2
-rss=$(awk '/VmRSS/ {print $2 * 1024}' "/proc/$PID/status")
+# Start a daemon on an existing store and leave it running: READY_MS until /readyz
+# answers, then IDLE_RSS two seconds later.
+start_on() { # data dir
+  local t0 t1 q
+  t0=$(date +%s%N)
+  serve "$1"
+  q=$(json "$1/ports.json" query)
+  until curl -sf "http://$q/readyz" >/dev/null; do sleep 0.01; done
+  t1=$(date +%s%N)
+  READY_MS=$(((t1 - t0) / 1000000))
+  sleep 2
+  IDLE_RSS=$(awk '/VmRSS/ {print $2 * 1024}' "/proc/$PID/status")
+}
+
+# Start on the store the last run filled.
+start_on "$SCRATCH/otlp-http"
 stop
-echo "{\"restart_ms\": $(((t1 - t0) / 1000000)), \"idle_rss_bytes\": $rss}" >>"$RESULTS"
+echo "{\"restart_ms\": $READY_MS, \"idle_rss_bytes\": $IDLE_RSS}" >>"$RESULTS"
 
 # A store of $BULK spans written by `fctrace load`: start-up, idle memory, then queries.
 dir=$SCRATCH/bulk
 rm -rf "$dir" && mkdir -p "$dir"
 echo "== load $BULK spans" >&2
 "$BIN" load --data-dir "$dir" --spans "$BULK" --json | tail -n 1 >"$SCRATCH/load.json"
-t0=$(date +%s%N)
-serve "$dir"
-q=$(json "$dir/ports.json" query)
-until curl -sf "http://$q/readyz" >/dev/null; do sleep 0.01; done
-t1=$(date +%s%N)
-sleep 2
-rss=$(awk '/VmRSS/ {print $2 * 1024}' "/proc/$PID/status")
+start_on "$dir"
 "$BIN" bench --protocol otlp-http --endpoint "http://$(json "$dir/ports.json" otlp_http)" \
   --data-dir "$dir" --duration 0s --no-ceilings --query --query-requests "$QREQ" --json \
   | tail -n 1 >"$SCRATCH/bulk-query.json"
 stop
-python3 - "$SCRATCH/load.json" "$SCRATCH/bulk-query.json" "$(((t1 - t0) / 1000000))" "$rss" \
+python3 - "$SCRATCH/load.json" "$SCRATCH/bulk-query.json" "$READY_MS" "$IDLE_RSS" \
   >"$SCRATCH/bulk.json" <<'PY'
 import json, sys
 load, q = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))["query"]

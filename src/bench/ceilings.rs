@@ -45,10 +45,10 @@ pub(super) fn store_ceiling(args: &BenchArgs) -> Result<f64, String> {
     let _ = std::fs::remove_dir_all(&dir);
     let store = crate::store::Store::open(&dir, &crate::store::StoreOptions::default())
         .map_err(|e| e.to_string())?;
-    let shape = args.shape();
+    let shape = &args.shape;
     let now = crate::clock::now_us();
     let batches: Vec<_> = (0..64)
-        .map(|t| crate::store::encode(0, &gen::spans(&shape, t, now)))
+        .map(|t| crate::store::encode(0, &gen::spans(shape, t, now)))
         .collect();
     let started = Instant::now();
     let mut spans = 0usize;

@@ -24,12 +24,21 @@ pub enum Format {
     OtlpProtobuf,
 }
 
-#[derive(Debug, Clone)]
+/// What the generated spans look like; the flags of both `fctrace bench` and `fctrace load`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Shape {
+    /// Spans a request (a batch).
+    #[arg(long, default_value_t = 500)]
     pub batch: usize,
+    /// Tags a span.
+    #[arg(long, default_value_t = 20)]
     pub tags: usize,
+    #[arg(long, default_value_t = 50)]
     pub services: usize,
+    #[arg(long, default_value_t = 500)]
     pub operations: usize,
+    /// Levels of each trace's tree (fan-out 2).
+    #[arg(long, default_value_t = 4)]
     pub depth: usize,
 }
 

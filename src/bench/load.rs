@@ -31,16 +31,8 @@ pub struct LoadArgs {
     /// Spans a second of start time, as if they had arrived at this rate.
     #[arg(long, default_value_t = 170_000)]
     pub rate: u64,
-    #[arg(long, default_value_t = 500)]
-    pub batch: usize,
-    #[arg(long, default_value_t = 20)]
-    pub tags: usize,
-    #[arg(long, default_value_t = 50)]
-    pub services: usize,
-    #[arg(long, default_value_t = 500)]
-    pub operations: usize,
-    #[arg(long, default_value_t = 4)]
-    pub depth: usize,
+    #[command(flatten)]
+    pub shape: Shape,
     /// One JSON object on the last line of output.
     #[arg(long)]
     pub json: bool,
@@ -57,11 +49,8 @@ pub struct LoadReport {
 
 pub fn load(args: &LoadArgs) -> Result<LoadReport, String> {
     let shape = Shape {
-        batch: args.batch.max(1),
-        tags: args.tags,
-        services: args.services,
-        operations: args.operations,
-        depth: args.depth,
+        batch: args.shape.batch.max(1),
+        ..args.shape.clone()
     };
     let db = args.data_dir.join("db");
     // Bulk: no fsync per commit; everything is flushed at the end.
@@ -112,7 +101,7 @@ pub fn load(args: &LoadArgs) -> Result<LoadReport, String> {
         }
         drop(tx);
         // the one writer, committing groups of four batches as the daemon's does
-        let mut written = 0u64;
+        let (mut written, mut next_report) = (0u64, 10_000_000u64);
         let mut group = Vec::with_capacity(4);
         loop {
             let batch = rx.recv().ok();
@@ -130,12 +119,13 @@ pub fn load(args: &LoadArgs) -> Result<LoadReport, String> {
                 written += group.iter().map(|b| b.span_count() as u64).sum::<u64>();
                 group.clear();
             }
-            if written > 0 && written % 10_000_000 < 2000 {
+            if written >= next_report {
                 eprintln!(
                     "  {:>5.0}s  {:>11} spans written",
                     started.elapsed().as_secs_f64(),
                     written
                 );
+                next_report = written + 10_000_000;
             }
             if done {
                 return Ok::<u64, String>(written);

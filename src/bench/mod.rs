@@ -46,16 +46,8 @@ pub struct BenchArgs {
     /// Spans a second to offer; 0 sends flat out.
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
-    #[arg(long, default_value_t = 500)]
-    pub batch: usize,
-    #[arg(long, default_value_t = 20)]
-    pub tags: usize,
-    #[arg(long, default_value_t = 50)]
-    pub services: usize,
-    #[arg(long, default_value_t = 500)]
-    pub operations: usize,
-    #[arg(long, default_value_t = 4)]
-    pub depth: usize,
+    #[command(flatten)]
+    pub shape: Shape,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -74,18 +66,6 @@ pub struct BenchArgs {
     /// The daemon's admin token, to compact before measuring disk use
     #[arg(long, env = "FCTRACE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-}
-
-impl BenchArgs {
-    fn shape(&self) -> Shape {
-        Shape {
-            batch: self.batch,
-            tags: self.tags,
-            services: self.services,
-            operations: self.operations,
-            depth: self.depth,
-        }
-    }
 }
 
 /// One acknowledged request: when it was answered (seconds into the run), how long it
@@ -314,11 +294,11 @@ async fn sender(args: &BenchArgs) -> Result<Sender, String> {
 }
 
 fn templates(args: &BenchArgs, format: Format) -> Vec<Template> {
-    let shape = args.shape();
+    let shape = &args.shape;
     let now = crate::clock::now_us();
     // one template per service, so every service the searches ask for exists
     (0..shape.services.max(16))
-        .map(|t| gen::template(format, &gen::spans(&shape, t, now), now))
+        .map(|t| gen::template(format, &gen::spans(shape, t, now), now))
         .collect()
 }
 
@@ -360,7 +340,7 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
     let deadline = started + duration;
     let per_request = if args.rate > 0 {
         Some(Duration::from_secs_f64(
-            args.batch as f64 * args.concurrency as f64 / args.rate as f64,
+            args.shape.batch as f64 * args.concurrency as f64 / args.rate as f64,
         ))
     } else {
         None
@@ -533,9 +513,9 @@ async fn query_latency(
 ) -> Result<QueryReport, String> {
     let shape = Shape {
         batch: 200,
-        tags: args.tags,
+        tags: args.shape.tags,
         services: 1,
-        operations: args.operations,
+        operations: args.shape.operations,
         depth: 8,
     };
     // one trace of 200 spans: a deep tree template, every span in the same trace
@@ -564,7 +544,7 @@ async fn query_latency(
         .map(|i| {
             format!(
                 "{query}/api/traces?service=bench-svc-{}&tag=bench.tag.0:value-{}&limit=20",
-                i % args.services.max(1),
+                i % args.shape.services.max(1),
                 i % 50
             )
         })

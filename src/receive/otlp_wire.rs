@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::common::v1::AnyValue;
+use opentelemetry_proto::tonic::common::v1::{any_value, ArrayValue, KeyValueList};
 use prost::Message;
 
 use super::otlp::{self, Mapped, SpanParts};
@@ -428,16 +428,13 @@ fn key_value(buf: &[u8], depth: usize) -> Result<(KeyValue, bool), WireError> {
         }
     }
     let is_string = matches!(value, Some(Any::Str(_)));
-    let value = match value {
-        None | Some(Any::Empty) => Value::Str(String::new()),
-        Some(any) => any.into_value()?,
-    };
+    let value = value.map_or(Value::Str(String::new()), Any::into_value);
     Ok((KeyValue { key, value }, is_string))
 }
 
 /// An `AnyValue` as decoded so far: the oneof's last field wins, and a nested array or
-/// list met twice merges (its bytes are kept and decoded by prost at the end, where
-/// `otlp` turns it into JSON text; nested values are rare).
+/// list met twice merges. Nested values are rare, so prost decodes them (checking them
+/// exactly as the prost path does) and `otlp` turns them into JSON text.
 enum Any {
     Empty,
     Str(String),
@@ -445,38 +442,25 @@ enum Any {
     Int(i64),
     Double(f64),
     Bytes(Vec<u8>),
-    /// (field 5 or 6, the concatenated bytes of its occurrences)
-    Nested(u32, Vec<u8>),
+    Array(ArrayValue),
+    List(KeyValueList),
     /// The profiling signal's string-table index: no value outside profiles.
     StrIndex,
 }
 
 impl Any {
-    fn into_value(self) -> Result<Value, WireError> {
-        Ok(match self {
+    fn into_value(self) -> Value {
+        match self {
             Any::Empty => Value::Str(String::new()),
             Any::Str(s) => Value::Str(s),
             Any::Bool(b) => Value::Bool(b),
             Any::Int(i) => Value::I64(i),
             Any::Double(d) => Value::F64(d),
             Any::Bytes(b) => Value::Binary(b),
-            Any::Nested(tag, bytes) => {
-                // the AnyValue with just this field, as prost would have built it
-                let mut msg = Vec::with_capacity(bytes.len() + 11);
-                prost::encoding::encode_key(
-                    tag,
-                    prost::encoding::WireType::LengthDelimited,
-                    &mut msg,
-                );
-                prost::encoding::encode_varint(bytes.len() as u64, &mut msg);
-                msg.extend_from_slice(&bytes);
-                let v = AnyValue::decode(msg.as_slice()).map_err(|e| WireError(e.to_string()))?;
-                v.value
-                    .map(otlp::value)
-                    .unwrap_or(Value::Str(String::new()))
-            }
+            Any::Array(a) => otlp::value(any_value::Value::ArrayValue(a)),
+            Any::List(l) => otlp::value(any_value::Value::KvlistValue(l)),
             Any::StrIndex => Value::Str("null".into()),
-        })
+        }
     }
 }
 
@@ -484,6 +468,7 @@ fn any_value(buf: &[u8], v: &mut Any, depth: usize) -> Result<(), WireError> {
     if depth > MAX_DEPTH {
         return err("recursion limit reached");
     }
+    let prost_err = |e: prost::DecodeError| WireError(e.to_string());
     let mut fields = Fields::of(buf);
     while let Some((tag, f)) = fields.next()? {
         match tag {
@@ -491,12 +476,18 @@ fn any_value(buf: &[u8], v: &mut Any, depth: usize) -> Result<(), WireError> {
             2 => *v = Any::Bool(varint(tag, f)? != 0),
             3 => *v = Any::Int(varint(tag, f)? as i64),
             4 => *v = Any::Double(f64::from_bits(fixed64(tag, f)?)),
-            5 | 6 => {
+            5 => {
                 let b = bytes(tag, f)?;
-                nested(b, tag, depth + 1)?;
                 match v {
-                    Any::Nested(t, acc) if *t == tag => acc.extend_from_slice(b),
-                    _ => *v = Any::Nested(tag, b.to_vec()),
+                    Any::Array(a) => a.merge(b).map_err(prost_err)?,
+                    _ => *v = Any::Array(ArrayValue::decode(b).map_err(prost_err)?),
+                }
+            }
+            6 => {
+                let b = bytes(tag, f)?;
+                match v {
+                    Any::List(l) => l.merge(b).map_err(prost_err)?,
+                    _ => *v = Any::List(KeyValueList::decode(b).map_err(prost_err)?),
                 }
             }
             7 => *v = Any::Bytes(bytes(tag, f)?.to_vec()),
@@ -505,25 +496,6 @@ fn any_value(buf: &[u8], v: &mut Any, depth: usize) -> Result<(), WireError> {
                 *v = Any::StrIndex;
             }
             _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Check an `ArrayValue` (field 5) or `KeyValueList` (6) as prost would decode it.
-fn nested(buf: &[u8], kind: u32, depth: usize) -> Result<(), WireError> {
-    if depth > MAX_DEPTH {
-        return err("recursion limit reached");
-    }
-    let mut fields = Fields::of(buf);
-    while let Some((tag, f)) = fields.next()? {
-        if tag == 1 {
-            let b = bytes(tag, f)?;
-            if kind == 5 {
-                any_value(b, &mut Any::Empty, depth + 1)?;
-            } else {
-                key_value(b, depth + 1)?;
-            }
         }
     }
     Ok(())
