@@ -137,6 +137,7 @@ if q:
             "| query | p50 | p99 |", "|---|---|---|",
             f"| trace by id (200 spans) | {q['trace_by_id_p50_ms']:.2f} ms | {q['trace_by_id_p99_ms']:.2f} ms |",
             f"| service + tag (limit 20) | {q['search_p50_ms']:.2f} ms | {q['search_p99_ms']:.2f} ms |",
+            f"| service + tag, no match | {q['miss_p50_ms']:.2f} ms | {q['miss_p99_ms']:.2f} ms |",
             f"| tree API (200 spans) | {q['tree_p50_ms']:.2f} ms | {q['tree_p99_ms']:.2f} ms |"]
 out += ["", f"Restart on that store to ready: {extra['restart_ms']} ms; idle RSS then: {mib(extra['idle_rss_bytes'])}."]
 d = decay
@@ -152,6 +153,7 @@ out += ["", f"A store of {b['load']['spans']:,} spans written by `fctrace load` 
         f"before any compaction): start to ready {b['restart_ms']} ms, idle RSS {mib(b['idle_rss_bytes'])}; "
         f"trace by id p50 {bq['trace_by_id_p50_ms']:.2f} / p99 {bq['trace_by_id_p99_ms']:.2f} ms, "
         f"service + tag p50 {bq['search_p50_ms']:.2f} / p99 {bq['search_p99_ms']:.2f} ms, "
+        f"no match p50 {bq['miss_p50_ms']:.2f} / p99 {bq['miss_p99_ms']:.2f} ms, "
         f"tree p50 {bq['tree_p50_ms']:.2f} / p99 {bq['tree_p99_ms']:.2f} ms."]
 text = "\n".join(out) + "\n"
 open(sys.argv[2], "w").write(text)

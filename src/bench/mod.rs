@@ -4,9 +4,10 @@
 //! Ingest: spans/s acknowledged, acknowledgement latency p50/p99/max, refusals, the
 //! daemon's CPU seconds and peak RSS (from /proc), bytes on disk per stored span after a
 //! compaction. Queries (with `--query`): trace by id (a 200-span trace), search by
-//! service + tag (limit 20) and the tree API, p50/p99. Ceilings: decoding the same bodies
-//! in this process (no HTTP, no store), and writing the same spans to a fresh RocksDB store
-//! (no HTTP, no decode). This module is a client of the daemon; it shares only the
+//! service + tag (limit 20), the same search for a tag value nothing has (it scans the
+//! whole window), and the tree API, p50/p99. Ceilings: decoding the same bodies in this
+//! process (no HTTP, no store), and writing the same spans to a fresh RocksDB store (no
+//! HTTP, no decode). This module is a client of the daemon; it shares only the
 //! encoders and the store with it.
 
 mod ceilings;
@@ -549,8 +550,18 @@ async fn query_latency(
             )
         })
         .collect();
+    // a service that exists with a tag value no span has, over the default window
+    let miss: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "{query}/api/traces?service=bench-svc-{}&tag=bench.tag.0:no-such-value-{i}&limit=20",
+                i % args.shape.services.max(1),
+            )
+        })
+        .collect();
     let (a, b) = timed_gets(client, &by_id).await;
     let (c, d) = timed_gets(client, &search).await;
+    let (g, h) = timed_gets(client, &miss).await;
     let (e, f) = timed_gets(client, &tree).await;
     Ok(QueryReport {
         stored_spans: stored,
@@ -558,6 +569,8 @@ async fn query_latency(
         trace_by_id_p99_ms: b,
         search_p50_ms: c,
         search_p99_ms: d,
+        miss_p50_ms: g,
+        miss_p99_ms: h,
         tree_p50_ms: e,
         tree_p99_ms: f,
     })

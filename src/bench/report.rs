@@ -39,6 +39,9 @@ pub struct QueryReport {
     pub trace_by_id_p99_ms: f64,
     pub search_p50_ms: f64,
     pub search_p99_ms: f64,
+    /// The same search with a tag value nothing has: it must scan the whole window.
+    pub miss_p50_ms: f64,
+    pub miss_p99_ms: f64,
     pub tree_p50_ms: f64,
     pub tree_p99_ms: f64,
 }
@@ -100,6 +103,10 @@ pub fn print(r: &Report) {
         println!(
             "  service+tag       p50 {:.2} ms  p99 {:.2} ms",
             q.search_p50_ms, q.search_p99_ms
+        );
+        println!(
+            "  search, no match  p50 {:.2} ms  p99 {:.2} ms",
+            q.miss_p50_ms, q.miss_p99_ms
         );
         println!(
             "  tree              p50 {:.2} ms  p99 {:.2} ms",

@@ -98,14 +98,26 @@ pub async fn receive(
     }
     let mut body = body;
     let mut buf = BytesMut::new();
+    // A declared length (within the limit) is charged and allocated at once: growing by
+    // doubling copies a large body several times into fresh pages the kernel zeroes.
+    let mut charged = 0;
+    if let Some(len) = declared {
+        mem.charge(len as usize).map_err(LimitError::from)?;
+        charged = len as usize;
+        buf.reserve(charged);
+    }
     let streamed = async {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ReceiveError::Body(e.to_string()))?;
             if let Ok(data) = frame.into_data() {
-                if buf.len() + data.len() > limit {
+                let len = buf.len() + data.len();
+                if len > limit {
                     return Err(ReceiveError::TooLarge { limit });
                 }
-                mem.charge(data.len()).map_err(LimitError::from)?;
+                if len > charged {
+                    mem.charge(len - charged).map_err(LimitError::from)?;
+                    charged = len;
+                }
                 buf.extend_from_slice(&data);
             }
         }

@@ -142,9 +142,10 @@ impl<'a, P: Protocol<'a>> Decoder<'_, P> {
         }
         self.p.struct_end();
         let process = Arc::new(process.ok_or(ThriftError::Missing("Batch.process"))?);
-        raw_spans
-            .into_iter()
-            .map(|r| {
+        // Sized once: collecting a `Result` iterator grows the vector by doubling.
+        let mut spans = Vec::with_capacity(raw_spans.len());
+        for r in raw_spans {
+            spans.push({
                 let trace_id = TraceId::from_parts(
                     r.trace_id_high
                         .ok_or(ThriftError::Missing("Span.traceIdHigh"))?
@@ -168,7 +169,7 @@ impl<'a, P: Protocol<'a>> Decoder<'_, P> {
                         },
                     );
                 }
-                Ok(Span {
+                Span {
                     trace_id,
                     span_id: SpanId(r.span_id.ok_or(ThriftError::Missing("Span.spanId"))? as u64),
                     operation_name: r.operation_name,
@@ -179,9 +180,10 @@ impl<'a, P: Protocol<'a>> Decoder<'_, P> {
                     tags: r.tags,
                     logs: r.logs,
                     process: Arc::clone(&process),
-                })
-            })
-            .collect()
+                }
+            });
+        }
+        Ok(spans)
     }
 
     fn process(&mut self) -> Result<Process, ThriftError> {

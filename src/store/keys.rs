@@ -16,6 +16,10 @@
 //!   are inverted so a forward scan yields newest first. A search term is an [`IndexPrefix`]:
 //!   `tenant(2) | kind(1) | fields…`, fields being length-prefixed strings (so
 //!   `("ab","c")` and `("a","bc")` never collide), hashed to pick the shard.
+//! - `terms`:   `tenant(2) | 't' | term hash(8) | !minute(8)`: the term has postings in
+//!   that minute of start time; and `tenant(2) | 'o' | !minute(8)`: that minute had too
+//!   many distinct terms to list (see `terms`). A term's minutes are one prefix, newest
+//!   first.
 //! - `meta`:    `tenant(2) | kind(1) | fields…` for services and operations, plus the
 //!   format version under the reserved system tenant.
 //!
@@ -31,6 +35,14 @@ pub const SYSTEM_TENANT: Tenant = u16::MAX;
 
 /// Posting blocks cover this much span start time each.
 pub const POSTING_BUCKET_US: u64 = 1_000_000;
+
+/// The term filter (`terms`) says which minutes of start time hold a term.
+pub const TERM_MINUTE_US: u64 = 60_000_000;
+pub const TERM_KEY_LEN: usize = 2 + 1 + 8 + 8;
+pub const TERM_PREFIX_LEN: usize = 2 + 1 + 8;
+pub const OVERFLOW_KEY_LEN: usize = 2 + 1 + 8;
+const TERM: u8 = b't';
+const OVERFLOW: u8 = b'o';
 
 /// Search terms hash into this many shards: a term's lookup reads one shard's blocks.
 pub const POSTING_SHARDS: u16 = 256;
@@ -266,6 +278,53 @@ pub fn posting_key_from_v3(k: &[u8]) -> Option<[u8; POSTING_KEY_LEN]> {
     Some(posting_key(tenant, shard, bucket, seq))
 }
 
+/// The minute a posting bucket lies in.
+pub fn minute_of_bucket(bucket: u64) -> u64 {
+    bucket / (TERM_MINUTE_US / POSTING_BUCKET_US)
+}
+
+/// The first and last posting buckets of a minute.
+pub fn buckets_of_minute(minute: u64) -> (u64, u64) {
+    let per = TERM_MINUTE_US / POSTING_BUCKET_US;
+    let first = minute.saturating_mul(per);
+    (first, first.saturating_add(per - 1))
+}
+
+/// `term` has postings in `minute`.
+pub fn term_key(tenant: Tenant, hash: u64, minute: u64) -> [u8; TERM_KEY_LEN] {
+    let mut k = [0u8; TERM_KEY_LEN];
+    k[..2].copy_from_slice(&tenant.to_be_bytes());
+    k[2] = TERM;
+    k[3..11].copy_from_slice(&hash.to_be_bytes());
+    k[11..19].copy_from_slice(&(!minute).to_be_bytes());
+    k
+}
+
+/// `minute` has more terms than the filter lists: every term may be in it.
+pub fn overflow_key(tenant: Tenant, minute: u64) -> [u8; OVERFLOW_KEY_LEN] {
+    let mut k = [0u8; OVERFLOW_KEY_LEN];
+    k[..2].copy_from_slice(&tenant.to_be_bytes());
+    k[2] = OVERFLOW;
+    k[3..11].copy_from_slice(&(!minute).to_be_bytes());
+    k
+}
+
+/// The minute of a `terms` key of either kind.
+pub fn terms_key_minute(k: &[u8]) -> Option<u64> {
+    let at = match (k.len(), k.get(2)) {
+        (TERM_KEY_LEN, Some(&TERM)) => 11,
+        (OVERFLOW_KEY_LEN, Some(&OVERFLOW)) => 3,
+        _ => return None,
+    };
+    let b: [u8; 8] = k.get(at..at + 8)?.try_into().ok()?;
+    Some(!u64::from_be_bytes(b))
+}
+
+/// The time by which a `terms` key expires: the end of its minute.
+pub fn terms_key_expiry(k: &[u8]) -> Option<u64> {
+    terms_key_minute(k).map(|m| m.saturating_add(1).saturating_mul(TERM_MINUTE_US) - 1)
+}
+
 pub fn meta_service_key(tenant: Tenant, service: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(4 + service.len());
     v.extend_from_slice(&tenant.to_be_bytes());
@@ -355,6 +414,14 @@ pub fn invocation_key_time(k: &[u8]) -> Option<u64> {
     }
     let inverted = u64::from_be_bytes(k.get(at..at + 8)?.try_into().ok()?);
     Some(!inverted)
+}
+
+/// Wall-clock µs from which every write recorded its terms (0 for a store made with the
+/// filter): the filter is used once everything older has passed retention.
+pub fn terms_from_key() -> Vec<u8> {
+    let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
+    v.extend_from_slice(b"terms_from");
+    v
 }
 
 pub fn format_version_key() -> Vec<u8> {

@@ -10,7 +10,8 @@
 //! older formats' data at open.
 //!
 //! Column families: `chunks` (span chunks, FIFO), `postings` (time first, leveled),
-//! `meta`, `invocations` (see `keys` for every layout).
+//! `terms` (the term filter, see `terms`), `meta`, `invocations` (see `keys` for every
+//! layout).
 //! The store decides nothing about what to store (the pipeline does) and knows no JSON
 //! (the query side does).
 
@@ -21,10 +22,11 @@ pub mod keys;
 pub mod postings;
 mod read;
 mod retention;
+mod terms;
 mod upgrade;
 mod write;
 
-pub use read::Census;
+pub use read::{Census, ScanStats};
 pub use write::{encode, encode_invocation, EncodedBatch};
 
 #[allow(clippy::all, missing_docs)]
@@ -34,7 +36,7 @@ pub mod proto {
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use rocksdb::{
@@ -48,12 +50,13 @@ use catalog::Catalog;
 use retention::Retention;
 
 /// Bump when any key layout or the span encoding changes.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// Older formats this build still opens (2: span keys without chunk numbers, still read
 /// as they are; 2 and 3: chunks in a compacted `spans` family and posting blocks shard
-/// first in `index`, both moved at open, see `upgrade`); opening one marks it as the
-/// current format, so an older build refuses it from then on.
-const READABLE_FORMATS: &[u32] = &[2, 3];
+/// first in `index`, both moved at open, see `upgrade`; 2 to 4: no term filter, so
+/// searches scan every minute until what was written before has passed retention);
+/// opening one marks it as the current format, so an older build refuses it from then on.
+const READABLE_FORMATS: &[u32] = &[2, 3, 4];
 
 const CF_SPANS: &str = "chunks";
 /// Where formats 2 and 3 kept span chunks (compacted, not FIFO); moved at open.
@@ -63,6 +66,7 @@ const CF_POSTINGS: &str = "postings";
 const CF_INDEX_V3: &str = "index";
 const CF_META: &str = "meta";
 const CF_INVOCATIONS: &str = "invocations";
+const CF_TERMS: &str = "terms";
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -132,6 +136,10 @@ pub struct Store {
     /// write (`keys::chunk_seq_key`), so no key is ever written twice.
     seq: AtomicU64,
     disk: disk::DiskGuard,
+    /// Wall-clock µs since which every write recorded its terms (`terms`).
+    terms_from: u64,
+    /// The term-filter keys written since start, so each is written once.
+    written: Mutex<terms::Written>,
 }
 
 impl Store {
@@ -232,9 +240,22 @@ impl Store {
             time_of: keys::invocation_key_time,
         });
 
+        // The term filter: small keys, hash first, no values.
+        let mut terms = base(8 << 20);
+        terms.set_compaction_style(rocksdb::DBCompactionStyle::Level);
+        terms.set_level_compaction_dynamic_level_bytes(true);
+        terms.set_prefix_extractor(SliceTransform::create_fixed_prefix(keys::TERM_PREFIX_LEN));
+        terms.set_periodic_compaction_seconds(periodic);
+        terms.set_compaction_filter_factory(Retention {
+            name: c"fctrace_terms_retention",
+            retention_us,
+            time_of: keys::terms_key_expiry,
+        });
+
         let mut cfs = vec![
             ColumnFamilyDescriptor::new(CF_SPANS, spans),
             ColumnFamilyDescriptor::new(CF_POSTINGS, postings),
+            ColumnFamilyDescriptor::new(CF_TERMS, terms),
             ColumnFamilyDescriptor::new(CF_META, meta),
             ColumnFamilyDescriptor::new(CF_INVOCATIONS, invocations),
         ];
@@ -265,15 +286,17 @@ impl Store {
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(opts.sync_writes);
 
-        let store = Store {
+        let mut store = Store {
             db,
+            terms_from: u64::MAX,
+            written: Mutex::new(terms::Written::default()),
             catalog: RwLock::new(Catalog::new(retention_us)),
             retention_us,
             write_opts,
             seq: AtomicU64::new(0),
             disk: disk::DiskGuard::new(dir.to_owned(), opts.min_free_disk_bytes),
         };
-        store.check_format_version(dir)?;
+        store.terms_from = store.check_format_version(dir, opts.future_skew)?;
         store.load_seq()?;
         store.load_catalog()?;
         Ok(store)
@@ -286,16 +309,29 @@ impl Store {
             .unwrap_or_else(|| panic!("column family {name} was created at open"))
     }
 
-    fn check_format_version(&self, dir: &Path) -> Result<(), StoreError> {
+    /// Check the directory's format (marking an older one as current) and return when
+    /// the term filter started: 0 for a new directory, now plus the future skew for one
+    /// of a format without it (its spans may start up to that late).
+    fn check_format_version(&self, dir: &Path, skew: Duration) -> Result<u64, StoreError> {
         let meta = self.cf(CF_META);
         let key = keys::format_version_key();
+        let from_key = keys::terms_from_key();
+        let start = |from: u64| -> Result<u64, StoreError> {
+            let mut wb = rocksdb::WriteBatch::default();
+            wb.put_cf(meta, &key, FORMAT_VERSION.to_be_bytes());
+            wb.put_cf(meta, &from_key, from.to_be_bytes());
+            self.db.write_opt(wb, &self.write_opts)?;
+            Ok(from)
+        };
         match self.db.get_cf(meta, &key)? {
-            None => {
-                self.db
-                    .put_cf_opt(meta, &key, FORMAT_VERSION.to_be_bytes(), &self.write_opts)?;
-                Ok(())
-            }
-            Some(v) if v.as_slice() == FORMAT_VERSION.to_be_bytes() => Ok(()),
+            None => start(0),
+            Some(v) if v.as_slice() == FORMAT_VERSION.to_be_bytes() => Ok(self
+                .db
+                .get_cf(meta, &from_key)?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                .map(u64::from_be_bytes)
+                // written with the version, so never missing unless damaged: never trust
+                .unwrap_or(u64::MAX)),
             Some(v)
                 if READABLE_FORMATS
                     .iter()
@@ -306,9 +342,8 @@ impl Store {
                     to = FORMAT_VERSION,
                     "data directory upgraded: old span keys stay readable"
                 );
-                self.db
-                    .put_cf_opt(meta, &key, FORMAT_VERSION.to_be_bytes(), &self.write_opts)?;
-                Ok(())
+                let skew = skew.as_micros().min(u64::MAX as u128) as u64;
+                start(crate::clock::now_us().saturating_add(skew))
             }
             Some(v) => Err(StoreError::FormatVersion {
                 dir: dir.to_owned(),
@@ -336,7 +371,7 @@ impl Store {
 
     /// Flush memtables to SST files (on shutdown, so the next start replays no WAL).
     pub fn flush(&self) -> Result<(), StoreError> {
-        for name in [CF_SPANS, CF_POSTINGS, CF_META, CF_INVOCATIONS] {
+        for name in [CF_SPANS, CF_POSTINGS, CF_TERMS, CF_META, CF_INVOCATIONS] {
             self.db.flush_cf(self.cf(name))?;
         }
         Ok(())

@@ -49,138 +49,162 @@ pub struct Part {
     pub traces: u32,
 }
 
-#[derive(Default)]
-struct Bucket {
-    bucket: u64,
-    traces: Vec<(TraceId, u64)>,
-    timed: Vec<(u64, u16, u32)>,
-    plain: Vec<(u64, u16)>,
-}
-
 /// Collects a batch's postings while the encoder walks its spans.
 ///
 /// Finding a span's slot is two hash lookups, whatever the number of seconds the batch
-/// spans: a body of spans spread over many seconds costs what one second does.
+/// spans, and entries go into three flat vectors sorted once at the end: a body of spans
+/// spread over many seconds costs about what one second does, with no small allocation
+/// per second.
 #[derive(Default)]
 pub struct Builder {
-    buckets: Vec<Bucket>,
-    /// (second, trace) → (bucket index, slot)
-    slots: HashMap<(u64, TraceId), (usize, u16)>,
-    /// second → the index of its bucket that still has room
-    open: HashMap<u64, usize>,
+    /// (second, traces in its table) per table, in the order tables were opened
+    tables: Vec<(u64, u32)>,
+    /// (table, trace, earliest start), in slot order within each table
+    traces: Vec<(u32, TraceId, u64)>,
+    /// (table, term hash, slot, duration)
+    timed: Vec<(u32, u64, u16, u32)>,
+    /// (table, term hash, slot)
+    plain: Vec<(u32, u64, u16)>,
+    /// (second, trace) → its slot and where its entry is in `traces`
+    slots: HashMap<(u64, TraceId), (Slot, usize)>,
+    /// second → the table of that second that still has room
+    open: HashMap<u64, u32>,
 }
 
-/// Where one span's entries go: its bucket and its trace's slot there.
+/// Where one span's entries go: its table and its trace's slot there.
 #[derive(Clone, Copy)]
 pub struct Slot {
-    bucket: usize,
+    table: u32,
     trace: u16,
 }
 
 impl Builder {
+    /// A builder for `spans` spans (decoded ones, already paid for): room for one trace
+    /// and two timed entries each, so a batch whose spans each start in their own second
+    /// does not grow its vectors by doubling (the kernel zeroes every fresh page, and a
+    /// doubling copies everything into new ones).
+    pub fn for_spans(spans: usize) -> Self {
+        Builder {
+            tables: Vec::new(),
+            traces: Vec::with_capacity(spans),
+            timed: Vec::with_capacity(spans * 2),
+            plain: Vec::new(),
+            slots: HashMap::with_capacity(spans),
+            open: HashMap::new(),
+        }
+    }
+
     /// The slot for a span of `trace` starting at `start`.
     pub fn slot(&mut self, trace: TraceId, start: u64) -> Slot {
         let b = start / keys::POSTING_BUCKET_US;
-        if let Some(&(bi, slot)) = self.slots.get(&(b, trace)) {
-            if let Some(t) = self.buckets[bi].traces.get_mut(slot as usize) {
-                t.1 = t.1.min(start);
+        if let Some(&(slot, at)) = self.slots.get(&(b, trace)) {
+            if let Some(t) = self.traces.get_mut(at) {
+                t.2 = t.2.min(start);
             }
-            return Slot {
-                bucket: bi,
-                trace: slot,
-            };
+            return slot;
         }
-        let bi = match self.open.get(&b) {
-            Some(&i) if self.buckets[i].traces.len() < TABLE_CAPACITY => i,
+        let table = match self.open.get(&b) {
+            Some(&i) if (self.tables[i as usize].1 as usize) < TABLE_CAPACITY => i,
             _ => {
-                self.buckets.push(Bucket {
-                    bucket: b,
-                    ..Bucket::default()
-                });
-                let i = self.buckets.len() - 1;
+                // at most one table per span, and a batch's spans are capped far below
+                // u32::MAX
+                let i = self.tables.len() as u32;
+                self.tables.push((b, 0));
                 self.open.insert(b, i);
                 i
             }
         };
-        let bucket = &mut self.buckets[bi];
+        let count = &mut self.tables[table as usize].1;
         // below TABLE_CAPACITY, so it fits
-        let slot = bucket.traces.len() as u16;
-        bucket.traces.push((trace, start));
-        self.slots.insert((b, trace), (bi, slot));
-        Slot {
-            bucket: bi,
-            trace: slot,
-        }
+        let slot = Slot {
+            table,
+            trace: *count as u16,
+        };
+        *count += 1;
+        self.slots.insert((b, trace), (slot, self.traces.len()));
+        self.traces.push((table, trace, start));
+        slot
     }
 
     /// A service or operation entry, with the span's duration.
     pub fn timed(&mut self, slot: Slot, term: &IndexPrefix, duration: u64) {
         let d = duration.min(u32::MAX as u64) as u32;
-        self.buckets[slot.bucket]
-            .timed
-            .push((term.term_hash(), slot.trace, d));
+        self.timed
+            .push((slot.table, term.term_hash(), slot.trace, d));
     }
 
     /// A tag entry.
     pub fn plain(&mut self, slot: Slot, term: &IndexPrefix) {
-        self.buckets[slot.bucket]
-            .plain
-            .push((term.term_hash(), slot.trace));
+        self.plain.push((slot.table, term.term_hash(), slot.trace));
     }
 
-    /// Write every table and sub-block into `out`, returning where each one is.
-    pub fn finish(mut self, out: &mut Vec<u8>) -> Vec<Part> {
-        let mut parts = Vec::new();
-        for b in &mut self.buckets {
+    /// Write every table and sub-block into `out`, returning where each one is, and the
+    /// distinct (minute, term hash) pairs of the batch, sorted (for `terms`).
+    pub fn finish(mut self, out: &mut Vec<u8>) -> (Vec<Part>, Vec<(u64, u64)>) {
+        // stable: slot order within a table is push order
+        self.traces.sort_by_key(|t| t.0);
+        self.timed.sort_unstable();
+        self.plain.sort_unstable();
+        self.plain.dedup();
+        // (table, hash, trace, min, max), one per (table, hash, trace)
+        let mut timed: Vec<(u32, u64, u16, u32, u32)> = Vec::with_capacity(self.timed.len());
+        for &(tb, h, tr, d) in &self.timed {
+            match timed.last_mut() {
+                Some(last) if (last.0, last.1, last.2) == (tb, h, tr) => last.4 = last.4.max(d),
+                _ => timed.push((tb, h, tr, d, d)),
+            }
+        }
+        let mut parts = Vec::with_capacity(self.tables.len() * 4);
+        // what the loop below writes, so `out` grows once
+        out.reserve(
+            self.traces.len() * TABLE_ENTRY_LEN
+                + timed.len() * (TIMED_LEN + SUB_HEADER)
+                + self.plain.len() * PLAIN_LEN,
+        );
+        let (mut tr_at, mut ti, mut pi) = (0, 0, 0);
+        for (table, &(bucket, n)) in self.tables.iter().enumerate() {
+            let table = table as u32;
             let start = out.len();
-            for (trace, t) in &b.traces {
+            let tr_end = tr_at + self.traces[tr_at..].partition_point(|t| t.0 == table);
+            for (_, trace, t) in &self.traces[tr_at..tr_end] {
                 out.extend_from_slice(&trace.to_bytes());
                 out.extend_from_slice(&t.to_le_bytes());
             }
+            tr_at = tr_end;
             parts.push(Part {
-                bucket: b.bucket,
+                bucket,
                 shard: keys::TABLE_SHARD,
                 range: (start, out.len()),
-                traces: b.traces.len() as u32,
+                traces: n,
             });
-
-            b.timed.sort_unstable();
-            b.plain.sort_unstable();
-            b.plain.dedup();
-            // (hash, trace, min, max), one per (hash, trace)
-            let mut timed: Vec<(u64, u16, u32, u32)> = Vec::with_capacity(b.timed.len());
-            for &(h, tr, d) in &b.timed {
-                match timed.last_mut() {
-                    Some(last) if last.0 == h && last.1 == tr => last.3 = last.3.max(d),
-                    _ => timed.push((h, tr, d, d)),
-                }
-            }
-            let (mut ti, mut pi) = (0, 0);
-            while ti < timed.len() || pi < b.plain.len() {
-                let shard = match (timed.get(ti), b.plain.get(pi)) {
-                    (Some(t), Some(p)) => keys::shard_of(t.0.min(p.0)),
-                    (Some(t), None) => keys::shard_of(t.0),
-                    (None, Some(p)) => keys::shard_of(p.0),
+            let t_all = ti + timed[ti..].partition_point(|e| e.0 == table);
+            let p_all = pi + self.plain[pi..].partition_point(|e| e.0 == table);
+            while ti < t_all || pi < p_all {
+                let shard = match (timed[ti..t_all].first(), self.plain[pi..p_all].first()) {
+                    (Some(t), Some(p)) => keys::shard_of(t.1.min(p.1)),
+                    (Some(t), None) => keys::shard_of(t.1),
+                    (None, Some(p)) => keys::shard_of(p.1),
                     (None, None) => break,
                 };
-                let t_end = ti + timed[ti..].partition_point(|e| keys::shard_of(e.0) == shard);
-                let p_end = pi + b.plain[pi..].partition_point(|e| keys::shard_of(e.0) == shard);
+                let t_end = ti + timed[ti..t_all].partition_point(|e| keys::shard_of(e.1) == shard);
+                let p_end =
+                    pi + self.plain[pi..p_all].partition_point(|e| keys::shard_of(e.1) == shard);
                 let start = out.len();
                 out.extend_from_slice(&0u32.to_le_bytes());
                 out.extend_from_slice(&((t_end - ti) as u32).to_le_bytes());
                 out.extend_from_slice(&((p_end - pi) as u32).to_le_bytes());
-                for &(h, tr, lo, hi) in &timed[ti..t_end] {
+                for &(_, h, tr, lo, hi) in &timed[ti..t_end] {
                     out.extend_from_slice(&keys::hash_bits(h).to_le_bytes());
                     out.extend_from_slice(&tr.to_le_bytes());
                     out.extend_from_slice(&lo.to_le_bytes());
                     out.extend_from_slice(&hi.to_le_bytes());
                 }
-                for &(h, tr) in &b.plain[pi..p_end] {
+                for &(_, h, tr) in &self.plain[pi..p_end] {
                     out.extend_from_slice(&keys::hash_bits(h).to_le_bytes());
                     out.extend_from_slice(&tr.to_le_bytes());
                 }
                 parts.push(Part {
-                    bucket: b.bucket,
+                    bucket,
                     shard,
                     range: (start, out.len()),
                     traces: 0,
@@ -189,7 +213,27 @@ impl Builder {
                 pi = p_end;
             }
         }
-        parts
+        // Both lists are sorted by (table, hash): dropping repeats as they come leaves
+        // about one entry per distinct term and table, so the sort is of few.
+        let minute = |table: u32| keys::minute_of_bucket(self.tables[table as usize].0);
+        let mut terms: Vec<(u64, u64)> = Vec::new();
+        let mut last = None;
+        for (table, hash) in timed.iter().map(|e| (e.0, e.1)) {
+            if last != Some((table, hash)) {
+                terms.push((minute(table), hash));
+                last = Some((table, hash));
+            }
+        }
+        last = None;
+        for (table, hash) in self.plain.iter().map(|e| (e.0, e.1)) {
+            if last != Some((table, hash)) {
+                terms.push((minute(table), hash));
+                last = Some((table, hash));
+            }
+        }
+        terms.sort_unstable();
+        terms.dedup();
+        (parts, terms)
     }
 }
 
@@ -199,14 +243,18 @@ type MergeItem<'a> = ((Tenant, u16, u64), &'a [u8], Option<u32>);
 
 /// Join the postings of a group's batches into one value per (bucket, shard), setting
 /// each sub-block's base to where its batch's table starts in the group's table. Tables
-/// come before sub-blocks within each batch's parts.
+/// come before sub-blocks within each batch's parts. Each key and value goes to `put` in
+/// key order, built in one reused buffer: a body spread over many seconds makes about a
+/// million of them, and one allocation each was a good part of its cost.
 pub fn merge<'a>(
     batches: impl Iterator<Item = (Tenant, &'a [u8], &'a [Part])>,
     seq: u64,
-) -> Vec<([u8; keys::POSTING_KEY_LEN], Vec<u8>)> {
+    mut put: impl FnMut(&[u8], &[u8]),
+) {
     // Each part with its key fields and, for a sub-block, the base of its table (a
     // sub-block always follows the table it indexes), in batch order.
-    let mut items: Vec<MergeItem<'a>> = Vec::new();
+    let batches: Vec<_> = batches.collect();
+    let mut items: Vec<MergeItem<'a>> = Vec::with_capacity(batches.iter().map(|b| b.2.len()).sum());
     let mut table_len: HashMap<(Tenant, u64), u32> = HashMap::new();
     for (tenant, buf, parts) in batches {
         let mut base = 0u32;
@@ -229,10 +277,10 @@ pub fn merge<'a>(
     // shuffled one with a full skip-list search per key (40 % of the writer's time for
     // a batch spread over many seconds), and integers sort faster than key bytes.
     items.sort_by_key(|(k, _, _)| (k.0, std::cmp::Reverse(k.2), k.1));
-    let mut out = Vec::new();
+    let mut v = Vec::new();
     for group in items.chunk_by(|a, b| a.0 == b.0) {
         let (tenant, shard, bucket) = group[0].0;
-        let mut v = Vec::with_capacity(group.iter().map(|g| g.1.len()).sum());
+        v.clear();
         for (_, bytes, base) in group {
             let at = v.len();
             v.extend_from_slice(bytes);
@@ -240,8 +288,18 @@ pub fn merge<'a>(
                 dst.copy_from_slice(&b.to_le_bytes());
             }
         }
-        out.push((keys::posting_key(tenant, shard, bucket, seq), v));
+        put(&keys::posting_key(tenant, shard, bucket, seq), &v);
     }
+}
+
+/// The merged postings of `batches` as owned keys and values (tests and tools).
+#[cfg(test)]
+fn merged<'a>(
+    batches: impl Iterator<Item = (Tenant, &'a [u8], &'a [Part])>,
+    seq: u64,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    merge(batches, seq, |k, v| out.push((k.to_vec(), v.to_vec())));
     out
 }
 
@@ -368,8 +426,8 @@ mod tests {
             b.plain(slot, &IndexPrefix::tag(0, "s", "k", &i.to_string()));
         }
         let mut buf = Vec::new();
-        let parts = b.finish(&mut buf);
-        let merged = merge([(0, buf.as_slice(), parts.as_slice())].into_iter(), 1);
+        let (parts, _) = b.finish(&mut buf);
+        let merged = merged([(0, buf.as_slice(), parts.as_slice())].into_iter(), 1);
         assert!(merged.len() > 500);
         assert!(merged.windows(2).all(|w| w[0].0 < w[1].0));
     }
@@ -385,10 +443,10 @@ mod tests {
                 b.plain(slot, &IndexPrefix::tag(0, svc, "k", "v"));
             }
             let mut buf = Vec::new();
-            let parts = b.finish(&mut buf);
+            let (parts, _) = b.finish(&mut buf);
             built.push((buf, parts));
         }
-        let merged = merge(
+        let merged = merged(
             built.iter().map(|(b, p)| (0, b.as_slice(), p.as_slice())),
             7,
         );
@@ -404,7 +462,7 @@ mod tests {
             }
             let table = &merged
                 .iter()
-                .find(|(k, _)| *k == keys::posting_key(0, keys::TABLE_SHARD, bucket, 7))
+                .find(|(k, _)| k[..] == keys::posting_key(0, keys::TABLE_SHARD, bucket, 7))
                 .unwrap()
                 .1;
             let mut hits = Vec::new();

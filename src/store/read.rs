@@ -45,7 +45,8 @@ impl Store {
     /// start time), newest time first within a bucket; a trace can come once per bucket
     /// and per group that wrote it. With `durations`, only traces with a span of the
     /// term whose duration may lie in that range (inclusive) come. Every answer is a
-    /// candidate: callers check the spans.
+    /// candidate: callers check the spans. Only the minutes the term filter (`terms`)
+    /// names are read; the answer says how many posting blocks were.
     pub fn scan_index(
         &self,
         term: &IndexPrefix,
@@ -53,10 +54,11 @@ impl Store {
         oldest: u64,
         newest: u64,
         mut f: impl FnMut(u64, TraceId) -> bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<ScanStats, StoreError> {
+        let mut stats = ScanStats::default();
         let oldest = oldest.max(cutoff_us(self.retention_us));
         if oldest > newest {
-            return Ok(());
+            return Ok(stats);
         }
         let (oldest_bucket, newest_bucket) = (
             oldest / keys::POSTING_BUCKET_US,
@@ -80,64 +82,86 @@ impl Store {
             found.clear();
             go_on
         };
-        // One seek per bucket that holds anything: a seek that lands past its bucket
-        // names the next older bucket with data, so empty seconds cost nothing.
-        let mut bucket = newest_bucket;
-        while bucket >= oldest_bucket {
-            let prefix = keys::posting_seek(tenant, shard, bucket);
-            it.seek(prefix);
-            while let (Some(k), Some(v)) = (it.key(), it.value()) {
-                if !k.starts_with(&prefix) {
-                    break;
-                }
-                let Some((_, _, seq)) = keys::parse_posting_key(k) else {
-                    it.next();
-                    continue;
-                };
-                hits.clear();
-                postings::lookup(v, bits, &mut hits)
-                    .map_err(|e| StoreError::Index(e.to_string()))?;
-                if let Some((lo, hi)) = durations {
-                    hits.retain(|h| {
-                        h.durations.is_some_and(|(dmin, dmax)| {
-                            (dmin as u64) <= hi && (dmax as u64 >= lo || dmax == u32::MAX)
-                        })
-                    });
-                }
-                if !hits.is_empty() {
-                    let table_key = keys::posting_key(tenant, keys::TABLE_SHARD, bucket, seq);
-                    let Some(table) = self.db.get_pinned_cf(index, table_key)? else {
-                        return Err(StoreError::Index(format!(
-                            "posting block of bucket {bucket} group {seq} has no trace table"
-                        )));
+        // The buckets to read, newest first: the minutes the filter names, or all.
+        let ranges: Vec<(u64, u64)> = match self.term_minutes(
+            tenant,
+            hash,
+            keys::minute_of_bucket(oldest_bucket),
+            keys::minute_of_bucket(newest_bucket),
+        )? {
+            None => vec![(newest_bucket, oldest_bucket)],
+            Some(minutes) => minutes
+                .into_iter()
+                .map(|m| {
+                    let (first, last) = keys::buckets_of_minute(m);
+                    (last.min(newest_bucket), first.max(oldest_bucket))
+                })
+                .collect(),
+        };
+        for (newest_bucket, oldest_bucket) in ranges {
+            // One seek per bucket that holds anything: a seek that lands past its bucket
+            // names the next older bucket with data, so empty seconds cost nothing.
+            let mut bucket = newest_bucket;
+            while bucket >= oldest_bucket {
+                let prefix = keys::posting_seek(tenant, shard, bucket);
+                it.seek(prefix);
+                while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                    if !k.starts_with(&prefix) {
+                        break;
+                    }
+                    let Some((_, _, seq)) = keys::parse_posting_key(k) else {
+                        it.next();
+                        continue;
                     };
-                    for h in &hits {
-                        let (trace, t) =
-                            postings::table_entry(&table, h.trace).ok_or_else(|| {
-                                StoreError::Index(format!("trace {} is not in its table", h.trace))
-                            })?;
-                        if t <= newest {
-                            found.push((t, trace));
+                    stats.blocks += 1;
+                    hits.clear();
+                    postings::lookup(v, bits, &mut hits)
+                        .map_err(|e| StoreError::Index(e.to_string()))?;
+                    if let Some((lo, hi)) = durations {
+                        hits.retain(|h| {
+                            h.durations.is_some_and(|(dmin, dmax)| {
+                                (dmin as u64) <= hi && (dmax as u64 >= lo || dmax == u32::MAX)
+                            })
+                        });
+                    }
+                    if !hits.is_empty() {
+                        let table_key = keys::posting_key(tenant, keys::TABLE_SHARD, bucket, seq);
+                        let Some(table) = self.db.get_pinned_cf(index, table_key)? else {
+                            return Err(StoreError::Index(format!(
+                                "posting block of bucket {bucket} group {seq} has no trace table"
+                            )));
+                        };
+                        for h in &hits {
+                            let (trace, t) =
+                                postings::table_entry(&table, h.trace).ok_or_else(|| {
+                                    StoreError::Index(format!(
+                                        "trace {} is not in its table",
+                                        h.trace
+                                    ))
+                                })?;
+                            if t <= newest {
+                                found.push((t, trace));
+                            }
                         }
                     }
+                    it.next();
                 }
-                it.next();
+                it.status()?;
+                if !answer(&mut found, &mut f) {
+                    return Ok(stats);
+                }
+                bucket = match it.key().and_then(keys::parse_posting_key) {
+                    Some((_, older, _)) if older < bucket => older,
+                    Some(_) => match bucket.checked_sub(1) {
+                        Some(b) => b,
+                        None => break,
+                    },
+                    // nothing older in the tenant's postings at all
+                    None => return Ok(stats),
+                };
             }
-            it.status()?;
-            if !answer(&mut found, &mut f) {
-                return Ok(());
-            }
-            bucket = match it.key().and_then(keys::parse_posting_key) {
-                Some((_, older, _)) if older < bucket => older,
-                Some(_) => match bucket.checked_sub(1) {
-                    Some(b) => b,
-                    None => break,
-                },
-                // nothing older in the tenant's postings at all
-                None => break,
-            };
         }
-        Ok(())
+        Ok(stats)
     }
 
     /// Invocation records of one function (JSON values) that started in `[start, end]`
@@ -214,6 +238,13 @@ impl Store {
         }
         Ok(census)
     }
+}
+
+/// What one `Store::scan_index` read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Posting blocks looked into.
+    pub blocks: u64,
 }
 
 /// What `Store::census` counted.

@@ -10,6 +10,7 @@ use rocksdb::WriteBatch;
 use super::catalog::Catalog;
 use super::{
     codec, keys, postings, Store, StoreError, CF_INVOCATIONS, CF_META, CF_POSTINGS, CF_SPANS,
+    CF_TERMS,
 };
 use crate::model::{Span, SpanKind};
 use keys::{IndexPrefix, Tenant};
@@ -24,7 +25,13 @@ impl Store {
         let index = self.cf(CF_POSTINGS);
         let meta = self.cf(CF_META);
         let invocations = self.cf(CF_INVOCATIONS);
-        let mut wb = WriteBatch::default();
+        // Sized up front: a body spread over many seconds writes about a million keys,
+        // and a batch grown by doubling touches (and the kernel zeroes) every page twice.
+        let bytes: usize = batches
+            .iter()
+            .map(|b| b.buf.len() + (b.entries.len() + b.postings.len()) * 48)
+            .sum();
+        let mut wb = WriteBatch::with_capacity_bytes(bytes);
         let mut new_ops: Vec<(Tenant, &str, &str, SpanKind)> = Vec::new();
         let now = crate::clock::now_us();
         let chunks: u64 = batches
@@ -61,20 +68,27 @@ impl Store {
             }
         }
         wb.put_cf(meta, keys::chunk_seq_key(), chunk.to_be_bytes());
-        for (k, v) in postings::merge(
+        postings::merge(
             batches
                 .iter()
                 .map(|b| (b.tenant, b.buf.as_slice(), b.postings.as_slice())),
             seq,
-        ) {
-            wb.put_cf(index, k, v);
-        }
+            |k, v| wb.put_cf(index, k, v),
+        );
         for entry in &new_ops {
             Catalog::write(&mut wb, meta, *entry, now);
         }
-        self.db
-            .write_opt(wb, &self.write_opts)
-            .map_err(StoreError::from_write)?;
+        let terms = self.cf(CF_TERMS);
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        for b in batches {
+            written.record(&mut wb, terms, b.tenant, &b.terms);
+        }
+        if let Err(e) = self.db.write_opt(wb, &self.write_opts) {
+            // what it remembers must be on disk
+            written.forget();
+            return Err(StoreError::from_write(e));
+        }
+        drop(written);
         if !new_ops.is_empty() {
             let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
             for (tenant, service, op, kind) in new_ops {
@@ -108,6 +122,8 @@ pub struct EncodedBatch {
     pub(super) operations: Vec<(String, String, SpanKind)>,
     /// The batch's posting tables and sub-blocks, in `buf`.
     pub(super) postings: Vec<postings::Part>,
+    /// (minute, term hash) of every posting, sorted, once each: for the term filter.
+    pub(super) terms: Vec<(u64, u64)>,
     pub(super) spans: usize,
 }
 
@@ -117,6 +133,7 @@ impl EncodedBatch {
         self.buf.len()
             + self.entries.len() * std::mem::size_of::<Entry>()
             + self.postings.len() * std::mem::size_of::<postings::Part>()
+            + self.terms.len() * 16
     }
 
     pub fn span_count(&self) -> usize {
@@ -146,6 +163,7 @@ pub fn encode_invocation(
         buf,
         operations: Vec::new(),
         postings: Vec::new(),
+        terms: Vec::new(),
         spans: 0,
     }
 }
@@ -164,6 +182,7 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
         entries: Vec::with_capacity(spans.len()),
         operations: Vec::new(),
         postings: Vec::new(),
+        terms: Vec::new(),
         spans: spans.len(),
     };
     let mut ops: HashSet<(&str, &str, SpanKind)> = HashSet::new();
@@ -191,7 +210,7 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
         });
     }
 
-    let mut ix = postings::Builder::default();
+    let mut ix = postings::Builder::for_spans(spans.len());
     let mut term = IndexPrefix(Vec::with_capacity(128));
     for span in spans {
         let service = span.process.service_name.as_str();
@@ -224,7 +243,7 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
             ix.plain(slot, &term);
         }
     }
-    b.postings = ix.finish(&mut b.buf);
+    (b.postings, b.terms) = ix.finish(&mut b.buf);
     b.operations = ops
         .into_iter()
         .map(|(s, o, k)| (s.to_owned(), o.to_owned(), k))
