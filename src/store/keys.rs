@@ -16,10 +16,11 @@
 //!   are inverted so a forward scan yields newest first. A search term is an [`IndexPrefix`]:
 //!   `tenant(2) | kind(1) | fields…`, fields being length-prefixed strings (so
 //!   `("ab","c")` and `("a","bc")` never collide), hashed to pick the shard.
-//! - `terms`:   `tenant(2) | 't' | term hash(8) | !minute(8)`: the term has postings in
-//!   that minute of start time; and `tenant(2) | 'o' | !minute(8)`: that minute had too
-//!   many distinct terms to list (see `terms`). A term's minutes are one prefix, newest
-//!   first.
+//! - `terms`:   `tenant(2) | 't' | !hour(8) | term hash(8) | !minute(8)`: the term has
+//!   postings in that minute of start time; and `tenant(2) | 'o' | !minute(8)`: that
+//!   minute had too many distinct terms to list (see `terms`). A term's minutes in an
+//!   hour are one prefix, newest first; the hour comes first so expired hours are one
+//!   key range, as posting seconds are.
 //! - `meta`:    `tenant(2) | kind(1) | fields…` for services and operations, plus the
 //!   format version under the reserved system tenant.
 //!
@@ -38,8 +39,13 @@ pub const POSTING_BUCKET_US: u64 = 1_000_000;
 
 /// The term filter (`terms`) says which minutes of start time hold a term.
 pub const TERM_MINUTE_US: u64 = 60_000_000;
-pub const TERM_KEY_LEN: usize = 2 + 1 + 8 + 8;
-pub const TERM_PREFIX_LEN: usize = 2 + 1 + 8;
+/// Term keys are grouped by hour first, so expired hours go by key range.
+pub const TERM_HOUR_MINUTES: u64 = 60;
+pub const TERM_KEY_LEN: usize = 2 + 1 + 8 + 8 + 8;
+/// `tenant | 't' | !hour | hash`: one term's minutes in one hour.
+pub const TERM_PREFIX_LEN: usize = 2 + 1 + 8 + 8;
+/// `tenant | 't' | !hour`: every term of one hour.
+pub const TERM_HOUR_PREFIX_LEN: usize = 2 + 1 + 8;
 pub const OVERFLOW_KEY_LEN: usize = 2 + 1 + 8;
 const TERM: u8 = b't';
 const OVERFLOW: u8 = b'o';
@@ -293,11 +299,27 @@ pub fn buckets_of_minute(minute: u64) -> (u64, u64) {
 /// `term` has postings in `minute`.
 pub fn term_key(tenant: Tenant, hash: u64, minute: u64) -> [u8; TERM_KEY_LEN] {
     let mut k = [0u8; TERM_KEY_LEN];
+    k[..TERM_PREFIX_LEN].copy_from_slice(&term_prefix(tenant, minute / TERM_HOUR_MINUTES, hash));
+    k[19..27].copy_from_slice(&(!minute).to_be_bytes());
+    k
+}
+
+/// Where `hash`'s minutes of `hour` are, newest first.
+pub fn term_prefix(tenant: Tenant, hour: u64, hash: u64) -> [u8; TERM_PREFIX_LEN] {
+    let mut k = [0u8; TERM_PREFIX_LEN];
     k[..2].copy_from_slice(&tenant.to_be_bytes());
     k[2] = TERM;
-    k[3..11].copy_from_slice(&hash.to_be_bytes());
-    k[11..19].copy_from_slice(&(!minute).to_be_bytes());
+    k[3..11].copy_from_slice(&(!hour).to_be_bytes());
+    k[11..19].copy_from_slice(&hash.to_be_bytes());
     k
+}
+
+/// The hour of a term key of `tenant`; `None` for any other key.
+pub fn term_key_hour(tenant: Tenant, k: &[u8]) -> Option<u64> {
+    if k.len() != TERM_KEY_LEN || k.get(..2)? != tenant.to_be_bytes() || k[2] != TERM {
+        return None;
+    }
+    Some(!u64::from_be_bytes(k[3..11].try_into().ok()?))
 }
 
 /// `minute` has more terms than the filter lists: every term may be in it.
@@ -309,10 +331,32 @@ pub fn overflow_key(tenant: Tenant, minute: u64) -> [u8; OVERFLOW_KEY_LEN] {
     k
 }
 
+/// The `terms` key ranges whose entries are all from before `cutoff` (µs): whole hours
+/// of term keys and whole minutes of overflow keys, as (from, to) pairs.
+pub fn expired_terms(tenant: Tenant, cutoff: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let end = |kind: u8| {
+        let mut k = tenant.to_be_bytes().to_vec();
+        k.push(kind + 1);
+        k
+    };
+    let minute = cutoff / TERM_MINUTE_US;
+    if let Some(last) = (minute / TERM_HOUR_MINUTES).checked_sub(1) {
+        out.push((
+            term_prefix(tenant, last, 0)[..TERM_HOUR_PREFIX_LEN].to_vec(),
+            end(TERM),
+        ));
+    }
+    if let Some(last) = minute.checked_sub(1) {
+        out.push((overflow_key(tenant, last).to_vec(), end(OVERFLOW)));
+    }
+    out
+}
+
 /// The minute of a `terms` key of either kind.
 pub fn terms_key_minute(k: &[u8]) -> Option<u64> {
     let at = match (k.len(), k.get(2)) {
-        (TERM_KEY_LEN, Some(&TERM)) => 11,
+        (TERM_KEY_LEN, Some(&TERM)) => 19,
         (OVERFLOW_KEY_LEN, Some(&OVERFLOW)) => 3,
         _ => return None,
     };

@@ -1,5 +1,5 @@
-//! Retention: span files go whole by FIFO's TTL, posting blocks of expired seconds by key
-//! range, invocation records by a compaction filter (which also drops posting blocks a
+//! Retention: span files go whole by FIFO's TTL, posting blocks of expired seconds and
+//! the term filter's expired hours by key range, invocation records by a compaction filter (which also drops posting blocks a
 //! compaction meets); `Store::expire` makes each happen on an idle store too, and expires
 //! the catalog. Reads hide what has not gone yet (see `read`).
 
@@ -8,7 +8,7 @@ use rocksdb::{
     compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory},
 };
 
-use super::{keys, Store, StoreError, CF_INVOCATIONS, CF_META, CF_POSTINGS, CF_SPANS};
+use super::{keys, Store, StoreError, CF_INVOCATIONS, CF_META, CF_POSTINGS, CF_SPANS, CF_TERMS};
 
 /// Start times before this are past retention.
 pub(super) fn cutoff_us(retention_us: u64) -> u64 {
@@ -77,7 +77,7 @@ impl Store {
     /// The small families are flushed as well, because a write-ahead log file is only
     /// deleted once no family's memtable still needs it. Nothing here rewrites live data.
     pub fn expire(&self) {
-        for name in [CF_META, CF_INVOCATIONS, CF_SPANS, CF_POSTINGS] {
+        for name in [CF_META, CF_INVOCATIONS, CF_SPANS, CF_POSTINGS, CF_TERMS] {
             if let Err(e) = self.db.flush_cf(self.cf(name)) {
                 tracing::warn!(error = %e, family = name, "flush before retention failed");
             }
@@ -90,6 +90,9 @@ impl Store {
         if let Err(e) = self.expire_postings(cutoff) {
             tracing::warn!(error = %e, "posting expiry failed");
         }
+        if let Err(e) = self.expire_terms(cutoff) {
+            tracing::warn!(error = %e, "term filter expiry failed");
+        }
         match self.expire_catalog(cutoff) {
             Ok(0) => {}
             Ok(n) => tracing::info!(operations = n, "catalog entries expired"),
@@ -97,23 +100,44 @@ impl Store {
         }
     }
 
-    /// `expire`, then a full compaction of the posting family (`/api/admin/compact`, run by
-    /// the benchmark before it measures disk use).
+    /// `expire`, then a full compaction of the posting and term families
+    /// (`/api/admin/compact`, run by the benchmark before it measures disk use).
     pub fn compact(&self) {
         self.expire();
-        self.db
-            .compact_range_cf(self.cf(CF_POSTINGS), None::<&[u8]>, None::<&[u8]>);
+        for name in [CF_POSTINGS, CF_TERMS] {
+            self.db
+                .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
+        }
     }
 
     /// Delete every posting block whose whole second is before `cutoff` (µs). Keys are
-    /// time first, so that is one key range per tenant, at the end of the tenant's keys:
-    /// whole files in it are dropped at once, the rest is covered by a range tombstone
-    /// and compacted away; only the files holding that range are compacted.
+    /// time first, so that is one key range per tenant, at the end of the tenant's keys.
     fn expire_postings(&self, cutoff: u64) -> Result<(), StoreError> {
         let Some(last_expired) = (cutoff / keys::POSTING_BUCKET_US).checked_sub(1) else {
             return Ok(());
         };
-        let cf = self.cf(CF_POSTINGS);
+        self.expire_ranges(CF_POSTINGS, |tenant| {
+            vec![(
+                keys::posting_key(tenant, 0, last_expired, u64::MAX).to_vec(),
+                keys::posting_upper_bound(tenant),
+            )]
+        })
+    }
+
+    /// Delete the term filter's expired hours and overflow minutes, by range as well.
+    fn expire_terms(&self, cutoff: u64) -> Result<(), StoreError> {
+        self.expire_ranges(CF_TERMS, |tenant| keys::expired_terms(tenant, cutoff))
+    }
+
+    /// Delete the key ranges `ranges` names for each tenant present in family `name`:
+    /// whole files in a range are dropped at once, the rest is covered by a range
+    /// tombstone and compacted away; only the files holding the range are compacted.
+    fn expire_ranges(
+        &self,
+        name: &str,
+        ranges: impl Fn(keys::Tenant) -> Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        let cf = self.cf(name);
         let mut it = self.db.raw_iterator_cf(cf);
         it.seek_to_first();
         while let Some(k) = it.key() {
@@ -124,14 +148,14 @@ impl Store {
             else {
                 break;
             };
-            let from = keys::posting_key(tenant, 0, last_expired, u64::MAX);
-            let to = keys::posting_upper_bound(tenant);
-            self.db
-                .delete_file_in_range_cf(cf, from.as_slice(), to.as_slice())?;
-            self.db
-                .delete_range_cf(cf, from.as_slice(), to.as_slice())?;
-            self.db
-                .compact_range_cf(cf, Some(from.as_slice()), Some(to.as_slice()));
+            for (from, to) in ranges(tenant) {
+                self.db
+                    .delete_file_in_range_cf(cf, from.as_slice(), to.as_slice())?;
+                self.db
+                    .delete_range_cf(cf, from.as_slice(), to.as_slice())?;
+                self.db
+                    .compact_range_cf(cf, Some(from.as_slice()), Some(to.as_slice()));
+            }
             match tenant.checked_add(1) {
                 Some(next) => it.seek(next.to_be_bytes()),
                 None => break,
@@ -206,5 +230,38 @@ mod tests {
             buckets(),
             vec![(0, second(now)), (7, second(now - 10_000_000))]
         );
+    }
+
+    #[test]
+    fn expire_drops_the_term_filters_expired_hours_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions {
+            retention: Duration::from_secs(3600),
+            sync_writes: false,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path(), &opts).unwrap();
+        let now = crate::clock::now_us();
+        let hour = 3_600_000_000;
+        let span = |trace: u128, start: u64| Span {
+            start_time: start,
+            ..Span::for_test(trace, 1, "svc")
+        };
+        store
+            .commit(&[&encode(0, &[span(1, now - 3 * hour), span(2, now)])])
+            .unwrap();
+        let hours = || {
+            let mut out: Vec<u64> = store
+                .db
+                .iterator_cf(store.cf(CF_TERMS), rocksdb::IteratorMode::Start)
+                .filter_map(|item| keys::term_key_hour(0, &item.unwrap().0))
+                .collect();
+            out.dedup();
+            out
+        };
+        let h = |t: u64| t / hour;
+        assert_eq!(hours(), vec![h(now), h(now - 3 * hour)]);
+        store.expire();
+        assert_eq!(hours(), vec![h(now)]);
     }
 }

@@ -131,12 +131,35 @@ impl Store {
         }
         let cf = self.cf(CF_TERMS);
         let mut out = Vec::new();
-        // A term's minutes are one prefix (the family's prefix bloom filter answers a
-        // term no file holds without reading a block); overflow keys are one run.
+        // Hour by hour, newest first, only hours that hold any term: `hours` finds the
+        // next one, and the term's minutes in it are one prefix (the family's prefix
+        // bloom filter answers an hour no file holds it in without reading a block).
+        let (oldest_hour, mut hour) = (
+            oldest / keys::TERM_HOUR_MINUTES,
+            newest / keys::TERM_HOUR_MINUTES,
+        );
         let mut ro = ReadOptions::default();
-        ro.set_prefix_same_as_start(true);
-        let term = keys::term_key(tenant, hash, newest);
-        self.minutes_from(cf, ro, &term, keys::TERM_PREFIX_LEN, oldest, &mut out)?;
+        ro.set_total_order_seek(true);
+        let mut hours = self.db.raw_iterator_cf_opt(cf, ro);
+        while hour >= oldest_hour {
+            hours.seek(&keys::term_prefix(tenant, hour, 0)[..keys::TERM_HOUR_PREFIX_LEN]);
+            let Some(found) = hours.key().and_then(|k| keys::term_key_hour(tenant, k)) else {
+                break;
+            };
+            if found < oldest_hour {
+                break;
+            }
+            let mut ro = ReadOptions::default();
+            ro.set_prefix_same_as_start(true);
+            let last_minute = (found + 1) * keys::TERM_HOUR_MINUTES - 1;
+            let seek = keys::term_key(tenant, hash, newest.min(last_minute));
+            self.minutes_from(cf, ro, &seek, keys::TERM_PREFIX_LEN, oldest, &mut out)?;
+            match found.checked_sub(1) {
+                Some(h) => hour = h,
+                None => break,
+            }
+        }
+        hours.status()?;
         let mut ro = ReadOptions::default();
         ro.set_total_order_seek(true);
         let overflow = keys::overflow_key(tenant, newest);
