@@ -8,7 +8,8 @@
 //! [`TERMS_PER_MINUTE`] distinct terms (a tag unique to every span, say) gets one
 //! overflow key instead of the rest, and searches read that minute whatever the term: the
 //! filter's write cost stays bounded, and a minute it cannot describe is scanned, never
-//! skipped. Keys expire by a compaction filter at their minute's end plus retention.
+//! skipped. Keys are hour first, so retention drops expired hours by key range
+//! (`retention`), as it drops posting seconds.
 //!
 //! This module owns the writer's memory of what it has written and the lookup; `keys`
 //! owns the layout, `read` the scans that use it.
