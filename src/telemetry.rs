@@ -34,6 +34,11 @@ struct ServiceReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TailLabel {
     class: &'static str,
     decision: &'static str,
@@ -65,6 +70,7 @@ pub struct Metrics {
     sampling_rules_ok: prometheus_client::metrics::gauge::Gauge,
     tail_traces: Family<TailLabel, Counter>,
     tail_held_spans: prometheus_client::metrics::gauge::Gauge,
+    store_memory: Family<KindLabel, prometheus_client::metrics::gauge::Gauge>,
     /// Service names used as label values so far (client-given, so capped).
     service_labels: std::sync::Mutex<std::collections::HashSet<String>>,
     background_write_retries: Counter,
@@ -170,6 +176,12 @@ impl Metrics {
             "Spans held by tail sampling, waiting for their trace's decision",
             tail_held_spans.clone(),
         );
+        let store_memory = Family::<KindLabel, prometheus_client::metrics::gauge::Gauge>::default();
+        registry.register(
+            "store_memory_bytes",
+            "Memory the store holds, by kind (block_cache, table_readers, memtables), read at each scrape",
+            store_memory.clone(),
+        );
         let background_write_retries = Counter::default();
         registry.register(
             "background_write_retries",
@@ -189,6 +201,7 @@ impl Metrics {
             background_writes_failed,
             tail_traces,
             tail_held_spans,
+            store_memory,
             admission_refused,
             sampling_reloads,
             sampling_rules_ok,
@@ -300,6 +313,15 @@ impl Metrics {
 
     pub fn tail_held(&self, spans: usize) {
         self.tail_held_spans.set(spans as i64);
+    }
+
+    /// The store's memory by kind, as `Store::memory` reads it (just before a render).
+    pub fn store_memory(&self, kinds: &[(&'static str, u64)]) {
+        for &(kind, bytes) in kinds {
+            self.store_memory
+                .get_or_create(&KindLabel { kind })
+                .set(bytes.min(i64::MAX as u64) as i64);
+        }
     }
 
     pub fn render(&self) -> String {

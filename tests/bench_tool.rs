@@ -209,8 +209,21 @@ fn load_writes_a_store_the_daemon_serves() {
         .arg(tmp.path()));
     let census: Json = serde_json::from_str(check.trim()).unwrap();
     assert_eq!(census["spans"].as_u64(), Some(12345), "{census}");
+    for family in ["chunks", "postings", "terms"] {
+        assert!(
+            census["family_bytes"][family].as_u64() > Some(0),
+            "{census}"
+        );
+        assert!(
+            r["family_bytes_per_span"][family].as_f64() > Some(0.0),
+            "{r}"
+        );
+    }
     let d = Daemon::start_in(tmp.path(), &[]);
     let (status, v) = d.get("/api/traces?service=bench-svc-1&limit=5&lookback=1h");
     assert_eq!(status, 200, "{v}");
     assert_eq!(data(&v).len(), 5, "{v}");
+    // that search read blocks through the cache, and the daemon says so
+    assert!(d.metric("fctrace_store_memory_bytes{kind=\"block_cache\"}") > 0.0);
+    assert!(d.metric("fctrace_store_memory_bytes{kind=\"table_readers\"}") > 0.0);
 }

@@ -45,6 +45,8 @@ pub struct LoadReport {
     pub spans_per_second: f64,
     /// Bytes of the store's directory per span, after the final flush (no compaction).
     pub disk_bytes_per_span: f64,
+    /// The same per column family (table files only).
+    pub family_bytes_per_span: std::collections::BTreeMap<String, f64>,
 }
 
 pub fn load(args: &LoadArgs) -> Result<LoadReport, String> {
@@ -133,6 +135,11 @@ pub fn load(args: &LoadArgs) -> Result<LoadReport, String> {
         }
     })?;
     store.flush().map_err(|e| e.to_string())?;
+    let family_bytes_per_span = store
+        .family_bytes()
+        .into_iter()
+        .map(|(name, bytes)| (name, bytes as f64 / written.max(1) as f64))
+        .collect();
     drop(store);
     let seconds = started.elapsed().as_secs_f64();
     Ok(LoadReport {
@@ -140,5 +147,6 @@ pub fn load(args: &LoadArgs) -> Result<LoadReport, String> {
         seconds,
         spans_per_second: written as f64 / seconds,
         disk_bytes_per_span: super::dir_size(&db) as f64 / written.max(1) as f64,
+        family_bytes_per_span,
     })
 }

@@ -330,6 +330,7 @@ async fn invocations(
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.store_memory(&state.store.memory());
     (
         [(
             header::CONTENT_TYPE,

@@ -5,7 +5,10 @@
 use rocksdb::{Direction, IteratorMode, ReadOptions};
 
 use super::retention::cutoff_us;
-use super::{codec, keys, postings, Store, StoreError, CF_INVOCATIONS, CF_POSTINGS, CF_SPANS};
+use super::{
+    codec, keys, postings, Store, StoreError, CF_INVOCATIONS, CF_META, CF_POSTINGS, CF_SPANS,
+    CF_TERMS,
+};
 use crate::model::{Span, TraceId};
 use keys::{IndexPrefix, Tenant};
 
@@ -236,7 +239,51 @@ impl Store {
         if current.is_some() {
             finish(&mut seen, &mut census);
         }
+        census.family_bytes = self.family_bytes();
         Ok(census)
+    }
+
+    /// What the store holds in memory, by kind: the block cache (shared by every family:
+    /// data, index and filter blocks), table readers outside it, and memtables.
+    pub fn memory(&self) -> [(&'static str, u64); 3] {
+        let sum = |property: &str| -> u64 {
+            [CF_SPANS, CF_POSTINGS, CF_TERMS, CF_META, CF_INVOCATIONS]
+                .into_iter()
+                .filter_map(|name| {
+                    self.db
+                        .property_int_value_cf(self.cf(name), property)
+                        .ok()
+                        .flatten()
+                })
+                .sum()
+        };
+        let cache = self
+            .db
+            .property_int_value_cf(self.cf(CF_SPANS), "rocksdb.block-cache-usage")
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        [
+            ("block_cache", cache),
+            ("table_readers", sum("rocksdb.estimate-table-readers-mem")),
+            ("memtables", sum("rocksdb.cur-size-all-mem-tables")),
+        ]
+    }
+
+    /// Bytes of table files per column family (what is flushed; memtables not counted).
+    pub fn family_bytes(&self) -> std::collections::BTreeMap<String, u64> {
+        [CF_SPANS, CF_POSTINGS, CF_TERMS, CF_META, CF_INVOCATIONS]
+            .into_iter()
+            .map(|name| {
+                let bytes = self
+                    .db
+                    .property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+                (name.to_owned(), bytes)
+            })
+            .collect()
     }
 }
 
@@ -253,4 +300,6 @@ pub struct Census {
     pub traces: u64,
     pub spans: u64,
     pub chunks: u64,
+    /// Table-file bytes per column family.
+    pub family_bytes: std::collections::BTreeMap<String, u64>,
 }
