@@ -71,6 +71,8 @@ pub struct Metrics {
     tail_traces: Family<TailLabel, Counter>,
     tail_held_spans: prometheus_client::metrics::gauge::Gauge,
     store_memory: Family<KindLabel, prometheus_client::metrics::gauge::Gauge>,
+    compactions_running: prometheus_client::metrics::gauge::Gauge,
+    compaction_pending: prometheus_client::metrics::gauge::Gauge,
     /// Service names used as label values so far (client-given, so capped).
     service_labels: std::sync::Mutex<std::collections::HashSet<String>>,
     background_write_retries: Counter,
@@ -182,6 +184,18 @@ impl Metrics {
             "Memory the store holds, by kind (block_cache, table_readers, memtables), read at each scrape",
             store_memory.clone(),
         );
+        let compactions_running = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "store_compactions_running",
+            "RocksDB compactions running, read at each scrape",
+            compactions_running.clone(),
+        );
+        let compaction_pending = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "store_compaction_pending_bytes",
+            "Bytes RocksDB estimates it still has to compact, read at each scrape",
+            compaction_pending.clone(),
+        );
         let background_write_retries = Counter::default();
         registry.register(
             "background_write_retries",
@@ -202,6 +216,8 @@ impl Metrics {
             tail_traces,
             tail_held_spans,
             store_memory,
+            compactions_running,
+            compaction_pending,
             admission_refused,
             sampling_reloads,
             sampling_rules_ok,
@@ -322,6 +338,14 @@ impl Metrics {
                 .get_or_create(&KindLabel { kind })
                 .set(bytes.min(i64::MAX as u64) as i64);
         }
+    }
+
+    /// The store's compaction state, as `Store::compaction` reads it.
+    pub fn store_compaction(&self, (running, pending): (u64, u64)) {
+        self.compactions_running
+            .set(running.min(i64::MAX as u64) as i64);
+        self.compaction_pending
+            .set(pending.min(i64::MAX as u64) as i64);
     }
 
     pub fn render(&self) -> String {

@@ -331,6 +331,7 @@ async fn invocations(
 
 async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.store_memory(&state.store.memory());
+    state.metrics.store_compaction(state.store.compaction());
     (
         [(
             header::CONTENT_TYPE,

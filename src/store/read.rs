@@ -245,6 +245,29 @@ impl Store {
 
     /// What the store holds in memory, by kind: the block cache (shared by every family:
     /// data, index and filter blocks), table readers outside it, and memtables.
+    /// Compactions running now, and the bytes RocksDB estimates are still to compact.
+    pub fn compaction(&self) -> (u64, u64) {
+        let running = self
+            .db
+            .property_int_value("rocksdb.num-running-compactions")
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let pending = [CF_SPANS, CF_POSTINGS, CF_TERMS, CF_META, CF_INVOCATIONS]
+            .into_iter()
+            .filter_map(|name| {
+                self.db
+                    .property_int_value_cf(
+                        self.cf(name),
+                        "rocksdb.estimate-pending-compaction-bytes",
+                    )
+                    .ok()
+                    .flatten()
+            })
+            .sum();
+        (running, pending)
+    }
+
     pub fn memory(&self) -> [(&'static str, u64); 3] {
         let sum = |property: &str| -> u64 {
             [CF_SPANS, CF_POSTINGS, CF_TERMS, CF_META, CF_INVOCATIONS]
