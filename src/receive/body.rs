@@ -98,26 +98,21 @@ pub async fn receive(
     }
     let mut body = body;
     let mut buf = BytesMut::new();
-    // A declared length (within the limit) is charged and allocated at once: growing by
-    // doubling copies a large body several times into fresh pages the kernel zeroes.
-    let mut charged = 0;
+    // Room for a declared length (within the limit) is made at once, so a large body is
+    // not copied several times into fresh pages as it grows; it is charged only as it
+    // arrives, since untouched capacity costs no memory and a client that declares much
+    // and sends little must not hold the budget.
     if let Some(len) = declared {
-        mem.charge(len as usize).map_err(LimitError::from)?;
-        charged = len as usize;
-        buf.reserve(charged);
+        buf.reserve(len as usize);
     }
     let streamed = async {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ReceiveError::Body(e.to_string()))?;
             if let Ok(data) = frame.into_data() {
-                let len = buf.len() + data.len();
-                if len > limit {
+                if buf.len() + data.len() > limit {
                     return Err(ReceiveError::TooLarge { limit });
                 }
-                if len > charged {
-                    mem.charge(len - charged).map_err(LimitError::from)?;
-                    charged = len;
-                }
+                mem.charge(data.len()).map_err(LimitError::from)?;
                 buf.extend_from_slice(&data);
             }
         }

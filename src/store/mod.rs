@@ -67,6 +67,8 @@ const CF_INDEX_V3: &str = "index";
 const CF_META: &str = "meta";
 const CF_INVOCATIONS: &str = "invocations";
 const CF_TERMS: &str = "terms";
+/// Every family this format has.
+const FAMILIES: [&str; 5] = [CF_SPANS, CF_POSTINGS, CF_TERMS, CF_META, CF_INVOCATIONS];
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -246,7 +248,8 @@ impl Store {
             time_of: keys::invocation_key_time,
         });
 
-        // The term filter: small keys, hash first, no values.
+        // The term filter: small keys, hour first, no values (see `terms`); expired hours
+        // go by range, and the compaction filter drops what a compaction meets anyway.
         let mut terms = base(8 << 20);
         terms.set_compaction_style(rocksdb::DBCompactionStyle::Level);
         terms.set_level_compaction_dynamic_level_bytes(true);
@@ -377,7 +380,7 @@ impl Store {
 
     /// Flush memtables to SST files (on shutdown, so the next start replays no WAL).
     pub fn flush(&self) -> Result<(), StoreError> {
-        for name in [CF_SPANS, CF_POSTINGS, CF_TERMS, CF_META, CF_INVOCATIONS] {
+        for name in FAMILIES {
             self.db.flush_cf(self.cf(name))?;
         }
         Ok(())

@@ -6,8 +6,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions};
 
 use super::retention::cutoff_us;
 use super::{
-    codec, keys, postings, Store, StoreError, CF_INVOCATIONS, CF_META, CF_POSTINGS, CF_SPANS,
-    CF_TERMS,
+    codec, keys, postings, Store, StoreError, CF_INVOCATIONS, CF_POSTINGS, CF_SPANS, FAMILIES,
 };
 use crate::model::{Span, TraceId};
 use keys::{IndexPrefix, Tenant};
@@ -243,8 +242,23 @@ impl Store {
         Ok(census)
     }
 
-    /// What the store holds in memory, by kind: the block cache (shared by every family:
-    /// data, index and filter blocks), table readers outside it, and memtables.
+    /// An integer property of family `name`, 0 when RocksDB has none.
+    fn property(&self, name: &str, property: &str) -> u64 {
+        self.db
+            .property_int_value_cf(self.cf(name), property)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// An integer property summed over every family.
+    fn property_sum(&self, property: &str) -> u64 {
+        FAMILIES
+            .into_iter()
+            .map(|name| self.property(name, property))
+            .sum()
+    }
+
     /// Compactions running now, and the bytes RocksDB estimates are still to compact.
     pub fn compaction(&self) -> (u64, u64) {
         let running = self
@@ -253,57 +267,37 @@ impl Store {
             .ok()
             .flatten()
             .unwrap_or(0);
-        let pending = [CF_SPANS, CF_POSTINGS, CF_TERMS, CF_META, CF_INVOCATIONS]
-            .into_iter()
-            .filter_map(|name| {
-                self.db
-                    .property_int_value_cf(
-                        self.cf(name),
-                        "rocksdb.estimate-pending-compaction-bytes",
-                    )
-                    .ok()
-                    .flatten()
-            })
-            .sum();
-        (running, pending)
+        (
+            running,
+            self.property_sum("rocksdb.estimate-pending-compaction-bytes"),
+        )
     }
 
+    /// What the store holds in memory, by kind: the block cache (shared by every family:
+    /// data, index and filter blocks), table readers outside it, and memtables.
     pub fn memory(&self) -> [(&'static str, u64); 3] {
-        let sum = |property: &str| -> u64 {
-            [CF_SPANS, CF_POSTINGS, CF_TERMS, CF_META, CF_INVOCATIONS]
-                .into_iter()
-                .filter_map(|name| {
-                    self.db
-                        .property_int_value_cf(self.cf(name), property)
-                        .ok()
-                        .flatten()
-                })
-                .sum()
-        };
-        let cache = self
-            .db
-            .property_int_value_cf(self.cf(CF_SPANS), "rocksdb.block-cache-usage")
-            .ok()
-            .flatten()
-            .unwrap_or(0);
         [
-            ("block_cache", cache),
-            ("table_readers", sum("rocksdb.estimate-table-readers-mem")),
-            ("memtables", sum("rocksdb.cur-size-all-mem-tables")),
+            (
+                "block_cache",
+                self.property(CF_SPANS, "rocksdb.block-cache-usage"),
+            ),
+            (
+                "table_readers",
+                self.property_sum("rocksdb.estimate-table-readers-mem"),
+            ),
+            (
+                "memtables",
+                self.property_sum("rocksdb.cur-size-all-mem-tables"),
+            ),
         ]
     }
 
     /// Bytes of table files per column family (what is flushed; memtables not counted).
     pub fn family_bytes(&self) -> std::collections::BTreeMap<String, u64> {
-        [CF_SPANS, CF_POSTINGS, CF_TERMS, CF_META, CF_INVOCATIONS]
+        FAMILIES
             .into_iter()
             .map(|name| {
-                let bytes = self
-                    .db
-                    .property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size")
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0);
+                let bytes = self.property(name, "rocksdb.total-sst-files-size");
                 (name.to_owned(), bytes)
             })
             .collect()

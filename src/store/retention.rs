@@ -1,14 +1,14 @@
 //! Retention: span files go whole by FIFO's TTL, posting blocks of expired seconds and
-//! the term filter's expired hours by key range, invocation records by a compaction filter (which also drops posting blocks a
-//! compaction meets); `Store::expire` makes each happen on an idle store too, and expires
-//! the catalog. Reads hide what has not gone yet (see `read`).
+//! the term filter's expired hours by key range, invocation records by a compaction
+//! filter (which also drops posting blocks a compaction meets); `Store::expire` makes
+//! each happen on an idle store too, and expires the catalog. Reads hide what has not gone yet (see `read`).
 
 use rocksdb::{
     compaction_filter::{CompactionFilter, Decision},
     compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory},
 };
 
-use super::{keys, Store, StoreError, CF_INVOCATIONS, CF_META, CF_POSTINGS, CF_SPANS, CF_TERMS};
+use super::{keys, Store, StoreError, CF_INVOCATIONS, CF_POSTINGS, CF_SPANS, CF_TERMS};
 
 /// Start times before this are past retention.
 pub(super) fn cutoff_us(retention_us: u64) -> u64 {
@@ -77,7 +77,7 @@ impl Store {
     /// The small families are flushed as well, because a write-ahead log file is only
     /// deleted once no family's memtable still needs it. Nothing here rewrites live data.
     pub fn expire(&self) {
-        for name in [CF_META, CF_INVOCATIONS, CF_SPANS, CF_POSTINGS, CF_TERMS] {
+        for name in super::FAMILIES {
             if let Err(e) = self.db.flush_cf(self.cf(name)) {
                 tracing::warn!(error = %e, family = name, "flush before retention failed");
             }
@@ -174,15 +174,19 @@ mod tests {
     use super::*;
     use crate::model::Span;
 
-    #[test]
-    fn expire_drops_the_posting_blocks_of_expired_seconds_only() {
-        let dir = tempfile::tempdir().unwrap();
+    fn open_with_an_hour(dir: &std::path::Path) -> Store {
         let opts = StoreOptions {
             retention: Duration::from_secs(3600),
             sync_writes: false,
             ..StoreOptions::default()
         };
-        let store = Store::open(dir.path(), &opts).unwrap();
+        Store::open(dir, &opts).unwrap()
+    }
+
+    #[test]
+    fn expire_drops_the_posting_blocks_of_expired_seconds_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with_an_hour(dir.path());
         let now = crate::clock::now_us();
         let hour = 3_600_000_000;
         let at = |trace: u128, tenant: u16, start: u64| {
@@ -235,12 +239,7 @@ mod tests {
     #[test]
     fn expire_drops_the_term_filters_expired_hours_only() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = StoreOptions {
-            retention: Duration::from_secs(3600),
-            sync_writes: false,
-            ..StoreOptions::default()
-        };
-        let store = Store::open(dir.path(), &opts).unwrap();
+        let store = open_with_an_hour(dir.path());
         let now = crate::clock::now_us();
         let hour = 3_600_000_000;
         let span = |trace: u128, start: u64| Span {

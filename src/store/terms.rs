@@ -345,49 +345,45 @@ mod tests {
         assert!(blocks > 0, "an overflowing minute is read for any term");
     }
 
-    fn keys_of(wb: &WriteBatch) -> usize {
-        wb.len()
-    }
-
     #[test]
     fn each_term_and_minute_is_written_once_until_forgotten() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &super::super::StoreOptions::default()).unwrap();
+        let store = open(dir.path());
         let cf = store.cf(CF_TERMS);
         let mut w = Written::default();
         let mut wb = WriteBatch::default();
         w.record(&mut wb, cf, 0, &[(1, 10), (1, 11), (2, 10)]);
-        assert_eq!(keys_of(&wb), 3);
+        assert_eq!(wb.len(), 3);
         let mut wb = WriteBatch::default();
         w.record(&mut wb, cf, 0, &[(1, 10), (2, 10), (2, 12)]);
         w.record(&mut wb, cf, 3, &[(1, 10)]);
         // only (2, 12) in tenant 0 is new, and tenant 3 has its own filter
-        assert_eq!(keys_of(&wb), 2);
+        assert_eq!(wb.len(), 2);
         w.forget();
         let mut wb = WriteBatch::default();
         w.record(&mut wb, cf, 0, &[(1, 10)]);
-        assert_eq!(keys_of(&wb), 1);
+        assert_eq!(wb.len(), 1);
     }
 
     #[test]
     fn a_minute_past_its_share_writes_one_overflow_key() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &super::super::StoreOptions::default()).unwrap();
+        let store = open(dir.path());
         let cf = store.cf(CF_TERMS);
         let mut w = Written::default();
         let mut wb = WriteBatch::default();
         let terms: Vec<(u64, u64)> = (0..TERMS_PER_MINUTE as u64 + 10).map(|h| (5, h)).collect();
         w.record(&mut wb, cf, 0, &terms);
-        assert_eq!(keys_of(&wb), TERMS_PER_MINUTE + 1);
+        assert_eq!(wb.len(), TERMS_PER_MINUTE + 1);
         let mut wb = WriteBatch::default();
         w.record(&mut wb, cf, 0, &[(5, u64::MAX)]);
-        assert_eq!(keys_of(&wb), 0, "an overflowing minute takes no more keys");
+        assert_eq!(wb.len(), 0, "an overflowing minute takes no more keys");
     }
 
     #[test]
     fn forgetting_the_oldest_minutes_keeps_memory_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &super::super::StoreOptions::default()).unwrap();
+        let store = open(dir.path());
         let cf = store.cf(CF_TERMS);
         let mut w = Written::default();
         for minute in 0..(REMEMBERED as u64 / 1000 + 10) {
