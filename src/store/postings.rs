@@ -61,10 +61,10 @@ pub struct Builder {
     tables: Vec<(u64, u32)>,
     /// (table, trace, earliest start), in slot order within each table
     traces: Vec<(u32, TraceId, u64)>,
-    /// (table, term hash, slot, duration)
-    timed: Vec<(u32, u64, u16, u32)>,
-    /// (table, term hash, slot)
-    plain: Vec<(u32, u64, u16)>,
+    /// (entry key, duration): see [`entry_key`]
+    timed: Vec<(u128, u32)>,
+    /// entry keys, see [`entry_key`]
+    plain: Vec<u128>,
     /// (second, trace) → its slot and where its entry is in `traces`
     slots: HashMap<(u64, TraceId), (Slot, usize)>,
     /// second → the table of that second that still has room
@@ -72,7 +72,7 @@ pub struct Builder {
 }
 
 /// Where one span's entries go: its table and its trace's slot there.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Slot {
     table: u32,
     trace: u16,
@@ -130,12 +130,18 @@ impl Builder {
     pub fn timed(&mut self, slot: Slot, term: &IndexPrefix, duration: u64) {
         let d = duration.min(u32::MAX as u64) as u32;
         self.timed
-            .push((slot.table, term.term_hash(), slot.trace, d));
+            .push((entry_key(slot.table, term.term_hash(), slot.trace), d));
     }
 
     /// A tag entry.
     pub fn plain(&mut self, slot: Slot, term: &IndexPrefix) {
-        self.plain.push((slot.table, term.term_hash(), slot.trace));
+        self.plain_hash(slot, term.term_hash());
+    }
+
+    /// A tag entry by its term's hash (`IndexPrefix::term_hash`), for terms hashed once
+    /// and used for many spans.
+    pub fn plain_hash(&mut self, slot: Slot, hash: u64) {
+        self.plain.push(entry_key(slot.table, hash, slot.trace));
     }
 
     /// Write every table and sub-block into `out`, returning where each one is, and the
@@ -143,14 +149,20 @@ impl Builder {
     pub fn finish(mut self, out: &mut Vec<u8>) -> (Vec<Part>, Vec<(u64, u64)>) {
         // stable: slot order within a table is push order
         self.traces.sort_by_key(|t| t.0);
-        self.timed.sort_unstable();
+        // Entries sort as single integers: tuple comparisons were most of this
+        // function's time (`scripts/profile.sh`).
+        self.timed.sort_unstable_by_key(|e| e.0);
         self.plain.sort_unstable();
         self.plain.dedup();
         // (table, hash, trace, min, max), one per (table, hash, trace)
         let mut timed: Vec<(u32, u64, u16, u32, u32)> = Vec::with_capacity(self.timed.len());
-        for &(tb, h, tr, d) in &self.timed {
+        for &(k, d) in &self.timed {
+            let (tb, h, tr) = split_key(k);
             match timed.last_mut() {
-                Some(last) if (last.0, last.1, last.2) == (tb, h, tr) => last.4 = last.4.max(d),
+                Some(last) if (last.0, last.1, last.2) == (tb, h, tr) => {
+                    last.3 = last.3.min(d);
+                    last.4 = last.4.max(d);
+                }
                 _ => timed.push((tb, h, tr, d, d)),
             }
         }
@@ -178,17 +190,18 @@ impl Builder {
                 traces: n,
             });
             let t_all = ti + timed[ti..].partition_point(|e| e.0 == table);
-            let p_all = pi + self.plain[pi..].partition_point(|e| e.0 == table);
+            let p_all = pi + self.plain[pi..].partition_point(|&e| split_key(e).0 == table);
             while ti < t_all || pi < p_all {
                 let shard = match (timed[ti..t_all].first(), self.plain[pi..p_all].first()) {
-                    (Some(t), Some(p)) => keys::shard_of(t.1.min(p.1)),
+                    (Some(t), Some(&p)) => keys::shard_of(t.1.min(split_key(p).1)),
                     (Some(t), None) => keys::shard_of(t.1),
-                    (None, Some(p)) => keys::shard_of(p.1),
+                    (None, Some(&p)) => keys::shard_of(split_key(p).1),
                     (None, None) => break,
                 };
                 let t_end = ti + timed[ti..t_all].partition_point(|e| keys::shard_of(e.1) == shard);
-                let p_end =
-                    pi + self.plain[pi..p_all].partition_point(|e| keys::shard_of(e.1) == shard);
+                let p_end = pi
+                    + self.plain[pi..p_all]
+                        .partition_point(|&e| keys::shard_of(split_key(e).1) == shard);
                 let start = out.len();
                 out.extend_from_slice(&0u32.to_le_bytes());
                 out.extend_from_slice(&((t_end - ti) as u32).to_le_bytes());
@@ -199,7 +212,7 @@ impl Builder {
                     out.extend_from_slice(&lo.to_le_bytes());
                     out.extend_from_slice(&hi.to_le_bytes());
                 }
-                for &(_, h, tr) in &self.plain[pi..p_end] {
+                for (_, h, tr) in self.plain[pi..p_end].iter().map(|&e| split_key(e)) {
                     out.extend_from_slice(&keys::hash_bits(h).to_le_bytes());
                     out.extend_from_slice(&tr.to_le_bytes());
                 }
@@ -225,7 +238,7 @@ impl Builder {
             }
         }
         last = None;
-        for (table, hash) in self.plain.iter().map(|e| (e.0, e.1)) {
+        for (table, hash, _) in self.plain.iter().map(|&e| split_key(e)) {
             if last != Some((table, hash)) {
                 terms.push((minute(table), hash));
                 last = Some((table, hash));
@@ -235,6 +248,16 @@ impl Builder {
         terms.dedup();
         (parts, terms)
     }
+}
+
+/// One entry as a single integer that sorts as (table, term hash, trace slot).
+fn entry_key(table: u32, hash: u64, trace: u16) -> u128 {
+    (table as u128) << 80 | (hash as u128) << 16 | trace as u128
+}
+
+/// (table, term hash, trace slot) of an [`entry_key`].
+fn split_key(k: u128) -> (u32, u64, u16) {
+    ((k >> 80) as u32, (k >> 16) as u64, k as u16)
 }
 
 /// A part on its way into a merged value: (tenant, shard, bucket), its bytes, and for a
