@@ -142,6 +142,13 @@ pub struct ServeArgs {
     /// Spans starting further than this in the future are refused [default: 1h]
     #[arg(long, env = "FCTRACE_MAX_FUTURE_SKEW", value_name = "DURATION")]
     pub max_future_skew: Option<String>,
+    /// Invocations running at once on the whole platform; more get 503 (resource
+    /// throttles) [default: 300]
+    #[arg(long, env = "FCTRACE_MAX_CONCURRENT_INVOCATIONS", value_name = "N")]
+    pub max_concurrent_invocations: Option<usize>,
+    /// How long per-minute function metrics are kept [default: 31d]
+    #[arg(long, env = "FCTRACE_METRICS_RETENTION", value_name = "DURATION")]
+    pub metrics_retention: Option<String>,
     /// Writes are refused (503) while the data directory's filesystem has less free; 0 = off
     /// [default: 67108864]
     #[arg(long, env = "FCTRACE_MIN_FREE_DISK_BYTES", value_name = "BYTES")]
@@ -190,6 +197,8 @@ pub struct FileConfig {
     pub body_timeout: Option<String>,
     pub max_connections: Option<usize>,
     pub max_future_skew: Option<String>,
+    pub max_concurrent_invocations: Option<usize>,
+    pub metrics_retention: Option<String>,
     pub admin_token: Option<String>,
     pub admin_token_file: Option<PathBuf>,
     pub min_free_disk_bytes: Option<u64>,
@@ -248,6 +257,8 @@ pub struct Settings {
     pub body_timeout: Duration,
     pub max_connections: usize,
     pub max_future_skew: Duration,
+    pub max_concurrent_invocations: usize,
+    pub metrics_retention: Duration,
     pub admin_token: Option<String>,
     pub min_free_disk_bytes: u64,
 }
@@ -375,6 +386,17 @@ impl Settings {
             args.max_future_skew.clone().or(file.max_future_skew),
             "1h",
         )?;
+        let metrics_retention = duration_of(
+            "metrics_retention",
+            args.metrics_retention.clone().or(file.metrics_retention),
+            "31d",
+        )?;
+        let max_concurrent_invocations = positive(
+            "max_concurrent_invocations",
+            args.max_concurrent_invocations
+                .or(file.max_concurrent_invocations),
+            300,
+        )?;
         let max_connections = positive(
             "max_connections",
             args.max_connections.or(file.max_connections),
@@ -480,6 +502,8 @@ impl Settings {
             body_timeout,
             max_connections,
             max_future_skew,
+            max_concurrent_invocations,
+            metrics_retention,
             admin_token,
             min_free_disk_bytes: args
                 .min_free_disk_bytes

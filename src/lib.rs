@@ -7,6 +7,7 @@
 //! - [`sampling`]: strategies (Jaeger's file format), head sampling, rate limiters;
 //! - [`store`]: RocksDB column families, key encoding, reads and retention;
 //! - [`platform`]: the invoke gateway's logic, instances, platform spans and records;
+//! - [`monitor`]: per-minute function metrics, made as calls are recorded;
 //! - [`query`]: search planning and Jaeger/OTLP JSON views, read-only;
 //! - [`server`]: listeners and routes, nothing else;
 //! - [`bench`]: the load generator and ceilings behind `fctrace bench` (a client);
@@ -21,6 +22,7 @@ pub mod cpu;
 pub mod duration;
 pub mod error;
 pub mod model;
+pub mod monitor;
 pub mod pipeline;
 pub mod platform;
 pub mod query;

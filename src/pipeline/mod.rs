@@ -34,6 +34,20 @@ use crate::telemetry::Metrics;
 
 pub use validate::{validate, Invalid, Window};
 
+/// What one gateway call leaves: its record (calls refused before they had a request
+/// id have none), the function it was for (`None` when no such function exists) and
+/// what it adds to the metrics.
+#[derive(Debug, Clone)]
+pub struct CallFacts {
+    pub record: Option<InvocationRecord>,
+    pub function: Option<crate::monitor::Function>,
+    /// When the call arrived, µs since the epoch.
+    pub at_us: u64,
+    pub call: crate::monitor::minute::Call,
+    /// Calls running on the whole platform when it arrived, itself included.
+    pub platform_concurrent: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
     /// Encoded bytes that may wait for the writer at once.
@@ -337,19 +351,30 @@ impl Pipeline {
     }
 
     /// Store one invocation record; returns once it is durable.
-    pub async fn submit_invocation(
-        &self,
-        tenant: Tenant,
-        record: InvocationRecord,
-    ) -> Result<(), SubmitError> {
-        let value = serde_json::to_vec(&record).unwrap_or_default();
-        let batch = store::encode_invocation(
+    /// Store one gateway call: its invocation record (when it got one) and its share of
+    /// the per-minute function metrics (`monitor`), in one write, acknowledged together.
+    pub async fn submit_call(&self, tenant: Tenant, call: &CallFacts) -> Result<(), SubmitError> {
+        let mut batch = match &call.record {
+            Some(record) => {
+                let value = serde_json::to_vec(record).unwrap_or_default();
+                store::encode_invocation(
+                    tenant,
+                    &record.service,
+                    &record.function,
+                    record.start_time,
+                    &record.request_id,
+                    &value,
+                )
+            }
+            None => EncodedBatch::empty(tenant),
+        };
+        crate::monitor::add_call(
+            &mut batch,
             tenant,
-            &record.service,
-            &record.function,
-            record.start_time,
-            &record.request_id,
-            &value,
+            call.function.as_ref(),
+            call.at_us,
+            &call.call,
+            call.platform_concurrent,
         );
         self.submit_batch(batch).await
     }

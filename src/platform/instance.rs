@@ -175,6 +175,16 @@ impl Pool {
         Ok((Lease { instance }, Some(cold)))
     }
 
+    /// Calls running on the function's instances, and how many instances it has.
+    pub fn load(&self) -> (u64, u64) {
+        let instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+        let calls = instances
+            .iter()
+            .map(|i| u64::from(i.in_flight.load(Ordering::SeqCst)))
+            .sum();
+        (calls, instances.len() as u64)
+    }
+
     /// Drop instances idle for longer than `idle_timeout`; returns how many.
     pub fn reap_idle(&self) -> usize {
         let idle = self.spec.idle_timeout;

@@ -23,8 +23,10 @@ use thiserror::Error;
 
 use crate::clock::now_us;
 use crate::model::{SpanContext, SpanId, TraceId};
+use crate::monitor::minute::{Call, Outcome};
+use crate::monitor::Function as MonitoredFunction;
 use crate::pipeline::stitch::Target;
-use crate::pipeline::{with_retries, Partial, Pipeline};
+use crate::pipeline::{with_retries, CallFacts, Partial, Pipeline};
 use crate::sampling::HeadSampler;
 use crate::store::keys::DEFAULT_TENANT;
 use crate::telemetry::Metrics;
@@ -44,6 +46,8 @@ const MAX_RESPONSE_BYTES: usize = 32 << 20;
 pub enum InvokeError {
     #[error("function {0}/{1} not found")]
     NotFound(String, String),
+    #[error("the platform is at its limit of {limit} concurrent invocations")]
+    ResourceThrottled { limit: usize, request_id: String },
     #[error("function {service}/{function} is throttled: {why}")]
     Throttled {
         service: String,
@@ -92,6 +96,9 @@ pub mod error_type {
 
 pub struct Platform {
     pools: HashMap<(String, String), Arc<Pool>>,
+    /// `--max-concurrent-invocations`: calls beyond it get 503 (resource throttles).
+    limit: Arc<tokio::sync::Semaphore>,
+    max_concurrent: usize,
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
     sampler: Arc<HeadSampler>,
@@ -186,6 +193,7 @@ impl Platform {
         metrics: Arc<Metrics>,
         sampler: Arc<HeadSampler>,
         jaeger_endpoint: String,
+        max_concurrent: usize,
     ) -> Self {
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
@@ -198,8 +206,11 @@ impl Platform {
                 (key, Arc::new(Pool::new(Arc::new(spec), http.clone())))
             })
             .collect();
+        let max_concurrent = max_concurrent.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         Platform {
             pools,
+            limit: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
+            max_concurrent,
             pipeline,
             metrics,
             sampler,
@@ -234,15 +245,43 @@ impl Platform {
         }
     }
 
+    /// Calls running on the whole platform now.
+    fn running(&self) -> u64 {
+        (self.max_concurrent - self.limit.available_permits()) as u64
+    }
+
+    /// Count a call refused before it reached a function (unknown function, bad event):
+    /// a client error, for its function when it exists, else for the region alone.
+    pub fn refused(&self, service: &str, function: &str, latency: Duration) {
+        let pool = self.pools.get(&(service.to_owned(), function.to_owned()));
+        let call = Call {
+            latency_us: latency.as_micros() as u64,
+            outcome: Outcome::ClientError,
+            memory_limit_mb: pool.map_or(0, |p| p.spec.memory_mb),
+            ..Call::default()
+        };
+        let function = pool.map(|p| monitor_function(&p.spec));
+        self.store_call(CallFacts {
+            record: None,
+            function,
+            at_us: now_us().saturating_sub(call.latency_us),
+            call,
+            platform_concurrent: self.running(),
+        });
+    }
+
     pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
-        let pool = self
-            .pools
-            .get(&(req.service.clone(), req.function.clone()))
-            .ok_or_else(|| InvokeError::NotFound(req.service.clone(), req.function.clone()))?;
-        let spec = &pool.spec;
         let started = Instant::now();
+        let Some(pool) = self.pools.get(&(req.service.clone(), req.function.clone())) else {
+            self.refused(&req.service, &req.function, started.elapsed());
+            return Err(InvokeError::NotFound(req.service, req.function));
+        };
+        let spec = &pool.spec;
         let start_us = now_us();
         let request_id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        // Held until the call is answered: the platform-wide limit.
+        let permit = Arc::clone(&self.limit).try_acquire_owned().ok();
+        let platform_concurrent = self.running();
         let decision = decide_trace(&req.headers, &self.sampler, &spec.platform_service());
         let baggage = baggage(&req.headers);
         let invoke_span = random_span_id();
@@ -257,6 +296,27 @@ impl Platform {
             Trigger::Http { .. } => "http",
         };
 
+        if permit.is_none() {
+            self.record(
+                spec,
+                &request_id,
+                start_us,
+                started.elapsed(),
+                &decision,
+                invoke_span,
+                flags,
+                Outcomes {
+                    error_type: Some("ResourceThrottled"),
+                    status_code: 503,
+                    platform_concurrent,
+                    ..Outcomes::default()
+                },
+            );
+            return Err(InvokeError::ResourceThrottled {
+                limit: self.max_concurrent,
+                request_id,
+            });
+        }
         if decision.sampled {
             // Before the function runs: its spans may arrive before ours.
             self.pipeline.stitcher().register(
@@ -273,6 +333,7 @@ impl Platform {
             Ok((lease, cold)) => (Ok(lease), cold),
             Err(AcquireError::Throttled(max)) => {
                 self.metrics.throttled(&spec.platform_service());
+                let (concurrent, instances) = pool.load();
                 self.record(
                     spec,
                     &request_id,
@@ -281,12 +342,14 @@ impl Platform {
                     &decision,
                     invoke_span,
                     flags,
-                    false,
-                    0.0,
-                    0.0,
-                    Some("Throttled"),
-                    429,
-                    None,
+                    Outcomes {
+                        error_type: Some("Throttled"),
+                        status_code: 429,
+                        concurrent: concurrent + 1,
+                        instances,
+                        platform_concurrent,
+                        ..Outcomes::default()
+                    },
                 );
                 return Err(InvokeError::Throttled {
                     service: req.service,
@@ -311,6 +374,7 @@ impl Platform {
             }
         };
 
+        let (concurrent, instances) = pool.load();
         let mut run = None;
         let mut peak_rss = 0u64;
         let (status, headers, body, error) = match &lease {
@@ -391,16 +455,11 @@ impl Platform {
                 }
             });
         }
-        let init_ms = cold
+        // the initializer alone, as the platforms report `initializationDurationMs`
+        let init_us = cold
             .as_ref()
-            .map(|c| {
-                [c.prepare_code, c.runtime_init, c.initializer]
-                    .iter()
-                    .flatten()
-                    .map(|t| t.duration_us as f64 / 1000.0)
-                    .sum()
-            })
-            .unwrap_or(0.0);
+            .and_then(|c| c.initializer.as_ref())
+            .map_or(0, |t| t.duration_us);
         self.record(
             spec,
             &request_id,
@@ -409,13 +468,20 @@ impl Platform {
             &decision,
             invoke_span,
             flags,
-            cold.is_some(),
-            init_ms,
-            peak_rss as f64 / (1024.0 * 1024.0),
-            error_type,
-            status.as_u16(),
-            instance_id,
+            Outcomes {
+                cold: cold.is_some(),
+                init_us,
+                peak_rss,
+                error_type,
+                status_code: status.as_u16(),
+                instance_id,
+                concurrent,
+                instances,
+                platform_concurrent,
+                billed_ms: run.map_or(0, |r| r.duration_us.div_ceil(1000)),
+            },
         );
+        drop(permit);
         self.metrics
             .invocation(&spec.platform_service(), error_type, cold.is_some());
         Ok(InvokeResponse {
@@ -587,6 +653,8 @@ impl Platform {
         }
     }
 
+    /// Store a call's record and its metrics in the background (with retries): the
+    /// caller's answer does not wait for a group commit.
     #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
@@ -597,12 +665,7 @@ impl Platform {
         decision: &TraceDecision,
         invoke_span: SpanId,
         flags: u8,
-        cold: bool,
-        init_ms: f64,
-        memory_usage_mb: f64,
-        error_type: Option<&str>,
-        status_code: u16,
-        instance_id: Option<String>,
+        o: Outcomes,
     ) {
         let ctx = SpanContext {
             trace_id: decision.trace_id,
@@ -610,31 +673,94 @@ impl Platform {
             parent_span_id: decision.caller.unwrap_or_default(),
             flags,
         };
+        let outcome = outcome_of(o.error_type);
         let rec = InvocationRecord {
             service: spec.service.clone(),
             function: spec.name.clone(),
-            qualifier: "LATEST".into(),
+            qualifier: QUALIFIER.into(),
             request_id: request_id.to_owned(),
             start_time: start_us,
             duration_ms: duration.as_secs_f64() * 1000.0,
             memory_mb: spec.memory_mb,
-            memory_usage_mb,
-            is_cold_start: cold,
-            initialization_duration_ms: init_ms,
-            has_function_error: error_type.is_some_and(|e| e != "Throttled"),
-            error_type: error_type.map(str::to_owned),
-            status_code,
+            memory_usage_mb: o.peak_rss as f64 / (1024.0 * 1024.0),
+            is_cold_start: o.cold,
+            initialization_duration_ms: o.init_us as f64 / 1000.0,
+            has_function_error: outcome == Outcome::FunctionError,
+            error_type: o.error_type.map(str::to_owned),
+            status_code: o.status_code,
             trace_context: ctx.to_string(),
             is_sampled: decision.sampled,
-            instance_id,
+            instance_id: o.instance_id,
         };
+        let call = Call {
+            latency_us: duration.as_micros() as u64,
+            outcome,
+            cold_start: o.cold,
+            init_us: o.init_us,
+            memory_usage_kb: o.peak_rss / 1024,
+            memory_limit_mb: spec.memory_mb,
+            concurrent: o.concurrent,
+            instances: o.instances,
+            billed_ms: o.billed_ms,
+        };
+        self.store_call(CallFacts {
+            record: Some(rec),
+            function: Some(monitor_function(spec)),
+            at_us: start_us,
+            call,
+            platform_concurrent: o.platform_concurrent,
+        });
+    }
+
+    fn store_call(&self, facts: CallFacts) {
         let pipeline = self.pipeline.clone();
         let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
-            let write = || pipeline.submit_invocation(DEFAULT_TENANT, rec.clone());
+            let write = || pipeline.submit_call(DEFAULT_TENANT, &facts);
             if let Err(e) = with_retries(&metrics, write).await {
-                tracing::error!(error = %e, "invocation record not stored after retries");
+                tracing::error!(error = %e, "invocation record and metrics not stored after retries");
             }
         });
     }
+}
+
+/// Functions have one qualifier until versions and aliases exist.
+const QUALIFIER: &str = "LATEST";
+
+fn monitor_function(spec: &FunctionSpec) -> MonitoredFunction {
+    MonitoredFunction {
+        service: spec.service.clone(),
+        function: spec.name.clone(),
+        qualifier: QUALIFIER.into(),
+    }
+}
+
+/// How a call ended, for the metrics, from its error type: the function's own failures
+/// (an initializer that fails is the function's code), the platform's (no instance
+/// started) and throttles.
+fn outcome_of(error_type: Option<&str>) -> Outcome {
+    match error_type {
+        None => Outcome::Ok,
+        Some(error_type::START) => Outcome::ServerError,
+        Some("Throttled") => Outcome::ConcurrencyThrottle,
+        Some("ResourceThrottled") => Outcome::ResourceThrottle,
+        Some(_) => Outcome::FunctionError,
+    }
+}
+
+/// What a call's record and metrics say beyond its identity and timing.
+#[derive(Default)]
+struct Outcomes {
+    cold: bool,
+    /// The initializer's time on a cold start.
+    init_us: u64,
+    peak_rss: u64,
+    error_type: Option<&'static str>,
+    status_code: u16,
+    instance_id: Option<String>,
+    /// Calls on the function, and its instances, as the call started.
+    concurrent: u64,
+    instances: u64,
+    platform_concurrent: u64,
+    billed_ms: u64,
 }

@@ -260,6 +260,70 @@ pub fn parse_human_query(
     Ok((q, f))
 }
 
+/// `/api/v1/metrics/{name}`'s parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricQuery {
+    pub service: Option<String>,
+    pub function: Option<String>,
+    pub qualifier: String,
+    pub start_us: u64,
+    pub end_us: u64,
+    /// Seconds: 60, 300 or 3600.
+    pub period: u64,
+}
+
+/// `service`, `function`, `qualifier` (default `LATEST`), `start` and `end` (RFC 3339 or
+/// epoch milliseconds; default the last hour) and `period` (60, 300 or 3600; default 60).
+pub fn parse_metric_query(
+    pairs: &[(String, String)],
+    now_us: u64,
+) -> Result<MetricQuery, ParamError> {
+    let time = |name: &str| -> Result<Option<u64>, ParamError> {
+        let Some(v) = single(pairs, name)? else {
+            return Ok(None);
+        };
+        if v.bytes().all(|b| b.is_ascii_digit()) {
+            return v
+                .parse::<u64>()
+                .ok()
+                .and_then(|ms| ms.checked_mul(1000))
+                .map(Some)
+                .ok_or_else(|| ParamError(format!("parameter '{name}' is out of range")));
+        }
+        rfc3339_us(name, v).map(Some)
+    };
+    let end_us = time("end")?.unwrap_or(now_us);
+    let start_us = time("start")?.unwrap_or(end_us.saturating_sub(3600 * 1_000_000));
+    if start_us > end_us {
+        return Err(ParamError("parameter 'start' is after 'end'".into()));
+    }
+    let period = match single(pairs, "period")? {
+        None => 60,
+        Some("60") => 60,
+        Some("300") => 300,
+        Some("3600") => 3600,
+        Some(v) => {
+            return Err(ParamError(format!(
+                "parameter 'period' must be 60, 300 or 3600, got {v:?}"
+            )))
+        }
+    };
+    // a period of 3600 s over 31 days is 744 points; finer periods are capped likewise
+    if (end_us - start_us) / (period * 1_000_000) > 50_000 {
+        return Err(ParamError(
+            "the range holds more than 50,000 periods: narrow it or use a longer period".into(),
+        ));
+    }
+    Ok(MetricQuery {
+        service: single(pairs, "service")?.map(str::to_owned),
+        function: single(pairs, "function")?.map(str::to_owned),
+        qualifier: single(pairs, "qualifier")?.unwrap_or("LATEST").to_owned(),
+        start_us,
+        end_us,
+        period,
+    })
+}
+
 /// An RFC 3339 time (`2026-11-21T10:00:00Z`, `…+08:00`, fractions allowed) as µs.
 fn rfc3339_us(name: &str, v: &str) -> Result<u64, ParamError> {
     let t = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)

@@ -112,6 +112,7 @@ async fn run(
     trigger: impl FnOnce(&Request) -> Trigger,
 ) -> Response {
     let trigger = trigger(&req);
+    let arrived = std::time::Instant::now();
     let (parts, req_body) = req.into_parts();
     let content_length = parts
         .headers
@@ -123,6 +124,8 @@ async fn run(
         Err(e) => {
             let status =
                 StatusCode::from_u16(e.code().http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            // a call refused before it reached the function still counts (client error)
+            g.platform.refused(&service, &function, arrived.elapsed());
             return json_error(status, "InvalidArgument", format!("event: {e}"));
         }
     };
@@ -156,6 +159,21 @@ async fn run(
         }
         Err(e @ InvokeError::NotFound(..)) => {
             json_error(StatusCode::NOT_FOUND, "FunctionNotFound", e.to_string())
+        }
+        Err(e @ InvokeError::ResourceThrottled { .. }) => {
+            let mut resp = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ResourceExhausted",
+                e.to_string(),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            if let InvokeError::ResourceThrottled { request_id, .. } = &e {
+                if let Ok(v) = HeaderValue::from_str(request_id) {
+                    resp.headers_mut().insert("x-fc-request-id", v);
+                }
+            }
+            resp
         }
         Err(InvokeError::Throttled {
             service,

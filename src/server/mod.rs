@@ -9,6 +9,7 @@
 mod collector;
 mod gateway;
 mod listener;
+mod metrics_api;
 mod otlp;
 mod otlp_grpc;
 mod query_api;
@@ -105,6 +106,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         sync_writes: settings.sync_writes,
         min_free_disk_bytes: settings.min_free_disk_bytes,
         future_skew: settings.max_future_skew,
+        metrics_retention: settings.metrics_retention,
         ..StoreOptions::default()
     };
     let store = Arc::new(Store::open(&settings.data_dir.join("db"), &store_opts)?);
@@ -178,6 +180,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         Arc::clone(&state.metrics),
         Arc::clone(&sampler),
         jaeger_endpoint,
+        settings.max_concurrent_invocations,
     ));
 
     let otlp_http = Router::new()

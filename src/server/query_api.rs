@@ -30,6 +30,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/traces/{id}", get(trace))
         .route("/api/dependencies", get(dependencies))
         .route("/api/v1/invocations", get(invocations))
+        .route("/api/v1/metrics", get(super::metrics_api::list))
+        .route("/api/v1/metrics/{name}", get(super::metrics_api::series))
         .route("/api/v1/traces", get(v1_search))
         .route("/api/v1/traces/{id}/tree", get(v1_tree))
         .route("/", get(super::ui::index))
@@ -47,7 +49,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Errors of the query API, answered in Jaeger's envelope.
-enum ApiError {
+pub(super) enum ApiError {
     BadRequest(String),
     NotFound(&'static str),
     Internal(String),
@@ -77,12 +79,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn ok<T: Serialize>(data: T, total: usize) -> Response {
+pub(super) fn ok<T: Serialize>(data: T, total: usize) -> Response {
     Json(Envelope::data(data, total)).into_response()
 }
 
 /// Run a blocking store read off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

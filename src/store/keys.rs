@@ -442,6 +442,33 @@ pub fn invocation_key(
     v
 }
 
+/// The series of one metric dimension in the `metrics` family:
+/// `tenant | level tag | its dimension strings, length-prefixed`; a minute's aggregate
+/// is under the series and `minute (8, BE)`.
+pub fn metric_series(tenant: Tenant, level: u8, dims: &[&str]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(3 + dims.iter().map(|d| d.len() + 2).sum::<usize>() + 8);
+    v.extend_from_slice(&tenant.to_be_bytes());
+    v.push(level);
+    for d in dims {
+        put_str(&mut v, d);
+    }
+    v
+}
+
+/// The key of a series' aggregate for `minute` (minutes since the epoch).
+pub fn metric_key(series: &[u8], minute: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(series.len() + 8);
+    v.extend_from_slice(series);
+    v.extend_from_slice(&minute.to_be_bytes());
+    v
+}
+
+/// The time (µs) of a `metrics` key's minute, for retention.
+pub fn metric_key_time(k: &[u8]) -> Option<u64> {
+    let minute = u64::from_be_bytes(k.get(k.len().checked_sub(8)?..)?.try_into().ok()?);
+    minute.checked_mul(60_000_000)
+}
+
 /// The last chunk number the writer used, so a restart never reuses one.
 pub fn chunk_seq_key() -> Vec<u8> {
     let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();

@@ -19,6 +19,7 @@ mod catalog;
 pub mod codec;
 mod disk;
 pub mod keys;
+mod metrics;
 pub mod postings;
 mod read;
 mod retention;
@@ -67,8 +68,28 @@ const CF_INDEX_V3: &str = "index";
 const CF_META: &str = "meta";
 const CF_INVOCATIONS: &str = "invocations";
 const CF_TERMS: &str = "terms";
+/// Per-minute metric aggregates (see `metrics`); new in format 5 stores since issue 14,
+/// created empty when an older store opens.
+const CF_METRICS: &str = "metrics";
 /// Every family this format has.
-const FAMILIES: [&str; 5] = [CF_SPANS, CF_POSTINGS, CF_TERMS, CF_META, CF_INVOCATIONS];
+const FAMILIES: [&str; 6] = [
+    CF_SPANS,
+    CF_POSTINGS,
+    CF_TERMS,
+    CF_META,
+    CF_INVOCATIONS,
+    CF_METRICS,
+];
+
+/// The bloom filters a family's table files carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filter {
+    /// Whole keys and prefixes: for point reads.
+    WholeKeys,
+    /// Prefixes only: a family read only by prefix needs half the filter.
+    Prefixes,
+    Off,
+}
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -115,6 +136,8 @@ pub struct StoreOptions {
     /// How far in the future a stored span may start (the pipeline refuses later ones):
     /// span files are kept this much longer than retention.
     pub future_skew: Duration,
+    /// How long per-minute metric aggregates are kept.
+    pub metrics_retention: Duration,
 }
 
 impl Default for StoreOptions {
@@ -125,6 +148,7 @@ impl Default for StoreOptions {
             block_cache_bytes: 64 << 20,
             min_free_disk_bytes: 0,
             future_skew: Duration::from_secs(3600),
+            metrics_retention: Duration::from_secs(31 * 86400),
         }
     }
 }
@@ -158,14 +182,14 @@ impl Store {
         // memtables would otherwise pin old log files.
         db_opts.set_max_total_wal_size(256 << 20);
 
-        // `whole_keys`: whether the bloom filters also hold whole keys (for point reads);
-        // a family read only by prefix needs only the prefixes, and half the filter.
-        let with_filters = |write_buffer: usize, whole_keys: bool| {
+        let with_filters = |write_buffer: usize, filter: Filter| {
             let mut o = Options::default();
             let mut block = BlockBasedOptions::default();
             block.set_block_cache(&cache);
-            block.set_bloom_filter(10.0, false);
-            block.set_whole_key_filtering(whole_keys);
+            if filter != Filter::Off {
+                block.set_bloom_filter(10.0, false);
+                block.set_whole_key_filtering(filter == Filter::WholeKeys);
+            }
             // Index and filter blocks live in the block cache, not beside each open file:
             // otherwise memory grows with the store (a first soak run went from 149 to
             // 282 MiB in 23 minutes, RELIABILITY.md) and a restart loads them all.
@@ -183,7 +207,7 @@ impl Store {
             o.set_max_write_buffer_number(2);
             o
         };
-        let base = |write_buffer: usize| with_filters(write_buffer, true);
+        let base = |write_buffer: usize| with_filters(write_buffer, Filter::WholeKeys);
         // Files older than this are compacted even if nothing else would touch them, so
         // the compaction filter sees expired entries and the disk space comes back.
         let periodic = opts.retention.as_secs().clamp(3600, 86400);
@@ -196,7 +220,7 @@ impl Store {
         // goes only when all of it was written longer ago than that).
         // Read only by trace prefix: filters of prefixes alone (at 100 M spans the
         // filters of whole keys and prefixes were 30 MiB of cache right after open).
-        let mut spans = with_filters(32 << 20, false);
+        let mut spans = with_filters(32 << 20, Filter::Prefixes);
         spans.set_compaction_style(rocksdb::DBCompactionStyle::Fifo);
         let mut fifo = FifoCompactOptions::default();
         fifo.set_max_table_files_size(u64::MAX);
@@ -209,11 +233,14 @@ impl Store {
         spans.set_bottommost_compression_type(DBCompressionType::None);
         spans.set_prefix_extractor(SliceTransform::create_fixed_prefix(keys::TRACE_PREFIX_LEN));
 
-        let mut postings = base(32 << 20);
+        // No bloom filters: postings are read by seeks (which whole-key filters do not
+        // serve) and by point reads of trace tables that always exist, so filters only
+        // cost memory in the block cache, disk and CPU in every flush and compaction.
+        let mut postings = with_filters(32 << 20, Filter::Off);
         // Keys are time first (see `keys`): leveled compaction moves files that overlap
         // nothing below them instead of rewriting them. Flushed files do overlap each
         // other and the newest file below (they share the second being written at the
-        // flush), so each block is written about twice: by the flush (lz4, cheap) and by
+        // flush), so each block is written about twice: by the flush (uncompressed) and by
         // the one compaction into the base level (zstd; later moves keep it). Small
         // files keep that one compaction from rewriting a large neighbour each time (with
         // 64 MiB files it read 3.0 GB of them in 10 minutes at 87k spans/s).
@@ -221,8 +248,12 @@ impl Store {
         postings.set_level_compaction_dynamic_level_bytes(true);
         postings.set_target_file_size_base(8 << 20);
         postings.set_compression_type(DBCompressionType::Zstd);
+        // Flushes write level 0 uncompressed: its files live only until that one
+        // compaction. One level setting serves every codec, and since RocksDB 10 a level
+        // of 1 or more turns LZ4 into LZ4HC: with lz4 at level 0, LZ4HC was 5.6 % of the
+        // daemon's CPU (`scripts/profile.sh`, BENCHMARKS.md).
         postings.set_compression_per_level(&[
-            DBCompressionType::Lz4,
+            DBCompressionType::None,
             DBCompressionType::Zstd,
             DBCompressionType::Zstd,
             DBCompressionType::Zstd,
@@ -261,12 +292,23 @@ impl Store {
             time_of: keys::terms_key_expiry,
         });
 
+        // Metric aggregates: one small value per series and minute, merged on write.
+        let mut metrics = base(4 << 20);
+        metrics.set_merge_operator_associative("fctrace_minute", metrics::merge_minutes);
+        metrics.set_periodic_compaction_seconds(86400);
+        metrics.set_compaction_filter_factory(Retention {
+            name: c"fctrace_metrics_retention",
+            retention_us: opts.metrics_retention.as_micros().min(u64::MAX as u128) as u64,
+            time_of: keys::metric_key_time,
+        });
+
         let mut cfs = vec![
             ColumnFamilyDescriptor::new(CF_SPANS, spans),
             ColumnFamilyDescriptor::new(CF_POSTINGS, postings),
             ColumnFamilyDescriptor::new(CF_TERMS, terms),
             ColumnFamilyDescriptor::new(CF_META, meta),
             ColumnFamilyDescriptor::new(CF_INVOCATIONS, invocations),
+            ColumnFamilyDescriptor::new(CF_METRICS, metrics),
         ];
         let existing = DB::list_cf(&db_opts, dir).unwrap_or_default();
         let old: Vec<&str> = [CF_SPANS_V3, CF_INDEX_V3]

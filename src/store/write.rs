@@ -2,17 +2,18 @@
 //! [`encode_invocation`]) and committed by the one writer as one `WriteBatch`
 //! ([`Store::commit`]), with their posting blocks and new catalog entries.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use rocksdb::WriteBatch;
 
 use super::catalog::Catalog;
 use super::{
-    codec, keys, postings, Store, StoreError, CF_INVOCATIONS, CF_META, CF_POSTINGS, CF_SPANS,
-    CF_TERMS,
+    codec, keys, postings, Store, StoreError, CF_INVOCATIONS, CF_META, CF_METRICS, CF_POSTINGS,
+    CF_SPANS, CF_TERMS,
 };
-use crate::model::{Span, SpanKind};
+use crate::model::{KeyValue, Process, Span, SpanKind, Value};
 use keys::{IndexPrefix, Tenant};
 
 impl Store {
@@ -25,6 +26,7 @@ impl Store {
         let index = self.cf(CF_POSTINGS);
         let meta = self.cf(CF_META);
         let invocations = self.cf(CF_INVOCATIONS);
+        let metrics = self.cf(CF_METRICS);
         // Sized up front: a body spread over many seconds writes about a million keys,
         // and a batch grown by doubling touches (and the kernel zeroes) every page twice.
         let bytes: usize = batches
@@ -58,6 +60,7 @@ impl Store {
                             wb.put_cf(spans, keys::set_chunk(k, chunk), v);
                         }
                         Family::Invocations => wb.put_cf(invocations, k, v),
+                        Family::Metrics => wb.merge_cf(metrics, k, v),
                     }
                 }
                 for (service, op, kind) in &b.operations {
@@ -103,6 +106,8 @@ impl Store {
 pub(super) enum Family {
     Spans,
     Invocations,
+    /// Merged into what the key holds (`metrics`), not put.
+    Metrics,
 }
 
 #[derive(Debug)]
@@ -138,6 +143,35 @@ impl EncodedBatch {
 
     pub fn span_count(&self) -> usize {
         self.spans
+    }
+}
+
+impl EncodedBatch {
+    /// A batch of nothing yet, for [`EncodedBatch::add_metric`].
+    pub fn empty(tenant: Tenant) -> Self {
+        EncodedBatch {
+            tenant,
+            buf: Vec::new(),
+            entries: Vec::new(),
+            operations: Vec::new(),
+            postings: Vec::new(),
+            terms: Vec::new(),
+            spans: 0,
+        }
+    }
+
+    /// Merge `value` (a `monitor::minute::Minute`) into the metric aggregate at `key`
+    /// in the same write as the rest of the batch.
+    pub fn add_metric(&mut self, key: &[u8], value: &[u8]) {
+        let k0 = self.buf.len();
+        self.buf.extend_from_slice(key);
+        let k1 = self.buf.len();
+        self.buf.extend_from_slice(value);
+        self.entries.push(Entry {
+            family: Family::Metrics,
+            key: (k0, k1),
+            value: (k1, self.buf.len()),
+        });
     }
 }
 
@@ -212,6 +246,10 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
 
     let mut ix = postings::Builder::for_spans(spans.len());
     let mut term = IndexPrefix(Vec::with_capacity(128));
+    // Spans of one resource share their `Process`: its tag terms are hashed once per
+    // batch and entered once per trace slot, not once per span.
+    let mut process_terms: HashMap<*const Process, Vec<u64>> = HashMap::new();
+    let mut process_slots: HashSet<(postings::Slot, *const Process)> = HashSet::new();
     for span in spans {
         let service = span.process.service_name.as_str();
         ops.insert((service, span.operation_name.as_str(), span.kind()));
@@ -223,24 +261,29 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
         term.push_str(&span.operation_name);
         ix.timed(slot, &term, span.duration);
 
-        let all_tags = span
+        let span_tags = span
             .tags
             .iter()
-            .chain(span.process.tags.iter())
             .chain(span.logs.iter().flat_map(|l| l.fields.iter()));
-        for kv in all_tags {
-            let v: std::borrow::Cow<str> = match &kv.value {
-                crate::model::Value::Binary(_) => continue,
-                crate::model::Value::Str(s) => std::borrow::Cow::Borrowed(s),
-                other => std::borrow::Cow::Owned(other.to_search_string()),
-            };
-            if v.len() > keys::MAX_INDEXED_LEN {
-                continue;
+        for kv in span_tags {
+            if tag_term(&mut term, tenant, service, kv) {
+                ix.plain(slot, &term);
             }
-            term.reset(tenant, keys::IndexKind::Tag, service);
-            term.push_str(&kv.key);
-            term.push_str(&v);
-            ix.plain(slot, &term);
+        }
+        let process = Arc::as_ptr(&span.process);
+        if process_slots.insert((slot, process)) {
+            let hashes = process_terms.entry(process).or_insert_with(|| {
+                let mut hashes = Vec::with_capacity(span.process.tags.len());
+                for kv in &span.process.tags {
+                    if tag_term(&mut term, tenant, service, kv) {
+                        hashes.push(term.term_hash());
+                    }
+                }
+                hashes
+            });
+            for &h in hashes.iter() {
+                ix.plain_hash(slot, h);
+            }
         }
     }
     (b.postings, b.terms) = ix.finish(&mut b.buf);
@@ -249,4 +292,21 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
         .map(|(s, o, k)| (s.to_owned(), o.to_owned(), k))
         .collect();
     b
+}
+
+/// Set `term` to the tag term of `kv` for `service`; false for a value that is not
+/// indexed (binary, or longer than `keys::MAX_INDEXED_LEN`).
+fn tag_term(term: &mut IndexPrefix, tenant: Tenant, service: &str, kv: &KeyValue) -> bool {
+    let v: std::borrow::Cow<str> = match &kv.value {
+        Value::Binary(_) => return false,
+        Value::Str(s) => std::borrow::Cow::Borrowed(s),
+        other => std::borrow::Cow::Owned(other.to_search_string()),
+    };
+    if v.len() > keys::MAX_INDEXED_LEN {
+        return false;
+    }
+    term.reset(tenant, keys::IndexKind::Tag, service);
+    term.push_str(&kv.key);
+    term.push_str(&v);
+    true
 }

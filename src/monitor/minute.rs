@@ -1,0 +1,402 @@
+//! One period's aggregate of invocations ([`Minute`]): counts, sums, maxima and a
+//! latency histogram, mergeable in any order, so the store keeps one value per
+//! dimension and minute and RocksDB's merge operator folds each call into it.
+//!
+//! This module owns the aggregate and its bytes; which calls count to what is decided
+//! by [`Call`]'s maker (the platform), and metric names live in `catalog`.
+
+use prost::encoding::{decode_varint, encode_varint};
+
+/// Histogram buckets grow by this factor: a percentile is within ~4 % of a real value.
+const GROWTH: f64 = 1.04;
+/// The first byte of an encoded aggregate.
+const VERSION: u8 = 1;
+/// Buckets an encoded histogram may claim; more is corruption (durations in µs up to
+/// u64::MAX need ~1,130).
+const MAX_BUCKETS: u64 = 2048;
+
+/// What one call adds to its minute.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Call {
+    /// End to end, platform time included.
+    pub latency_us: u64,
+    pub outcome: Outcome,
+    pub cold_start: bool,
+    /// The initializer's time on a cold start (0 when none ran).
+    pub init_us: u64,
+    pub memory_usage_kb: u64,
+    pub memory_limit_mb: u64,
+    /// Calls running on the function (or platform-wide, for the region) when it started,
+    /// itself included.
+    pub concurrent: u64,
+    /// The function's instances when it started.
+    pub instances: u64,
+    /// Billed time: the function's run rounded up to the millisecond (0 when it never
+    /// ran).
+    pub billed_ms: u64,
+}
+
+/// How a call ended, as the platform's metrics classify it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Outcome {
+    #[default]
+    Ok,
+    /// The function failed: unhandled error, timeout, out of memory.
+    FunctionError,
+    /// The platform failed: an instance could not start.
+    ServerError,
+    /// The caller's fault: bad request, unknown function, event too large, caller gone.
+    ClientError,
+    /// 429: every instance of the function is busy.
+    ConcurrencyThrottle,
+    /// 503: the platform-wide concurrency limit.
+    ResourceThrottle,
+}
+
+/// The aggregate of a period's calls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Minute {
+    pub invocations: u64,
+    pub function_errors: u64,
+    pub server_errors: u64,
+    pub client_errors: u64,
+    pub concurrency_throttles: u64,
+    pub resource_throttles: u64,
+    pub cold_starts: u64,
+    pub latency_sum_us: u64,
+    pub latency_max_us: u64,
+    /// Cold starts whose initializer ran.
+    pub init_count: u64,
+    pub init_sum_us: u64,
+    pub init_max_us: u64,
+    pub max_memory_kb: u64,
+    pub memory_limit_mb: u64,
+    pub max_concurrent: u64,
+    pub max_instances: u64,
+    pub cost_mb_ms: u64,
+    /// (bucket, calls), sorted by bucket, no zero counts.
+    pub latency: Vec<(u16, u64)>,
+}
+
+/// The histogram bucket of a duration in µs.
+pub fn bucket_of(us: u64) -> u16 {
+    if us == 0 {
+        return 0;
+    }
+    // bucket b holds (GROWTH^(b-1), GROWTH^b]
+    ((us as f64).ln() / GROWTH.ln()).ceil().max(0.0) as u16 + 1
+}
+
+/// The largest duration (µs) bucket `b` holds.
+pub fn bucket_upper(b: u16) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        GROWTH.powi(b as i32 - 1)
+    }
+}
+
+impl Minute {
+    /// The aggregate of one call.
+    pub fn of(call: &Call) -> Minute {
+        let mut m = Minute {
+            invocations: 1,
+            latency_sum_us: call.latency_us,
+            latency_max_us: call.latency_us,
+            latency: vec![(bucket_of(call.latency_us), 1)],
+            max_memory_kb: call.memory_usage_kb,
+            memory_limit_mb: call.memory_limit_mb,
+            max_concurrent: call.concurrent,
+            max_instances: call.instances,
+            cost_mb_ms: call.memory_limit_mb.saturating_mul(call.billed_ms),
+            ..Minute::default()
+        };
+        match call.outcome {
+            Outcome::Ok => {}
+            Outcome::FunctionError => m.function_errors = 1,
+            Outcome::ServerError => m.server_errors = 1,
+            Outcome::ClientError => m.client_errors = 1,
+            Outcome::ConcurrencyThrottle => m.concurrency_throttles = 1,
+            Outcome::ResourceThrottle => m.resource_throttles = 1,
+        }
+        if call.cold_start {
+            m.cold_starts = 1;
+            if call.init_us > 0 {
+                m.init_count = 1;
+                m.init_sum_us = call.init_us;
+                m.init_max_us = call.init_us;
+            }
+        }
+        m
+    }
+
+    /// Fold `other` in: sums add, maxima take the larger, histograms add.
+    pub fn merge(&mut self, other: &Minute) {
+        for (a, b) in self.sums_mut().into_iter().zip(other.sums()) {
+            *a = a.saturating_add(b);
+        }
+        for (a, b) in self.maxima_mut().into_iter().zip(other.maxima()) {
+            *a = (*a).max(b);
+        }
+        if other.latency.is_empty() {
+            return;
+        }
+        let mut merged = Vec::with_capacity(self.latency.len() + other.latency.len());
+        let (mut i, mut j) = (0, 0);
+        while i < self.latency.len() || j < other.latency.len() {
+            match (self.latency.get(i), other.latency.get(j)) {
+                (Some(&(a, n)), Some(&(b, m))) if a == b => {
+                    merged.push((a, n.saturating_add(m)));
+                    i += 1;
+                    j += 1;
+                }
+                (Some(&(a, n)), Some(&(b, _))) if a < b => {
+                    merged.push((a, n));
+                    i += 1;
+                }
+                (Some(&e), None) => {
+                    merged.push(e);
+                    i += 1;
+                }
+                (_, Some(&e)) => {
+                    merged.push(e);
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        self.latency = merged;
+    }
+
+    fn sums(&self) -> [u64; 11] {
+        [
+            self.invocations,
+            self.function_errors,
+            self.server_errors,
+            self.client_errors,
+            self.concurrency_throttles,
+            self.resource_throttles,
+            self.cold_starts,
+            self.latency_sum_us,
+            self.init_count,
+            self.init_sum_us,
+            self.cost_mb_ms,
+        ]
+    }
+
+    fn sums_mut(&mut self) -> [&mut u64; 11] {
+        [
+            &mut self.invocations,
+            &mut self.function_errors,
+            &mut self.server_errors,
+            &mut self.client_errors,
+            &mut self.concurrency_throttles,
+            &mut self.resource_throttles,
+            &mut self.cold_starts,
+            &mut self.latency_sum_us,
+            &mut self.init_count,
+            &mut self.init_sum_us,
+            &mut self.cost_mb_ms,
+        ]
+    }
+
+    fn maxima(&self) -> [u64; 6] {
+        [
+            self.latency_max_us,
+            self.init_max_us,
+            self.max_memory_kb,
+            self.memory_limit_mb,
+            self.max_concurrent,
+            self.max_instances,
+        ]
+    }
+
+    fn maxima_mut(&mut self) -> [&mut u64; 6] {
+        [
+            &mut self.latency_max_us,
+            &mut self.init_max_us,
+            &mut self.max_memory_kb,
+            &mut self.memory_limit_mb,
+            &mut self.max_concurrent,
+            &mut self.max_instances,
+        ]
+    }
+
+    /// The latency (µs) below which a fraction `q` of the calls fall, from the histogram:
+    /// the upper edge of the bucket holding that rank, never above the largest seen.
+    pub fn latency_quantile(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.latency.iter().map(|e| e.1).sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for &(b, n) in &self.latency {
+            seen += n;
+            if seen >= rank {
+                return Some(bucket_upper(b).min(self.latency_max_us as f64));
+            }
+        }
+        Some(self.latency_max_us as f64)
+    }
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(VERSION);
+        for v in self.sums().into_iter().chain(self.maxima()) {
+            encode_varint(v, out);
+        }
+        encode_varint(self.latency.len() as u64, out);
+        let mut last = 0u16;
+        for &(b, n) in &self.latency {
+            encode_varint(u64::from(b - last), out);
+            encode_varint(n, out);
+            last = b;
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(48 + self.latency.len() * 3);
+        self.encode(&mut v);
+        v
+    }
+
+    /// An aggregate from its bytes; `None` when they are not one.
+    pub fn decode(mut b: &[u8]) -> Option<Minute> {
+        let (&version, rest) = b.split_first()?;
+        if version != VERSION {
+            return None;
+        }
+        b = rest;
+        let mut m = Minute::default();
+        for v in m.sums_mut() {
+            *v = decode_varint(&mut b).ok()?;
+        }
+        for v in m.maxima_mut() {
+            *v = decode_varint(&mut b).ok()?;
+        }
+        let n = decode_varint(&mut b).ok()?;
+        if n > MAX_BUCKETS || n > b.len() as u64 {
+            return None;
+        }
+        let mut last = 0u64;
+        for i in 0..n {
+            let delta = decode_varint(&mut b).ok()?;
+            if i > 0 && delta == 0 {
+                return None;
+            }
+            last = last.checked_add(delta).filter(|&v| v <= u16::MAX as u64)?;
+            let count = decode_varint(&mut b).ok()?;
+            m.latency.push((last as u16, count));
+        }
+        b.is_empty().then_some(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(latency_ms: u64, outcome: Outcome) -> Call {
+        Call {
+            latency_us: latency_ms * 1000,
+            outcome,
+            memory_limit_mb: 128,
+            billed_ms: latency_ms,
+            concurrent: 1,
+            instances: 1,
+            ..Call::default()
+        }
+    }
+
+    #[test]
+    fn merging_counts_sums_and_keeps_maxima() {
+        let mut m = Minute::of(&call(10, Outcome::Ok));
+        m.merge(&Minute::of(&call(30, Outcome::FunctionError)));
+        let mut cold = call(5, Outcome::ConcurrencyThrottle);
+        cold.cold_start = true;
+        cold.init_us = 2000;
+        cold.concurrent = 3;
+        cold.memory_usage_kb = 40 * 1024;
+        m.merge(&Minute::of(&cold));
+        assert_eq!(m.invocations, 3);
+        assert_eq!(m.function_errors, 1);
+        assert_eq!(m.concurrency_throttles, 1);
+        assert_eq!(m.cold_starts, 1);
+        assert_eq!(
+            (m.init_count, m.init_sum_us, m.init_max_us),
+            (1, 2000, 2000)
+        );
+        assert_eq!(m.latency_sum_us, 45_000);
+        assert_eq!(m.latency_max_us, 30_000);
+        assert_eq!(m.max_concurrent, 3);
+        assert_eq!(m.max_memory_kb, 40 * 1024);
+        assert_eq!(m.cost_mb_ms, 128 * 45);
+        assert_eq!(m.latency.iter().map(|e| e.1).sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn merge_is_order_free() {
+        let calls: Vec<Minute> = (1..40)
+            .map(|i| Minute::of(&call(i * 7 % 23 + 1, Outcome::Ok)))
+            .collect();
+        let mut forward = Minute::default();
+        calls.iter().for_each(|c| forward.merge(c));
+        let mut backward = Minute::default();
+        calls.iter().rev().for_each(|c| backward.merge(c));
+        assert_eq!(forward, backward);
+    }
+
+    #[test]
+    fn quantiles_are_within_a_bucket_of_the_real_values() {
+        let mut m = Minute::default();
+        // 100 calls of 1..=100 ms: p50 is 50 ms, p90 90 ms, p99 99 ms
+        for ms in 1..=100 {
+            m.merge(&Minute::of(&call(ms, Outcome::Ok)));
+        }
+        for (q, want) in [(0.5, 50_000.0), (0.9, 90_000.0), (0.99, 99_000.0)] {
+            let got = m.latency_quantile(q).unwrap();
+            assert!(
+                got >= want && got <= want * GROWTH,
+                "q {q}: {got} not within a bucket above {want}"
+            );
+        }
+        assert_eq!(m.latency_quantile(1.0), Some(100_000.0));
+        assert_eq!(Minute::default().latency_quantile(0.5), None);
+    }
+
+    #[test]
+    fn bytes_round_trip_and_garbage_is_refused() {
+        let mut m = Minute::of(&call(12, Outcome::ServerError));
+        m.merge(&Minute::of(&call(0, Outcome::ClientError)));
+        m.merge(&Minute::of(&call(u64::MAX / 1000, Outcome::Ok)));
+        let b = m.to_bytes();
+        assert_eq!(Minute::decode(&b), Some(m));
+        assert_eq!(Minute::decode(&[]), None);
+        assert_eq!(Minute::decode(&[9]), None);
+        assert_eq!(Minute::decode(&b[..b.len() - 1]), None);
+        let mut longer = b.clone();
+        longer.push(0);
+        assert_eq!(Minute::decode(&longer), None);
+        // a histogram claiming more buckets than bytes
+        let mut claim = vec![VERSION];
+        claim.extend(std::iter::repeat_n(0u8, 17));
+        claim.extend([0xff, 0xff, 0x03]);
+        assert_eq!(Minute::decode(&claim), None);
+    }
+
+    #[test]
+    fn buckets_hold_their_values() {
+        for us in [1u64, 2, 3, 999, 1000, 1001, 123_456, 10_000_000, u64::MAX] {
+            let b = bucket_of(us);
+            assert!(
+                bucket_upper(b) * 1.000_001 >= us as f64,
+                "{us} above bucket {b}"
+            );
+            assert!(
+                bucket_upper(b - 1) < us as f64,
+                "{us} fits the bucket below {b}"
+            );
+        }
+        assert_eq!(bucket_of(0), 0);
+    }
+}

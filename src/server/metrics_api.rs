@@ -1,0 +1,117 @@
+//! `/api/v1/metrics`: the function metrics (`monitor`) over HTTP, in the envelope of the
+//! other `/api/v1` endpoints. `GET /api/v1/metrics` lists every metric;
+//! `GET /api/v1/metrics/{name}?service=&function=&qualifier=&start=&end=&period=`
+//! answers its datapoints. Routes and parameters only: `monitor` computes.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::query_api::{blocking, ok, ApiError};
+use super::AppState;
+use crate::monitor::{self, catalog, catalog::Level};
+use crate::query::params;
+use crate::store::keys::DEFAULT_TENANT;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetricView {
+    name: String,
+    unit: &'static str,
+    level: &'static str,
+    dimensions: &'static [&'static str],
+    description: &'static str,
+}
+
+pub(super) async fn list() -> Response {
+    let all: Vec<MetricView> = catalog::all()
+        .map(|(name, level, base)| MetricView {
+            name,
+            unit: base.unit,
+            level: level.prefix(),
+            dimensions: level.dimensions(),
+            description: base.meaning,
+        })
+        .collect();
+    let n = all.len();
+    ok(all, n)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PointView<'a> {
+    timestamp: u64,
+    value: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qualifier: Option<&'a str>,
+}
+
+pub(super) async fn series(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    match series_of(state, name, raw).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn series_of(
+    state: AppState,
+    name: String,
+    raw: Option<String>,
+) -> Result<Response, ApiError> {
+    let Some((level, base)) = catalog::find(&name) else {
+        return Err(ApiError::NotFound(
+            "unknown metric: GET /api/v1/metrics lists them",
+        ));
+    };
+    let pairs = params::pairs(raw.as_deref());
+    let q = params::parse_metric_query(&pairs, crate::clock::now_us())?;
+    let need = |v: &Option<String>, p: &str| {
+        v.clone()
+            .ok_or_else(|| ApiError::BadRequest(format!("{name} needs the parameter '{p}'")))
+    };
+    let function = monitor::Function {
+        service: match level {
+            Level::Region => String::new(),
+            _ => need(&q.service, "service")?,
+        },
+        function: match level {
+            Level::Function => need(&q.function, "function")?,
+            _ => String::new(),
+        },
+        qualifier: q.qualifier.clone(),
+    };
+    let store = std::sync::Arc::clone(&state.store);
+    let f = function.clone();
+    let points = blocking(move || {
+        monitor::series(
+            &store,
+            DEFAULT_TENANT,
+            level,
+            base,
+            &f,
+            (q.start_us, q.end_us),
+            q.period,
+        )
+    })
+    .await?;
+    let view: Vec<PointView> = points
+        .iter()
+        .map(|p| PointView {
+            timestamp: p.timestamp_ms,
+            value: p.value,
+            service_name: (level != Level::Region).then_some(function.service.as_str()),
+            function_name: (level == Level::Function).then_some(function.function.as_str()),
+            qualifier: (level == Level::Function).then_some(function.qualifier.as_str()),
+        })
+        .collect();
+    let n = view.len();
+    Ok(ok(view, n))
+}

@@ -1,0 +1,63 @@
+//! The metrics family: one aggregate per metric series and minute (`keys::metric_key`),
+//! folded by RocksDB's merge operator from the per-call aggregates the writer merges in,
+//! so recording a call is one blind write and a read sees every call acknowledged so far,
+//! the minute being filled included. Retention by a compaction filter on the minute.
+//! The aggregate itself (`monitor::minute`) is not this module's: it only stores it.
+
+use rocksdb::{IteratorMode, MergeOperands, ReadOptions};
+
+use super::{keys, Store, StoreError, CF_METRICS};
+use crate::monitor::minute::Minute;
+
+/// RocksDB's merge for the family: every operand and the existing value folded into one.
+/// Bytes that are not an aggregate (none are written) are left out rather than failing
+/// every read of the key.
+pub(super) fn merge_minutes(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &MergeOperands,
+) -> Option<Vec<u8>> {
+    let mut acc = existing.and_then(Minute::decode).unwrap_or_default();
+    for op in operands {
+        if let Some(m) = Minute::decode(op) {
+            acc.merge(&m);
+        }
+    }
+    Some(acc.to_bytes())
+}
+
+impl Store {
+    /// The aggregates of `series` for minutes `first..=last`, oldest first.
+    pub fn metric_minutes(
+        &self,
+        series: &[u8],
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<(u64, Minute)>, StoreError> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(keys::metric_key(series, last.saturating_add(1)));
+        let start = keys::metric_key(series, first);
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_METRICS),
+            ro,
+            IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item?;
+            // a longer series whose prefix is this one's ends in other bytes: its key is
+            // not this series' length plus a minute
+            if k.len() != series.len() + 8 || !k.starts_with(series) {
+                continue;
+            }
+            let Some(minute) = keys::metric_key_time(&k).map(|t| t / 60_000_000) else {
+                continue;
+            };
+            let m = Minute::decode(&v).ok_or_else(|| {
+                StoreError::Index(format!("metric aggregate at minute {minute} is corrupt"))
+            })?;
+            out.push((minute, m));
+        }
+        Ok(out)
+    }
+}

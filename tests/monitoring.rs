@@ -1,0 +1,241 @@
+//! Function metrics through the real binary: a known mix of calls through the gateway
+//! (successes, an unhandled error, timeouts, a cold start with an initializer, a call
+//! throttled by its function's instance limit, one refused by the platform-wide limit, an
+//! unknown function), then every metric of the mix read back from `/api/v1/metrics`.
+//! Expected values are what the test did, counted by hand, and times the client measured.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value as Json;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn invoke(d: &Daemon, function: &str, event: &str) -> (u16, Duration) {
+    let t = Instant::now();
+    let resp = http()
+        .post(format!(
+            "{}/2016-08-15/services/test/functions/{function}/invocations",
+            d.gateway
+        ))
+        .body(event.to_owned())
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    let _ = resp.text();
+    (status, t.elapsed())
+}
+
+/// The datapoints of a metric over the last hour, one period of an hour.
+fn points(d: &Daemon, name: &str, dims: &str) -> Vec<Json> {
+    let (status, v) = d.get(&format!("/api/v1/metrics/{name}?period=3600{dims}"));
+    assert_eq!(status, 200, "{name}: {v}");
+    data(&v).clone()
+}
+
+/// The one value of a metric (the test runs within one hour-long period).
+fn value(d: &Daemon, name: &str, dims: &str) -> f64 {
+    let p = points(d, name, dims);
+    assert_eq!(p.len(), 1, "{name}{dims}: {p:?}");
+    p[0]["value"].as_f64().unwrap()
+}
+
+#[test]
+fn every_metric_of_a_known_mix_of_calls_is_what_was_done() {
+    // The calls must fall in one hour-long period: start clear of the hour's end.
+    let into_hour = now_us() / 1_000_000 % 3600;
+    if into_hour > 3540 {
+        std::thread::sleep(Duration::from_secs(3600 - into_hour + 1));
+    }
+    let functions = format!(
+        "[[functions]]\nservice = \"test\"\nname = \"mon\"\ncommand = [\"python3\", \"{ROOT}/tests/e2e/functions/behave.py\"]\n\
+         initializer = true\ntimeout = \"1s\"\nmemory_mb = 128\n\n\
+         [[functions]]\nservice = \"test\"\nname = \"busy\"\ncommand = [\"python3\", \"{ROOT}/tests/e2e/functions/behave.py\"]\n\
+         max_instances = 1\ntimeout = \"3s\"\nmemory_mb = 256\n"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("functions.toml");
+    std::fs::write(&path, functions).unwrap();
+    let d = Daemon::start_in(
+        &tmp.path().join("data"),
+        &[
+            "--functions",
+            path.to_str().unwrap(),
+            "--max-concurrent-invocations",
+            "2",
+        ],
+    );
+
+    // mon: three successes (the first a cold start with its initializer), one crash
+    let mut slowest = Duration::ZERO;
+    for event in ["ok", "ok", "crash", "ok"] {
+        let (status, took) = invoke(&d, "mon", event);
+        assert_eq!(status, if event == "crash" { 500 } else { 200 });
+        slowest = slowest.max(took);
+    }
+    assert_eq!(invoke(&d, "nosuch", "ok").0, 404);
+
+    std::thread::scope(|s| {
+        // busy: a call that runs into its 3 s timeout, holding the only instance
+        let a = s.spawn(|| invoke(&d, "busy", "sleep"));
+        std::thread::sleep(Duration::from_millis(500));
+        // mon: a call that runs into its 1 s timeout
+        let b = s.spawn(|| invoke(&d, "mon", "sleep"));
+        std::thread::sleep(Duration::from_millis(400));
+        // two calls run: the platform-wide limit of 2 refuses a third
+        assert_eq!(invoke(&d, "mon", "ok").0, 503);
+        let (status, took) = b.join().unwrap();
+        assert_eq!(status, 504, "mon's call ran into its timeout");
+        slowest = slowest.max(took);
+        // busy's one instance is still taken: its function throttles
+        assert_eq!(invoke(&d, "busy", "ok").0, 429);
+        assert_eq!(a.join().unwrap().0, 504);
+    });
+
+    let mon = "&service=test&function=mon";
+    let busy = "&service=test&function=busy";
+    // Records and metrics are written after each answer: wait for the last of them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while value_or_zero(&d, "RegionTotalInvocations", "") < 9.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the calls' metrics did not arrive"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let expect = [
+        // mon: ok x3, crash, timeout, refused by the platform limit
+        ("FunctionTotalInvocations", mon, 6.0),
+        ("FunctionFunctionErrors", mon, 2.0),
+        ("FunctionServerErrors", mon, 0.0),
+        ("FunctionClientErrors", mon, 0.0),
+        ("FunctionConcurrencyThrottles", mon, 0.0),
+        ("FunctionResourceThrottles", mon, 1.0),
+        ("FunctionColdStarts", mon, 1.0),
+        ("FunctionMemoryLimitMB", mon, 128.0),
+        ("FunctionFunctionErrorsRate", mon, 100.0 * 2.0 / 6.0),
+        ("FunctionThrottlesRate", mon, 100.0 / 6.0),
+        // busy: its timeout (a cold start) and the call it throttled
+        ("FunctionTotalInvocations", busy, 2.0),
+        ("FunctionFunctionErrors", busy, 1.0),
+        ("FunctionConcurrencyThrottles", busy, 1.0),
+        ("FunctionColdStarts", busy, 1.0),
+        ("FunctionMemoryLimitMB", busy, 256.0),
+        ("ServiceTotalInvocations", "&service=test", 8.0),
+        ("ServiceThrottles", "&service=test", 2.0),
+        // the region also counts the call for a function that does not exist
+        ("RegionTotalInvocations", "", 9.0),
+        ("RegionClientErrors", "", 1.0),
+        ("RegionFunctionErrors", "", 3.0),
+        ("RegionConcurrentCount", "", 2.0),
+    ];
+    for (name, dims, want) in expect {
+        let got = value(&d, name, dims);
+        assert!(
+            (got - want).abs() < 1e-9,
+            "{name}{dims}: {got}, expected {want}"
+        );
+    }
+
+    // Latencies: mon's slowest call is its timeout, 1 s of function time plus the
+    // platform's, no longer than the client saw it.
+    let max = value(&d, "FunctionLatencyMax", mon);
+    assert!(
+        max >= 1000.0 && max <= slowest.as_secs_f64() * 1000.0,
+        "LatencyMax {max} ms, the client saw {slowest:?}"
+    );
+    // 6 calls: the 99th percentile is the slowest; the median one of the fast ones
+    assert_eq!(value(&d, "FunctionLatencyP99", mon), max);
+    let p50 = value(&d, "FunctionLatencyP50", mon);
+    assert!(p50 < 500.0, "p50 {p50}");
+    let avg = value(&d, "FunctionLatencyAvg", mon);
+    assert!(avg > max / 6.0 && avg < max, "avg {avg}");
+    // the initializer sleeps 30 ms
+    let init = value(&d, "FunctionInitDurationAvg", mon);
+    assert!((30.0..1000.0).contains(&init), "init {init}");
+    assert_eq!(value(&d, "FunctionInitDurationMax", mon), init);
+    // billed: 128 MB for at least the 1 s the timed-out run took
+    let cost = value(&d, "FunctionCost", mon);
+    assert!(cost >= 128.0 * 1000.0, "cost {cost}");
+    let mem = value(&d, "FunctionMaxMemoryUsage", mon);
+    assert!(mem > 1.0 && mem < 128.0, "memory {mem} MB");
+
+    // A datapoint names its period and dimensions.
+    let p = &points(&d, "FunctionTotalInvocations", mon)[0];
+    assert_eq!(p["serviceName"], "test");
+    assert_eq!(p["functionName"], "mon");
+    assert_eq!(p["qualifier"], "LATEST");
+    let ts = p["timestamp"].as_u64().unwrap();
+    assert_eq!(ts % 3_600_000, 0);
+    assert!(ts <= now_us() / 1000 && now_us() / 1000 - ts < 3_600_000 + 60_000);
+    // per minute, the same calls: their counts add up to the hour's
+    let (_, v) = d.get(&format!(
+        "/api/v1/metrics/FunctionTotalInvocations?period=60{mon}"
+    ));
+    let per_minute: f64 = data(&v).iter().map(|p| p["value"].as_f64().unwrap()).sum();
+    assert_eq!(per_minute, 6.0);
+    // the refused call left a record too
+    let (_, v) = d.get("/api/v1/invocations?service=test&function=mon&limit=100");
+    assert!(data(&v)
+        .iter()
+        .any(|r| r["errorType"] == "ResourceThrottled" && r["statusCode"] == 503));
+}
+
+fn value_or_zero(d: &Daemon, name: &str, dims: &str) -> f64 {
+    points(d, name, dims)
+        .first()
+        .and_then(|p| p["value"].as_f64())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn the_metric_api_lists_its_metrics_and_refuses_bad_questions() {
+    let d = start_server();
+    let (status, v) = d.get("/api/v1/metrics");
+    assert_eq!(status, 200);
+    let list = data(&v);
+    let total = list
+        .iter()
+        .find(|m| m["name"] == "FunctionTotalInvocations")
+        .expect("FunctionTotalInvocations listed");
+    assert_eq!(total["unit"], "count");
+    assert_eq!(
+        total["dimensions"],
+        serde_json::json!(["service", "function", "qualifier"])
+    );
+    for name in [
+        "FunctionLatencyP99",
+        "ServiceTotalInvocations",
+        "RegionTotalInvocations",
+        "RegionConcurrentCount",
+        "FunctionCost",
+        "FunctionOndemandActiveInstance",
+    ] {
+        assert!(list.iter().any(|m| m["name"] == name), "{name} listed");
+    }
+
+    let (status, v) = d.get("/api/v1/metrics/FunctionNoSuchThing?service=a&function=b");
+    assert_eq!(status, 404, "{v}");
+    for bad in [
+        "/api/v1/metrics/FunctionTotalInvocations?service=a",
+        "/api/v1/metrics/ServiceTotalInvocations",
+        "/api/v1/metrics/RegionTotalInvocations?period=120",
+        "/api/v1/metrics/RegionTotalInvocations?start=yesterday",
+        "/api/v1/metrics/RegionTotalInvocations?start=2000&end=1000",
+    ] {
+        let (status, v) = d.get(bad);
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert!(v["errors"][0]["msg"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    // a range as RFC 3339 with no calls in it: no datapoints
+    let (status, v) = d.get(
+        "/api/v1/metrics/RegionTotalInvocations?start=2026-01-01T00:00:00Z&end=2026-01-01T01:00:00Z",
+    );
+    assert_eq!(status, 200, "{v}");
+    assert!(data(&v).is_empty());
+}
