@@ -150,7 +150,12 @@ fn retention_hides_expired_spans_and_gives_disk_space_back() {
         }
         assert!(
             Instant::now() < deadline,
-            "after retention: trace gone {gone}, {size} of {full} bytes left"
+            "after retention: trace gone {gone}, {size} of {full} bytes left: {:?}",
+            std::fs::read_dir(&db)
+                .unwrap()
+                .flatten()
+                .map(|e| (e.file_name(), e.metadata().unwrap().len()))
+                .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -82,7 +82,7 @@ impl Store {
                 tracing::warn!(error = %e, family = name, "flush before retention failed");
             }
         }
-        for name in [CF_SPANS, CF_INVOCATIONS, CF_METRICS] {
+        for name in [CF_SPANS, CF_INVOCATIONS] {
             self.db
                 .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
         }
