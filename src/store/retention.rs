@@ -8,7 +8,7 @@ use rocksdb::{
     compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory},
 };
 
-use super::{keys, Store, StoreError, CF_INVOCATIONS, CF_METRICS, CF_POSTINGS, CF_SPANS, CF_TERMS};
+use super::{keys, Store, StoreError, CF_INVOCATIONS, CF_POSTINGS, CF_SPANS, CF_TERMS};
 
 /// Start times before this are past retention.
 pub(super) fn cutoff_us(retention_us: u64) -> u64 {
