@@ -50,14 +50,18 @@ use crate::error::ErrorCode;
 use catalog::Catalog;
 use retention::Retention;
 
-/// Bump when any key layout or the span encoding changes.
-pub const FORMAT_VERSION: u32 = 5;
+/// Bump when any key layout or the span encoding changes (6: span chunks of format byte
+/// 2, see `codec`, and the `metrics` family).
+pub const FORMAT_VERSION: u32 = 6;
 /// Older formats this build still opens (2: span keys without chunk numbers, still read
 /// as they are; 2 and 3: chunks in a compacted `spans` family and posting blocks shard
 /// first in `index`, both moved at open, see `upgrade`; 2 to 4: no term filter, so
-/// searches scan every minute until what was written before has passed retention);
+/// searches scan every minute until what was written before has passed retention; 5:
+/// only chunks of format byte 1, read as they are, and its term filter kept);
 /// opening one marks it as the current format, so an older build refuses it from then on.
-const READABLE_FORMATS: &[u32] = &[2, 3, 4];
+const READABLE_FORMATS: &[u32] = &[2, 3, 4, 5];
+/// The first format with a term filter: opening it keeps the filter's start.
+const FIRST_WITH_TERMS: u32 = 5;
 
 const CF_SPANS: &str = "chunks";
 /// Where formats 2 and 3 kept span chunks (compacted, not FIFO); moved at open.
@@ -374,15 +378,27 @@ impl Store {
             self.db.write_opt(wb, &self.write_opts)?;
             Ok(from)
         };
-        match self.db.get_cf(meta, &key)? {
-            None => start(0),
-            Some(v) if v.as_slice() == FORMAT_VERSION.to_be_bytes() => Ok(self
+        let stored_from = || -> Result<u64, StoreError> {
+            Ok(self
                 .db
                 .get_cf(meta, &from_key)?
                 .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
                 .map(u64::from_be_bytes)
                 // written with the version, so never missing unless damaged: never trust
-                .unwrap_or(u64::MAX)),
+                .unwrap_or(u64::MAX))
+        };
+        let version = |f: u32| f.to_be_bytes();
+        match self.db.get_cf(meta, &key)? {
+            None => start(0),
+            Some(v) if v.as_slice() == version(FORMAT_VERSION) => stored_from(),
+            Some(v) if v.as_slice() == version(FIRST_WITH_TERMS) => {
+                tracing::info!(
+                    from = FIRST_WITH_TERMS,
+                    to = FORMAT_VERSION,
+                    "data directory upgraded: its chunks stay readable"
+                );
+                start(stored_from()?)
+            }
             Some(v)
                 if READABLE_FORMATS
                     .iter()
@@ -594,6 +610,31 @@ mod tests {
             postings::lookup(&b.buf[p.range.0..p.range.1], keys::hash_bits(h), &mut hits).unwrap();
         }
         assert_eq!(hits.len(), 3);
+    }
+
+    #[test]
+    fn a_format_5_directory_opens_and_keeps_its_term_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            let meta = store.cf(CF_META);
+            store
+                .db
+                .put_cf(meta, keys::format_version_key(), 5u32.to_be_bytes())
+                .unwrap();
+            store
+                .db
+                .put_cf(meta, keys::terms_from_key(), 1234u64.to_be_bytes())
+                .unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(store.terms_from, 1234, "the filter's start is kept");
+        let v = store
+            .db
+            .get_cf(store.cf(CF_META), keys::format_version_key())
+            .unwrap()
+            .unwrap();
+        assert_eq!(v, 6u32.to_be_bytes(), "marked as the current format");
     }
 
     #[test]
