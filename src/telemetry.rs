@@ -56,6 +56,7 @@ struct ReasonLabel {
 
 pub struct Metrics {
     registry: Registry,
+    faas: crate::monitor::faas::Faas,
     spans_received: Family<FormatLabel, Counter>,
     spans_stored: Counter,
     spans_refused: Family<ReasonLabel, Counter>,
@@ -92,7 +93,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("fctrace");
+        // The daemon's own series under `fctrace_`; the function metrics under the
+        // names OpenTelemetry's FaaS conventions give them.
+        let mut root = Registry::default();
+        let faas = crate::monitor::faas::Faas::register(&mut root);
+        let registry = root.sub_registry_with_prefix("fctrace");
         let spans_received = Family::<FormatLabel, Counter>::default();
         let spans_stored = Counter::default();
         let spans_refused = Family::<ReasonLabel, Counter>::default();
@@ -209,7 +214,8 @@ impl Metrics {
             background_writes_failed.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
+            faas,
             service_labels: Default::default(),
             background_write_retries,
             background_writes_failed,
@@ -269,6 +275,11 @@ impl Metrics {
                 cold_start: cold.to_string(),
             })
             .inc();
+    }
+
+    /// The `faas_*` series of function calls.
+    pub fn faas(&self) -> &crate::monitor::faas::Faas {
+        &self.faas
     }
 
     pub fn throttled(&self, function: &str) {

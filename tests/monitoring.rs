@@ -177,6 +177,43 @@ fn every_metric_of_a_known_mix_of_calls_is_what_was_done() {
     ));
     let per_minute: f64 = data(&v).iter().map(|p| p["value"].as_f64().unwrap()).sum();
     assert_eq!(per_minute, 6.0);
+    // The same facts as Prometheus series, named as OpenTelemetry's FaaS conventions.
+    let labels = |f: &str| format!("{{service=\"test\",function=\"{f}\"}}");
+    for (series, want) in [
+        (format!("faas_invocations_total{}", labels("mon")), 6.0),
+        (format!("faas_invocations_total{}", labels("busy")), 2.0),
+        (
+            "faas_invocations_total{service=\"__unknown__\",function=\"__unknown__\"}".into(),
+            1.0,
+        ),
+        (
+            "faas_errors_total{service=\"test\",function=\"mon\",kind=\"function\"}".into(),
+            2.0,
+        ),
+        (
+            "faas_errors_total{service=\"test\",function=\"mon\",kind=\"resource_throttle\"}"
+                .into(),
+            1.0,
+        ),
+        (
+            "faas_errors_total{service=\"test\",function=\"busy\",kind=\"concurrency_throttle\"}"
+                .into(),
+            1.0,
+        ),
+        (format!("faas_coldstarts_total{}", labels("mon")), 1.0),
+        (
+            format!("faas_invoke_duration_seconds_count{}", labels("mon")),
+            6.0,
+        ),
+        (
+            format!("faas_init_duration_seconds_count{}", labels("mon")),
+            1.0,
+        ),
+    ] {
+        assert_eq!(d.metric(&series), want, "{series}");
+    }
+    assert!(d.metric(&format!("faas_mem_usage_bytes_count{}", labels("mon"))) >= 4.0);
+
     // the refused call left a record too
     let (_, v) = d.get("/api/v1/invocations?service=test&function=mon&limit=100");
     assert!(data(&v)

@@ -9,6 +9,7 @@
 //! (`store::metrics`); the platform decides what a call's outcome was.
 
 pub mod catalog;
+pub mod faas;
 pub mod minute;
 
 use crate::store::{keys, EncodedBatch, Store, StoreError};

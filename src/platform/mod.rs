@@ -713,6 +713,9 @@ impl Platform {
     }
 
     fn store_call(&self, facts: CallFacts) {
+        self.metrics
+            .faas()
+            .observe(facts.function.as_ref(), &facts.call);
         let pipeline = self.pipeline.clone();
         let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
