@@ -213,13 +213,13 @@ fn make_demo_runs_the_stack_natively() {
         for r in recs {
             if r["isColdStart"] == true {
                 *per_instance
-                    .entry(r["instanceId"].as_str().unwrap())
+                    .entry(r["instanceID"].as_str().unwrap())
                     .or_default() += 1;
             }
         }
         let instances: HashSet<&str> = recs
             .iter()
-            .map(|r| r["instanceId"].as_str().unwrap())
+            .map(|r| r["instanceID"].as_str().unwrap())
             .collect();
         assert_eq!(
             per_instance.len(),

@@ -14,6 +14,12 @@ use serde_json::Value as Json;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn invoke(d: &Daemon, function: &str, event: &str) -> (u16, Duration) {
+    let (status, took, _) = invoke_id(d, function, event);
+    (status, took)
+}
+
+/// Status, time the client saw, and the `x-fc-request-id` answered.
+fn invoke_id(d: &Daemon, function: &str, event: &str) -> (u16, Duration, String) {
     let t = Instant::now();
     let resp = http()
         .post(format!(
@@ -24,8 +30,13 @@ fn invoke(d: &Daemon, function: &str, event: &str) -> (u16, Duration) {
         .send()
         .unwrap();
     let status = resp.status().as_u16();
+    let id = resp
+        .headers()
+        .get("x-fc-request-id")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     let _ = resp.text();
-    (status, t.elapsed())
+    (status, t.elapsed(), id)
 }
 
 /// The datapoints of a metric over the last hour, one period of an hour.
@@ -70,10 +81,12 @@ fn every_metric_of_a_known_mix_of_calls_is_what_was_done() {
 
     // mon: three successes (the first a cold start with its initializer), one crash
     let mut slowest = Duration::ZERO;
+    let mut ids = Vec::new();
     for event in ["ok", "ok", "crash", "ok"] {
-        let (status, took) = invoke(&d, "mon", event);
+        let (status, took, id) = invoke_id(&d, "mon", event);
         assert_eq!(status, if event == "crash" { 500 } else { 200 });
         slowest = slowest.max(took);
+        ids.push(id);
     }
     assert_eq!(invoke(&d, "nosuch", "ok").0, 404);
 
@@ -85,7 +98,9 @@ fn every_metric_of_a_known_mix_of_calls_is_what_was_done() {
         let b = s.spawn(|| invoke(&d, "mon", "sleep"));
         std::thread::sleep(Duration::from_millis(400));
         // two calls run: the platform-wide limit of 2 refuses a third
-        assert_eq!(invoke(&d, "mon", "ok").0, 503);
+        let (status, _, id) = invoke_id(&d, "mon", "ok");
+        assert_eq!(status, 503);
+        ids.push(id);
         let (status, took) = b.join().unwrap();
         assert_eq!(status, 504, "mon's call ran into its timeout");
         slowest = slowest.max(took);
@@ -214,11 +229,123 @@ fn every_metric_of_a_known_mix_of_calls_is_what_was_done() {
     }
     assert!(d.metric(&format!("faas_mem_usage_bytes_count{}", labels("mon"))) >= 4.0);
 
-    // the refused call left a record too
-    let (_, v) = d.get("/api/v1/invocations?service=test&function=mon&limit=100");
-    assert!(data(&v)
+    call_analysis(&d, &ids);
+}
+
+/// Records of the mix: by request id, filtered, and grouped. `ids`: mon's cold call,
+/// two warm ones, its crash, and the call the platform limit refused.
+fn call_analysis(d: &Daemon, ids: &[String]) {
+    let record = |id: &str| {
+        let (status, v) = d.get(&format!("/api/v1/invocations/{id}"));
+        assert_eq!(status, 200, "{id}: {v}");
+        v["data"].clone()
+    };
+    let cold = record(&ids[0]);
+    assert_eq!(cold["serviceName"], "test");
+    assert_eq!(cold["functionName"], "mon");
+    assert_eq!(cold["qualifier"], "LATEST");
+    assert_eq!(cold["requestId"], ids[0].as_str());
+    assert_eq!(cold["operation"], "InvokeFunction");
+    assert_eq!(cold["invocationType"], "Sync");
+    assert_eq!(cold["isColdStart"], true);
+    assert_eq!(cold["instanceEvent"], "Created");
+    assert_eq!(cold["memoryMB"], 128);
+    assert_eq!(cold["ipAddress"], "127.0.0.1");
+    assert_eq!(cold["activeInstances"], 1);
+    assert!(cold["instanceID"].as_str().is_some_and(|s| !s.is_empty()));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(cold["hostname"], host.trim());
+    // the initializer (30 ms) ran before the function: the schedule latency holds it
+    let init = cold["initializationDurationMs"].as_f64().unwrap();
+    assert!(init >= 30.0, "{cold}");
+    assert!(
+        cold["scheduleLatencyMs"].as_f64().unwrap() >= init,
+        "{cold}"
+    );
+    let warm = record(&ids[1]);
+    assert_eq!(warm["instanceEvent"], "Reused");
+    assert_eq!(warm["isColdStart"], false);
+    assert_eq!(warm["instanceID"], cold["instanceID"]);
+    let refused = record(&ids[4]);
+    assert_eq!(refused["errorType"], "ResourceThrottled");
+    assert_eq!(refused["statusCode"], 503);
+    assert_eq!(refused["hasFunctionError"], false);
+    assert_eq!(refused["instanceEvent"], "");
+    let (status, _) = d.get("/api/v1/invocations/0000000000000000ffffffffffffffff");
+    assert_eq!(status, 404);
+
+    let list = |q: &str| -> Vec<Json> {
+        let (status, v) = d.get(&format!("/api/v1/invocations?service=test&{q}"));
+        assert_eq!(status, 200, "{q}: {v}");
+        data(&v).clone()
+    };
+    let errors = list("function=mon&hasFunctionError=true");
+    let mut kinds: Vec<&str> = errors
         .iter()
-        .any(|r| r["errorType"] == "ResourceThrottled" && r["statusCode"] == 503));
+        .map(|r| r["errorType"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["FunctionTimeoutError", "FunctionUnhandledError"]);
+    assert_eq!(list("function=mon&isColdStart=true").len(), 1);
+    assert_eq!(list("function=mon&statusCode=503").len(), 1);
+    assert_eq!(list("function=mon&errorType=FunctionTimeoutError").len(), 1);
+    let slow = list("function=mon&minDurationMs=900");
+    assert_eq!(slow.len(), 1, "only the timeout took 900 ms or more");
+    assert_eq!(slow[0]["errorType"], "FunctionTimeoutError");
+    assert_eq!(list("function=mon&maxDurationMs=900").len(), 5);
+
+    // grouped by function and status over the whole service: what the test did
+    let (status, v) = d.get(
+        "/api/v1/invocations/aggregate?service=test&groupBy=functionName,statusCode&field=durationMs&stats=count,max",
+    );
+    assert_eq!(status, 200, "{v}");
+    let mut rows: Vec<(String, u64, f64)> = data(&v)
+        .iter()
+        .map(|r| {
+            (
+                r["group"]["functionName"].as_str().unwrap().to_owned(),
+                r["group"]["statusCode"].as_u64().unwrap(),
+                r["count"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let want: Vec<(String, u64, f64)> = [
+        ("busy", 429, 1.0),
+        ("busy", 504, 1.0),
+        ("mon", 200, 3.0),
+        ("mon", 500, 1.0),
+        ("mon", 503, 1.0),
+        ("mon", 504, 1.0),
+    ]
+    .into_iter()
+    .map(|(f, s, n)| (f.to_owned(), s, n))
+    .collect();
+    assert_eq!(rows, want);
+    // the timeout group's max is that call's duration
+    let timeout = data(&v)
+        .iter()
+        .find(|r| r["group"]["functionName"] == "mon" && r["group"]["statusCode"] == 504)
+        .unwrap();
+    assert_eq!(timeout["max"], slow[0]["durationMs"]);
+    // one function's durations: p99 of 6 records is the largest
+    let (_, v) = d.get(
+        "/api/v1/invocations/aggregate?service=test&function=mon&stats=count,p99,min,avg&period=3600",
+    );
+    let row = &data(&v)[0];
+    assert_eq!(row["count"], 6.0);
+    assert_eq!(row["p99"], slow[0]["durationMs"]);
+    assert_eq!(row["timestamp"].as_u64().unwrap() % 3_600_000, 0);
+    for bad in [
+        "groupBy=nosuch",
+        "stats=median",
+        "groupBy=serviceName,functionName,qualifier,operation,statusCode,errorType,isColdStart,hostname,ipAddress",
+        "minDurationMs=5&maxDurationMs=1",
+        "hasFunctionError=maybe",
+    ] {
+        let (status, v) = d.get(&format!("/api/v1/invocations/aggregate?service=test&{bad}"));
+        assert_eq!(status, 400, "{bad}: {v}");
+    }
 }
 
 fn value_or_zero(d: &Daemon, name: &str, dims: &str) -> f64 {

@@ -264,7 +264,7 @@ fn cold_start_warm_reuse_and_idle_reaping() {
     assert_eq!(b.status, 200);
     let rec = record(&d, "test", "life", b.header("x-fc-request-id"));
     assert_eq!(rec["isColdStart"], false);
-    assert_eq!(rec["instanceId"], instance.as_str());
+    assert_eq!(rec["instanceID"], instance.as_str());
     let t = trace_with(&d, &rec, &["InvokeFunction", "Invocation"]);
     assert_eq!(t["spans"].as_array().unwrap().len(), 2);
     assert_eq!(tag_of(one(&t, "InvokeFunction"), "faas.coldstart"), false);
@@ -274,7 +274,7 @@ fn cold_start_warm_reuse_and_idle_reaping() {
     let c = invoke(&d, "test", "life", "ok", &[]);
     let rec = record(&d, "test", "life", c.header("x-fc-request-id"));
     assert_eq!(rec["isColdStart"], true);
-    assert_ne!(rec["instanceId"], instance.as_str());
+    assert_ne!(rec["instanceID"], instance.as_str());
     trace_with(&d, &rec, &["ColdStart", "Initializer"]);
 }
 
@@ -428,7 +428,7 @@ fn function_errors_are_classified() {
         }
         instances.push((
             event,
-            rec["instanceId"].as_str().unwrap().to_owned(),
+            rec["instanceID"].as_str().unwrap().to_owned(),
             rec["isColdStart"].as_bool().unwrap(),
         ));
     }

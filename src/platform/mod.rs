@@ -308,6 +308,7 @@ impl Platform {
                 Outcomes {
                     error_type: Some("ResourceThrottled"),
                     status_code: 503,
+                    operation: operation_of(trigger_name),
                     platform_concurrent,
                     ..Outcomes::default()
                 },
@@ -345,6 +346,7 @@ impl Platform {
                     Outcomes {
                         error_type: Some("Throttled"),
                         status_code: 429,
+                        operation: operation_of(trigger_name),
                         concurrent: concurrent + 1,
                         instances,
                         platform_concurrent,
@@ -412,6 +414,12 @@ impl Platform {
             }
         };
         let instance_id = lease.as_ref().ok().map(|l| l.instance.id.clone());
+        let ip_address = lease
+            .as_ref()
+            .ok()
+            .and_then(|l| l.instance.base_url.parse::<axum::http::Uri>().ok())
+            .and_then(|u| u.host().map(str::to_owned))
+            .unwrap_or_default();
         drop(lease);
 
         let duration = started.elapsed();
@@ -475,10 +483,13 @@ impl Platform {
                 error_type,
                 status_code: status.as_u16(),
                 instance_id,
+                ip_address,
                 concurrent,
                 instances,
                 platform_concurrent,
                 billed_ms: run.map_or(0, |r| r.duration_us.div_ceil(1000)),
+                schedule_us: run.map_or(0, |r| r.start_us.saturating_sub(start_us)),
+                operation: operation_of(trigger_name),
             },
         );
         drop(permit);
@@ -678,19 +689,31 @@ impl Platform {
             service: spec.service.clone(),
             function: spec.name.clone(),
             qualifier: QUALIFIER.into(),
+            version_id: String::new(),
             request_id: request_id.to_owned(),
+            operation: o.operation.to_owned(),
+            invocation_type: "Sync".into(),
             start_time: start_us,
             duration_ms: duration.as_secs_f64() * 1000.0,
             memory_mb: spec.memory_mb,
             memory_usage_mb: o.peak_rss as f64 / (1024.0 * 1024.0),
             is_cold_start: o.cold,
+            instance_event: match (&o.instance_id, o.cold) {
+                (None, _) => String::new(),
+                (Some(_), true) => "Created".into(),
+                (Some(_), false) => "Reused".into(),
+            },
             initialization_duration_ms: o.init_us as f64 / 1000.0,
+            schedule_latency_ms: o.schedule_us as f64 / 1000.0,
             has_function_error: outcome == Outcome::FunctionError,
             error_type: o.error_type.map(str::to_owned),
             status_code: o.status_code,
             trace_context: ctx.to_string(),
             is_sampled: decision.sampled,
             instance_id: o.instance_id,
+            hostname: hostname().to_owned(),
+            ip_address: o.ip_address,
+            active_instances: o.instances,
         };
         let call = Call {
             latency_us: duration.as_micros() as u64,
@@ -761,9 +784,32 @@ struct Outcomes {
     error_type: Option<&'static str>,
     status_code: u16,
     instance_id: Option<String>,
+    ip_address: String,
     /// Calls on the function, and its instances, as the call started.
     concurrent: u64,
     instances: u64,
     platform_concurrent: u64,
     billed_ms: u64,
+    /// From arrival to the function's run starting.
+    schedule_us: u64,
+    operation: &'static str,
+}
+
+/// The record's `operation` for a trigger.
+fn operation_of(trigger: &str) -> &'static str {
+    if trigger == "http" {
+        "HttpInvoke"
+    } else {
+        "InvokeFunction"
+    }
+}
+
+/// This machine's name, read once (instances run here).
+fn hostname() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    })
 }

@@ -6,6 +6,7 @@
 //! answer follows Jaeger's semantics whatever the indexes leave out. JSON shapes live in
 //! `jaeger_json`; parameter parsing in `params`.
 
+pub mod calls;
 pub mod jaeger_json;
 pub mod otlp_json;
 pub mod params;
@@ -16,6 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::model::{Span, SpanKind, TraceId};
+use crate::platform::record::InvocationRecord;
 use crate::store::keys::{IndexPrefix, Tenant, MAX_INDEXED_LEN};
 use crate::store::{Store, StoreError};
 pub use params::TraceQuery;
@@ -63,18 +65,45 @@ impl Query {
         ops
     }
 
-    /// Invocation records (JSON) of one function in `[start, end]` (µs), newest first.
+    /// Invocation records of one function (newest first) or of a whole service, that
+    /// started in `[start, end]` (µs) and that `filter` keeps, at most `limit`; and
+    /// whether the walk stopped at `calls::MAX_SCANNED` records read.
+    #[allow(clippy::too_many_arguments)]
     pub fn invocations(
         &self,
         tenant: Tenant,
         service: &str,
-        function: &str,
+        function: Option<&str>,
         start: u64,
         end: u64,
         limit: usize,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        filter: &calls::CallFilter,
+    ) -> Result<(Vec<InvocationRecord>, bool), StoreError> {
+        let (mut out, mut scanned) = (Vec::new(), 0usize);
         self.store
-            .invocations(tenant, service, function, start, end, limit)
+            .scan_invocations(tenant, service, function, start, end, |v| {
+                scanned += 1;
+                // a record that does not parse is not one this build wrote: skip it
+                if let Ok(r) = serde_json::from_slice::<InvocationRecord>(v) {
+                    if filter.keeps(&r) {
+                        out.push(r);
+                    }
+                }
+                out.len() < limit && scanned < calls::MAX_SCANNED
+            })?;
+        Ok((out, scanned >= calls::MAX_SCANNED))
+    }
+
+    /// The record of `request_id`.
+    pub fn invocation(
+        &self,
+        tenant: Tenant,
+        request_id: &str,
+    ) -> Result<Option<InvocationRecord>, StoreError> {
+        Ok(self
+            .store
+            .invocation(tenant, request_id)?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     /// A trace's spans, or `None` when nothing of it is stored.

@@ -8,6 +8,7 @@
 
 mod collector;
 mod gateway;
+mod invocations_api;
 mod listener;
 mod metrics_api;
 mod otlp;

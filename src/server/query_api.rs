@@ -29,7 +29,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/traces", get(search))
         .route("/api/traces/{id}", get(trace))
         .route("/api/dependencies", get(dependencies))
-        .route("/api/v1/invocations", get(invocations))
+        .route("/api/v1/invocations", get(super::invocations_api::list))
+        .route(
+            "/api/v1/invocations/aggregate",
+            get(super::invocations_api::aggregate),
+        )
+        .route(
+            "/api/v1/invocations/{request_id}",
+            get(super::invocations_api::one),
+        )
         .route("/api/v1/metrics", get(super::metrics_api::list))
         .route("/api/v1/metrics/{name}", get(super::metrics_api::series))
         .route("/api/v1/traces", get(v1_search))
@@ -295,42 +303,6 @@ async fn v1_tree(
 }
 
 /// Invocation records of one function, newest first.
-async fn invocations(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    let pairs = params::pairs(raw.as_deref());
-    let need = |name: &'static str| -> Result<String, ApiError> {
-        params::single(&pairs, name)?
-            .map(str::to_owned)
-            .ok_or_else(|| ApiError::BadRequest(format!("parameter '{name}' is required")))
-    };
-    let (service, function) = (need("service")?, need("function")?);
-    let limit = match params::single(&pairs, "limit")? {
-        None => params::DEFAULT_LIMIT,
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "parameter 'limit' must be a non-negative integer, got {v:?}"
-                ))
-            })?
-            .clamp(1, params::MAX_LIMIT),
-    };
-    let start = params::uint(&pairs, "start", "microseconds since the epoch")?.unwrap_or(0);
-    let end = params::uint(&pairs, "end", "microseconds since the epoch")?.unwrap_or(u64::MAX);
-    let query = state.query.clone();
-    let raw =
-        blocking(move || query.invocations(DEFAULT_TENANT, &service, &function, start, end, limit))
-            .await?;
-    let records: Vec<serde_json::Value> = raw
-        .iter()
-        .filter_map(|v| serde_json::from_slice(v).ok())
-        .collect();
-    let n = records.len();
-    Ok(ok(records, n))
-}
-
 async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.store_memory(&state.store.memory());
     state.metrics.store_compaction(state.store.compaction());

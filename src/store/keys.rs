@@ -421,6 +421,14 @@ pub fn parse_meta_key(k: &[u8]) -> Option<MetaEntry> {
 
 /// `invocations`: `tenant | len-prefixed service | len-prefixed function | !startTime | requestId`,
 /// so one function's records are one prefix, newest first.
+/// The start of every record key of a service's functions.
+pub fn invocation_service_prefix(tenant: Tenant, service: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + service.len());
+    v.extend_from_slice(&tenant.to_be_bytes());
+    put_str(&mut v, service);
+    v
+}
+
 pub fn invocation_prefix(tenant: Tenant, service: &str, function: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(8 + service.len() + function.len());
     v.extend_from_slice(&tenant.to_be_bytes());
@@ -476,8 +484,31 @@ pub fn chunk_seq_key() -> Vec<u8> {
     v
 }
 
-/// The start time of an `invocations` key, for retention.
+/// Where a record's request id leads (`invocations` family): `tenant | FF FF | request
+/// id (length-prefixed) | start (8, BE)` → the record's key. `FF FF` is no service
+/// name's length prefix (those are at most `MAX_INDEXED_LEN`), so no record key starts
+/// the same.
+pub fn request_id_prefix(tenant: Tenant, request_id: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(6 + request_id.len() + 8);
+    v.extend_from_slice(&tenant.to_be_bytes());
+    v.extend_from_slice(&[0xff, 0xff]);
+    put_str(&mut v, request_id);
+    v
+}
+
+pub fn request_id_key(tenant: Tenant, request_id: &str, start_time: u64) -> Vec<u8> {
+    let mut v = request_id_prefix(tenant, request_id);
+    v.extend_from_slice(&start_time.to_be_bytes());
+    v
+}
+
+/// The start time of an `invocations` key (a record's or a request id's), for
+/// retention.
 pub fn invocation_key_time(k: &[u8]) -> Option<u64> {
+    if k.get(2..4) == Some(&[0xff, 0xff]) {
+        let t = k.get(k.len().checked_sub(8)?..)?;
+        return Some(u64::from_be_bytes(t.try_into().ok()?));
+    }
     let mut at = 2;
     for _ in 0..2 {
         let len = u16::from_be_bytes(k.get(at..at + 2)?.try_into().ok()?) as usize;
@@ -502,100 +533,5 @@ pub fn format_version_key() -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn span_keys_round_trip_and_sort_by_time() {
-        let t = TraceId::from_parts(1, 2);
-        let a = span_key(DEFAULT_TENANT, t, 10, SpanId(5));
-        let b = span_key(DEFAULT_TENANT, t, 11, SpanId(1));
-        assert!(a < b);
-        assert_eq!(parse_span_key(&a), Some((t, 10, SpanId(5))));
-        let numbered = set_chunk(&a, 7);
-        assert_eq!(&numbered[..SPAN_KEY_LEN_V2], &a[..SPAN_KEY_LEN_V2]);
-        assert!(numbered > a && numbered < b);
-        assert_eq!(parse_span_key(&numbered), Some((t, 10, SpanId(5))));
-        assert_eq!(
-            parse_span_key(&a[..SPAN_KEY_LEN_V2]),
-            Some((t, 10, SpanId(5)))
-        );
-        assert_eq!(parse_span_key(&a[..SPAN_KEY_LEN_V2 - 1]), None);
-        assert!(a.starts_with(&trace_prefix(DEFAULT_TENANT, t)));
-    }
-
-    #[test]
-    fn terms_do_not_collide_and_posting_keys_are_newest_first() {
-        let p = IndexPrefix::tag(DEFAULT_TENANT, "svc", "ab", "c");
-        let q = IndexPrefix::tag(DEFAULT_TENANT, "svc", "a", "bc");
-        assert_ne!(p, q);
-        assert_ne!(p.term_hash(), q.term_hash());
-        assert_eq!(IndexPrefix::service(7, "svc").tenant(), 7);
-        let newer = posting_key(1, 3, 200, 5);
-        let older = posting_key(1, 3, 100, 9);
-        let later_same_bucket = posting_key(1, 3, 200, 6);
-        assert!(later_same_bucket < newer && newer < older);
-        // a bucket's blocks of every shard, its table last, come before any older bucket
-        let other_shard = posting_key(1, 4, 200, 1);
-        let table = posting_key(1, TABLE_SHARD, 200, 5);
-        assert!(newer < other_shard && other_shard < table && table < older);
-        let seek = posting_seek(1, 3, 200);
-        assert!(seek.as_slice() < later_same_bucket.as_slice());
-        assert!(later_same_bucket.starts_with(&seek) && !other_shard.starts_with(&seek));
-        assert!(older.as_slice() < posting_upper_bound(1).as_slice());
-        assert!(
-            posting_key(2, 0, u64::MAX, u64::MAX).as_slice() >= posting_upper_bound(1).as_slice()
-        );
-        assert_eq!(parse_posting_key(&older), Some((3, 100, 9)));
-        assert_eq!(parse_posting_key(&older[..5]), None);
-        let last = posting_key(u16::MAX, u16::MAX, 0, 0);
-        assert!(last.as_slice() < posting_upper_bound(u16::MAX).as_slice());
-    }
-
-    #[test]
-    fn format_3_posting_keys_move_to_the_time_first_layout() {
-        // tenant 1, shard 3, bucket 100, seq 9 as format 3 wrote it
-        let mut v3 = Vec::new();
-        v3.extend_from_slice(&1u16.to_be_bytes());
-        v3.extend_from_slice(&3u16.to_be_bytes());
-        v3.extend_from_slice(&(!100u64).to_be_bytes());
-        v3.extend_from_slice(&(!9u64).to_be_bytes());
-        assert_eq!(posting_key_from_v3(&v3), Some(posting_key(1, 3, 100, 9)));
-        assert_eq!(posting_key_from_v3(&v3[..19]), None);
-    }
-
-    #[test]
-    fn invocation_keys_give_their_time() {
-        let k = invocation_key(3, "svc", "fn-a", 1_234_567, "req-1");
-        assert_eq!(invocation_key_time(&k), Some(1_234_567));
-        assert_eq!(invocation_key_time(&k[..6]), None);
-        assert_eq!(invocation_key_time(&[]), None);
-    }
-
-    #[test]
-    fn meta_keys_round_trip() {
-        let k = meta_operation_key(3, "svc:a", "GET /x", SpanKind::Server);
-        assert_eq!(
-            parse_meta_key(&k),
-            Some(MetaEntry::Operation(
-                3,
-                "svc:a".into(),
-                "GET /x".into(),
-                SpanKind::Server
-            ))
-        );
-        let k = meta_service_key(0, "svc");
-        assert_eq!(
-            parse_meta_key(&k),
-            Some(MetaEntry::Service(0, "svc".into()))
-        );
-        assert_eq!(parse_meta_key(&[0, 0, b'o', 0, 0, 0, 9]), None);
-    }
-
-    #[test]
-    fn long_strings_are_cut_in_index_keys() {
-        let long = "x".repeat(MAX_INDEXED_LEN + 10);
-        let p = IndexPrefix::service(DEFAULT_TENANT, &long);
-        assert_eq!(p.len(), 2 + 1 + 2 + MAX_INDEXED_LEN);
-    }
-}
+#[path = "keys_tests.rs"]
+mod tests;

@@ -166,22 +166,29 @@ impl Store {
         Ok(stats)
     }
 
-    /// Invocation records of one function (JSON values) that started in `[start, end]`
-    /// (µs), newest first, at most `limit`.
-    pub fn invocations(
+    /// Walk the invocation records of `service` (one `function`, or all of the
+    /// service's) that started in `[start, end]` (µs), calling `f(record)` until it
+    /// returns false. One function's come newest first; a whole service's come function
+    /// by function.
+    pub fn scan_invocations(
         &self,
         tenant: Tenant,
         service: &str,
-        function: &str,
+        function: Option<&str>,
         start: u64,
         end: u64,
-        limit: usize,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let prefix = IndexPrefix(keys::invocation_prefix(tenant, service, function));
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let prefix = IndexPrefix(match function {
+            Some(function) => keys::invocation_prefix(tenant, service, function),
+            None => keys::invocation_service_prefix(tenant, service),
+        });
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(prefix.upper_bound());
-        let seek = prefix.seek_newest(end);
-        let mut out = Vec::new();
+        let seek = match function {
+            Some(_) => prefix.seek_newest(end),
+            None => prefix.0.clone(),
+        };
         let iter = self.db.iterator_cf_opt(
             self.cf(CF_INVOCATIONS),
             ro,
@@ -189,19 +196,40 @@ impl Store {
         );
         for item in iter {
             let (k, v) = item?;
-            let t = k
-                .get(prefix.len()..prefix.len() + 8)
-                .and_then(|b| b.try_into().ok())
-                .map(|b| !u64::from_be_bytes(b));
-            if t.is_none_or(|t| t < start) {
-                break;
+            let Some(t) = keys::invocation_key_time(&k) else {
+                continue;
+            };
+            if t > end || t < start {
+                if function.is_some() && t < start {
+                    break;
+                }
+                continue;
             }
-            out.push(v.to_vec());
-            if out.len() >= limit {
+            if !f(&v) {
                 break;
             }
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// The record of `request_id`, if one is stored.
+    pub fn invocation(
+        &self,
+        tenant: Tenant,
+        request_id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let prefix = keys::request_id_prefix(tenant, request_id);
+        let cf = self.cf(CF_INVOCATIONS);
+        let mut it = self.db.raw_iterator_cf(cf);
+        it.seek(&prefix);
+        let record_key = match (it.key(), it.value()) {
+            (Some(k), Some(v)) if k.starts_with(&prefix) && k.len() == prefix.len() + 8 => {
+                v.to_vec()
+            }
+            _ => return Ok(None),
+        };
+        it.status()?;
+        Ok(self.db.get_cf(cf, record_key)?)
     }
 
     /// Everything in the spans family, counted the way `trace` shows it: each distinct

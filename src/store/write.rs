@@ -187,13 +187,25 @@ pub fn encode_invocation(
     let mut buf = keys::invocation_key(tenant, service, function, start_time, request_id);
     let k1 = buf.len();
     buf.extend_from_slice(value);
+    let v1 = buf.len();
+    // the request id leads to the record: its key is the value
+    buf.extend_from_slice(&keys::request_id_key(tenant, request_id, start_time));
+    let i1 = buf.len();
+    buf.extend_from_within(..k1);
     EncodedBatch {
         tenant,
-        entries: vec![Entry {
-            family: Family::Invocations,
-            key: (0, k1),
-            value: (k1, buf.len()),
-        }],
+        entries: vec![
+            Entry {
+                family: Family::Invocations,
+                key: (0, k1),
+                value: (k1, v1),
+            },
+            Entry {
+                family: Family::Invocations,
+                key: (v1, i1),
+                value: (i1, buf.len()),
+            },
+        ],
         buf,
         operations: Vec::new(),
         postings: Vec::new(),
