@@ -149,6 +149,13 @@ pub struct ServeArgs {
     /// How long per-minute function metrics are kept [default: 31d]
     #[arg(long, env = "FCTRACE_METRICS_RETENTION", value_name = "DURATION")]
     pub metrics_retention: Option<String>,
+    /// How often each live function instance is sampled (CPU, memory, traffic) [default: 10s]
+    #[arg(
+        long,
+        env = "FCTRACE_INSTANCE_METRICS_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub instance_metrics_interval: Option<String>,
     /// Writes are refused (503) while the data directory's filesystem has less free; 0 = off
     /// [default: 67108864]
     #[arg(long, env = "FCTRACE_MIN_FREE_DISK_BYTES", value_name = "BYTES")]
@@ -199,6 +206,7 @@ pub struct FileConfig {
     pub max_future_skew: Option<String>,
     pub max_concurrent_invocations: Option<usize>,
     pub metrics_retention: Option<String>,
+    pub instance_metrics_interval: Option<String>,
     pub admin_token: Option<String>,
     pub admin_token_file: Option<PathBuf>,
     pub min_free_disk_bytes: Option<u64>,
@@ -259,6 +267,7 @@ pub struct Settings {
     pub max_future_skew: Duration,
     pub max_concurrent_invocations: usize,
     pub metrics_retention: Duration,
+    pub instance_metrics_interval: Duration,
     pub admin_token: Option<String>,
     pub min_free_disk_bytes: u64,
 }
@@ -391,6 +400,19 @@ impl Settings {
             args.metrics_retention.clone().or(file.metrics_retention),
             "31d",
         )?;
+        let instance_metrics_interval = duration_of(
+            "instance_metrics_interval",
+            args.instance_metrics_interval
+                .clone()
+                .or(file.instance_metrics_interval),
+            "10s",
+        )?;
+        if instance_metrics_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                "instance_metrics_interval",
+                "must be at least 100ms",
+            ));
+        }
         let max_concurrent_invocations = positive(
             "max_concurrent_invocations",
             args.max_concurrent_invocations
@@ -504,6 +526,7 @@ impl Settings {
             max_future_skew,
             max_concurrent_invocations,
             metrics_retention,
+            instance_metrics_interval,
             admin_token,
             min_free_disk_bytes: args
                 .min_free_disk_bytes

@@ -403,3 +403,101 @@ fn the_metric_api_lists_its_metrics_and_refuses_bad_questions() {
     assert_eq!(status, 200, "{v}");
     assert!(data(&v).is_empty());
 }
+
+/// The resident memory of a process in MB, from `/proc`.
+fn rss_mb(pid: u64) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    kb / 1024.0
+}
+
+#[test]
+fn live_instances_are_sampled_with_what_proc_says() {
+    let functions = format!(
+        "[[functions]]\nservice = \"test\"\nname = \"inst\"\ncommand = [\"python3\", \"{ROOT}/tests/e2e/functions/behave.py\"]\n\
+         memory_mb = 128\nidle_timeout = \"60s\"\n"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("functions.toml");
+    std::fs::write(&path, functions).unwrap();
+    let d = Daemon::start_in(
+        &tmp.path().join("data"),
+        &[
+            "--functions",
+            path.to_str().unwrap(),
+            "--instance-metrics-interval",
+            "200ms",
+        ],
+    );
+    let resp = http()
+        .post(format!(
+            "{}/2016-08-15/services/test/functions/inst/invocations",
+            d.gateway
+        ))
+        .body("ok")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let answer = resp.text().unwrap();
+    let pid = serde_json::from_str::<Json>(&answer).unwrap()["pid"]
+        .as_u64()
+        .unwrap();
+
+    // the instance's samples: at least two ticks after the call
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (id, samples) = loop {
+        let (_, v) = d.get("/api/v1/instances?service=test&function=inst");
+        if let Some(live) = data(&v).first() {
+            let id = live["instanceID"].as_str().unwrap().to_owned();
+            let (_, s) = d.get(&format!("/api/v1/instances/{id}/metrics"));
+            if data(&s).len() >= 2 {
+                break (id, data(&s).clone());
+            }
+        }
+        assert!(Instant::now() < deadline, "no samples of the live instance");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let last = samples.last().unwrap();
+    assert_eq!(last["serviceName"], "test");
+    assert_eq!(last["functionName"], "inst");
+    assert_eq!(last["qualifier"], "LATEST");
+    assert_eq!(last["ipAddress"], "127.0.0.1");
+    assert_eq!(last["memoryLimitMB"], 128);
+    assert_eq!(last["concurrentRequests"], 0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(last["hostname"], host.trim());
+    // memory: what /proc says of the function's process, within 10 %
+    let mem = last["memoryUsageMB"].as_f64().unwrap();
+    let proc_mem = rss_mb(pid);
+    assert!(
+        (mem - proc_mem).abs() <= proc_mem * 0.1,
+        "sampled {mem} MB, /proc says {proc_mem} MB"
+    );
+    let pct = last["memoryUsagePercent"].as_f64().unwrap();
+    assert!((pct - 100.0 * mem / 128.0).abs() < 1e-6, "{pct}");
+    let cpu = last["cpuPercent"].as_f64().unwrap();
+    assert!((0.0..=200.0).contains(&cpu), "cpu {cpu}");
+    // traffic as the gateway saw it: the 2-byte event in, the answer out
+    assert_eq!(last["rxTotalBytes"], 2);
+    assert_eq!(last["txTotalBytes"], answer.len() as u64);
+    let rx_in_periods: u64 = samples.iter().map(|s| s["rxBytes"].as_u64().unwrap()).sum();
+    assert_eq!(rx_in_periods, 2, "the event counted in one period only");
+
+    // the record of the call names the same instance
+    let (_, v) = d.get("/api/v1/invocations?service=test&function=inst");
+    assert_eq!(data(&v)[0]["instanceID"], id.as_str());
+    // the function's view: one instance, so its values
+    let (status, v) = d.get("/api/v1/instances/metrics?service=test&function=inst");
+    assert_eq!(status, 200);
+    let f = data(&v);
+    assert!(!f.is_empty());
+    assert_eq!(f[0]["memoryLimitMB"], 128);
+    let (status, _) = d.get("/api/v1/instances/metrics?service=test");
+    assert_eq!(status, 400);
+}

@@ -379,6 +379,19 @@ impl Pipeline {
         self.submit_batch(batch).await
     }
 
+    /// Store instance samples (`platform::sampler`): `(key, JSON value)` each.
+    pub async fn submit_samples(
+        &self,
+        tenant: Tenant,
+        samples: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), SubmitError> {
+        let mut batch = EncodedBatch::empty(tenant);
+        for (k, v) in samples {
+            batch.add_sample(k, v);
+        }
+        self.submit_batch(batch).await
+    }
+
     /// Queue an encoded batch for the writer and wait for its commit.
     async fn submit_batch(&self, batch: EncodedBatch) -> Result<(), SubmitError> {
         let size = batch.size().clamp(1, self.opts.queue_bytes) as u32;

@@ -65,9 +65,18 @@ pub struct Instance {
     in_flight: AtomicU32,
     last_used: Mutex<Instant>,
     dead: AtomicBool,
+    /// Bytes the gateway sent the instance (request bodies) and received from it
+    /// (response bodies): its network traffic as the platform sees it.
+    pub rx_bytes: AtomicU64,
+    pub tx_bytes: AtomicU64,
 }
 
 impl Instance {
+    /// Calls running on the instance now.
+    pub fn running(&self) -> u32 {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.pid
     }
@@ -175,6 +184,13 @@ impl Pool {
         Ok((Lease { instance }, Some(cold)))
     }
 
+    /// The instances alive now.
+    pub fn live(&self) -> Vec<Arc<Instance>> {
+        let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+        instances.retain(|i| !i.exited());
+        instances.clone()
+    }
+
     /// Calls running on the function's instances, and how many instances it has.
     pub fn load(&self) -> (u64, u64) {
         let instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
@@ -263,6 +279,8 @@ impl Pool {
             id,
             base_url,
             pid,
+            rx_bytes: AtomicU64::new(0),
+            tx_bytes: AtomicU64::new(0),
             child: Mutex::new(child),
             in_flight: AtomicU32::new(0),
             last_used: Mutex::new(Instant::now()),
@@ -504,6 +522,18 @@ async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
 }
 
 /// Resident memory of a process in bytes, from /proc.
+/// CPU time (user + system, in clock ticks) a process has used.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // fields after the command, which is in parentheses and may hold spaces
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace();
+    // state is field 3; utime and stime are fields 14 and 15
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;

@@ -10,6 +10,7 @@
 pub mod functions;
 pub mod instance;
 pub mod record;
+pub mod sampler;
 pub mod spans;
 
 use std::collections::HashMap;
@@ -24,7 +25,6 @@ use thiserror::Error;
 use crate::clock::now_us;
 use crate::model::{SpanContext, SpanId, TraceId};
 use crate::monitor::minute::{Call, Outcome};
-use crate::monitor::Function as MonitoredFunction;
 use crate::pipeline::stitch::Target;
 use crate::pipeline::{with_retries, CallFacts, Partial, Pipeline};
 use crate::sampling::HeadSampler;
@@ -32,7 +32,7 @@ use crate::store::keys::DEFAULT_TENANT;
 use crate::telemetry::Metrics;
 use functions::FunctionSpec;
 use instance::{AcquireError, Pool, Timed};
-use record::InvocationRecord;
+use record::{monitor_function, operation_of, Outcomes, QUALIFIER};
 
 pub const CONTEXT_HEADER: &str = "x-fc-tracing-opentracing-span-context";
 pub const BAGGAGE_PREFIX: &str = "x-fc-tracing-opentracing-span-context-baggage-";
@@ -96,6 +96,8 @@ pub mod error_type {
 
 pub struct Platform {
     pools: HashMap<(String, String), Arc<Pool>>,
+    /// Instance metrics: the previous reading and latest sample of each live instance.
+    samples: std::sync::Mutex<sampler::Samples>,
     /// `--max-concurrent-invocations`: calls beyond it get 503 (resource throttles).
     limit: Arc<tokio::sync::Semaphore>,
     max_concurrent: usize,
@@ -210,6 +212,7 @@ impl Platform {
         Platform {
             pools,
             limit: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
+            samples: Default::default(),
             max_concurrent,
             pipeline,
             metrics,
@@ -590,11 +593,17 @@ impl Platform {
                 .body(req.body.clone())
                 .send()
                 .await?;
+            instance
+                .rx_bytes
+                .fetch_add(req.body.len() as u64, std::sync::atomic::Ordering::Relaxed);
             let status = resp.status();
             let headers = resp.headers().clone();
             let mut resp = resp;
             let mut body = Vec::new();
             while let Some(chunk) = resp.chunk().await? {
+                instance
+                    .tx_bytes
+                    .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
                     return Ok::<_, reqwest::Error>((
                         StatusCode::BAD_GATEWAY,
@@ -663,153 +672,4 @@ impl Platform {
             }
         }
     }
-
-    /// Store a call's record and its metrics in the background (with retries): the
-    /// caller's answer does not wait for a group commit.
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        spec: &FunctionSpec,
-        request_id: &str,
-        start_us: u64,
-        duration: Duration,
-        decision: &TraceDecision,
-        invoke_span: SpanId,
-        flags: u8,
-        o: Outcomes,
-    ) {
-        let ctx = SpanContext {
-            trace_id: decision.trace_id,
-            span_id: invoke_span,
-            parent_span_id: decision.caller.unwrap_or_default(),
-            flags,
-        };
-        let outcome = outcome_of(o.error_type);
-        let rec = InvocationRecord {
-            service: spec.service.clone(),
-            function: spec.name.clone(),
-            qualifier: QUALIFIER.into(),
-            version_id: String::new(),
-            request_id: request_id.to_owned(),
-            operation: o.operation.to_owned(),
-            invocation_type: "Sync".into(),
-            start_time: start_us,
-            duration_ms: duration.as_secs_f64() * 1000.0,
-            memory_mb: spec.memory_mb,
-            memory_usage_mb: o.peak_rss as f64 / (1024.0 * 1024.0),
-            is_cold_start: o.cold,
-            instance_event: match (&o.instance_id, o.cold) {
-                (None, _) => String::new(),
-                (Some(_), true) => "Created".into(),
-                (Some(_), false) => "Reused".into(),
-            },
-            initialization_duration_ms: o.init_us as f64 / 1000.0,
-            schedule_latency_ms: o.schedule_us as f64 / 1000.0,
-            has_function_error: outcome == Outcome::FunctionError,
-            error_type: o.error_type.map(str::to_owned),
-            status_code: o.status_code,
-            trace_context: ctx.to_string(),
-            is_sampled: decision.sampled,
-            instance_id: o.instance_id,
-            hostname: hostname().to_owned(),
-            ip_address: o.ip_address,
-            active_instances: o.instances,
-        };
-        let call = Call {
-            latency_us: duration.as_micros() as u64,
-            outcome,
-            cold_start: o.cold,
-            init_us: o.init_us,
-            memory_usage_kb: o.peak_rss / 1024,
-            memory_limit_mb: spec.memory_mb,
-            concurrent: o.concurrent,
-            instances: o.instances,
-            billed_ms: o.billed_ms,
-        };
-        self.store_call(CallFacts {
-            record: Some(rec),
-            function: Some(monitor_function(spec)),
-            at_us: start_us,
-            call,
-            platform_concurrent: o.platform_concurrent,
-        });
-    }
-
-    fn store_call(&self, facts: CallFacts) {
-        self.metrics
-            .faas()
-            .observe(facts.function.as_ref(), &facts.call);
-        let pipeline = self.pipeline.clone();
-        let metrics = Arc::clone(&self.metrics);
-        tokio::spawn(async move {
-            let write = || pipeline.submit_call(DEFAULT_TENANT, &facts);
-            if let Err(e) = with_retries(&metrics, write).await {
-                tracing::error!(error = %e, "invocation record and metrics not stored after retries");
-            }
-        });
-    }
-}
-
-/// Functions have one qualifier until versions and aliases exist.
-const QUALIFIER: &str = "LATEST";
-
-fn monitor_function(spec: &FunctionSpec) -> MonitoredFunction {
-    MonitoredFunction {
-        service: spec.service.clone(),
-        function: spec.name.clone(),
-        qualifier: QUALIFIER.into(),
-    }
-}
-
-/// How a call ended, for the metrics, from its error type: the function's own failures
-/// (an initializer that fails is the function's code), the platform's (no instance
-/// started) and throttles.
-fn outcome_of(error_type: Option<&str>) -> Outcome {
-    match error_type {
-        None => Outcome::Ok,
-        Some(error_type::START) => Outcome::ServerError,
-        Some("Throttled") => Outcome::ConcurrencyThrottle,
-        Some("ResourceThrottled") => Outcome::ResourceThrottle,
-        Some(_) => Outcome::FunctionError,
-    }
-}
-
-/// What a call's record and metrics say beyond its identity and timing.
-#[derive(Default)]
-struct Outcomes {
-    cold: bool,
-    /// The initializer's time on a cold start.
-    init_us: u64,
-    peak_rss: u64,
-    error_type: Option<&'static str>,
-    status_code: u16,
-    instance_id: Option<String>,
-    ip_address: String,
-    /// Calls on the function, and its instances, as the call started.
-    concurrent: u64,
-    instances: u64,
-    platform_concurrent: u64,
-    billed_ms: u64,
-    /// From arrival to the function's run starting.
-    schedule_us: u64,
-    operation: &'static str,
-}
-
-/// The record's `operation` for a trigger.
-fn operation_of(trigger: &str) -> &'static str {
-    if trigger == "http" {
-        "HttpInvoke"
-    } else {
-        "InvokeFunction"
-    }
-}
-
-/// This machine's name, read once (instances run here).
-fn hostname() -> &'static str {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default()
-    })
 }

@@ -8,6 +8,7 @@
 
 mod collector;
 mod gateway;
+mod instances_api;
 mod invocations_api;
 mod listener;
 mod metrics_api;
@@ -190,7 +191,13 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let http_listeners = [
         (collector_listener, collector::router(state.clone())),
         (otlp_http_listener, otlp_http),
-        (query_listener, query_api::router(state.clone())),
+        (
+            query_listener,
+            query_api::router(state.clone()).merge(instances_api::router(
+                Arc::clone(&platform),
+                Arc::clone(&store),
+            )),
+        ),
         (
             gateway_listener,
             gateway::router(
@@ -237,6 +244,9 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             .map_err(std::io::Error::other)
     }));
     let reaper = tokio::spawn(Arc::clone(&platform).reap_loop(stop_rx.clone()));
+    let sampler = tokio::spawn(
+        Arc::clone(&platform).sample_loop(settings.instance_metrics_interval, stop_rx.clone()),
+    );
     let tail = tokio::spawn(state.pipeline.clone().tail_loop(stop_rx.clone()));
     let rules_watch =
         tokio::spawn(Arc::clone(&rules).watch(Arc::clone(&state.metrics), stop_rx.clone()));
@@ -257,6 +267,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     }
     let _ = retention_task.await;
     let _ = reaper.await;
+    let _ = sampler.await;
     let _ = rules_watch.await;
     // Held traces are decided and written before the queue closes.
     let _ = tail.await;

@@ -471,10 +471,19 @@ pub fn metric_key(series: &[u8], minute: u64) -> Vec<u8> {
     v
 }
 
-/// The time (µs) of a `metrics` key's minute, for retention.
+/// The level tags of instance samples in the `metrics` family: one instance's
+/// (`tenant | I | instance id`) and a function's largest (`tenant | J | service |
+/// function`); their keys end in the sample's time in ms, not a minute.
+pub const INSTANCE_SAMPLES: u8 = b'I';
+pub const FUNCTION_SAMPLES: u8 = b'J';
+
+/// The time (µs) of a `metrics` key (its minute, or a sample's ms), for retention.
 pub fn metric_key_time(k: &[u8]) -> Option<u64> {
-    let minute = u64::from_be_bytes(k.get(k.len().checked_sub(8)?..)?.try_into().ok()?);
-    minute.checked_mul(60_000_000)
+    let t = u64::from_be_bytes(k.get(k.len().checked_sub(8)?..)?.try_into().ok()?);
+    match k.get(2) {
+        Some(&INSTANCE_SAMPLES) | Some(&FUNCTION_SAMPLES) => t.checked_mul(1000),
+        _ => t.checked_mul(60_000_000),
+    }
 }
 
 /// The last chunk number the writer used, so a restart never reuses one.

@@ -27,13 +27,14 @@ pub(super) fn merge_minutes(
 }
 
 impl Store {
-    /// The aggregates of `series` for minutes `first..=last`, oldest first.
-    pub fn metric_minutes(
+    /// The values of `series` (a `keys::metric_series`) at times `first..=last` (in the
+    /// series' unit: minutes, or ms for samples), oldest first.
+    pub fn metric_values(
         &self,
         series: &[u8],
         first: u64,
         last: u64,
-    ) -> Result<Vec<(u64, Minute)>, StoreError> {
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(keys::metric_key(series, last.saturating_add(1)));
         let start = keys::metric_key(series, first);
@@ -46,18 +47,32 @@ impl Store {
         for item in iter {
             let (k, v) = item?;
             // a longer series whose prefix is this one's ends in other bytes: its key is
-            // not this series' length plus a minute
+            // not this series' length plus a time
             if k.len() != series.len() + 8 || !k.starts_with(series) {
                 continue;
             }
-            let Some(minute) = keys::metric_key_time(&k).map(|t| t / 60_000_000) else {
+            let Some(t) = k.get(series.len()..).and_then(|b| b.try_into().ok()) else {
                 continue;
             };
-            let m = Minute::decode(&v).ok_or_else(|| {
-                StoreError::Index(format!("metric aggregate at minute {minute} is corrupt"))
-            })?;
-            out.push((minute, m));
+            out.push((u64::from_be_bytes(t), v.to_vec()));
         }
         Ok(out)
+    }
+
+    /// The aggregates of `series` for minutes `first..=last`, oldest first.
+    pub fn metric_minutes(
+        &self,
+        series: &[u8],
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<(u64, Minute)>, StoreError> {
+        self.metric_values(series, first, last)?
+            .into_iter()
+            .map(|(minute, v)| {
+                Minute::decode(&v).map(|m| (minute, m)).ok_or_else(|| {
+                    StoreError::Index(format!("metric aggregate at minute {minute} is corrupt"))
+                })
+            })
+            .collect()
     }
 }

@@ -61,6 +61,7 @@ impl Store {
                         }
                         Family::Invocations => wb.put_cf(invocations, k, v),
                         Family::Metrics => wb.merge_cf(metrics, k, v),
+                        Family::Samples => wb.put_cf(metrics, k, v),
                     }
                 }
                 for (service, op, kind) in &b.operations {
@@ -108,6 +109,8 @@ pub(super) enum Family {
     Invocations,
     /// Merged into what the key holds (`metrics`), not put.
     Metrics,
+    /// Instance samples: put into the `metrics` family.
+    Samples,
 }
 
 #[derive(Debug)]
@@ -160,18 +163,27 @@ impl EncodedBatch {
         }
     }
 
-    /// Merge `value` (a `monitor::minute::Minute`) into the metric aggregate at `key`
-    /// in the same write as the rest of the batch.
-    pub fn add_metric(&mut self, key: &[u8], value: &[u8]) {
+    /// Put an instance sample (`keys::INSTANCE_SAMPLES`) in the same write.
+    pub fn add_sample(&mut self, key: &[u8], value: &[u8]) {
+        self.add(Family::Samples, key, value);
+    }
+
+    fn add(&mut self, family: Family, key: &[u8], value: &[u8]) {
         let k0 = self.buf.len();
         self.buf.extend_from_slice(key);
         let k1 = self.buf.len();
         self.buf.extend_from_slice(value);
         self.entries.push(Entry {
-            family: Family::Metrics,
+            family,
             key: (k0, k1),
             value: (k1, self.buf.len()),
         });
+    }
+
+    /// Merge `value` (a `monitor::minute::Minute`) into the metric aggregate at `key`
+    /// in the same write as the rest of the batch.
+    pub fn add_metric(&mut self, key: &[u8], value: &[u8]) {
+        self.add(Family::Metrics, key, value);
     }
 }
 
