@@ -149,6 +149,12 @@ pub struct ServeArgs {
     /// How long per-minute function metrics are kept [default: 31d]
     #[arg(long, env = "FCTRACE_METRICS_RETENTION", value_name = "DURATION")]
     pub metrics_retention: Option<String>,
+    /// Alarm rules file (JSON, re-read when it changes; see README "Alarms")
+    #[arg(long, env = "FCTRACE_ALARMS", value_name = "FILE")]
+    pub alarms: Option<PathBuf>,
+    /// How often alarm rules are evaluated [default: 60s]
+    #[arg(long, env = "FCTRACE_ALARM_INTERVAL", value_name = "DURATION")]
+    pub alarm_interval: Option<String>,
     /// How often each live function instance is sampled (CPU, memory, traffic) [default: 10s]
     #[arg(
         long,
@@ -207,6 +213,8 @@ pub struct FileConfig {
     pub max_concurrent_invocations: Option<usize>,
     pub metrics_retention: Option<String>,
     pub instance_metrics_interval: Option<String>,
+    pub alarms: Option<PathBuf>,
+    pub alarm_interval: Option<String>,
     pub admin_token: Option<String>,
     pub admin_token_file: Option<PathBuf>,
     pub min_free_disk_bytes: Option<u64>,
@@ -268,6 +276,8 @@ pub struct Settings {
     pub max_concurrent_invocations: usize,
     pub metrics_retention: Duration,
     pub instance_metrics_interval: Duration,
+    pub alarms: Option<PathBuf>,
+    pub alarm_interval: Duration,
     pub admin_token: Option<String>,
     pub min_free_disk_bytes: u64,
 }
@@ -413,6 +423,14 @@ impl Settings {
                 "must be at least 100ms",
             ));
         }
+        let alarm_interval = duration_of(
+            "alarm_interval",
+            args.alarm_interval.clone().or(file.alarm_interval),
+            "60s",
+        )?;
+        if alarm_interval < Duration::from_millis(100) {
+            return Err(invalid("alarm_interval", "must be at least 100ms"));
+        }
         let max_concurrent_invocations = positive(
             "max_concurrent_invocations",
             args.max_concurrent_invocations
@@ -527,6 +545,8 @@ impl Settings {
             max_concurrent_invocations,
             metrics_retention,
             instance_metrics_interval,
+            alarms: args.alarms.clone().or(file.alarms),
+            alarm_interval,
             admin_token,
             min_free_disk_bytes: args
                 .min_free_disk_bytes

@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod platform;
 pub mod query;
 pub mod receive;
+pub mod reload;
 pub mod sampling;
 pub mod server;
 pub mod store;

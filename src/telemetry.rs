@@ -68,6 +68,8 @@ pub struct Metrics {
     throttles: Family<FunctionLabel, Counter>,
     admission_refused: Family<ServiceReasonLabel, Counter>,
     sampling_reloads: Family<OutcomeLabel, Counter>,
+    alarm_notifications: Family<OutcomeLabel, Counter>,
+    alarm_reloads: Family<OutcomeLabel, Counter>,
     sampling_rules_ok: prometheus_client::metrics::gauge::Gauge,
     tail_traces: Family<TailLabel, Counter>,
     tail_held_spans: prometheus_client::metrics::gauge::Gauge,
@@ -164,6 +166,18 @@ impl Metrics {
             "Sampling strategies file reloads, by outcome (ok, error)",
             sampling_reloads.clone(),
         );
+        let alarm_notifications = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "alarm_notifications",
+            "Alarm transitions POSTed to webhooks, by outcome (sent, failed after retries, dropped: queue full)",
+            alarm_notifications.clone(),
+        );
+        let alarm_reloads = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "alarm_rules_reloads",
+            "Alarm rules file reloads, by outcome (ok, error: the last good rules stay)",
+            alarm_reloads.clone(),
+        );
         let sampling_rules_ok = prometheus_client::metrics::gauge::Gauge::default();
         sampling_rules_ok.set(1);
         registry.register(
@@ -226,6 +240,8 @@ impl Metrics {
             compaction_pending,
             admission_refused,
             sampling_reloads,
+            alarm_notifications,
+            alarm_reloads,
             sampling_rules_ok,
             spans_received,
             spans_stored,
@@ -321,6 +337,19 @@ impl Metrics {
 
     pub fn background_write_failed(&self) {
         self.background_writes_failed.inc();
+    }
+
+    pub fn alarm_notification(&self, outcome: &'static str) {
+        self.alarm_notifications
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    pub fn alarm_rules_reload(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.alarm_reloads
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     pub fn sampling_reload(&self, ok: bool) {

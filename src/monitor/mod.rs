@@ -8,6 +8,7 @@
 //! aggregate; [`series`] reads them back for the API. The store keeps the bytes
 //! (`store::metrics`); the platform decides what a call's outcome was.
 
+pub mod alarms;
 pub mod catalog;
 pub mod faas;
 pub mod minute;

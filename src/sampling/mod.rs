@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::model::TraceId;
 use crate::telemetry::Metrics;
@@ -97,37 +97,25 @@ impl Rules {
     pub async fn watch(
         self: Arc<Self>,
         metrics: Arc<Metrics>,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let Some(path) = self.path.clone() else {
             return;
         };
-        let mut last_text = std::fs::read_to_string(&path).ok();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = stop.wait_for(|s| *s) => return,
+        let shown = path.display().to_string();
+        let apply = |text: &str| match Strategies::parse(text) {
+            Ok(s) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
+                self.version.fetch_add(1, Ordering::SeqCst);
+                metrics.sampling_reload(true);
+                tracing::info!(file = %shown, "sampling strategies reloaded");
             }
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue; // mid-replace, or removed: keep the rules we have
-            };
-            if last_text.as_deref() == Some(text.as_str()) {
-                continue;
+            Err(e) => {
+                metrics.sampling_reload(false);
+                tracing::error!(file = %shown, error = %e, "sampling strategies not reloaded; keeping the last good rules");
             }
-            match Strategies::parse(&text) {
-                Ok(s) => {
-                    *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
-                    self.version.fetch_add(1, Ordering::SeqCst);
-                    metrics.sampling_reload(true);
-                    tracing::info!(file = %path.display(), "sampling strategies reloaded");
-                }
-                Err(e) => {
-                    metrics.sampling_reload(false);
-                    tracing::error!(file = %path.display(), error = %e, "sampling strategies not reloaded; keeping the last good rules");
-                }
-            }
-            last_text = Some(text);
-        }
+        };
+        crate::reload::watch_file(path.clone(), apply, stop).await;
     }
 }
 
@@ -190,6 +178,7 @@ impl HeadSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn rate_limiting_bucket_starts_full_and_refills() {

@@ -6,6 +6,7 @@
 //! SIGTERM or Ctrl-C): not ready, stop accepting and finish in-flight requests, close the
 //! pipeline so the writer commits what is queued, flush RocksDB, exit.
 
+mod alarms_api;
 mod collector;
 mod gateway;
 mod instances_api;
@@ -58,6 +59,8 @@ pub enum ServeError {
     Ports(String, std::io::Error),
     #[error("sampling strategies: {0}")]
     Sampling(String),
+    #[error("alarm rules {0}: {1}")]
+    Alarms(String, String),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -138,6 +141,14 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         Rules::load(settings.sampling_strategies.as_deref()).map_err(ServeError::Sampling)?,
     );
     let sampler = Arc::new(HeadSampler::new(Arc::clone(&rules)));
+    let alarm_rules = match &settings.alarms {
+        None => Vec::new(),
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| crate::monitor::alarms::parse(&text))
+            .map_err(|e| ServeError::Alarms(path.display().to_string(), e))?,
+    };
+    let (alarms, alarm_queue) = crate::monitor::alarms::Alarms::new(alarm_rules);
     let settings = Arc::new(settings);
     let state = AppState {
         pipeline,
@@ -193,10 +204,12 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         (otlp_http_listener, otlp_http),
         (
             query_listener,
-            query_api::router(state.clone()).merge(instances_api::router(
-                Arc::clone(&platform),
-                Arc::clone(&store),
-            )),
+            query_api::router(state.clone())
+                .merge(instances_api::router(
+                    Arc::clone(&platform),
+                    Arc::clone(&store),
+                ))
+                .merge(alarms_api::router(Arc::clone(&alarms))),
         ),
         (
             gateway_listener,
@@ -247,6 +260,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let sampler = tokio::spawn(
         Arc::clone(&platform).sample_loop(settings.instance_metrics_interval, stop_rx.clone()),
     );
+    let alarm_tasks = alarm_tasks(&settings, &alarms, alarm_queue, &store, &state, &stop_rx);
     let tail = tokio::spawn(state.pipeline.clone().tail_loop(stop_rx.clone()));
     let rules_watch =
         tokio::spawn(Arc::clone(&rules).watch(Arc::clone(&state.metrics), stop_rx.clone()));
@@ -268,6 +282,9 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let _ = retention_task.await;
     let _ = reaper.await;
     let _ = sampler.await;
+    for t in alarm_tasks {
+        let _ = t.await;
+    }
     let _ = rules_watch.await;
     // Held traces are decided and written before the queue closes.
     let _ = tail.await;
@@ -373,4 +390,52 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// The alarm evaluator, the notification sender and, with `--alarms`, the rules file's
+/// watcher (a bad file keeps the last good rules, reported in the log and on /metrics).
+fn alarm_tasks(
+    settings: &Settings,
+    alarms: &Arc<crate::monitor::alarms::Alarms>,
+    queue: tokio::sync::mpsc::Receiver<(String, crate::monitor::alarms::Transition)>,
+    store: &Arc<Store>,
+    state: &AppState,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use crate::monitor::alarms;
+    let mut tasks = vec![
+        tokio::spawn(alarms::evaluate_loop(
+            Arc::clone(alarms),
+            Arc::clone(store),
+            Arc::clone(&state.metrics),
+            settings.alarm_interval,
+            stop.clone(),
+        )),
+        tokio::spawn(alarms::send_loop(
+            queue,
+            Arc::clone(&state.metrics),
+            stop.clone(),
+        )),
+    ];
+    if let Some(path) = settings.alarms.clone() {
+        let (alarms, metrics) = (Arc::clone(alarms), Arc::clone(&state.metrics));
+        let shown = path.display().to_string();
+        let apply = move |text: &str| match alarms::parse(text) {
+            Ok(rules) => {
+                alarms.set_rules(rules);
+                metrics.alarm_rules_reload(true);
+                tracing::info!(file = %shown, "alarm rules reloaded");
+            }
+            Err(e) => {
+                metrics.alarm_rules_reload(false);
+                tracing::error!(file = %shown, error = %e, "alarm rules not reloaded; keeping the last good rules");
+            }
+        };
+        tasks.push(tokio::spawn(crate::reload::watch_file(
+            path,
+            apply,
+            stop.clone(),
+        )));
+    }
+    tasks
 }
