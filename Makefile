@@ -16,12 +16,16 @@ deps:
 	  echo "installing libclang-dev (RocksDB's bindgen needs it)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libclang-dev; }
 
-# What the tests need beyond building: Node for the real SDK clients, Chromium for the UI.
+# What the tests need beyond building: Node for the real SDK clients, Chromium for the UI,
+# Prometheus for the dashboard test.
 # (Python packages and npm packages are installed by the tests themselves.)
 test-deps: deps
 	@test -x /usr/bin/chromium || { \
 	  echo "installing chromium (the web UI test drives it)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+	@command -v prometheus >/dev/null || { \
+	  echo "installing prometheus (the dashboard test scrapes fctrace with it)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prometheus; }
 	@command -v npm >/dev/null || { \
 	  echo "installing nodejs and npm (the end-to-end tests run real Jaeger clients)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }

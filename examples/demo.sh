@@ -18,9 +18,11 @@ rm -f "$DATA/ports.json"
   --sampling-strategies examples/demo-strategies.json &
 daemon=$!
 caller=""
+prom=""
 stop() {
   trap - INT TERM EXIT
   [ -n "$caller" ] && kill "$caller" 2>/dev/null || true
+  [ -n "$prom" ] && kill "$prom" 2>/dev/null || true
   kill -TERM "$daemon" 2>/dev/null || true
   wait "$daemon" 2>/dev/null || true
 }
@@ -39,6 +41,19 @@ echo
 echo "fctrace is up. Open the UI: $query/"
 echo "  invoke gateway  $gateway"
 echo "  Jaeger API      $query/api/traces?service=FC:demo/python"
+# Prometheus (Debian's `prometheus` package) scraping the function series, when installed.
+if command -v prometheus >/dev/null; then
+  mkdir -p "$DATA/prometheus"
+  sed "s|fctrace:16686|$(port query)|" examples/prometheus/prometheus.yml >"$DATA/prometheus/prometheus.yml"
+  cp examples/prometheus/alerts.yml "$DATA/prometheus/"
+  prometheus --config.file="$DATA/prometheus/prometheus.yml" \
+    --storage.tsdb.path="$DATA/prometheus/data" \
+    --web.listen-address="${DEMO_PROMETHEUS_ADDR:-127.0.0.1:9090}" >"$DATA/prometheus/log" 2>&1 &
+  prom=$!
+  echo "  Prometheus      http://${DEMO_PROMETHEUS_ADDR:-127.0.0.1:9090}/ (faas_* series; rules in examples/prometheus/alerts.yml)"
+else
+  echo "  (install Debian's prometheus package to have make demo start a Prometheus scraping fctrace)"
+fi
 echo "Press Ctrl-C to stop."
 echo
 

@@ -27,7 +27,14 @@ fn compose_file_is_valid_and_every_service_is_complete() {
     let names: HashSet<&str> = services.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        HashSet::from(["fctrace", "python-fn", "node-fn", "caller", "grafana"])
+        HashSet::from([
+            "fctrace",
+            "python-fn",
+            "node-fn",
+            "caller",
+            "prometheus",
+            "grafana"
+        ])
     );
     for (name, s) in services {
         assert_eq!(s["healthcheck"], true, "{name} has a healthcheck");
@@ -61,9 +68,10 @@ fn compose_file_is_valid_and_every_service_is_complete() {
         |svc: &str, on: &str| services[svc]["depends_on"][on]["condition"] == "service_healthy";
     assert!(healthy("fctrace", "python-fn") && healthy("fctrace", "node-fn"));
     assert!(healthy("caller", "fctrace") && healthy("grafana", "fctrace"));
+    assert!(healthy("prometheus", "fctrace") && healthy("grafana", "prometheus"));
     assert_eq!(
         v["volumes"],
-        serde_json::json!(["fctrace-data", "grafana-data"])
+        serde_json::json!(["fctrace-data", "prometheus-data", "grafana-data"])
     );
     let fctrace_ports: Vec<&str> = services["fctrace"]["ports"]
         .as_array()

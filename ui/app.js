@@ -165,6 +165,9 @@ async function showTrace(id) {
 }
 
 function route() {
+  // #/functions… belongs to functions.js
+  if (location.hash.startsWith('#/functions')) return;
+  for (const id of ['#functions-page', '#function-page', '#fn-toolbar']) $(id).hidden = true;
   const m = location.hash.match(/^#\/trace\/([0-9a-fA-F]+)/);
   if (m) return showTrace(m[1]);
   $('#trace-page').hidden = true;

@@ -226,6 +226,27 @@ impl Platform {
         self.pools.is_empty()
     }
 
+    /// The declared functions, by service and name.
+    pub fn functions(&self) -> Vec<serde_json::Value> {
+        let mut specs: Vec<&FunctionSpec> = self.pools.values().map(|p| &*p.spec).collect();
+        specs.sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
+        specs
+            .into_iter()
+            .map(|s| {
+                serde_json::json!({
+                    "serviceName": s.service,
+                    "functionName": s.name,
+                    "qualifier": QUALIFIER,
+                    "memoryMB": s.memory_mb,
+                    "timeoutMs": s.timeout.as_millis() as u64,
+                    "maxInstances": s.max_instances,
+                    "instanceConcurrency": s.instance_concurrency,
+                    "initializer": s.initializer,
+                })
+            })
+            .collect()
+    }
+
     /// Reap idle instances of every function, now and then, until `stop` says so.
     pub async fn reap_loop(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {

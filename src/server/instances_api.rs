@@ -1,6 +1,7 @@
-//! `/api/v1/instances`: instance metrics (`platform::sampler`). The live instances of a
-//! function with their latest sample, one instance's samples over time, and a function's
-//! (the largest over its instances at each tick). Routes and parameters only.
+//! `/api/v1/functions` (the declared functions) and `/api/v1/instances`: instance
+//! metrics (`platform::sampler`). The live instances of a function with their latest
+//! sample, one instance's samples over time, and a function's (the largest over its
+//! instances at each tick). Routes and parameters only.
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ struct Instances {
 
 pub fn router(platform: Arc<Platform>, store: Arc<Store>) -> Router {
     Router::new()
+        .route("/api/v1/functions", get(functions))
         .route("/api/v1/instances", get(live))
         .route("/api/v1/instances/metrics", get(function_samples))
         .route(
@@ -30,6 +32,14 @@ pub fn router(platform: Arc<Platform>, store: Arc<Store>) -> Router {
             get(instance_samples),
         )
         .with_state(Instances { platform, store })
+}
+
+/// Every declared function: `serviceName`, `functionName`, `qualifier`, `memoryMB`,
+/// `timeoutMs`, `maxInstances`, `instanceConcurrency`, `initializer`.
+async fn functions(State(s): State<Instances>) -> Response {
+    let list = s.platform.functions();
+    let n = list.len();
+    ok(list, n)
 }
 
 /// `?service=&function=` (both optional): live instances, each with its latest sample.

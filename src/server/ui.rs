@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 const INDEX: &str = include_str!("../../ui/index.html");
 const APP_JS: &str = include_str!("../../ui/app.js");
 const APP_CSS: &str = include_str!("../../ui/app.css");
+const FUNCTIONS_JS: &str = include_str!("../../ui/functions.js");
 
 pub async fn index() -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX).into_response()
@@ -18,6 +19,11 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "app.js" => (
             [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
             APP_JS,
+        )
+            .into_response(),
+        "functions.js" => (
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+            FUNCTIONS_JS,
         )
             .into_response(),
         "app.css" => ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], APP_CSS).into_response(),

@@ -182,6 +182,9 @@ impl Store {
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(3);
+        // RocksDB's info log (LOG) rolls at 1 MiB: a retention pass logs every flush, and
+        // a store with a short retention would grow it without end (4 MiB at most now).
+        db_opts.set_max_log_file_size(1 << 20);
         // Bounds the WAL kept for rarely written families (meta), whose unflushed
         // memtables would otherwise pin old log files.
         db_opts.set_max_total_wal_size(256 << 20);
