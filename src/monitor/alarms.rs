@@ -363,13 +363,9 @@ pub async fn evaluate_loop(
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     interval: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+    crate::clock::every(interval, stop, || async {
         let (a, s, m) = (
             Arc::clone(&alarms),
             Arc::clone(&store),
@@ -378,7 +374,8 @@ pub async fn evaluate_loop(
         let now = crate::clock::now_us();
         // store reads: off the async threads
         let _ = tokio::task::spawn_blocking(move || a.evaluate(&s, &m, now)).await;
-    }
+    })
+    .await
 }
 
 /// POST each queued transition to its webhook, retrying with backoff; counts `sent`,

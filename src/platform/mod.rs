@@ -248,19 +248,16 @@ impl Platform {
     }
 
     /// Reap idle instances of every function, now and then, until `stop` says so.
-    pub async fn reap_loop(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
+    pub async fn reap_loop(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        crate::clock::every(Duration::from_millis(250), stop, || async {
             for pool in self.pools.values() {
                 let n = pool.reap_idle();
                 if n > 0 {
                     tracing::info!(function = %pool.spec.platform_service(), instances = n, "idle instances stopped");
                 }
             }
-        }
+        })
+        .await
     }
 
     pub fn stop_all(&self) {

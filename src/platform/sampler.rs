@@ -93,21 +93,18 @@ impl Platform {
     pub async fn sample_loop(
         self: Arc<Self>,
         interval: Duration,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
+        crate::clock::every(interval, stop, || async {
             let this = Arc::clone(&self);
             // /proc reads: off the async threads
-            let samples = tokio::task::spawn_blocking(move || this.sample_now()).await;
-            let Ok((instances, functions)) = samples else {
-                continue;
-            };
-            self.store_samples(instances, functions);
-        }
+            if let Ok((instances, functions)) =
+                tokio::task::spawn_blocking(move || this.sample_now()).await
+            {
+                self.store_samples(instances, functions);
+            }
+        })
+        .await
     }
 
     /// One tick: a sample per live instance and the largest per function.

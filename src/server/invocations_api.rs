@@ -8,6 +8,7 @@ use axum::response::Response;
 
 use super::query_api::{blocking, ok, ApiError};
 use super::AppState;
+use crate::platform::record::InvocationRecord;
 use crate::query::calls::{self, Aggregation, CallFilter};
 use crate::query::params;
 use crate::store::keys::DEFAULT_TENANT;
@@ -38,6 +39,29 @@ fn scope(pairs: &[(String, String)], need_function: bool) -> Result<Scope, ApiEr
     })
 }
 
+/// The records of `s` that `filter` keeps, at most `limit`, and whether the walk
+/// stopped at `calls::MAX_SCANNED`.
+async fn records(
+    state: &AppState,
+    s: Scope,
+    limit: usize,
+    filter: CallFilter,
+) -> Result<(Vec<InvocationRecord>, bool), ApiError> {
+    let query = state.query.clone();
+    blocking(move || {
+        query.invocations(
+            DEFAULT_TENANT,
+            &s.service,
+            s.function.as_deref(),
+            s.start,
+            s.end,
+            limit,
+            &filter,
+        )
+    })
+    .await
+}
+
 /// `?service=&function=&start=&end=&limit=` plus the filters of [`CallFilter::parse`].
 pub(super) async fn list(
     State(state): State<AppState>,
@@ -57,19 +81,7 @@ pub(super) async fn list(
             })?
             .clamp(1, params::MAX_LIMIT),
     };
-    let query = state.query.clone();
-    let (records, _) = blocking(move || {
-        query.invocations(
-            DEFAULT_TENANT,
-            &s.service,
-            s.function.as_deref(),
-            s.start,
-            s.end,
-            limit,
-            &filter,
-        )
-    })
-    .await?;
+    let (records, _) = records(&state, s, limit, filter).await?;
     let n = records.len();
     Ok(ok(records, n))
 }
@@ -96,19 +108,7 @@ pub(super) async fn aggregate(
     let s = scope(&pairs, false)?;
     let filter = CallFilter::parse(&pairs)?;
     let agg = Aggregation::parse(&pairs)?;
-    let query = state.query.clone();
-    let (records, capped) = blocking(move || {
-        query.invocations(
-            DEFAULT_TENANT,
-            &s.service,
-            s.function.as_deref(),
-            s.start,
-            s.end,
-            calls::MAX_SCANNED,
-            &filter,
-        )
-    })
-    .await?;
+    let (records, capped) = records(&state, s, calls::MAX_SCANNED, filter).await?;
     if capped {
         return Err(ApiError::BadRequest(format!(
             "the window holds more than {} records: narrow it",
