@@ -227,16 +227,20 @@ impl Alarms {
     /// Evaluate every rule at `now_us`; transitions are kept and queued.
     pub fn evaluate(&self, store: &Store, metrics: &Metrics, now_us: u64) {
         let rules = self.rules();
-        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        states.retain(|name, _| rules.iter().any(|r| &r.name == name));
-        for rule in rules.iter() {
-            let (to, value, reason) = match decide(store, rule, now_us) {
-                Ok(d) => d,
+        // store reads first: the states' lock is not held across them
+        let decided: Vec<_> = rules
+            .iter()
+            .filter_map(|rule| match decide(store, rule, now_us) {
+                Ok(d) => Some((rule, d)),
                 Err(e) => {
                     tracing::warn!(alarm = %rule.name, error = %e, "alarm not evaluated");
-                    continue;
+                    None
                 }
-            };
+            })
+            .collect();
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states.retain(|name, _| rules.iter().any(|r| &r.name == name));
+        for (rule, (to, value, reason)) in decided {
             let entry = states
                 .entry(rule.name.clone())
                 .or_insert((State::InsufficientData, 0));

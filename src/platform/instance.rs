@@ -72,6 +72,15 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// The host the gateway reaches the instance at (its URL's).
+    pub fn host(&self) -> String {
+        self.base_url
+            .parse::<axum::http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
     /// Calls running on the instance now.
     pub fn running(&self) -> u32 {
         self.in_flight.load(Ordering::SeqCst)

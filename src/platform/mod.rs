@@ -437,9 +437,7 @@ impl Platform {
         let instance_id = lease.as_ref().ok().map(|l| l.instance.id.clone());
         let ip_address = lease
             .as_ref()
-            .ok()
-            .and_then(|l| l.instance.base_url.parse::<axum::http::Uri>().ok())
-            .and_then(|u| u.host().map(str::to_owned))
+            .map(|l| l.instance.host())
             .unwrap_or_default();
         drop(lease);
 

@@ -263,12 +263,7 @@ fn sample(
         timestamp,
         instance_id: i.id.clone(),
         hostname: super::record::hostname().to_owned(),
-        ip_address: i
-            .base_url
-            .parse::<axum::http::Uri>()
-            .ok()
-            .and_then(|u| u.host().map(str::to_owned))
-            .unwrap_or_default(),
+        ip_address: i.host(),
         cpu_percent: cpu,
         memory_usage_mb,
         memory_limit_mb,
