@@ -18,13 +18,16 @@ use keys::Tenant;
 #[derive(Debug, Default)]
 pub(super) struct Service {
     last_seen: u64,
-    ops: BTreeMap<(String, SpanKind), u64>,
+    /// operation → span kind → last seen
+    ops: BTreeMap<String, BTreeMap<SpanKind, u64>>,
 }
 
-/// Services and their operations (with span kind), per tenant.
+/// Services and their operations (with span kind), per tenant. Maps are nested with one
+/// string per level so the writer's lookup, once per operation in every batch, borrows
+/// its strings instead of allocating them.
 #[derive(Debug, Default)]
 pub(super) struct Catalog {
-    services: BTreeMap<(Tenant, String), Service>,
+    services: BTreeMap<Tenant, BTreeMap<String, Service>>,
     refresh_us: u64,
 }
 
@@ -53,10 +56,11 @@ impl Catalog {
         kind: SpanKind,
         now: u64,
     ) -> bool {
-        // the tuple key needs owned strings; a miss here is once per new operation
         self.services
-            .get(&(tenant, service.to_owned()))
-            .and_then(|s| s.ops.get(&(op.to_owned(), kind)))
+            .get(&tenant)
+            .and_then(|t| t.get(service))
+            .and_then(|s| s.ops.get(op))
+            .and_then(|kinds| kinds.get(&kind))
             .is_none_or(|&seen| now.saturating_sub(seen) > self.refresh_us)
     }
 
@@ -88,12 +92,18 @@ impl Catalog {
         kind: SpanKind,
         now: u64,
     ) {
-        let s = self
-            .services
-            .entry((tenant, service.to_owned()))
-            .or_default();
+        let s = self.service_entry(tenant, service);
         s.last_seen = s.last_seen.max(now);
-        s.ops.insert((op.to_owned(), kind), now);
+        s.ops.entry(op.to_owned()).or_default().insert(kind, now);
+    }
+
+    fn service_entry(&mut self, tenant: Tenant, service: &str) -> &mut Service {
+        // only for operations new or due a refresh, and at open
+        self.services
+            .entry(tenant)
+            .or_default()
+            .entry(service.to_owned())
+            .or_default()
     }
 
     /// Remove every entry last seen before `cutoff`, putting their deletion into `wb`;
@@ -105,20 +115,29 @@ impl Catalog {
         meta: &rocksdb::ColumnFamily,
     ) -> usize {
         let mut removed = 0;
-        self.services.retain(|(tenant, service), s| {
-            s.ops.retain(|(op, kind), seen| {
-                let keep = *seen >= cutoff;
+        self.services.retain(|tenant, services| {
+            services.retain(|service, s| {
+                s.ops.retain(|op, kinds| {
+                    kinds.retain(|kind, seen| {
+                        let keep = *seen >= cutoff;
+                        if !keep {
+                            wb.delete_cf(
+                                meta,
+                                keys::meta_operation_key(*tenant, service, op, *kind),
+                            );
+                            removed += 1;
+                        }
+                        keep
+                    });
+                    !kinds.is_empty()
+                });
+                let keep = !s.ops.is_empty() || s.last_seen >= cutoff;
                 if !keep {
-                    wb.delete_cf(meta, keys::meta_operation_key(*tenant, service, op, *kind));
-                    removed += 1;
+                    wb.delete_cf(meta, keys::meta_service_key(*tenant, service));
                 }
                 keep
             });
-            let keep = !s.ops.is_empty() || s.last_seen >= cutoff;
-            if !keep {
-                wb.delete_cf(meta, keys::meta_service_key(*tenant, service));
-            }
-            keep
+            !services.is_empty()
         });
         removed
     }
@@ -133,13 +152,13 @@ impl Store {
             let seen = time_of(&v, opened);
             match keys::parse_meta_key(&k) {
                 Some(keys::MetaEntry::Service(t, s)) => {
-                    let e = catalog.services.entry((t, s)).or_default();
+                    let e = catalog.service_entry(t, &s);
                     e.last_seen = e.last_seen.max(seen);
                 }
                 Some(keys::MetaEntry::Operation(t, s, op, kind)) => {
-                    let e = catalog.services.entry((t, s)).or_default();
+                    let e = catalog.service_entry(t, &s);
                     e.last_seen = e.last_seen.max(seen);
-                    e.ops.insert((op, kind), seen);
+                    e.ops.entry(op).or_default().insert(kind, seen);
                 }
                 None => {}
             }
@@ -152,10 +171,9 @@ impl Store {
         let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
         catalog
             .services
-            .keys()
-            .filter(|(t, _)| *t == tenant)
-            .map(|(_, s)| s.clone())
-            .collect()
+            .get(&tenant)
+            .map(|services| services.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Operations of a service with their span kinds, sorted by name then kind.
@@ -163,8 +181,14 @@ impl Store {
         let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
         catalog
             .services
-            .get(&(tenant, service.to_owned()))
-            .map(|s| s.ops.keys().cloned().collect())
+            .get(&tenant)
+            .and_then(|services| services.get(service))
+            .map(|s| {
+                s.ops
+                    .iter()
+                    .flat_map(|(op, kinds)| kinds.keys().map(|k| (op.clone(), *k)))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

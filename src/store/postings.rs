@@ -26,7 +26,7 @@
 //! adds candidates, since every search checks the loaded spans exactly. This module owns
 //! the value layout; `keys` owns the keys and `Store` the reads and writes.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use super::keys::{self, IndexPrefix, Tenant};
 use crate::model::TraceId;
