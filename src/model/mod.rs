@@ -10,11 +10,13 @@
 //! context string ([`context`]).
 
 pub mod context;
+mod invocation;
 mod ids;
 
 use std::sync::Arc;
 
 pub use context::SpanContext;
+pub use invocation::InvocationRecord;
 pub use ids::{IdError, SpanId, TraceId};
 
 /// A typed tag value, as Jaeger's `vType` enumerates them.

@@ -11,7 +11,6 @@
 
 mod admission;
 mod retry;
-pub mod stitch;
 mod validate;
 
 pub use admission::{AdmissionOptions, Refusal};
@@ -26,13 +25,20 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ErrorCode;
 use crate::model::Span;
-use crate::platform::record::InvocationRecord;
+use crate::model::InvocationRecord;
 use crate::sampling::tail::{Decision, TailSampler, TailSettings};
 use crate::store::keys::DEFAULT_TENANT;
 use crate::store::{self, keys::Tenant, EncodedBatch, Store, StoreError};
 use crate::telemetry::Metrics;
 
 pub use validate::{validate, Invalid, Window};
+
+/// Moves spans into the trace they belong to before they are validated: the platform's
+/// stitching of function spans under their invocation (`platform::stitch`). `scoped`
+/// names the invocation a whole batch was sent for (an invocation-scoped endpoint).
+pub trait Stitch: Send + Sync {
+    fn apply(&self, spans: &mut [Span], scoped: Option<&str>);
+}
 
 /// What one gateway call leaves: its record (calls refused before they had a request
 /// id have none), the function it was for (`None` when no such function exists) and
@@ -131,7 +137,7 @@ struct Request {
 #[derive(Clone)]
 pub struct Pipeline {
     tx: mpsc::UnboundedSender<Request>,
-    stitcher: Arc<stitch::Stitcher>,
+    stitch: Option<Arc<dyn Stitch>>,
     admission: Arc<admission::Admission>,
     tail: Option<Arc<TailSampler>>,
     permits: Arc<Semaphore>,
@@ -158,6 +164,7 @@ impl Pipeline {
         store: Arc<Store>,
         opts: PipelineOptions,
         metrics: Arc<Metrics>,
+        stitch: Option<Arc<dyn Stitch>>,
     ) -> (Pipeline, Writer) {
         let (tx, rx) = mpsc::unbounded_channel();
         let permits = Arc::new(Semaphore::new(opts.queue_bytes.min(Semaphore::MAX_PERMITS)));
@@ -170,7 +177,7 @@ impl Pipeline {
             .expect("spawn writer thread");
         let pipeline = Pipeline {
             tx,
-            stitcher: Arc::new(stitch::Stitcher::default()),
+            stitch,
             admission: Arc::new(admission::Admission::new(opts.admission)),
             tail: opts.tail.clone().map(|t| Arc::new(TailSampler::new(t))),
             permits,
@@ -190,11 +197,6 @@ impl Pipeline {
         self.submit_scoped(tenant, spans, partial, None).await
     }
 
-    /// Where the platform registers invocations so their function spans can be stitched.
-    pub fn stitcher(&self) -> &stitch::Stitcher {
-        &self.stitcher
-    }
-
     /// As [`Pipeline::submit`], for spans that may all belong to one invocation (sent to
     /// its invocation-scoped endpoint).
     pub async fn submit_scoped(
@@ -204,7 +206,9 @@ impl Pipeline {
         partial: Partial,
         invocation: Option<&str>,
     ) -> Result<Outcome, SubmitError> {
-        self.stitcher.apply(&mut spans, invocation);
+        if let Some(stitch) = &self.stitch {
+            stitch.apply(&mut spans, invocation);
+        }
         let (spans, rejected) = validate(spans, self.window());
         for r in &rejected {
             self.metrics.refused(1, r.label);

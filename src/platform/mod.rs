@@ -7,40 +7,34 @@
 //! pipeline like any receiver's batch. This module does not parse HTTP routes (the server
 //! does) and does not store anything itself.
 
+mod call;
+pub mod context;
 pub mod functions;
 pub mod instance;
 pub mod record;
 pub mod sampler;
 pub mod spans;
+pub mod stitch;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use base64::Engine;
+use axum::http::{HeaderMap, Method, StatusCode};
 use bytes::Bytes;
 use thiserror::Error;
 
 use crate::clock::now_us;
-use crate::model::{SpanContext, SpanId, TraceId};
 use crate::monitor::minute::{Call, Outcome};
-use crate::pipeline::stitch::Target;
 use crate::pipeline::{with_retries, CallFacts, Partial, Pipeline};
 use crate::sampling::HeadSampler;
 use crate::store::keys::DEFAULT_TENANT;
 use crate::telemetry::Metrics;
+use context::{baggage, decide_trace, random_span_id};
 use functions::FunctionSpec;
 use instance::{AcquireError, Pool, Timed};
 use record::{monitor_function, operation_of, Outcomes, QUALIFIER};
-
-pub const CONTEXT_HEADER: &str = "x-fc-tracing-opentracing-span-context";
-pub const BAGGAGE_PREFIX: &str = "x-fc-tracing-opentracing-span-context-baggage-";
-pub const BAGGAGES_HEADER: &str = "x-fc-tracing-opentracing-span-baggages";
-pub const JAEGER_ENDPOINT_HEADER: &str = "x-fc-tracing-jaeger-endpoint";
-
-/// Largest function response the gateway relays.
-const MAX_RESPONSE_BYTES: usize = 32 << 20;
+use stitch::{Stitcher, Target};
 
 #[derive(Debug, Error)]
 pub enum InvokeError {
@@ -107,85 +101,8 @@ pub struct Platform {
     http: reqwest::Client,
     /// `x-fc-tracing-jaeger-endpoint`: where functions send their spans.
     jaeger_endpoint: String,
-}
-
-/// The trace an invocation belongs to, decided from the inbound headers.
-struct TraceDecision {
-    trace_id: TraceId,
-    caller: Option<SpanId>,
-    sampled: bool,
-    debug: bool,
-    warnings: Vec<String>,
-}
-
-fn random_span_id() -> SpanId {
-    SpanId(fastrand::u64(1..))
-}
-
-/// The caller's context when it sent a valid one (its sampled flag wins); otherwise a new
-/// trace, sampled by the function's strategy.
-fn decide_trace(
-    headers: &HeaderMap,
-    sampler: &HeadSampler,
-    platform_service: &str,
-) -> TraceDecision {
-    let mut warnings = Vec::new();
-    if let Some(raw) = headers.get(CONTEXT_HEADER) {
-        match raw
-            .to_str()
-            .map_err(|e| e.to_string())
-            .and_then(|s| s.parse::<SpanContext>().map_err(|e| e.to_string()))
-        {
-            Ok(ctx) => {
-                return TraceDecision {
-                    trace_id: ctx.trace_id,
-                    caller: Some(ctx.span_id),
-                    sampled: ctx.is_sampled(),
-                    debug: ctx.is_debug(),
-                    warnings,
-                }
-            }
-            Err(e) => warnings.push(format!("ignored malformed {CONTEXT_HEADER}: {e}")),
-        }
-    }
-    // 64-bit trace ids, as function platforms write them.
-    let trace_id = TraceId(fastrand::u64(1..) as u128);
-    TraceDecision {
-        trace_id,
-        caller: None,
-        sampled: sampler.decide(platform_service, "InvokeFunction", trace_id),
-        debug: false,
-        warnings,
-    }
-}
-
-/// Baggage items from `…-baggage-<key>` headers, sorted by key.
-pub fn baggage(headers: &HeaderMap) -> Vec<(String, String)> {
-    let mut items: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| {
-            let key = k.as_str().strip_prefix(BAGGAGE_PREFIX)?;
-            Some((key.to_owned(), v.to_str().ok()?.to_owned()))
-        })
-        .collect();
-    items.sort();
-    items
-}
-
-/// Headers that belong to one hop and are not relayed.
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "te"
-            | "trailer"
-            | "upgrade"
-            | "host"
-            | "content-length"
-    )
+    /// Where each sampled invocation is registered before its function runs.
+    stitcher: Arc<Stitcher>,
 }
 
 impl Platform {
@@ -196,6 +113,7 @@ impl Platform {
         sampler: Arc<HeadSampler>,
         jaeger_endpoint: String,
         max_concurrent: usize,
+        stitcher: Arc<Stitcher>,
     ) -> Self {
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
@@ -219,6 +137,7 @@ impl Platform {
             sampler,
             http,
             jaeger_endpoint,
+            stitcher,
         }
     }
 
@@ -341,7 +260,7 @@ impl Platform {
         }
         if decision.sampled {
             // Before the function runs: its spans may arrive before ours.
-            self.pipeline.stitcher().register(
+            self.stitcher.register(
                 &request_id,
                 Target {
                     trace_id: decision.trace_id,
@@ -466,6 +385,7 @@ impl Platform {
                 error_type,
                 error_message: error.as_ref().map(|(_, m)| m.as_str()),
                 warnings: &decision.warnings,
+                context_format: decision.format,
                 baggage: &baggage,
             });
             let pipeline = self.pipeline.clone();
@@ -522,170 +442,5 @@ impl Platform {
             duration,
             error_type,
         })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn outbound_headers(
-        &self,
-        spec: &FunctionSpec,
-        req: &InvokeRequest,
-        request_id: &str,
-        decision: &TraceDecision,
-        invocation_span: SpanId,
-        invoke_span: SpanId,
-        flags: u8,
-        baggage: &[(String, String)],
-    ) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if matches!(req.trigger, Trigger::Http { .. }) {
-            for (k, v) in &req.headers {
-                let name = k.as_str();
-                if !is_hop_by_hop(name) && !name.starts_with("x-fc-") {
-                    h.append(k.clone(), v.clone());
-                }
-            }
-        } else if let Some(ct) = req.headers.get(axum::http::header::CONTENT_TYPE) {
-            h.insert(axum::http::header::CONTENT_TYPE, ct.clone());
-        }
-        let mut put = |name: &'static str, value: String| {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                h.insert(HeaderName::from_static(name), v);
-            }
-        };
-        put("x-fc-request-id", request_id.to_owned());
-        put("x-fc-function-name", spec.name.clone());
-        put("x-fc-service-name", spec.service.clone());
-        put("x-fc-function-memory", spec.memory_mb.to_string());
-        put(
-            "x-fc-function-timeout",
-            spec.timeout.as_secs().max(1).to_string(),
-        );
-        let ctx = SpanContext {
-            trace_id: decision.trace_id,
-            span_id: invocation_span,
-            parent_span_id: invoke_span,
-            flags,
-        };
-        put(CONTEXT_HEADER, ctx.to_string());
-        let map: serde_json::Map<String, serde_json::Value> = baggage
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
-            .collect();
-        put(
-            BAGGAGES_HEADER,
-            base64::engine::general_purpose::STANDARD
-                .encode(serde_json::Value::Object(map).to_string()),
-        );
-        put(JAEGER_ENDPOINT_HEADER, self.jaeger_endpoint.clone());
-        h
-    }
-
-    /// Run the function on its instance, within its timeout and memory, and classify the
-    /// outcome.
-    async fn call(
-        &self,
-        spec: &FunctionSpec,
-        lease: &instance::Lease,
-        req: &InvokeRequest,
-        headers: HeaderMap,
-        peak_rss: &mut u64,
-    ) -> (StatusCode, HeaderMap, Bytes, Option<(&'static str, String)>) {
-        let instance = &lease.instance;
-        let (method, url) = match &req.trigger {
-            Trigger::Event => (Method::POST, format!("{}/invoke", instance.base_url)),
-            Trigger::Http {
-                method,
-                path_and_query,
-            } => (
-                method.clone(),
-                format!("{}{}", instance.base_url, path_and_query),
-            ),
-        };
-        let send = async {
-            let resp = self
-                .http
-                .request(method, url)
-                .headers(headers)
-                .body(req.body.clone())
-                .send()
-                .await?;
-            instance
-                .rx_bytes
-                .fetch_add(req.body.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let mut resp = resp;
-            let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await? {
-                instance
-                    .tx_bytes
-                    .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                    return Ok::<_, reqwest::Error>((
-                        StatusCode::BAD_GATEWAY,
-                        HeaderMap::new(),
-                        None,
-                    ));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok((status, headers, Some(Bytes::from(body))))
-        };
-        let limit = spec.memory_mb * 1024 * 1024;
-        let pid = instance.pid();
-        let watch = async {
-            // Poll the instance's memory; returning means it went over its limit.
-            let Some(pid) = pid else {
-                return std::future::pending::<()>().await;
-            };
-            loop {
-                if let Some(rss) = instance::rss_bytes(pid) {
-                    *peak_rss = (*peak_rss).max(rss);
-                    if rss > limit {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        let error_body = |kind: &str, msg: &str| {
-            Bytes::from(serde_json::json!({"errorType": kind, "errorMessage": msg}).to_string())
-        };
-        tokio::select! {
-            result = tokio::time::timeout(spec.timeout, send) => match result {
-                Err(_) => {
-                    instance.kill();
-                    let msg = format!("function timed out after {:?}", spec.timeout);
-                    (StatusCode::GATEWAY_TIMEOUT, HeaderMap::new(), error_body(error_type::TIMEOUT, &msg), Some((error_type::TIMEOUT, msg)))
-                }
-                Ok(Err(e)) => {
-                    // The instance is no use if it cannot be reached.
-                    instance.kill();
-                    let msg = format!("function did not answer: {e}");
-                    (StatusCode::BAD_GATEWAY, HeaderMap::new(), error_body(error_type::UNHANDLED, &msg), Some((error_type::UNHANDLED, msg)))
-                }
-                Ok(Ok((status, headers, None))) => {
-                    let msg = format!("function response is larger than {MAX_RESPONSE_BYTES} bytes");
-                    (status, headers, error_body(error_type::UNHANDLED, &msg), Some((error_type::UNHANDLED, msg)))
-                }
-                Ok(Ok((status, mut headers, Some(body)))) => {
-                    let fc_404 = headers.get("x-fc-status").is_some_and(|v| v.as_bytes() == b"404");
-                    for name in ["transfer-encoding", "connection", "content-length", "x-fc-status"] {
-                        headers.remove(name);
-                    }
-                    let error = if status.is_server_error() || fc_404 {
-                        Some((error_type::UNHANDLED, format!("function answered {}{}", status.as_u16(), if fc_404 { " with x-fc-status: 404" } else { "" })))
-                    } else {
-                        None
-                    };
-                    (status, headers, body, error)
-                }
-            },
-            _ = watch => {
-                instance.kill();
-                let msg = format!("function used more than its {} MB of memory and was stopped", spec.memory_mb);
-                (StatusCode::BAD_GATEWAY, HeaderMap::new(), error_body(error_type::OOM, &msg), Some((error_type::OOM, msg)))
-            }
-        }
     }
 }

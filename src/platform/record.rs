@@ -5,64 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::functions::FunctionSpec;
-use super::{error_type, Platform, TraceDecision};
-use crate::model::{SpanContext, SpanId};
+use super::context::TraceDecision;
+use super::{error_type, Platform};
+use crate::model::{InvocationRecord, SpanContext, SpanId};
 use crate::monitor::minute::{Call, Outcome};
 use crate::monitor::Function as MonitoredFunction;
 use crate::pipeline::{with_retries, CallFacts};
 use crate::store::keys::DEFAULT_TENANT;
-
-/// What one invocation did, with the field names of the platforms' request-level
-/// metric logs (call analysis).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InvocationRecord {
-    #[serde(rename = "serviceName")]
-    pub service: String,
-    #[serde(rename = "functionName")]
-    pub function: String,
-    pub qualifier: String,
-    /// The service version the qualifier resolved to ("" until versions exist).
-    pub version_id: String,
-    pub request_id: String,
-    /// `InvokeFunction` (an event) or `HttpInvoke` (an HTTP trigger).
-    pub operation: String,
-    /// `Sync` (asynchronous invocations come later).
-    pub invocation_type: String,
-    /// Start of the invocation, µs since the epoch.
-    pub start_time: u64,
-    pub duration_ms: f64,
-    #[serde(rename = "memoryMB")]
-    pub memory_mb: u64,
-    /// Peak resident memory of the instance seen during the invocation (0 when unknown).
-    #[serde(rename = "memoryUsageMB")]
-    pub memory_usage_mb: f64,
-    pub is_cold_start: bool,
-    /// `Created` when this call started its instance, `Reused` when it found one warm,
-    /// "" when it ran on none.
-    pub instance_event: String,
-    /// The initializer's time on a cold start (0 without one).
-    pub initialization_duration_ms: f64,
-    /// From the call's arrival to the function starting to run on its instance (cold
-    /// start included); 0 when it never ran.
-    pub schedule_latency_ms: f64,
-    pub has_function_error: bool,
-    pub error_type: Option<String>,
-    pub status_code: u16,
-    pub trace_context: String,
-    pub is_sampled: bool,
-    #[serde(rename = "instanceID")]
-    pub instance_id: Option<String>,
-    /// The machine the instance runs on.
-    pub hostname: String,
-    /// Where the gateway reached the instance.
-    pub ip_address: String,
-    /// The function's instances when the call started.
-    pub active_instances: u64,
-}
 
 impl Platform {
     /// Store a call's record and its metrics in the background (with retries): the

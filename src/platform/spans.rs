@@ -37,6 +37,8 @@ pub struct Invocation<'a> {
     pub error_type: Option<&'a str>,
     pub error_message: Option<&'a str>,
     pub warnings: &'a [String],
+    /// The inbound header the caller's context came from (`None` for a fresh trace).
+    pub context_format: Option<&'a str>,
     pub baggage: &'a [(String, String)],
 }
 
@@ -105,6 +107,9 @@ pub fn build(inv: &Invocation<'_>) -> Vec<Span> {
     ];
     if let Some(i) = inv.instance_id {
         root_tags.push(KeyValue::new("fc.instance_id", s(i)));
+    }
+    if let Some(f) = inv.context_format {
+        root_tags.push(KeyValue::new("fc.tracing.propagation", s(f)));
     }
     for w in inv.warnings {
         root_tags.push(KeyValue::new("fc.tracing.warning", s(w)));

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::params::{single, ParamError};
-use crate::platform::record::InvocationRecord;
+use crate::model::InvocationRecord;
 
 /// Records one question may read.
 pub const MAX_SCANNED: usize = 100_000;

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::model::{Span, SpanKind, TraceId};
-use crate::platform::record::InvocationRecord;
+use crate::model::InvocationRecord;
 use crate::store::keys::{IndexPrefix, Tenant, MAX_INDEXED_LEN};
 use crate::store::{Store, StoreError};
 pub use params::TraceQuery;

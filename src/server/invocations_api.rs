@@ -8,7 +8,7 @@ use axum::response::Response;
 
 use super::query_api::{blocking, ok, ApiError};
 use super::AppState;
-use crate::platform::record::InvocationRecord;
+use crate::model::InvocationRecord;
 use crate::query::calls::{self, Aggregation, CallFilter};
 use crate::query::params;
 use crate::store::keys::DEFAULT_TENANT;

@@ -36,6 +36,7 @@ use crate::budget::MemoryBudget;
 use crate::config::Settings;
 use crate::error::ErrorCode;
 use crate::pipeline::{AdmissionOptions, Pipeline, PipelineOptions};
+use crate::platform::stitch::Stitcher;
 use crate::platform::Platform;
 use crate::query::Query;
 use crate::receive::body::BodyLimits;
@@ -122,6 +123,9 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         "store opened"
     );
     let metrics = Arc::new(Metrics::new());
+    // Shared by the pipeline (which applies it to every batch) and the platform (which
+    // registers each invocation in it).
+    let stitcher = Arc::new(Stitcher::default());
     let (pipeline, writer) = Pipeline::start(
         Arc::clone(&store),
         PipelineOptions {
@@ -136,6 +140,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             ..PipelineOptions::default()
         },
         Arc::clone(&metrics),
+        Some(Arc::clone(&stitcher) as Arc<dyn crate::pipeline::Stitch>),
     );
     let rules = Arc::new(
         Rules::load(settings.sampling_strategies.as_deref()).map_err(ServeError::Sampling)?,
@@ -194,6 +199,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         Arc::clone(&sampler),
         jaeger_endpoint,
         settings.max_concurrent_invocations,
+        stitcher,
     ));
 
     let otlp_http = Router::new()

@@ -96,9 +96,12 @@ impl Stitcher {
         inner.invocations.insert(invocation_id.to_owned(), target);
     }
 
+}
+
+impl crate::pipeline::Stitch for Stitcher {
     /// Move spans of fresh traces into their invocation's trace. `scoped` names the
     /// invocation every span of the batch belongs to (invocation-scoped endpoint).
-    pub fn apply(&self, spans: &mut [Span], scoped: Option<&str>) {
+    fn apply(&self, spans: &mut [Span], scoped: Option<&str>) {
         let tagged = scoped.is_some() || spans.iter().any(|s| invocation_id(s).is_some());
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if !tagged && inner.traces.map.is_empty() {
@@ -152,6 +155,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::pipeline::Stitch;
     use crate::model::{KeyValue, Process};
 
     fn span(trace: u128, id: u64, parent: Option<u64>, tags: Vec<KeyValue>) -> Span {
