@@ -88,6 +88,16 @@ pub mod error_type {
     pub const INITIALIZATION: &str = "FunctionInitializationError";
 }
 
+/// Where functions send their own spans: this daemon's collectors, as functions reach
+/// them.
+pub struct Endpoints {
+    /// Jaeger thrift over HTTP, handed over in `x-fc-tracing-jaeger-endpoint`.
+    pub jaeger: String,
+    /// OTLP/HTTP base URL, set as `OTEL_EXPORTER_OTLP_ENDPOINT` in each instance's
+    /// environment.
+    pub otlp: String,
+}
+
 pub struct Platform {
     pools: HashMap<(String, String), Arc<Pool>>,
     /// Instance metrics: the previous reading and latest sample of each live instance.
@@ -111,7 +121,7 @@ impl Platform {
         pipeline: Pipeline,
         metrics: Arc<Metrics>,
         sampler: Arc<HeadSampler>,
-        jaeger_endpoint: String,
+        endpoints: Endpoints,
         max_concurrent: usize,
         stitcher: Arc<Stitcher>,
     ) -> Self {
@@ -121,7 +131,15 @@ impl Platform {
             .unwrap_or_default();
         let pools = specs
             .into_iter()
-            .map(|spec| {
+            .map(|mut spec| {
+                if let functions::Runtime::Command { env, .. } = &mut spec.runtime {
+                    // what an unmodified OpenTelemetry SDK reads; the function's own
+                    // `env` wins
+                    env.entry("OTEL_EXPORTER_OTLP_ENDPOINT".into())
+                        .or_insert_with(|| endpoints.otlp.clone());
+                    env.entry("OTEL_EXPORTER_OTLP_PROTOCOL".into())
+                        .or_insert_with(|| "http/protobuf".into());
+                }
                 let key = (spec.service.clone(), spec.name.clone());
                 (key, Arc::new(Pool::new(Arc::new(spec), http.clone())))
             })
@@ -136,7 +154,7 @@ impl Platform {
             metrics,
             sampler,
             http,
-            jaeger_endpoint,
+            jaeger_endpoint: endpoints.jaeger,
             stitcher,
         }
     }

@@ -179,25 +179,28 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let grpc_listener = bind("otlp_grpc", &settings.otlp_grpc_addr, &mut bound).await?;
     let sampling_listener = bind("sampling", &settings.sampling_addr, &mut bound).await?;
 
-    // Functions send their spans to this daemon's collector, as they can reach it.
-    let jaeger_endpoint = settings
-        .function_jaeger_endpoint
-        .clone()
-        .unwrap_or_else(|| {
-            let mut addr = collector_listener
-                .local_addr()
-                .unwrap_or_else(|_| ([127, 0, 0, 1], 14268).into());
-            if addr.ip().is_unspecified() {
-                addr.set_ip([127, 0, 0, 1].into());
-            }
-            format!("http://{addr}/api/traces")
-        });
+    // Functions send their spans to this daemon's collectors, as they can reach them.
+    let reachable = |l: &tokio::net::TcpListener, fallback: u16| {
+        let mut addr = l
+            .local_addr()
+            .unwrap_or_else(|_| ([127, 0, 0, 1], fallback).into());
+        if addr.ip().is_unspecified() {
+            addr.set_ip([127, 0, 0, 1].into());
+        }
+        addr
+    };
+    let endpoints = crate::platform::Endpoints {
+        jaeger: settings.function_jaeger_endpoint.clone().unwrap_or_else(|| {
+            format!("http://{}/api/traces", reachable(&collector_listener, 14268))
+        }),
+        otlp: format!("http://{}", reachable(&otlp_http_listener, 4318)),
+    };
     let platform = Arc::new(Platform::new(
         settings.functions.clone(),
         state.pipeline.clone(),
         Arc::clone(&state.metrics),
         Arc::clone(&sampler),
-        jaeger_endpoint,
+        endpoints,
         settings.max_concurrent_invocations,
         stitcher,
     ));
