@@ -14,7 +14,6 @@ use common::gateway::*;
 use common::*;
 use serde_json::{json, Value as Json};
 
-
 #[test]
 fn cold_start_warm_reuse_and_idle_reaping() {
     let d = start_with_functions(

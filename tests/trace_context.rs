@@ -68,7 +68,10 @@ fn invoke_with(d: &Daemon, headers: &[(&str, &str)]) -> (Json, Json) {
     }
     let resp = r.send().unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let request_id = resp.headers()["x-fc-request-id"].to_str().unwrap().to_owned();
+    let request_id = resp.headers()["x-fc-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let got: Json = resp.json().unwrap();
     assert_eq!(got["x-kept"], "yes", "other headers are relayed");
     let rec = record(d, "test", "hdr", &request_id);

@@ -10,14 +10,14 @@
 //! context string ([`context`]).
 
 pub mod context;
-mod invocation;
 mod ids;
+mod invocation;
 
 use std::sync::Arc;
 
 pub use context::SpanContext;
-pub use invocation::InvocationRecord;
 pub use ids::{IdError, SpanId, TraceId};
+pub use invocation::InvocationRecord;
 
 /// A typed tag value, as Jaeger's `vType` enumerates them.
 #[derive(Debug, Clone, PartialEq)]

@@ -24,8 +24,8 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ErrorCode;
-use crate::model::Span;
 use crate::model::InvocationRecord;
+use crate::model::Span;
 use crate::sampling::tail::{Decision, TailSampler, TailSettings};
 use crate::store::keys::DEFAULT_TENANT;
 use crate::store::{self, keys::Tenant, EncodedBatch, Store, StoreError};

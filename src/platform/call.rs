@@ -33,7 +33,6 @@ fn is_hop_by_hop(name: &str) -> bool {
     )
 }
 
-
 impl Platform {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn outbound_headers(
@@ -72,7 +71,14 @@ impl Platform {
             spec.timeout.as_secs().max(1).to_string(),
         );
         put(JAEGER_ENDPOINT_HEADER, self.jaeger_endpoint.clone());
-        context::outbound(&mut h, decision, invocation_span, invoke_span, flags, baggage);
+        context::outbound(
+            &mut h,
+            decision,
+            invocation_span,
+            invoke_span,
+            flags,
+            baggage,
+        );
         h
     }
 

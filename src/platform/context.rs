@@ -131,9 +131,10 @@ fn fc_context(headers: &HeaderMap) -> Option<Result<Inbound, String>> {
 
 fn uber_trace_id(headers: &HeaderMap) -> Option<Result<Inbound, String>> {
     // Jaeger clients may URL-encode the colons.
-    Some(header(headers, "uber-trace-id")?.and_then(|s| {
-        jaeger_context(&s.replace("%3A", ":").replace("%3a", ":"))
-    }))
+    Some(
+        header(headers, "uber-trace-id")?
+            .and_then(|s| jaeger_context(&s.replace("%3A", ":").replace("%3a", ":"))),
+    )
 }
 
 fn jaeger_context(s: &str) -> Result<Inbound, String> {
@@ -235,8 +236,7 @@ fn b3_multi(headers: &HeaderMap) -> Option<Result<Inbound, String>> {
     let trace = header(headers, "x-b3-traceid")?;
     Some(trace.and_then(|t| {
         let trace = b3_trace(t)?;
-        let span = header(headers, "x-b3-spanid")
-            .ok_or("X-B3-SpanId is missing")??;
+        let span = header(headers, "x-b3-spanid").ok_or("X-B3-SpanId is missing")??;
         let span = hex_id(span, 16, "span id")?;
         let debug = header(headers, "x-b3-flags").and_then(Result::ok) == Some("1");
         let sampled = match header(headers, "x-b3-sampled") {
@@ -292,8 +292,7 @@ fn xray(headers: &HeaderMap) -> Option<Result<Inbound, String>> {
 pub fn baggage(headers: &HeaderMap) -> Vec<(String, String)> {
     let mut items: Vec<(String, String)> = Vec::new();
     let mut add = |k: &str, v: &str| {
-        if items.len() < MAX_BAGGAGE_ITEMS && !k.is_empty() && !items.iter().any(|(x, _)| x == k)
-        {
+        if items.len() < MAX_BAGGAGE_ITEMS && !k.is_empty() && !items.iter().any(|(x, _)| x == k) {
             items.push((k.to_owned(), v.to_owned()));
         }
     };

@@ -72,14 +72,21 @@ fn w3c_traceparent_as_the_spec_shows_it() {
         "garbage",
     ] {
         let (_, caller, sampled, format, warnings) = decide(&[("traceparent", bad)]);
-        assert_eq!((caller, sampled, format, warnings), (None, false, None, 1), "{bad}");
+        assert_eq!(
+            (caller, sampled, format, warnings),
+            (None, false, None, 1),
+            "{bad}"
+        );
     }
 }
 
 #[test]
 fn jaeger_b3_and_xray_contexts() {
     assert_eq!(
-        decide(&[("uber-trace-id", "5f22f355044a957a%3A2b3b4c5d6e7f8091%3A0%3A1")]),
+        decide(&[(
+            "uber-trace-id",
+            "5f22f355044a957a%3A2b3b4c5d6e7f8091%3A0%3A1"
+        )]),
         (
             0x5f22f355044a957a,
             Some(0x2b3b4c5d6e7f8091),

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::functions::FunctionSpec;
 use super::context::TraceDecision;
+use super::functions::FunctionSpec;
 use super::{error_type, Platform};
 use crate::model::{InvocationRecord, SpanContext, SpanId};
 use crate::monitor::minute::{Call, Outcome};

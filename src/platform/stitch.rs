@@ -95,7 +95,6 @@ impl Stitcher {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.invocations.insert(invocation_id.to_owned(), target);
     }
-
 }
 
 impl crate::pipeline::Stitch for Stitcher {
@@ -155,8 +154,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::pipeline::Stitch;
     use crate::model::{KeyValue, Process};
+    use crate::pipeline::Stitch;
 
     fn span(trace: u128, id: u64, parent: Option<u64>, tags: Vec<KeyValue>) -> Span {
         Span {

@@ -16,8 +16,8 @@ pub mod tree;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::model::{Span, SpanKind, TraceId};
 use crate::model::InvocationRecord;
+use crate::model::{Span, SpanKind, TraceId};
 use crate::store::keys::{IndexPrefix, Tenant, MAX_INDEXED_LEN};
 use crate::store::{Store, StoreError};
 pub use params::TraceQuery;

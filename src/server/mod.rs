@@ -190,9 +190,15 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         addr
     };
     let endpoints = crate::platform::Endpoints {
-        jaeger: settings.function_jaeger_endpoint.clone().unwrap_or_else(|| {
-            format!("http://{}/api/traces", reachable(&collector_listener, 14268))
-        }),
+        jaeger: settings
+            .function_jaeger_endpoint
+            .clone()
+            .unwrap_or_else(|| {
+                format!(
+                    "http://{}/api/traces",
+                    reachable(&collector_listener, 14268)
+                )
+            }),
         otlp: format!("http://{}", reachable(&otlp_http_listener, 4318)),
     };
     let platform = Arc::new(Platform::new(
