@@ -79,11 +79,14 @@ fn invoke_with(d: &Daemon, headers: &[(&str, &str)]) -> (Json, Json) {
     (one(&trace, "InvokeFunction").clone(), got)
 }
 
+/// (headers, trace id, caller span, header used)
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str, &'a str);
+
 #[test]
 fn callers_contexts_in_every_format_parent_invoke_function() {
     let d = start_with_functions(&behave_fn("hdr", ""), &[]);
     // (headers, trace id, caller span) as each format's documentation writes them
-    let cases: [(&[(&str, &str)], &str, &str, &str); 5] = [
+    let cases: [Case; 5] = [
         (
             &[(
                 "traceparent",
