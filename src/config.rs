@@ -146,6 +146,10 @@ pub struct ServeArgs {
     /// throttles) [default: 300]
     #[arg(long, env = "FCTRACE_MAX_CONCURRENT_INVOCATIONS", value_name = "N")]
     pub max_concurrent_invocations: Option<usize>,
+    /// Bytes of output one function instance may store a minute; beyond, its lines are
+    /// dropped (and counted) until the next minute [default: 1048576]
+    #[arg(long, env = "FCTRACE_FUNCTION_LOG_BYTES", value_name = "BYTES")]
+    pub function_log_bytes: Option<usize>,
     /// How long per-minute function metrics are kept [default: 31d]
     #[arg(long, env = "FCTRACE_METRICS_RETENTION", value_name = "DURATION")]
     pub metrics_retention: Option<String>,
@@ -211,6 +215,7 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub max_future_skew: Option<String>,
     pub max_concurrent_invocations: Option<usize>,
+    pub function_log_bytes: Option<usize>,
     pub metrics_retention: Option<String>,
     pub instance_metrics_interval: Option<String>,
     pub alarms: Option<PathBuf>,
@@ -274,6 +279,7 @@ pub struct Settings {
     pub max_connections: usize,
     pub max_future_skew: Duration,
     pub max_concurrent_invocations: usize,
+    pub function_log_bytes: u64,
     pub metrics_retention: Duration,
     pub instance_metrics_interval: Duration,
     pub alarms: Option<PathBuf>,
@@ -437,6 +443,11 @@ impl Settings {
                 .or(file.max_concurrent_invocations),
             300,
         )?;
+        let function_log_bytes = positive(
+            "function_log_bytes",
+            args.function_log_bytes.or(file.function_log_bytes),
+            1 << 20,
+        )? as u64;
         let max_connections = positive(
             "max_connections",
             args.max_connections.or(file.max_connections),
@@ -543,6 +554,7 @@ impl Settings {
             max_connections,
             max_future_skew,
             max_concurrent_invocations,
+            function_log_bytes,
             metrics_retention,
             instance_metrics_interval,
             alarms: args.alarms.clone().or(file.alarms),

@@ -66,6 +66,8 @@ pub struct Metrics {
     write_seconds: Histogram,
     invocations: Family<InvocationLabel, Counter>,
     throttles: Family<FunctionLabel, Counter>,
+    log_lines_stored: Counter,
+    log_lines_dropped: Family<ReasonLabel, Counter>,
     admission_refused: Family<ServiceReasonLabel, Counter>,
     sampling_reloads: Family<OutcomeLabel, Counter>,
     alarm_notifications: Family<OutcomeLabel, Counter>,
@@ -153,6 +155,18 @@ impl Metrics {
             "throttles",
             "Invocations refused because every instance was busy",
             throttles.clone(),
+        );
+        let log_lines_stored = Counter::default();
+        registry.register(
+            "function_log_lines_stored",
+            "Lines of function output stored",
+            log_lines_stored.clone(),
+        );
+        let log_lines_dropped = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "function_log_lines_dropped",
+            "Lines of function output not stored: over an instance's cap, queue full, or store failing",
+            log_lines_dropped.clone(),
         );
         let admission_refused = Family::<ServiceReasonLabel, Counter>::default();
         registry.register(
@@ -252,7 +266,19 @@ impl Metrics {
             write_seconds,
             invocations,
             throttles,
+            log_lines_stored,
+            log_lines_dropped,
         }
+    }
+
+    pub fn log_lines_stored(&self, n: usize) {
+        self.log_lines_stored.inc_by(n as u64);
+    }
+
+    pub fn log_lines_dropped(&self, reason: &'static str, n: usize) {
+        self.log_lines_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(n as u64);
     }
 
     pub fn received(&self, format: &'static str, spans: usize) {

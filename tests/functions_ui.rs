@@ -171,6 +171,17 @@ fn functions_view_and_function_page_show_metrics_instances_and_requests() {
         v["waterfall"].as_u64().unwrap() >= 2,
         "the request's trace opens"
     );
+    // the request's log lines, from its record and from its trace: at least the
+    // platform's markers around the call
+    for shown in ["recordLogs", "traceLogs"] {
+        let text = v[shown].as_str().unwrap();
+        for marker in ["FC Invoke Start RequestId: ", "FC Invoke End RequestId: "] {
+            assert!(
+                text.contains(&format!("{marker}{first_id}")),
+                "{shown}: {text}"
+            );
+        }
+    }
     for f in ["functions.png", "function.png"] {
         let len = std::fs::metadata(shots.join(f))
             .map(|m| m.len())

@@ -105,6 +105,19 @@ function kvTable(title, kvs) {
   return `<h4>${esc(title)}</h4><table>${kvs.map((kv) => `<tr><td>${esc(kv.key)}</td><td>${esc(JSON.stringify(kv.value))}</td></tr>`).join('')}</table>`;
 }
 
+// A request's function log lines (/api/v1/logs), as a block of text: shared by the
+// trace page and the function page's record.
+async function requestLogs(requestId) {
+  const r = await fetch(`/api/v1/logs?requestId=${encodeURIComponent(requestId)}`);
+  const v = await r.json();
+  if (!r.ok) return `<p>Cannot load logs: ${esc((v.errors && v.errors[0] && v.errors[0].msg) || r.statusText)}</p>`;
+  if (!v.data.length) return '<p>No log lines.</p>';
+  const text = v.data
+    .map((l) => `${new Date(l.time / 1000).toISOString()} ${l.stream.padEnd(8)} ${l.message}`)
+    .join('\n');
+  return `<pre class="logs" data-request="${esc(requestId)}">${esc(text)}</pre>`;
+}
+
 function showDetails(node) {
   const s = node.span;
   const logs = s.logs
@@ -162,6 +175,14 @@ async function showTrace(id) {
     const tr = ev.target.closest('tr');
     if (tr) showDetails(nodes[Number(tr.dataset.index)]);
   };
+  // the logs of each invocation in the trace (platform spans carry its request id)
+  const requests = [...new Set(nodes.flatMap((n) => (n.span.tags || [])
+    .filter((t) => t.key === 'fc.request_id').map((t) => String(t.value))))];
+  const logs = $('#trace-logs');
+  logs.innerHTML = '';
+  for (const id of requests) {
+    logs.insertAdjacentHTML('beforeend', `<h3>Logs of request ${esc(id)}</h3>${await requestLogs(id)}`);
+  }
 }
 
 function route() {

@@ -2,7 +2,7 @@
 // (#/functions/SERVICE/FUNCTION): per-minute metrics as charts drawn here as SVG (no
 // library, no network), the function's live instances, and its requests, where a request
 // id opens its record and, when sampled, its trace. Talks to /api/v1/functions,
-// /api/v1/metrics, /api/v1/instances and /api/v1/invocations like any client.
+// /api/v1/metrics, /api/v1/instances, /api/v1/invocations and /api/v1/logs like any client.
 (() => {
   const $f = (sel) => document.querySelector(sel);
   const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -158,8 +158,11 @@
       const trace = r.isSampled && r.traceContext ? r.traceContext.split(':')[0] : null;
       box.innerHTML = `<h3>Request ${esc(r.requestId)}</h3>
         ${trace ? `<p><a id="fn-record-trace" href="#/trace/${esc(trace)}">Open its trace</a></p>` : '<p>Not sampled: no trace.</p>'}
-        <table>${Object.entries(r).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>`;
+        <table>${Object.entries(r).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>
+        <h4>Logs</h4><div id="fn-record-logs"></div>`;
       box.hidden = false;
+      // requestLogs is app.js's (loaded first)
+      $f('#fn-record-logs').innerHTML = await requestLogs(r.requestId);
     } catch (e) {
       box.textContent = `Cannot load request ${id}: ${e.message}`;
       box.hidden = false;

@@ -12,12 +12,14 @@
 pub mod context;
 mod ids;
 mod invocation;
+mod log;
 
 use std::sync::Arc;
 
 pub use context::SpanContext;
 pub use ids::{IdError, SpanId, TraceId};
 pub use invocation::InvocationRecord;
+pub use log::LogLine;
 
 /// A typed tag value, as Jaeger's `vType` enumerates them.
 #[derive(Debug, Clone, PartialEq)]

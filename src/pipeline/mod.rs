@@ -383,15 +383,17 @@ impl Pipeline {
         self.submit_batch(batch).await
     }
 
-    /// Store instance samples (`platform::sampler`): `(key, JSON value)` each.
-    pub async fn submit_samples(
+    /// Store rows that come with their own keys (instance samples, function log lines):
+    /// `(key, value)` each, in one write.
+    pub async fn submit_rows(
         &self,
         tenant: Tenant,
-        samples: &[(Vec<u8>, Vec<u8>)],
+        family: store::Rows,
+        rows: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<(), SubmitError> {
         let mut batch = EncodedBatch::empty(tenant);
-        for (k, v) in samples {
-            batch.add_sample(k, v);
+        for (k, v) in rows {
+            batch.add_row(family, k, v);
         }
         self.submit_batch(batch).await
     }

@@ -14,12 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 use super::functions::{FunctionSpec, Runtime};
+use super::logs::{InstanceLog, LogSink};
 use crate::clock::now_us;
+use tokio::io::AsyncRead;
 
 /// A measured step: when it started (µs since the epoch) and how long it took (µs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,8 @@ pub struct Instance {
     /// (response bodies): its network traffic as the platform sees it.
     pub rx_bytes: AtomicU64,
     pub tx_bytes: AtomicU64,
+    /// Its captured output (command functions only).
+    pub log: Option<InstanceLog>,
 }
 
 impl Instance {
@@ -141,11 +144,13 @@ pub struct Pool {
     starting: AtomicU32,
     next_id: AtomicU64,
     http: reqwest::Client,
+    logs: LogSink,
 }
 
 impl Pool {
-    pub fn new(spec: Arc<FunctionSpec>, http: reqwest::Client) -> Self {
+    pub fn new(spec: Arc<FunctionSpec>, http: reqwest::Client, logs: LogSink) -> Self {
         Pool {
+            logs,
             spec,
             instances: Mutex::new(Vec::new()),
             starting: AtomicU32::new(0),
@@ -270,7 +275,7 @@ impl Pool {
         let started = match prepared {
             Prepared::Url(url, addr) => wait_for_port(addr, None, start_limit)
                 .await
-                .map(|_| (url, None, None)),
+                .map(|_| (url, None, None, None)),
             Prepared::Command {
                 program,
                 argv,
@@ -282,10 +287,11 @@ impl Pool {
             }
         };
         cold.runtime_init = Some(Timed::since(t0, clock));
-        let (base_url, child, pid) =
+        let (base_url, child, pid, log) =
             started.map_err(|m| fail("RuntimeInitialization", m, &cold))?;
         let instance = Instance {
             id,
+            log,
             base_url,
             pid,
             rx_bytes: AtomicU64::new(0),
@@ -336,7 +342,7 @@ impl Pool {
         cwd: Option<&Path>,
         env: &std::collections::BTreeMap<String, String>,
         limit: Duration,
-    ) -> Result<(String, Option<Child>, Option<u32>), String> {
+    ) -> Result<Spawned, String> {
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
         let mut cmd = Command::new(program);
         cmd.args(&argv[1..])
@@ -358,13 +364,23 @@ impl Pool {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
         let pid = child.id();
-        forward_output(id, child.stdout.take(), "stdout");
-        forward_output(id, child.stderr.take(), "stderr");
+        let mut streams: Vec<(&'static str, Box<dyn AsyncRead + Unpin + Send>)> = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            streams.push(("stdout", Box::new(out)));
+        }
+        if let Some(err) = child.stderr.take() {
+            streams.push(("stderr", Box::new(err)));
+        }
+        let log =
+            InstanceLog::capture(&self.logs, &self.spec.service, &self.spec.name, id, streams);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         wait_for_port(addr, Some(&mut child), limit).await?;
-        Ok((format!("http://{addr}"), Some(child), pid))
+        Ok((format!("http://{addr}"), Some(child), pid, Some(log)))
     }
 }
+
+/// A started instance: its URL, process, pid and captured output.
+type Spawned = (String, Option<Child>, Option<u32>, Option<InstanceLog>);
 
 enum Prepared {
     Url(String, SocketAddr),
@@ -452,15 +468,18 @@ async fn wait_for_port(
 ) -> Result<(), String> {
     let deadline = Instant::now() + limit;
     loop {
-        if TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
+        let listening = TcpStream::connect(addr).await.is_ok();
+        // Checked after connecting too: a process that exited without listening leaves
+        // its port free, and another process (another daemon's instance) may take it.
         if let Some(c) = child.as_deref_mut() {
             if let Ok(Some(status)) = c.try_wait() {
                 return Err(format!(
                     "process exited ({status}) before listening on {addr}"
                 ));
             }
+        }
+        if listening {
+            return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(format!(
@@ -469,64 +488,6 @@ async fn wait_for_port(
             ));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Longest line of a function's output that is logged whole; longer lines are cut here
-/// (and the rest up to the newline skipped), so a function printing without newlines
-/// cannot make the daemon buffer without bound.
-pub const MAX_OUTPUT_LINE: usize = 16 << 10;
-
-/// Send a function's output to our log, line by line, tagged with its instance.
-fn forward_output<R>(instance: &str, stream: Option<R>, name: &'static str)
-where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-{
-    let Some(stream) = stream else { return };
-    let instance = instance.to_owned();
-    tokio::spawn(async move {
-        let mut reader = BufReader::new(stream);
-        while let Ok(Some((line, cut))) = next_line(&mut reader, MAX_OUTPUT_LINE).await {
-            let line = String::from_utf8_lossy(&line);
-            if cut {
-                tracing::info!(instance = %instance, stream = name, truncated = true, "{line}");
-            } else {
-                tracing::info!(instance = %instance, stream = name, "{line}");
-            }
-        }
-    });
-}
-
-/// The next line (without its newline) of at most `max` bytes, and whether it was cut;
-/// `None` at the end of the stream.
-async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
-    reader: &mut R,
-    max: usize,
-) -> std::io::Result<Option<(Vec<u8>, bool)>> {
-    let mut line = Vec::new();
-    let mut cut = false;
-    loop {
-        let buf = reader.fill_buf().await?;
-        if buf.is_empty() {
-            return Ok((!line.is_empty() || cut).then_some((line, cut)));
-        }
-        let (chunk, found) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], Some(i + 1)),
-            None => (buf, None),
-        };
-        let room = max - line.len();
-        if chunk.len() > room {
-            cut = true;
-        }
-        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let used = found.unwrap_or(buf.len());
-        reader.consume(used);
-        if found.is_some() {
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Ok(Some((line, cut)));
-        }
     }
 }
 
@@ -548,25 +509,4 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn output_lines_are_cut_at_the_limit() {
-        let input: &[u8] = b"short\nxxxxxxxxxxxxxxxxxxxxxxxx\nend";
-        let mut r = tokio::io::BufReader::with_capacity(4, input);
-        let mut got = Vec::new();
-        while let Some(l) = super::next_line(&mut r, 8).await.unwrap() {
-            got.push(l);
-        }
-        assert_eq!(
-            got,
-            vec![
-                (b"short".to_vec(), false),
-                (b"xxxxxxxx".to_vec(), true),
-                (b"end".to_vec(), false)
-            ]
-        );
-    }
 }

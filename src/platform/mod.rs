@@ -11,6 +11,7 @@ mod call;
 pub mod context;
 pub mod functions;
 pub mod instance;
+pub mod logs;
 pub mod record;
 pub mod sampler;
 pub mod spans;
@@ -33,6 +34,7 @@ use crate::telemetry::Metrics;
 use context::{baggage, decide_trace, random_span_id};
 use functions::FunctionSpec;
 use instance::{AcquireError, Pool, Timed};
+use logs::LogSink;
 use record::{monitor_function, operation_of, Outcomes, QUALIFIER};
 use stitch::{Stitcher, Target};
 
@@ -98,6 +100,15 @@ pub struct Endpoints {
     pub otlp: String,
 }
 
+/// How the platform runs, from the daemon's settings.
+pub struct PlatformOptions {
+    pub endpoints: Endpoints,
+    /// `--max-concurrent-invocations`
+    pub max_concurrent: usize,
+    /// `--function-log-bytes`: output one instance may store a minute.
+    pub log_bytes_per_minute: u64,
+}
+
 pub struct Platform {
     pools: HashMap<(String, String), Arc<Pool>>,
     /// Instance metrics: the previous reading and latest sample of each live instance.
@@ -121,10 +132,15 @@ impl Platform {
         pipeline: Pipeline,
         metrics: Arc<Metrics>,
         sampler: Arc<HeadSampler>,
-        endpoints: Endpoints,
-        max_concurrent: usize,
         stitcher: Arc<Stitcher>,
+        opts: PlatformOptions,
     ) -> Self {
+        let PlatformOptions {
+            endpoints,
+            max_concurrent,
+            log_bytes_per_minute,
+        } = opts;
+        let logs = LogSink::start(pipeline.clone(), Arc::clone(&metrics), log_bytes_per_minute);
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
@@ -139,9 +155,16 @@ impl Platform {
                         .or_insert_with(|| endpoints.otlp.clone());
                     env.entry("OTEL_EXPORTER_OTLP_PROTOCOL".into())
                         .or_insert_with(|| "http/protobuf".into());
+                    // print() reaches the log line by line, as platforms' Python
+                    // runtimes run it, not in blocks at exit
+                    env.entry("PYTHONUNBUFFERED".into())
+                        .or_insert_with(|| "1".into());
                 }
                 let key = (spec.service.clone(), spec.name.clone());
-                (key, Arc::new(Pool::new(Arc::new(spec), http.clone())))
+                (
+                    key,
+                    Arc::new(Pool::new(Arc::new(spec), http.clone(), logs.clone())),
+                )
             })
             .collect();
         let max_concurrent = max_concurrent.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
@@ -363,7 +386,13 @@ impl Platform {
                 );
                 let run_start = now_us();
                 let run_clock = Instant::now();
+                if let Some(log) = &lease.instance.log {
+                    log.start(&request_id);
+                }
                 let result = self.call(spec, lease, &req, outbound, &mut peak_rss).await;
+                if let Some(log) = &lease.instance.log {
+                    log.end(&request_id);
+                }
                 run = Some(Timed {
                     start_us: run_start,
                     duration_us: run_clock.elapsed().as_micros() as u64,

@@ -167,7 +167,7 @@ impl Platform {
         let pipeline = self.pipeline.clone();
         let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
-            let write = || pipeline.submit_samples(tenant, &rows);
+            let write = || pipeline.submit_rows(tenant, crate::store::Rows::Samples, &rows);
             if let Err(e) = with_retries(&metrics, write).await {
                 tracing::error!(error = %e, "instance samples not stored after retries");
             }

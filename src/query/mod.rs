@@ -8,6 +8,7 @@
 
 pub mod calls;
 pub mod jaeger_json;
+pub mod logs;
 pub mod otlp_json;
 pub mod params;
 pub mod summary;

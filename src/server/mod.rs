@@ -12,6 +12,7 @@ mod gateway;
 mod instances_api;
 mod invocations_api;
 mod listener;
+mod logs_api;
 mod metrics_api;
 mod otlp;
 mod otlp_grpc;
@@ -206,9 +207,12 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         state.pipeline.clone(),
         Arc::clone(&state.metrics),
         Arc::clone(&sampler),
-        endpoints,
-        settings.max_concurrent_invocations,
         stitcher,
+        crate::platform::PlatformOptions {
+            endpoints,
+            max_concurrent: settings.max_concurrent_invocations,
+            log_bytes_per_minute: settings.function_log_bytes,
+        },
     ));
 
     let otlp_http = Router::new()

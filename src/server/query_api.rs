@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/invocations/{request_id}",
             get(super::invocations_api::one),
         )
+        .route("/api/v1/logs", get(super::logs_api::list))
         .route("/api/v1/metrics", get(super::metrics_api::list))
         .route("/api/v1/metrics/{name}", get(super::metrics_api::series))
         .route("/api/v1/traces", get(v1_search))

@@ -450,6 +450,22 @@ pub fn invocation_key(
     v
 }
 
+/// `logs`: `tenant | len-prefixed service | len-prefixed function | time (8, BE) | seq
+/// (4, BE)`: one function's lines are one prefix, oldest first. `seq` keeps lines read in
+/// the same microsecond apart.
+pub fn log_key(tenant: Tenant, service: &str, function: &str, time: u64, seq: u32) -> Vec<u8> {
+    let mut v = invocation_prefix(tenant, service, function);
+    v.extend_from_slice(&time.to_be_bytes());
+    v.extend_from_slice(&seq.to_be_bytes());
+    v
+}
+
+/// The time of a log key.
+pub fn log_key_time(k: &[u8]) -> Option<u64> {
+    let at = k.len().checked_sub(12)?;
+    Some(u64::from_be_bytes(k.get(at..at + 8)?.try_into().ok()?))
+}
+
 /// The series of one metric dimension in the `metrics` family:
 /// `tenant | level tag | its dimension strings, length-prefixed`; a minute's aggregate
 /// is under the series and `minute (8, BE)`.

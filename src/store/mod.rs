@@ -19,6 +19,7 @@ mod catalog;
 pub mod codec;
 mod disk;
 pub mod keys;
+mod logs;
 mod metrics;
 pub mod postings;
 mod read;
@@ -28,7 +29,7 @@ mod upgrade;
 mod write;
 
 pub use read::{Census, ScanStats};
-pub use write::{encode, encode_invocation, EncodedBatch};
+pub use write::{encode, encode_invocation, EncodedBatch, Rows};
 
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
@@ -51,15 +52,16 @@ use catalog::Catalog;
 use retention::Retention;
 
 /// Bump when any key layout or the span encoding changes (6: span chunks of format byte
-/// 2, see `codec`, and the `metrics` family).
-pub const FORMAT_VERSION: u32 = 6;
+/// 2, see `codec`, and the `metrics` family; 7: the `logs` family).
+pub const FORMAT_VERSION: u32 = 7;
 /// Older formats this build still opens (2: span keys without chunk numbers, still read
 /// as they are; 2 and 3: chunks in a compacted `spans` family and posting blocks shard
 /// first in `index`, both moved at open, see `upgrade`; 2 to 4: no term filter, so
 /// searches scan every minute until what was written before has passed retention; 5:
-/// only chunks of format byte 1, read as they are, and its term filter kept);
+/// only chunks of format byte 1, read as they are, and its term filter kept; 6: no
+/// `logs` family, created empty);
 /// opening one marks it as the current format, so an older build refuses it from then on.
-const READABLE_FORMATS: &[u32] = &[2, 3, 4, 5];
+const READABLE_FORMATS: &[u32] = &[2, 3, 4, 5, 6];
 /// The first format with a term filter: opening it keeps the filter's start.
 const FIRST_WITH_TERMS: u32 = 5;
 
@@ -75,14 +77,17 @@ const CF_TERMS: &str = "terms";
 /// Per-minute metric aggregates (see `metrics`); new in format 5 stores since issue 14,
 /// created empty when an older store opens.
 const CF_METRICS: &str = "metrics";
+/// Function log lines (FIFO: whole files go at retention, like span chunks).
+const CF_LOGS: &str = "logs";
 /// Every family this format has.
-const FAMILIES: [&str; 6] = [
+const FAMILIES: [&str; 7] = [
     CF_SPANS,
     CF_POSTINGS,
     CF_TERMS,
     CF_META,
     CF_INVOCATIONS,
     CF_METRICS,
+    CF_LOGS,
 ];
 
 /// The bloom filters a family's table files carry.
@@ -313,7 +318,17 @@ impl Store {
             time_of: keys::metric_key_time,
         });
 
+        // Function log lines: written in time order, read by function and time range,
+        // gone whole files at a time like span chunks (same TTL).
+        let mut logs = with_filters(8 << 20, Filter::Off, 16 << 10);
+        logs.set_compaction_style(rocksdb::DBCompactionStyle::Fifo);
+        let mut fifo = FifoCompactOptions::default();
+        fifo.set_max_table_files_size(u64::MAX);
+        logs.set_fifo_compaction_options(&fifo);
+        logs.set_ttl(ttl.as_secs().clamp(1, 100 * 365 * 86400));
+
         let mut cfs = vec![
+            ColumnFamilyDescriptor::new(CF_LOGS, logs),
             ColumnFamilyDescriptor::new(CF_SPANS, spans),
             ColumnFamilyDescriptor::new(CF_POSTINGS, postings),
             ColumnFamilyDescriptor::new(CF_TERMS, terms),
@@ -398,11 +413,11 @@ impl Store {
         match self.db.get_cf(meta, &key)? {
             None => start(0),
             Some(v) if v.as_slice() == version(FORMAT_VERSION) => stored_from(),
-            Some(v) if v.as_slice() == version(FIRST_WITH_TERMS) => {
+            Some(v) if (FIRST_WITH_TERMS..FORMAT_VERSION).any(|f| v.as_slice() == version(f)) => {
                 tracing::info!(
-                    from = FIRST_WITH_TERMS,
+                    from = ?v,
                     to = FORMAT_VERSION,
-                    "data directory upgraded: its chunks stay readable"
+                    "data directory upgraded: what it holds stays readable, its term filter is kept"
                 );
                 start(stored_from()?)
             }

@@ -156,28 +156,30 @@ fn postings_hold_one_entry_per_trace_term_and_second() {
 }
 
 #[test]
-fn a_format_5_directory_opens_and_keeps_its_term_filter() {
-    let dir = tempfile::tempdir().unwrap();
-    {
+fn format_5_and_6_directories_open_and_keep_their_term_filter() {
+    for format in [5u32, 6] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            let meta = store.cf(CF_META);
+            store
+                .db
+                .put_cf(meta, keys::format_version_key(), format.to_be_bytes())
+                .unwrap();
+            store
+                .db
+                .put_cf(meta, keys::terms_from_key(), 1234u64.to_be_bytes())
+                .unwrap();
+        }
         let store = open(dir.path());
-        let meta = store.cf(CF_META);
-        store
+        assert_eq!(store.terms_from, 1234, "the filter's start is kept");
+        let v = store
             .db
-            .put_cf(meta, keys::format_version_key(), 5u32.to_be_bytes())
+            .get_cf(store.cf(CF_META), keys::format_version_key())
+            .unwrap()
             .unwrap();
-        store
-            .db
-            .put_cf(meta, keys::terms_from_key(), 1234u64.to_be_bytes())
-            .unwrap();
+        assert_eq!(v, 7u32.to_be_bytes(), "marked as the current format");
     }
-    let store = open(dir.path());
-    assert_eq!(store.terms_from, 1234, "the filter's start is kept");
-    let v = store
-        .db
-        .get_cf(store.cf(CF_META), keys::format_version_key())
-        .unwrap()
-        .unwrap();
-    assert_eq!(v, 6u32.to_be_bytes(), "marked as the current format");
 }
 
 #[test]

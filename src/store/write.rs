@@ -12,8 +12,8 @@ use rocksdb::WriteBatch;
 
 use super::catalog::Catalog;
 use super::{
-    codec, keys, postings, Store, StoreError, CF_INVOCATIONS, CF_META, CF_METRICS, CF_POSTINGS,
-    CF_SPANS, CF_TERMS,
+    codec, keys, postings, Store, StoreError, CF_INVOCATIONS, CF_LOGS, CF_META, CF_METRICS,
+    CF_POSTINGS, CF_SPANS, CF_TERMS,
 };
 use crate::model::{KeyValue, Process, Span, SpanKind, Value};
 use keys::{IndexPrefix, Tenant};
@@ -29,6 +29,7 @@ impl Store {
         let meta = self.cf(CF_META);
         let invocations = self.cf(CF_INVOCATIONS);
         let metrics = self.cf(CF_METRICS);
+        let logs = self.cf(CF_LOGS);
         // Sized up front: a body spread over many seconds writes about a million keys,
         // and a batch grown by doubling touches (and the kernel zeroes) every page twice.
         let bytes: usize = batches
@@ -64,6 +65,7 @@ impl Store {
                         Family::Invocations => wb.put_cf(invocations, k, v),
                         Family::Metrics => wb.merge_cf(metrics, k, v),
                         Family::Samples => wb.put_cf(metrics, k, v),
+                        Family::Logs => wb.put_cf(logs, k, v),
                     }
                 }
                 for (service, op, kind) in &b.operations {
@@ -113,6 +115,17 @@ pub(super) enum Family {
     Metrics,
     /// Instance samples: put into the `metrics` family.
     Samples,
+    /// Function log lines: put into the `logs` family.
+    Logs,
+}
+
+/// Rows other writers put as they come, each with its own key: which family they go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Instance samples (`keys::INSTANCE_SAMPLES`), in `metrics`.
+    Samples,
+    /// Function log lines (`keys::log_key`), in `logs`.
+    Logs,
 }
 
 #[derive(Debug)]
@@ -165,9 +178,13 @@ impl EncodedBatch {
         }
     }
 
-    /// Put an instance sample (`keys::INSTANCE_SAMPLES`) in the same write.
-    pub fn add_sample(&mut self, key: &[u8], value: &[u8]) {
-        self.add(Family::Samples, key, value);
+    /// Put a row of `rows` in the same write.
+    pub fn add_row(&mut self, rows: Rows, key: &[u8], value: &[u8]) {
+        let family = match rows {
+            Rows::Samples => Family::Samples,
+            Rows::Logs => Family::Logs,
+        };
+        self.add(family, key, value);
     }
 
     fn add(&mut self, family: Family, key: &[u8], value: &[u8]) {

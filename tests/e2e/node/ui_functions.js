@@ -1,7 +1,8 @@
 // Drive fctrace's Functions view and a function's page in a real Chromium.
 // Usage: node ui_functions.js QUERY_URL SERVICE/FUNCTION SCREENSHOT_DIR. Prints JSON: the
 // functions table, the charts (title and points drawn per series), the instances and
-// requests, the record a request id opens, and any script errors.
+// requests, the record a request id opens with its logs, the trace it links to with its
+// logs, and any script errors.
 const { chromium } = require('playwright-core');
 
 const [url, fn, shots] = process.argv.slice(2);
@@ -38,17 +39,22 @@ const [url, fn, shots] = process.argv.slice(2);
     rows.map((r) => [...r.children].map((td) => td.textContent.trim())));
   await page.click('#fn-requests tbody tr.row:first-child a');
   await page.waitForSelector('#fn-record:not([hidden]) table');
+  await page.waitForSelector('#fn-record-logs pre.logs, #fn-record-logs p');
   const record = await page.textContent('#fn-record');
+  const recordLogs = await page.textContent('#fn-record-logs');
   const traceLink = await page.getAttribute('#fn-record-trace', 'href').catch(() => null);
   await page.screenshot({ path: `${shots}/function.png`, fullPage: true });
   let waterfall = 0;
+  let traceLogs = null;
   if (traceLink) {
     await page.click('#fn-record-trace');
     await page.waitForSelector('#waterfall tbody tr');
     waterfall = await page.$$eval('#waterfall tbody tr', (rows) => rows.length);
+    await page.waitForSelector('#trace-logs pre.logs, #trace-logs p');
+    traceLogs = await page.textContent('#trace-logs');
   }
   await browser.close();
-  console.log(JSON.stringify({ functions, charts, instances, requests, record, traceLink, waterfall, errors, offsite }));
+  console.log(JSON.stringify({ functions, charts, instances, requests, record, recordLogs, traceLink, waterfall, traceLogs, errors, offsite }));
 })().catch((e) => {
   console.error(e);
   process.exit(1);

@@ -1,0 +1,108 @@
+//! Function log lines, found: one function's lines in a time window (or one request's,
+//! found through its invocation record), filtered by instance and substring, oldest
+//! first. Reads at most [`MAX_SCANNED`] lines a question.
+
+use std::ops::ControlFlow;
+
+use serde::Serialize;
+
+use super::Query;
+use crate::model::LogLine;
+use crate::store::keys::Tenant;
+use crate::store::StoreError;
+
+/// Lines one question reads at most; past it the answer says it was cut short.
+pub const MAX_SCANNED: usize = 200_000;
+/// How long after a request's answer its last lines may still be read (the streams'
+/// drain and the end marker).
+const AFTER_END_US: u64 = 2_000_000;
+
+/// What to find.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub service: Option<String>,
+    pub function: Option<String>,
+    pub request_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub start_us: u64,
+    pub end_us: u64,
+    /// A substring of the message.
+    pub q: Option<String>,
+    pub limit: usize,
+}
+
+/// A line with the function it came from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FoundLine {
+    pub service_name: String,
+    pub function_name: String,
+    #[serde(flatten)]
+    pub line: LogLine,
+}
+
+impl Query {
+    /// The lines `q` asks for, and whether the walk stopped at [`MAX_SCANNED`]. With a
+    /// request id, its record names the function and window (no record yet: nothing).
+    pub fn logs(&self, tenant: Tenant, q: &LogQuery) -> Result<(Vec<FoundLine>, bool), StoreError> {
+        let (service, function, start, end) = match &q.request_id {
+            Some(id) => match self.invocation(tenant, id)? {
+                None => return Ok((Vec::new(), false)),
+                Some(r) => {
+                    if q.service.as_ref().is_some_and(|s| *s != r.service)
+                        || q.function.as_ref().is_some_and(|f| *f != r.function)
+                    {
+                        return Ok((Vec::new(), false));
+                    }
+                    let end = r.start_time + (r.duration_ms * 1000.0) as u64 + AFTER_END_US;
+                    (
+                        r.service,
+                        r.function,
+                        r.start_time.max(q.start_us),
+                        end.min(q.end_us),
+                    )
+                }
+            },
+            None => match (&q.service, &q.function) {
+                (Some(s), Some(f)) => (s.clone(), f.clone(), q.start_us, q.end_us),
+                _ => return Ok((Vec::new(), false)),
+            },
+        };
+        let mut out = Vec::new();
+        let mut scanned = 0usize;
+        let mut capped = false;
+        self.store
+            .scan_logs(tenant, &service, &function, start, end, |_, v| {
+                scanned += 1;
+                if scanned > MAX_SCANNED {
+                    capped = true;
+                    return ControlFlow::Break(());
+                }
+                let Ok(line) = serde_json::from_slice::<LogLine>(v) else {
+                    return ControlFlow::Continue(());
+                };
+                let keep = q
+                    .request_id
+                    .as_ref()
+                    .is_none_or(|id| line.request_id.as_ref() == Some(id))
+                    && q.instance_id
+                        .as_ref()
+                        .is_none_or(|i| *i == line.instance_id)
+                    && q.q
+                        .as_ref()
+                        .is_none_or(|s| line.message.contains(s.as_str()));
+                if keep {
+                    out.push(FoundLine {
+                        service_name: service.clone(),
+                        function_name: function.clone(),
+                        line,
+                    });
+                    if out.len() >= q.limit {
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            })?;
+        Ok((out, capped))
+    }
+}
