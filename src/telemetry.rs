@@ -68,6 +68,7 @@ pub struct Metrics {
     throttles: Family<FunctionLabel, Counter>,
     log_lines_stored: Counter,
     log_lines_dropped: Family<ReasonLabel, Counter>,
+    telemetry_events: Family<ReasonLabel, Counter>,
     admission_refused: Family<ServiceReasonLabel, Counter>,
     sampling_reloads: Family<OutcomeLabel, Counter>,
     alarm_notifications: Family<OutcomeLabel, Counter>,
@@ -167,6 +168,12 @@ impl Metrics {
             "function_log_lines_dropped",
             "Lines of function output not stored: over an instance's cap, queue full, or store failing",
             log_lines_dropped.clone(),
+        );
+        let telemetry_events = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "telemetry_events",
+            "Telemetry API events for subscribed listeners: sent, or dropped (buffer full, listener failing)",
+            telemetry_events.clone(),
         );
         let admission_refused = Family::<ServiceReasonLabel, Counter>::default();
         registry.register(
@@ -268,7 +275,15 @@ impl Metrics {
             throttles,
             log_lines_stored,
             log_lines_dropped,
+            telemetry_events,
         }
+    }
+
+    /// Telemetry events by outcome (`sent`, `dropped`).
+    pub fn telemetry_events(&self, reason: &'static str, n: usize) {
+        self.telemetry_events
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(n as u64);
     }
 
     pub fn log_lines_stored(&self, n: usize) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use super::events::{self, Format, Subscription, Types};
 use crate::duration;
 
 /// One `[[functions]]` entry as written.
@@ -28,6 +29,41 @@ pub struct RawFunction {
     pub initializer: Option<bool>,
     pub instance_concurrency: Option<u32>,
     pub max_instances: Option<u32>,
+    /// `[[functions.telemetry]]`: listeners of the function's telemetry events.
+    pub telemetry: Option<Vec<RawTelemetry>>,
+}
+
+/// One `[[functions.telemetry]]` subscription as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub url: Option<String>,
+    pub types: Option<Vec<String>>,
+    pub format: Option<Format>,
+    pub max_items: Option<u32>,
+    pub max_bytes: Option<u32>,
+    pub timeout_ms: Option<u32>,
+}
+
+impl RawTelemetry {
+    /// Checked; the error names the field.
+    pub fn check(&self) -> Result<Subscription, (&'static str, String)> {
+        let url = self.url.clone().ok_or(("url", "required".to_owned()))?;
+        events::check_url(&url).map_err(|e| ("url", e))?;
+        let types =
+            Types::parse(self.types.as_deref().unwrap_or_default()).map_err(|e| ("types", e))?;
+        Ok(Subscription {
+            url,
+            types,
+            format: self.format.unwrap_or(Format::Lambda),
+            max_items: events::bounded("max_items", self.max_items, events::ITEMS)
+                .map_err(|e| ("max_items", e))?,
+            max_bytes: events::bounded("max_bytes", self.max_bytes, events::BYTES)
+                .map_err(|e| ("max_bytes", e))?,
+            timeout_ms: events::bounded("timeout_ms", self.timeout_ms, events::TIMEOUT_MS)
+                .map_err(|e| ("timeout_ms", e))?,
+        })
+    }
 }
 
 /// A file given with `--functions`: only `[[functions]]`.
@@ -60,6 +96,8 @@ pub struct FunctionSpec {
     pub initializer: bool,
     pub instance_concurrency: u32,
     pub max_instances: u32,
+    /// Listeners subscribed in the config (more may subscribe at run time).
+    pub telemetry: Vec<Subscription>,
 }
 
 impl FunctionSpec {
@@ -181,7 +219,14 @@ pub fn check(raw: &[RawFunction]) -> Result<Vec<FunctionSpec>, FunctionError> {
                     format!("{max_instances} is outside 1..=100"),
                 ));
             }
+            let telemetry = f
+                .telemetry
+                .iter()
+                .flatten()
+                .map(|t| t.check().map_err(|(field, m)| err(field, m)))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(FunctionSpec {
+                telemetry,
                 service,
                 name,
                 runtime,

@@ -17,6 +17,7 @@ use thiserror::Error;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+use super::events::Subscribers;
 use super::functions::{FunctionSpec, Runtime};
 use super::logs::{InstanceLog, LogSink};
 use crate::clock::now_us;
@@ -145,12 +146,20 @@ pub struct Pool {
     next_id: AtomicU64,
     http: reqwest::Client,
     logs: LogSink,
+    /// The function's telemetry listeners.
+    pub events: Arc<Subscribers>,
 }
 
 impl Pool {
     pub fn new(spec: Arc<FunctionSpec>, http: reqwest::Client, logs: LogSink) -> Self {
+        let events = Arc::new(Subscribers::new(
+            &spec.telemetry,
+            http.clone(),
+            logs.metrics(),
+        ));
         Pool {
             logs,
+            events,
             spec,
             instances: Mutex::new(Vec::new()),
             starting: AtomicU32::new(0),
@@ -371,8 +380,14 @@ impl Pool {
         if let Some(err) = child.stderr.take() {
             streams.push(("stderr", Box::new(err)));
         }
-        let log =
-            InstanceLog::capture(&self.logs, &self.spec.service, &self.spec.name, id, streams);
+        let log = InstanceLog::capture(
+            &self.logs,
+            &self.spec.service,
+            &self.spec.name,
+            id,
+            Arc::clone(&self.events),
+            streams,
+        );
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         wait_for_port(addr, Some(&mut child), limit).await?;
         Ok((format!("http://{addr}"), Some(child), pid, Some(log)))

@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
+use super::events::{Event, Subscribers};
 use crate::clock::now_us;
 use crate::model::LogLine;
 use crate::pipeline::{with_retries, Pipeline};
@@ -67,6 +68,10 @@ impl LogSink {
         }
     }
 
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
     fn push(&self, c: Captured) {
         if self.tx.try_send(c).is_err() {
             self.metrics.log_lines_dropped("queue", 1);
@@ -108,6 +113,8 @@ struct Source {
     service: Arc<str>,
     function: Arc<str>,
     instance: String,
+    /// The function's telemetry listeners (its output lines are `function` events).
+    events: Arc<Subscribers>,
     /// (minute, bytes stored in it, whether the drop notice was written)
     budget: Mutex<(u64, u64, bool)>,
 }
@@ -115,8 +122,14 @@ struct Source {
 impl Source {
     fn emit(&self, stream: &str, request_id: Option<&str>, message: String, truncated: bool) {
         let time = now_us();
-        if stream != "platform" && !self.within_cap(time, message.len() as u64) {
-            return;
+        if stream != "platform" {
+            self.events.offer(&Event::Function {
+                at: time,
+                message: message.clone(),
+            });
+            if !self.within_cap(time, message.len() as u64) {
+                return;
+            }
         }
         self.sink.push(Captured {
             service: Arc::clone(&self.service),
@@ -167,6 +180,8 @@ impl Source {
 pub struct InstanceLog {
     source: Arc<Source>,
     controls: Vec<mpsc::UnboundedSender<Control>>,
+    /// Ends of requests whose streams are still being drained.
+    pending: Arc<Pending>,
 }
 
 impl InstanceLog {
@@ -176,6 +191,7 @@ impl InstanceLog {
         service: &str,
         function: &str,
         instance: &str,
+        events: Arc<Subscribers>,
         streams: Vec<(&'static str, Box<dyn AsyncRead + Unpin + Send>)>,
     ) -> InstanceLog {
         let source = Arc::new(Source {
@@ -183,6 +199,7 @@ impl InstanceLog {
             service: service.into(),
             function: function.into(),
             instance: instance.to_owned(),
+            events,
             budget: Mutex::new((0, 0, false)),
         });
         let controls = streams
@@ -193,11 +210,19 @@ impl InstanceLog {
                 tx
             })
             .collect();
-        InstanceLog { source, controls }
+        InstanceLog {
+            source,
+            controls,
+            pending: Arc::default(),
+        }
     }
 
-    /// A request starts on the instance: its marker, and its lines from now on.
-    pub fn start(&self, request_id: &str) {
+    /// A request starts on the instance: what earlier requests still have to say at
+    /// their end (so a listener gets one request's end before the next one's start),
+    /// `first` (the platform's start event), its marker, and its lines from now on.
+    pub fn start(&self, request_id: &str, first: impl FnOnce()) {
+        self.run_pending();
+        first();
         self.source.emit(
             "platform",
             Some(request_id),
@@ -210,9 +235,11 @@ impl InstanceLog {
         }
     }
 
-    /// The request has answered: once each stream has taken what is still in its pipe,
-    /// the end marker, and the instance's lines again.
-    pub fn end(&self, request_id: &str) {
+    /// The request has answered: once each stream has taken what is still in its pipe
+    /// (or the next request starts, whichever is first), `then` (the platform's end
+    /// events, after the function's last lines), the end marker, and the instance's lines
+    /// again.
+    pub fn end(&self, request_id: &str, then: impl FnOnce() + Send + 'static) {
         let id: Arc<str> = request_id.into();
         let acks: Vec<oneshot::Receiver<()>> = self
             .controls
@@ -223,12 +250,34 @@ impl InstanceLog {
             })
             .collect();
         let source = Arc::clone(&self.source);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(move || {
+                then();
+                source.emit("platform", Some(&id), format!("{END}{id}"), false);
+            }));
+        let pending = Arc::clone(&self.pending);
         tokio::spawn(async move {
             for ack in acks {
                 let _ = tokio::time::timeout(END_WAIT, ack).await;
             }
-            source.emit("platform", Some(&id), format!("{END}{id}"), false);
+            run(&pending);
         });
+    }
+
+    fn run_pending(&self) {
+        run(&self.pending);
+    }
+}
+
+type Pending = Mutex<Vec<Box<dyn FnOnce() + Send>>>;
+
+/// Run (once) what ends of requests still have to say.
+fn run(pending: &Pending) {
+    let due = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
+    for f in due {
+        f();
     }
 }
 
@@ -304,7 +353,8 @@ async fn pump<R: AsyncRead + Unpin>(
                 Some(Control::End(id, ack)) => {
                     // what the function wrote before it answered may still be in the pipe
                     while let Ok(Ok(buf)) = tokio::time::timeout(DRAIN_WAIT, reader.fill_buf()).await {
-                        if buf.is_empty() {
+                        // the next request has started: what comes now may be its
+                        if buf.is_empty() || !controls.is_empty() {
                             break;
                         }
                         let n = buf.len();

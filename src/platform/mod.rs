@@ -9,8 +9,10 @@
 
 mod call;
 pub mod context;
+pub mod events;
 pub mod functions;
 pub mod instance;
+mod lifecycle;
 pub mod logs;
 pub mod record;
 pub mod sampler;
@@ -186,6 +188,19 @@ impl Platform {
         self.pools.is_empty()
     }
 
+    /// Subscribe a listener to a function's telemetry events; `false` when there is no
+    /// such function.
+    pub fn subscribe(&self, service: &str, function: &str, sub: events::Subscription) -> bool {
+        match self.pools.get(&(service.to_owned(), function.to_owned())) {
+            Some(pool) => {
+                tracing::info!(function = %pool.spec.platform_service(), url = %sub.url, "telemetry listener subscribed");
+                pool.events.subscribe(sub);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The declared functions, by service and name.
     pub fn functions(&self) -> Vec<serde_json::Value> {
         let mut specs: Vec<&FunctionSpec> = self.pools.values().map(|p| &*p.spec).collect();
@@ -358,6 +373,16 @@ impl Platform {
         };
 
         let (concurrent, instances) = pool.load();
+        let tracing_ctx = events::Tracing {
+            trace_id: decision.trace_id,
+            span_id: invocation_span,
+            parent_id: invoke_span,
+            sampled: decision.sampled,
+        };
+        if let Some(c) = &cold {
+            let instance = lease.as_ref().map(|l| l.instance.id.as_str()).unwrap_or("");
+            lifecycle::init(&pool.events, c, spec, &request_id, instance, lease.is_ok());
+        }
         let mut run = None;
         let mut peak_rss = 0u64;
         let (status, headers, body, error) = match &lease {
@@ -386,13 +411,16 @@ impl Platform {
                 );
                 let run_start = now_us();
                 let run_clock = Instant::now();
-                if let Some(log) = &lease.instance.log {
-                    log.start(&request_id);
+                let start = events::Event::Start {
+                    at: run_start,
+                    request_id: request_id.clone(),
+                    tracing: tracing_ctx,
+                };
+                match &lease.instance.log {
+                    Some(log) => log.start(&request_id, || pool.events.offer(&start)),
+                    None => pool.events.offer(&start),
                 }
                 let result = self.call(spec, lease, &req, outbound, &mut peak_rss).await;
-                if let Some(log) = &lease.instance.log {
-                    log.end(&request_id);
-                }
                 run = Some(Timed {
                     start_us: run_start,
                     duration_us: run_clock.elapsed().as_micros() as u64,
@@ -400,6 +428,31 @@ impl Platform {
                 result
             }
         };
+        if let (Ok(lease), Some(run)) = (&lease, run) {
+            // after the function's last lines, when its output is captured
+            let ended = lifecycle::end_events(&lifecycle::Ended {
+                request_id: &request_id,
+                instance: &lease.instance.id,
+                run_start: run.start_us,
+                run_end: run.start_us + run.duration_us,
+                error_type: error.as_ref().map(|(k, _)| *k),
+                produced_bytes: body.len() as u64,
+                report: events::Report {
+                    duration_ms: run.duration_us as f64 / 1000.0,
+                    billed_ms: run.duration_us.div_ceil(1000),
+                    memory_mb: spec.memory_mb,
+                    max_memory_used_mb: peak_rss as f64 / (1024.0 * 1024.0),
+                    init_duration_ms: cold.as_ref().map(lifecycle::init_ms),
+                },
+                tracing: tracing_ctx,
+            });
+            let subs = Arc::clone(&pool.events);
+            let send = move || ended.iter().for_each(|e| subs.offer(e));
+            match &lease.instance.log {
+                Some(log) => log.end(&request_id, send),
+                None => send(),
+            }
+        }
         let instance_id = lease.as_ref().ok().map(|l| l.instance.id.clone());
         let ip_address = lease
             .as_ref()

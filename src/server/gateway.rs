@@ -3,6 +3,9 @@
 //! `POST /2016-08-15/services/{service}/functions/{function}/invocations` (body = event) and
 //! `ANY /2016-08-15/proxy/{service}/{function}/{path..}` (HTTP trigger). Answers with the
 //! function's response plus `x-fc-request-id` and `x-fc-invocation-duration` (ms).
+//! `PUT /2022-07-01/telemetry` subscribes a listener to a function's telemetry events
+//! (a Lambda-style subscription body; the function named by `x-fc-service-name` and
+//! `x-fc-function-name`, the shape by `x-fc-telemetry-format`, default `lambda`).
 
 use std::sync::Arc;
 
@@ -10,10 +13,12 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, post};
+use axum::routing::{any, post, put};
 use axum::Router;
 
 use crate::budget::MemoryBudget;
+use crate::platform::events::Format;
+use crate::platform::functions::RawTelemetry;
 use crate::platform::{InvokeError, InvokeRequest, Platform, Trigger};
 use crate::receive::body;
 use crate::receive::body::BodyLimits;
@@ -45,6 +50,7 @@ pub fn router(platform: Arc<Platform>, limits: BodyLimits, budget: Arc<MemoryBud
             "/2016-08-15/proxy/{service}/{function}/{*path}",
             any(invoke_http),
         )
+        .route("/2022-07-01/telemetry", put(subscribe))
         .fallback(|| async {
             json_error(
                 StatusCode::NOT_FOUND,
@@ -193,5 +199,91 @@ async fn run(
             }
             resp
         }
+    }
+}
+
+/// A Lambda-style subscription: `{"destination": {"protocol": "HTTP", "URI"}, "types",
+/// "buffering": {"maxItems", "maxBytes", "timeoutMs"}}` (`schemaVersion` accepted).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscribeBody {
+    #[allow(dead_code)]
+    schema_version: Option<String>,
+    destination: Destination,
+    types: Vec<String>,
+    #[serde(default)]
+    buffering: Buffering,
+}
+
+#[derive(serde::Deserialize)]
+struct Destination {
+    protocol: String,
+    #[serde(rename = "URI")]
+    uri: String,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Buffering {
+    max_items: Option<u32>,
+    max_bytes: Option<u32>,
+    timeout_ms: Option<u32>,
+}
+
+async fn subscribe(
+    State(g): State<Gateway>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let bad = |m: String| json_error(StatusCode::BAD_REQUEST, "InvalidArgument", m);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let (service, function) = (header("x-fc-service-name"), header("x-fc-function-name"));
+    if service.is_empty() || function.is_empty() {
+        return bad("headers x-fc-service-name and x-fc-function-name name the function".into());
+    }
+    let format = match header("x-fc-telemetry-format") {
+        "" | "lambda" => Format::Lambda,
+        "functiongraph" => Format::FunctionGraph,
+        other => {
+            return bad(format!(
+                "x-fc-telemetry-format {other:?} is not lambda or functiongraph"
+            ))
+        }
+    };
+    let b: SubscribeBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(format!("subscription body: {e}")),
+    };
+    if b.destination.protocol != "HTTP" {
+        return bad(format!(
+            "destination protocol {:?} is not HTTP",
+            b.destination.protocol
+        ));
+    }
+    let raw = RawTelemetry {
+        url: Some(b.destination.uri),
+        types: Some(b.types),
+        format: Some(format),
+        max_items: b.buffering.max_items,
+        max_bytes: b.buffering.max_bytes,
+        timeout_ms: b.buffering.timeout_ms,
+    };
+    let sub = match raw.check() {
+        Ok(s) => s,
+        Err((field, m)) => return bad(format!("{field}: {m}")),
+    };
+    if g.platform.subscribe(service, function, sub) {
+        (StatusCode::OK, "OK").into_response()
+    } else {
+        json_error(
+            StatusCode::NOT_FOUND,
+            "FunctionNotFound",
+            format!("function {service}/{function} not found"),
+        )
     }
 }

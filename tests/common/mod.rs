@@ -5,8 +5,11 @@
 
 pub mod gateway;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value as Json;
@@ -381,4 +384,46 @@ pub fn trace_ids(v: &Json) -> Vec<String> {
 /// Find a tag in a Jaeger JSON tag list.
 pub fn tag<'a>(tags: &'a Json, key: &str) -> Option<&'a Json> {
     tags.as_array()?.iter().find(|t| t["key"] == key)
+}
+
+/// A webhook receiver: every POST body it gets (JSON), answered 200.
+pub fn receiver() -> (String, Arc<Mutex<Vec<Json>>>) {
+    receiver_slow(Duration::ZERO)
+}
+
+/// A receiver that takes `delay` before it answers each POST (a slow listener).
+pub fn receiver_slow(delay: Duration) -> (String, Arc<Mutex<Vec<Json>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&got);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut r = BufReader::new(conn);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            std::thread::sleep(delay);
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_ok() {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    seen.lock().unwrap().push(v);
+                }
+            }
+            let _ = r
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
 }
