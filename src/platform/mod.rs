@@ -18,6 +18,7 @@ pub mod record;
 pub mod sampler;
 pub mod spans;
 pub mod stitch;
+pub mod telemetry_in;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -126,6 +127,8 @@ pub struct Platform {
     jaeger_endpoint: String,
     /// Where each sampled invocation is registered before its function runs.
     stitcher: Arc<Stitcher>,
+    /// Telemetry events posted from other platforms, gathered per request.
+    gathered: telemetry_in::Gatherer,
 }
 
 impl Platform {
@@ -181,6 +184,7 @@ impl Platform {
             http,
             jaeger_endpoint: endpoints.jaeger,
             stitcher,
+            gathered: Default::default(),
         }
     }
 

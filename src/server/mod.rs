@@ -18,6 +18,7 @@ mod otlp;
 mod otlp_grpc;
 mod query_api;
 mod sampling_api;
+mod telemetry_api;
 mod ui;
 
 use std::collections::BTreeMap;
@@ -219,7 +220,11 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         .route("/v1/traces", axum::routing::post(otlp::post_traces))
         .with_state(state.clone());
     let http_listeners = [
-        (collector_listener, collector::router(state.clone())),
+        (
+            collector_listener,
+            collector::router(state.clone())
+                .merge(telemetry_api::router(state.clone(), Arc::clone(&platform))),
+        ),
         (otlp_http_listener, otlp_http),
         (
             query_listener,
@@ -276,6 +281,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             .map_err(std::io::Error::other)
     }));
     let reaper = tokio::spawn(Arc::clone(&platform).reap_loop(stop_rx.clone()));
+    let telemetry_in = tokio::spawn(Arc::clone(&platform).telemetry_loop(stop_rx.clone()));
     let sampler = tokio::spawn(
         Arc::clone(&platform).sample_loop(settings.instance_metrics_interval, stop_rx.clone()),
     );
@@ -300,6 +306,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     }
     let _ = retention_task.await;
     let _ = reaper.await;
+    let _ = telemetry_in.await;
     let _ = sampler.await;
     for t in alarm_tasks {
         let _ = t.await;
