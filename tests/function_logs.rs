@@ -130,6 +130,17 @@ fn lines_are_tied_to_their_request_and_instance() {
         let (status, v) = d.get(bad);
         assert_eq!(status, 400, "{bad}: {v}");
     }
+    // a line longer than 16 KiB is cut, and says so
+    let a = invoke(&d, "logs", "say", "long:100000", &[]);
+    let id = a.header("x-fc-request-id").to_owned();
+    let lines = lines_of(
+        &d,
+        &format!("requestId={id}"),
+        &format!("FC Invoke End RequestId: {id}"),
+    );
+    let long = lines.iter().find(|l| l["stream"] == "stdout").unwrap();
+    assert_eq!(long["message"].as_str().unwrap().len(), 16 << 10);
+    assert_eq!(long["truncated"], true);
     // a request id nobody made: nothing
     let (status, v) = d.get("/api/v1/logs?requestId=nope");
     assert_eq!((status, data(&v).len()), (200, 0));

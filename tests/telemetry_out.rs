@@ -276,6 +276,12 @@ fn slow_listeners_lose_events_not_invocations_and_processes_subscribe_at_run_tim
         404
     );
     assert_eq!(put(&named, serde_json::json!({"types": "platform"})), 400);
+    // one more listener is fine (the slow one and this one make 2); past 10, refused
+    for i in 0..8 {
+        assert_eq!(put(&named, body(&format!("{url}/{i}"), 1000)), 200);
+    }
+    assert_eq!(put(&named, body(&format!("{url}/9"), 1000)), 400, "an 11th");
+    assert_eq!(put(&named, body(&url, 1000)), 200, "replacing one is fine");
     let a = invoke(&d, "tel", "say", "say:late:1", &[]);
     assert_eq!(a.status, 200);
     let id = a.header("x-fc-request-id").to_owned();

@@ -27,6 +27,9 @@ use crate::model::{SpanId, TraceId};
 pub const ITEMS: (u32, u32, u32) = (1_000, 10_000, 10_000);
 pub const BYTES: (u32, u32, u32) = (262_144, 1_048_576, 262_144);
 pub const TIMEOUT_MS: (u32, u32, u32) = (25, 30_000, 1_000);
+/// Listeners one function may have (Lambda allows 10 extensions): each holds a buffer of
+/// up to `max_bytes`.
+pub const MAX_LISTENERS: usize = 10;
 /// Attempts to deliver one batch, and how long each may take.
 const ATTEMPTS: u32 = 3;
 const POST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -565,14 +568,15 @@ impl Subscribers {
             http,
             metrics,
         };
-        for sub in subs {
-            s.subscribe(sub.clone());
+        for sub in subs.iter().take(MAX_LISTENERS) {
+            let _ = s.subscribe(sub.clone());
         }
         s
     }
 
-    /// Add a listener, or replace the one at the same URL (whose sender then stops).
-    pub fn subscribe(&self, sub: Subscription) {
+    /// Add a listener, or replace the one at the same URL (whose sender then stops);
+    /// refused past [`MAX_LISTENERS`].
+    pub fn subscribe(&self, sub: Subscription) -> Result<(), String> {
         let listener = Arc::new(Listener {
             sub,
             buf: Mutex::new(Buffer::default()),
@@ -581,6 +585,10 @@ impl Subscribers {
             metrics: Arc::clone(&self.metrics),
         });
         let mut all = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        let replaces = all.iter().any(|l| l.sub.url == listener.sub.url);
+        if !replaces && all.len() >= MAX_LISTENERS {
+            return Err(format!("a function has at most {MAX_LISTENERS} listeners"));
+        }
         for old in all.iter().filter(|l| l.sub.url == listener.sub.url) {
             old.stopped.store(true, Ordering::SeqCst);
             old.notify.notify_one();
@@ -589,6 +597,7 @@ impl Subscribers {
         all.push(Arc::clone(&listener));
         drop(all);
         tokio::spawn(listener.run(self.http.clone()));
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -225,6 +225,12 @@ pub fn check(raw: &[RawFunction]) -> Result<Vec<FunctionSpec>, FunctionError> {
                 .flatten()
                 .map(|t| t.check().map_err(|(field, m)| err(field, m)))
                 .collect::<Result<Vec<_>, _>>()?;
+            if telemetry.len() > events::MAX_LISTENERS {
+                return Err(err(
+                    "telemetry",
+                    format!("at most {} listeners", events::MAX_LISTENERS),
+                ));
+            }
             Ok(FunctionSpec {
                 telemetry,
                 service,

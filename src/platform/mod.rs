@@ -192,17 +192,21 @@ impl Platform {
         self.pools.is_empty()
     }
 
-    /// Subscribe a listener to a function's telemetry events; `false` when there is no
-    /// such function.
-    pub fn subscribe(&self, service: &str, function: &str, sub: events::Subscription) -> bool {
-        match self.pools.get(&(service.to_owned(), function.to_owned())) {
-            Some(pool) => {
-                tracing::info!(function = %pool.spec.platform_service(), url = %sub.url, "telemetry listener subscribed");
-                pool.events.subscribe(sub);
-                true
-            }
-            None => false,
+    /// Subscribe a listener to a function's telemetry events. `None`: no such
+    /// function; `Some(Err)`: refused (the function has all the listeners it may).
+    pub fn subscribe(
+        &self,
+        service: &str,
+        function: &str,
+        sub: events::Subscription,
+    ) -> Option<Result<(), String>> {
+        let pool = self.pools.get(&(service.to_owned(), function.to_owned()))?;
+        let url = sub.url.clone();
+        let done = pool.events.subscribe(sub);
+        if done.is_ok() {
+            tracing::info!(function = %pool.spec.platform_service(), url = %url, "telemetry listener subscribed");
         }
+        Some(done)
     }
 
     /// The declared functions, by service and name.

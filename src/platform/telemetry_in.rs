@@ -29,7 +29,7 @@ use crate::pipeline::{with_retries, Partial};
 use crate::store::keys::DEFAULT_TENANT;
 
 pub const SETTLE: Duration = Duration::from_millis(500);
-pub const MAX_PENDING: usize = 100_000;
+pub const MAX_PENDING: usize = 20_000;
 pub const MAX_AGE: Duration = Duration::from_secs(300);
 /// Events one post may carry.
 pub const MAX_EVENTS: usize = 10_000;

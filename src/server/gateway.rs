@@ -277,13 +277,13 @@ async fn subscribe(
         Ok(s) => s,
         Err((field, m)) => return bad(format!("{field}: {m}")),
     };
-    if g.platform.subscribe(service, function, sub) {
-        (StatusCode::OK, "OK").into_response()
-    } else {
-        json_error(
+    match g.platform.subscribe(service, function, sub) {
+        Some(Ok(())) => (StatusCode::OK, "OK").into_response(),
+        Some(Err(m)) => bad(m),
+        None => json_error(
             StatusCode::NOT_FOUND,
             "FunctionNotFound",
             format!("function {service}/{function} not found"),
-        )
+        ),
     }
 }

@@ -1,7 +1,8 @@
 """A stdlib function that prints, for the function-log tests.
 
 say:WORD:N -> N lines "WORD line I" on stdout (20 ms apart), then "WORD warning" on
-stderr; flood:N -> N lines of 100 bytes at once. It prints "instance starting" when it
+stderr; flood:N -> N lines of 100 bytes at once; long:N -> one line of N bytes; noline:N ->
+N bytes and no newline. It prints "instance starting" when it
 starts, outside any request. Output is unbuffered (the platform sets PYTHONUNBUFFERED).
 """
 import json
@@ -27,6 +28,11 @@ class Handler(BaseHTTPRequestHandler):
                 print(f"{word} line {i}")
                 time.sleep(0.02)
             print(f"{word} warning", file=sys.stderr)
+        elif kind == "long":
+            print("y" * int(rest))
+        elif kind == "noline":
+            sys.stdout.write("z" * int(rest))
+            sys.stdout.flush()
         elif kind == "flood":
             for i in range(int(rest)):
                 print(f"{i:05d} " + "x" * 94)
