@@ -54,6 +54,12 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AsyncLabel {
+    function: String,
+    event: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     faas: crate::monitor::faas::Faas,
@@ -69,6 +75,7 @@ pub struct Metrics {
     log_lines_stored: Counter,
     log_lines_dropped: Family<ReasonLabel, Counter>,
     telemetry_events: Family<ReasonLabel, Counter>,
+    async_events: Family<AsyncLabel, Counter>,
     admission_refused: Family<ServiceReasonLabel, Counter>,
     sampling_reloads: Family<OutcomeLabel, Counter>,
     alarm_notifications: Family<OutcomeLabel, Counter>,
@@ -175,6 +182,12 @@ impl Metrics {
             "Telemetry API events for subscribed listeners: sent, or dropped (buffer full, listener failing)",
             telemetry_events.clone(),
         );
+        let async_events = Family::<AsyncLabel, Counter>::default();
+        registry.register(
+            "async_events",
+            "Asynchronous invocations by function and event: enqueued, dequeued, expired, destination_succeeded, destination_failed",
+            async_events.clone(),
+        );
         let admission_refused = Family::<ServiceReasonLabel, Counter>::default();
         registry.register(
             "admission_refused_spans",
@@ -276,7 +289,18 @@ impl Metrics {
             log_lines_stored,
             log_lines_dropped,
             telemetry_events,
+            async_events,
         }
+    }
+
+    /// An asynchronous invocation's step, for `function` (declared functions only).
+    pub fn async_event(&self, function: &str, event: &'static str) {
+        self.async_events
+            .get_or_create(&AsyncLabel {
+                function: function.to_owned(),
+                event,
+            })
+            .inc();
     }
 
     /// Telemetry events by outcome (`sent`, `dropped`).

@@ -51,4 +51,14 @@ pub struct InvocationRecord {
     pub ip_address: String,
     /// The function's instances when the call started.
     pub active_instances: u64,
+    /// Which attempt of an asynchronous call this was (1 for synchronous calls).
+    #[serde(default = "one")]
+    pub attempt: u32,
+    /// For asynchronous calls: `Retrying`, `Succeeded` or `Failed` after this attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub async_status: Option<String>,
+}
+
+fn one() -> u32 {
+    1
 }

@@ -207,7 +207,7 @@ impl Event {
 }
 
 /// RFC 3339 in UTC with milliseconds, as both platforms write event times.
-fn time(us: u64) -> String {
+pub(super) fn time(us: u64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(

@@ -31,6 +31,36 @@ pub struct RawFunction {
     pub max_instances: Option<u32>,
     /// `[[functions.telemetry]]`: listeners of the function's telemetry events.
     pub telemetry: Option<Vec<RawTelemetry>>,
+    /// Asynchronous calls: retries after a function error (0..=8), how long an event
+    /// may wait, and where outcomes go (`http(s)://…` or `service/function`).
+    pub async_retries: Option<u32>,
+    pub max_event_age: Option<String>,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+}
+
+/// Where an asynchronous call's outcome is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Url(String),
+    /// Another function, called asynchronously with the outcome as its event.
+    Function(String, String),
+}
+
+impl Destination {
+    pub fn parse(v: &str) -> Result<Destination, String> {
+        if v.starts_with("http://") || v.starts_with("https://") {
+            return Ok(Destination::Url(v.to_owned()));
+        }
+        match v.split_once('/') {
+            Some((s, f)) if valid_name(s) && valid_name(f) => {
+                Ok(Destination::Function(s.to_owned(), f.to_owned()))
+            }
+            _ => Err(format!(
+                "{v:?} is neither an http(s) URL nor service/function"
+            )),
+        }
+    }
 }
 
 /// One `[[functions.telemetry]]` subscription as written.
@@ -98,6 +128,10 @@ pub struct FunctionSpec {
     pub max_instances: u32,
     /// Listeners subscribed in the config (more may subscribe at run time).
     pub telemetry: Vec<Subscription>,
+    pub async_retries: u32,
+    pub max_event_age: Duration,
+    pub on_success: Option<Destination>,
+    pub on_failure: Option<Destination>,
 }
 
 impl FunctionSpec {
@@ -231,7 +265,28 @@ pub fn check(raw: &[RawFunction]) -> Result<Vec<FunctionSpec>, FunctionError> {
                     format!("at most {} listeners", events::MAX_LISTENERS),
                 ));
             }
+            let async_retries = f.async_retries.unwrap_or(2);
+            if async_retries > 8 {
+                return Err(err(
+                    "async_retries",
+                    format!("{async_retries} is outside 0..=8"),
+                ));
+            }
+            let max_event_age = match &f.max_event_age {
+                None => Duration::from_secs(6 * 3600),
+                Some(_) => dur("max_event_age", &f.max_event_age, 0)?,
+            };
+            let destination = |field: &'static str, v: &Option<String>| {
+                v.as_deref()
+                    .map(Destination::parse)
+                    .transpose()
+                    .map_err(|m| err(field, m))
+            };
             Ok(FunctionSpec {
+                async_retries,
+                max_event_age,
+                on_success: destination("on_success", &f.on_success)?,
+                on_failure: destination("on_failure", &f.on_failure)?,
                 telemetry,
                 service,
                 name,

@@ -14,6 +14,7 @@ pub mod functions;
 pub mod instance;
 mod lifecycle;
 pub mod logs;
+pub mod queue;
 pub mod record;
 pub mod sampler;
 pub mod spans;
@@ -47,6 +48,8 @@ pub enum InvokeError {
     NotFound(String, String),
     #[error("the platform is at its limit of {limit} concurrent invocations")]
     ResourceThrottled { limit: usize, request_id: String },
+    #[error("the event could not be queued: {0}")]
+    Queue(String),
     #[error("function {service}/{function} is throttled: {why}")]
     Throttled {
         service: String,
@@ -129,6 +132,8 @@ pub struct Platform {
     stitcher: Arc<Stitcher>,
     /// Telemetry events posted from other platforms, gathered per request.
     gathered: telemetry_in::Gatherer,
+    /// Queued asynchronous events on their way to the dispatcher.
+    dispatch: queue::Dispatch,
 }
 
 impl Platform {
@@ -185,6 +190,7 @@ impl Platform {
             jaeger_endpoint: endpoints.jaeger,
             stitcher,
             gathered: Default::default(),
+            dispatch: Default::default(),
         }
     }
 
@@ -275,6 +281,16 @@ impl Platform {
     }
 
     pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
+        self.invoke_as(req, None).await
+    }
+
+    /// Run a call; `attempt` when it is an attempt of a queued asynchronous call (its
+    /// request id is the call's).
+    pub async fn invoke_as(
+        &self,
+        req: InvokeRequest,
+        attempt: Option<queue::AsyncCall>,
+    ) -> Result<InvokeResponse, InvokeError> {
         let started = Instant::now();
         let Some(pool) = self.pools.get(&(req.service.clone(), req.function.clone())) else {
             self.refused(&req.service, &req.function, started.elapsed());
@@ -282,7 +298,10 @@ impl Platform {
         };
         let spec = &pool.spec;
         let start_us = now_us();
-        let request_id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let request_id = attempt.as_ref().map_or_else(
+            || format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+            |a| a.request_id.clone(),
+        );
         // Held until the call is answered: the platform-wide limit.
         let permit = Arc::clone(&self.limit).try_acquire_owned().ok();
         let platform_concurrent = self.running();
@@ -314,6 +333,7 @@ impl Platform {
                     status_code: 503,
                     operation: operation_of(trigger_name),
                     platform_concurrent,
+                    attempt: attempt.clone(),
                     ..Outcomes::default()
                 },
             );
@@ -354,6 +374,7 @@ impl Platform {
                         concurrent: concurrent + 1,
                         instances,
                         platform_concurrent,
+                        attempt: attempt.clone(),
                         ..Outcomes::default()
                     },
                 );
@@ -537,6 +558,7 @@ impl Platform {
                 billed_ms: run.map_or(0, |r| r.duration_us.div_ceil(1000)),
                 schedule_us: run.map_or(0, |r| r.start_us.saturating_sub(start_us)),
                 operation: operation_of(trigger_name),
+                attempt,
             },
         );
         drop(permit);

@@ -43,7 +43,7 @@ impl Platform {
             version_id: String::new(),
             request_id: request_id.to_owned(),
             operation: o.operation.to_owned(),
-            invocation_type: "Sync".into(),
+            invocation_type: if o.attempt.is_some() { "Async" } else { "Sync" }.into(),
             start_time: start_us,
             duration_ms: duration.as_secs_f64() * 1000.0,
             memory_mb: spec.memory_mb,
@@ -65,6 +65,15 @@ impl Platform {
             hostname: hostname().to_owned(),
             ip_address: o.ip_address,
             active_instances: o.instances,
+            attempt: o.attempt.as_ref().map_or(1, |a| a.attempt),
+            async_status: o.attempt.as_ref().map(|a| {
+                match (o.error_type, a.last) {
+                    (None, _) => "Succeeded",
+                    (Some(_), true) => "Failed",
+                    (Some(_), false) => "Retrying",
+                }
+                .to_owned()
+            }),
         };
         let call = Call {
             latency_us: duration.as_micros() as u64,
@@ -144,6 +153,8 @@ pub(super) struct Outcomes {
     /// From arrival to the function's run starting.
     pub(super) schedule_us: u64,
     pub(super) operation: &'static str,
+    /// Which attempt of an asynchronous call (`None` for synchronous calls).
+    pub(super) attempt: Option<super::queue::AsyncCall>,
 }
 
 /// The record's `operation` for a trigger.

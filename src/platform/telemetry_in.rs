@@ -561,6 +561,10 @@ impl Platform {
             instance_concurrency: 1,
             max_instances: 1,
             telemetry: Vec::new(),
+            async_retries: 0,
+            max_event_age: Duration::ZERO,
+            on_success: None,
+            on_failure: None,
         };
         let decision = context::TraceDecision {
             trace_id: g.trace_id,

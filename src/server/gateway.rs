@@ -3,6 +3,8 @@
 //! `POST /2016-08-15/services/{service}/functions/{function}/invocations` (body = event) and
 //! `ANY /2016-08-15/proxy/{service}/{function}/{path..}` (HTTP trigger). Answers with the
 //! function's response plus `x-fc-request-id` and `x-fc-invocation-duration` (ms).
+//! With `x-fc-invocation-type: Async` (or `Event`) an event call is answered 202 with its
+//! `x-fc-request-id` once queued (`platform::queue`).
 //! `PUT /2022-07-01/telemetry` subscribes a listener to a function's telemetry events
 //! (a Lambda-style subscription body; the function named by `x-fc-service-name` and
 //! `x-fc-function-name`, the shape by `x-fc-telemetry-format`, default `lambda`).
@@ -135,16 +137,42 @@ async fn run(
             return json_error(status, "InvalidArgument", format!("event: {e}"));
         }
     };
-    let outcome = g
-        .platform
-        .invoke(InvokeRequest {
-            service,
-            function,
-            trigger,
-            headers: parts.headers,
-            body: bytes,
-        })
-        .await;
+    let is_async = matches!(trigger, Trigger::Event)
+        && parts
+            .headers
+            .get("x-fc-invocation-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("async") || v.eq_ignore_ascii_case("event"));
+    let req = InvokeRequest {
+        service,
+        function,
+        trigger,
+        headers: parts.headers,
+        body: bytes,
+    };
+    if is_async {
+        // answered once the event is durable; it runs later (`platform::queue`)
+        return match g.platform.enqueue(req).await {
+            Ok(id) => {
+                let mut resp = StatusCode::ACCEPTED.into_response();
+                if let Ok(v) = HeaderValue::from_str(&id) {
+                    resp.headers_mut().insert("x-fc-request-id", v);
+                }
+                resp
+            }
+            Err(InvokeError::NotFound(s, f)) => json_error(
+                StatusCode::NOT_FOUND,
+                "FunctionNotFound",
+                format!("function {s}/{f} not found"),
+            ),
+            Err(e) => json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                e.to_string(),
+            ),
+        };
+    }
+    let outcome = g.platform.invoke(req).await;
     match outcome {
         Ok(r) => {
             let mut resp = Response::new(Body::from(r.body));
@@ -166,6 +194,12 @@ async fn run(
         Err(e @ InvokeError::NotFound(..)) => {
             json_error(StatusCode::NOT_FOUND, "FunctionNotFound", e.to_string())
         }
+        // only enqueueing fails so
+        Err(e @ InvokeError::Queue(_)) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            e.to_string(),
+        ),
         Err(e @ InvokeError::ResourceThrottled { .. }) => {
             let mut resp = json_error(
                 StatusCode::SERVICE_UNAVAILABLE,

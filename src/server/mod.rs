@@ -282,6 +282,9 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     }));
     let reaper = tokio::spawn(Arc::clone(&platform).reap_loop(stop_rx.clone()));
     let telemetry_in = tokio::spawn(Arc::clone(&platform).telemetry_loop(stop_rx.clone()));
+    // what it has not run when the daemon stops stays queued in the store
+    let dispatch =
+        tokio::spawn(Arc::clone(&platform).dispatch_loop(Arc::clone(&store), stop_rx.clone()));
     let sampler = tokio::spawn(
         Arc::clone(&platform).sample_loop(settings.instance_metrics_interval, stop_rx.clone()),
     );
@@ -307,6 +310,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let _ = retention_task.await;
     let _ = reaper.await;
     let _ = telemetry_in.await;
+    let _ = dispatch.await;
     let _ = sampler.await;
     for t in alarm_tasks {
         let _ = t.await;

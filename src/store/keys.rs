@@ -450,6 +450,22 @@ pub fn invocation_key(
     v
 }
 
+/// The async queue, in `meta`: `tenant | 'q' | enqueued µs (8, BE) | request id`, oldest
+/// first. (The catalog reads `meta` and ignores this kind.)
+pub fn queue_key(tenant: Tenant, enqueued_us: u64, request_id: &str) -> Vec<u8> {
+    let mut v = queue_prefix(tenant);
+    v.extend_from_slice(&enqueued_us.to_be_bytes());
+    v.extend_from_slice(request_id.as_bytes());
+    v
+}
+
+pub fn queue_prefix(tenant: Tenant) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16 + 32);
+    v.extend_from_slice(&tenant.to_be_bytes());
+    v.push(b'q');
+    v
+}
+
 /// `logs`: `tenant | len-prefixed service | len-prefixed function | time (8, BE) | seq
 /// (4, BE)`: one function's lines are one prefix, oldest first. `seq` keeps lines read in
 /// the same microsecond apart.

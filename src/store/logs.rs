@@ -1,13 +1,13 @@
 //! Reading function log lines (`logs` family): one function's lines in a time range,
 //! oldest first. Values are handed out as stored (the query side decodes them); lines past
-//! retention that FIFO has not dropped yet are hidden.
+//! retention that FIFO has not dropped yet are hidden. Also the async queue (`meta`).
 
 use std::ops::ControlFlow;
 
 use rocksdb::{Direction, IteratorMode, ReadOptions};
 
 use super::retention::cutoff_us;
-use super::{keys, Store, StoreError, CF_LOGS};
+use super::{keys, Store, StoreError, CF_LOGS, CF_META};
 use keys::Tenant;
 
 impl Store {
@@ -47,5 +47,23 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Every queued async event of `tenant` (its value), oldest first.
+    pub fn queued(&self, tenant: Tenant) -> Result<Vec<Vec<u8>>, StoreError> {
+        let prefix = keys::queue_prefix(tenant);
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(CF_META),
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(v.to_vec());
+        }
+        Ok(out)
     }
 }

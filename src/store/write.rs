@@ -66,6 +66,8 @@ impl Store {
                         Family::Metrics => wb.merge_cf(metrics, k, v),
                         Family::Samples => wb.put_cf(metrics, k, v),
                         Family::Logs => wb.put_cf(logs, k, v),
+                        Family::Queue => wb.put_cf(meta, k, v),
+                        Family::Dequeue => wb.delete_cf(meta, k),
                     }
                 }
                 for (service, op, kind) in &b.operations {
@@ -117,6 +119,10 @@ pub(super) enum Family {
     Samples,
     /// Function log lines: put into the `logs` family.
     Logs,
+    /// Async queue entries: put into `meta`.
+    Queue,
+    /// Async queue entries done: deleted from `meta`.
+    Dequeue,
 }
 
 /// Rows other writers put as they come, each with its own key: which family they go to.
@@ -126,6 +132,10 @@ pub enum Rows {
     Samples,
     /// Function log lines (`keys::log_key`), in `logs`.
     Logs,
+    /// Queued async events (`keys::queue_key`), in `meta`.
+    Queue,
+    /// Queued async events to delete (the value is ignored).
+    Dequeue,
 }
 
 #[derive(Debug)]
@@ -183,6 +193,8 @@ impl EncodedBatch {
         let family = match rows {
             Rows::Samples => Family::Samples,
             Rows::Logs => Family::Logs,
+            Rows::Queue => Family::Queue,
+            Rows::Dequeue => Family::Dequeue,
         };
         self.add(family, key, value);
     }
