@@ -129,6 +129,28 @@ fn failures_are_retried_then_sent_to_the_failure_destination() {
         ),
         1.0
     );
+    // the per-minute metrics of asynchronous calls
+    let sum = |name: &str| -> f64 {
+        let (status, v) = d.get(&format!(
+            "/api/v1/metrics/{name}?service=as&function=bad&period=60"
+        ));
+        assert_eq!(status, 200, "{name}: {v}");
+        data(&v).iter().map(|p| p["value"].as_f64().unwrap()).sum()
+    };
+    eventually("async metrics", || {
+        (sum("FunctionDestinationSucceed") == 1.0).then_some(())
+    });
+    assert_eq!(sum("FunctionEnqueueCount"), 1.0);
+    assert_eq!(sum("FunctionDequeueCount"), 1.0);
+    assert_eq!(sum("FunctionDestinationErrors"), 0.0);
+    assert_eq!(sum("FunctionAsyncEventExpiredDropped"), 0.0);
+    assert!(sum("FunctionAsyncMessagesInQueue") >= 1.0);
+    assert!(sum("FunctionAsyncMessageLatencyMax") >= 0.0);
+    assert_eq!(
+        sum("FunctionTotalInvocations"),
+        3.0,
+        "each attempt is a call"
+    );
     // an unknown function is refused at once
     let r = http()
         .post(format!(

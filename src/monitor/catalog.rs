@@ -72,6 +72,54 @@ fn rate(part: u64, of: u64) -> Option<f64> {
 /// Every base metric. Counts are sums over the period, maxima the largest seen in it.
 pub const BASES: &[Base] = &[
     Base {
+        name: "EnqueueCount",
+        unit: "count",
+        meaning: "asynchronous calls queued",
+        value: |m| Some(m.enqueued as f64),
+    },
+    Base {
+        name: "DequeueCount",
+        unit: "count",
+        meaning: "asynchronous calls taken from the queue to run",
+        value: |m| Some(m.dequeued as f64),
+    },
+    Base {
+        name: "AsyncMessageLatencyAvg",
+        unit: "ms",
+        meaning: "mean time an asynchronous call waited in the queue",
+        value: |m| avg(m.async_wait_sum_us, m.dequeued).map(|us| us / 1000.0),
+    },
+    Base {
+        name: "AsyncMessageLatencyMax",
+        unit: "ms",
+        meaning: "longest time an asynchronous call waited in the queue",
+        value: |m| (m.dequeued > 0).then(|| ms(m.async_wait_max_us)),
+    },
+    Base {
+        name: "AsyncMessagesInQueue",
+        unit: "count",
+        meaning: "the largest backlog of queued asynchronous calls seen",
+        value: |m| Some(m.async_backlog_max as f64),
+    },
+    Base {
+        name: "AsyncEventExpiredDropped",
+        unit: "count",
+        meaning: "asynchronous calls dropped: older than the function's max_event_age",
+        value: |m| Some(m.async_expired as f64),
+    },
+    Base {
+        name: "DestinationSucceed",
+        unit: "count",
+        meaning: "asynchronous outcomes delivered to their destination",
+        value: |m| Some(m.destinations_ok as f64),
+    },
+    Base {
+        name: "DestinationErrors",
+        unit: "count",
+        meaning: "asynchronous outcomes their destination did not take",
+        value: |m| Some(m.destination_errors as f64),
+    },
+    Base {
         name: "TotalInvocations",
         unit: "count",
         meaning: "calls received, whatever their outcome (refused ones included)",

@@ -9,8 +9,12 @@ use prost::encoding::{decode_varint, encode_varint};
 
 /// Histogram buckets grow by this factor: a percentile is within ~4 % of a real value.
 const GROWTH: f64 = 1.04;
-/// The first byte of an encoded aggregate.
-const VERSION: u8 = 1;
+/// The first byte of an encoded aggregate (2: the asynchronous-call counts; 1 is still
+/// read, without them).
+const VERSION: u8 = 2;
+/// Counts and maxima an aggregate of version 1 has.
+const V1_SUMS: usize = 11;
+const V1_MAXIMA: usize = 6;
 /// Buckets an encoded histogram may claim; more is corruption (durations in µs up to
 /// u64::MAX need ~1,130).
 const MAX_BUCKETS: u64 = 2048;
@@ -34,6 +38,19 @@ pub struct Call {
     /// Billed time: the function's run rounded up to the millisecond (0 when it never
     /// ran).
     pub billed_ms: u64,
+}
+
+/// What one step of an asynchronous call adds to its minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsyncStep {
+    /// Queued; `backlog` events of the function are queued now, this one included.
+    Enqueued { backlog: u64 },
+    /// Taken from the queue to run after waiting `wait_us`.
+    Dequeued { wait_us: u64, backlog: u64 },
+    /// Dropped: older than the function's `max_event_age`.
+    Expired,
+    /// Its outcome sent to a destination, or not.
+    Destination { delivered: bool },
 }
 
 /// How a call ended, as the platform's metrics classify it.
@@ -74,6 +91,16 @@ pub struct Minute {
     pub max_concurrent: u64,
     pub max_instances: u64,
     pub cost_mb_ms: u64,
+    /// Asynchronous calls: queued, taken to run (and how long they waited), expired,
+    /// destinations reached and not.
+    pub enqueued: u64,
+    pub dequeued: u64,
+    pub async_wait_sum_us: u64,
+    pub async_wait_max_us: u64,
+    pub async_backlog_max: u64,
+    pub async_expired: u64,
+    pub destinations_ok: u64,
+    pub destination_errors: u64,
     /// (bucket, calls), sorted by bucket, no zero counts.
     pub latency: Vec<(u16, u64)>,
 }
@@ -131,6 +158,28 @@ impl Minute {
     }
 
     /// Fold `other` in: sums add, maxima take the larger, histograms add.
+    /// The aggregate of one step of an asynchronous call (no invocation: each attempt
+    /// counts as a call of its own).
+    pub fn of_async(step: AsyncStep) -> Minute {
+        let mut m = Minute::default();
+        match step {
+            AsyncStep::Enqueued { backlog } => {
+                m.enqueued = 1;
+                m.async_backlog_max = backlog;
+            }
+            AsyncStep::Dequeued { wait_us, backlog } => {
+                m.dequeued = 1;
+                m.async_wait_sum_us = wait_us;
+                m.async_wait_max_us = wait_us;
+                m.async_backlog_max = backlog;
+            }
+            AsyncStep::Expired => m.async_expired = 1,
+            AsyncStep::Destination { delivered: true } => m.destinations_ok = 1,
+            AsyncStep::Destination { delivered: false } => m.destination_errors = 1,
+        }
+        m
+    }
+
     pub fn merge(&mut self, other: &Minute) {
         for (a, b) in self.sums_mut().into_iter().zip(other.sums()) {
             *a = a.saturating_add(b);
@@ -168,7 +217,7 @@ impl Minute {
         self.latency = merged;
     }
 
-    fn sums(&self) -> [u64; 11] {
+    fn sums(&self) -> [u64; 17] {
         [
             self.invocations,
             self.function_errors,
@@ -181,10 +230,16 @@ impl Minute {
             self.init_count,
             self.init_sum_us,
             self.cost_mb_ms,
+            self.enqueued,
+            self.dequeued,
+            self.async_wait_sum_us,
+            self.async_expired,
+            self.destinations_ok,
+            self.destination_errors,
         ]
     }
 
-    fn sums_mut(&mut self) -> [&mut u64; 11] {
+    fn sums_mut(&mut self) -> [&mut u64; 17] {
         [
             &mut self.invocations,
             &mut self.function_errors,
@@ -197,10 +252,16 @@ impl Minute {
             &mut self.init_count,
             &mut self.init_sum_us,
             &mut self.cost_mb_ms,
+            &mut self.enqueued,
+            &mut self.dequeued,
+            &mut self.async_wait_sum_us,
+            &mut self.async_expired,
+            &mut self.destinations_ok,
+            &mut self.destination_errors,
         ]
     }
 
-    fn maxima(&self) -> [u64; 6] {
+    fn maxima(&self) -> [u64; 8] {
         [
             self.latency_max_us,
             self.init_max_us,
@@ -208,10 +269,12 @@ impl Minute {
             self.memory_limit_mb,
             self.max_concurrent,
             self.max_instances,
+            self.async_wait_max_us,
+            self.async_backlog_max,
         ]
     }
 
-    fn maxima_mut(&mut self) -> [&mut u64; 6] {
+    fn maxima_mut(&mut self) -> [&mut u64; 8] {
         [
             &mut self.latency_max_us,
             &mut self.init_max_us,
@@ -219,6 +282,8 @@ impl Minute {
             &mut self.memory_limit_mb,
             &mut self.max_concurrent,
             &mut self.max_instances,
+            &mut self.async_wait_max_us,
+            &mut self.async_backlog_max,
         ]
     }
 
@@ -263,15 +328,17 @@ impl Minute {
     /// An aggregate from its bytes; `None` when they are not one.
     pub fn decode(mut b: &[u8]) -> Option<Minute> {
         let (&version, rest) = b.split_first()?;
-        if version != VERSION {
-            return None;
-        }
+        let (sums, maxima) = match version {
+            1 => (V1_SUMS, V1_MAXIMA),
+            VERSION => (usize::MAX, usize::MAX),
+            _ => return None,
+        };
         b = rest;
         let mut m = Minute::default();
-        for v in m.sums_mut() {
+        for v in m.sums_mut().into_iter().take(sums) {
             *v = decode_varint(&mut b).ok()?;
         }
-        for v in m.maxima_mut() {
+        for v in m.maxima_mut().into_iter().take(maxima) {
             *v = decode_varint(&mut b).ok()?;
         }
         let n = decode_varint(&mut b).ok()?;
@@ -365,6 +432,48 @@ mod tests {
     }
 
     #[test]
+    fn version_1_aggregates_are_still_read() {
+        // version 1: 11 sums (invocations first, cost last), 6 maxima, then buckets
+        let mut v1 = vec![1u8, 3, 1, 0, 0, 0, 0, 1, 60, 0, 0, 7];
+        v1.extend([40, 0, 0, 128, 1, 2, 1]);
+        v1.extend([1, 5, 3]);
+        let m = Minute::decode(&v1).unwrap();
+        assert_eq!((m.invocations, m.function_errors, m.cold_starts), (3, 1, 1));
+        assert_eq!(
+            (m.latency_sum_us, m.cost_mb_ms, m.latency_max_us),
+            (60, 7, 40)
+        );
+        assert_eq!(
+            (m.memory_limit_mb, m.max_concurrent, m.max_instances),
+            (128, 2, 1)
+        );
+        assert_eq!(m.latency, vec![(5, 3)]);
+        assert_eq!((m.enqueued, m.async_backlog_max), (0, 0));
+    }
+
+    #[test]
+    fn asynchronous_steps_count_without_invocations() {
+        let mut m = Minute::of_async(AsyncStep::Enqueued { backlog: 3 });
+        m.merge(&Minute::of_async(AsyncStep::Dequeued {
+            wait_us: 500,
+            backlog: 2,
+        }));
+        m.merge(&Minute::of_async(AsyncStep::Dequeued {
+            wait_us: 1500,
+            backlog: 1,
+        }));
+        m.merge(&Minute::of_async(AsyncStep::Expired));
+        m.merge(&Minute::of_async(AsyncStep::Destination {
+            delivered: false,
+        }));
+        assert_eq!((m.invocations, m.enqueued, m.dequeued), (0, 1, 2));
+        assert_eq!((m.async_wait_sum_us, m.async_wait_max_us), (2000, 1500));
+        assert_eq!((m.async_backlog_max, m.async_expired), (3, 1));
+        assert_eq!((m.destinations_ok, m.destination_errors), (0, 1));
+        assert_eq!(Minute::decode(&m.to_bytes()), Some(m));
+    }
+
+    #[test]
     fn bytes_round_trip_and_garbage_is_refused() {
         let mut m = Minute::of(&call(12, Outcome::ServerError));
         m.merge(&Minute::of(&call(0, Outcome::ClientError)));
@@ -379,7 +488,7 @@ mod tests {
         assert_eq!(Minute::decode(&longer), None);
         // a histogram claiming more buckets than bytes
         let mut claim = vec![VERSION];
-        claim.extend(std::iter::repeat_n(0u8, 17));
+        claim.extend(std::iter::repeat_n(0u8, 25));
         claim.extend([0xff, 0xff, 0x03]);
         assert_eq!(Minute::decode(&claim), None);
     }

@@ -65,6 +65,23 @@ pub fn add_call(
     batch.add_metric(&keys::metric_key(&series, minute), &region.to_bytes());
 }
 
+/// Put what one step of an asynchronous call adds to its function's, service's and the
+/// region's minute into `batch`.
+pub fn add_async(
+    batch: &mut EncodedBatch,
+    tenant: Tenant,
+    function: &Function,
+    at_us: u64,
+    step: minute::AsyncStep,
+) {
+    let minute = at_us / MINUTE_US;
+    let bytes = Minute::of_async(step).to_bytes();
+    for level in Level::ALL {
+        let series = keys::metric_series(tenant, level.tag(), &dims(level, function));
+        batch.add_metric(&keys::metric_key(&series, minute), &bytes);
+    }
+}
+
 /// One datapoint: the start of its period (ms since the epoch) and the value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {

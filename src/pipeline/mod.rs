@@ -383,6 +383,19 @@ impl Pipeline {
         self.submit_batch(batch).await
     }
 
+    /// Count one step of an asynchronous call in the per-minute metrics.
+    pub async fn submit_async_step(
+        &self,
+        tenant: Tenant,
+        function: &crate::monitor::Function,
+        at_us: u64,
+        step: crate::monitor::minute::AsyncStep,
+    ) -> Result<(), SubmitError> {
+        let mut batch = EncodedBatch::empty(tenant);
+        crate::monitor::add_async(&mut batch, tenant, function, at_us, step);
+        self.submit_batch(batch).await
+    }
+
     /// Store rows that come with their own keys (instance samples, function log lines):
     /// `(key, value)` each, in one write.
     pub async fn submit_rows(

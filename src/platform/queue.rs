@@ -28,6 +28,7 @@ use crate::clock::now_us;
 use crate::model::{
     KeyValue, Process, RefType, Span, SpanContext, SpanId, SpanRef, TraceId, Value,
 };
+use crate::monitor::minute::AsyncStep;
 use crate::pipeline::{with_retries, Partial};
 use crate::store::keys::{self, DEFAULT_TENANT};
 use crate::store::{Rows, Store, StoreError};
@@ -81,6 +82,20 @@ pub struct AsyncCall {
 pub struct Dispatch {
     tx: mpsc::Sender<Queued>,
     rx: std::sync::Mutex<Option<mpsc::Receiver<Queued>>>,
+    /// Events queued per (service, function), for the backlog metric.
+    backlog: std::sync::Mutex<HashMap<(String, String), u64>>,
+}
+
+impl Dispatch {
+    /// Change `q`'s function's backlog by one; returns it after.
+    fn count(&self, q: &Queued, up: bool) -> u64 {
+        let mut all = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        let n = all
+            .entry((q.service.clone(), q.function.clone()))
+            .or_default();
+        *n = if up { *n + 1 } else { n.saturating_sub(1) };
+        *n
+    }
 }
 
 impl Default for Dispatch {
@@ -89,6 +104,7 @@ impl Default for Dispatch {
         Dispatch {
             tx,
             rx: std::sync::Mutex::new(Some(rx)),
+            backlog: Default::default(),
         }
     }
 }
@@ -124,6 +140,8 @@ impl Platform {
             .map_err(|e| InvokeError::Queue(e.to_string()))?;
         self.metrics
             .async_event(&pool.spec.platform_service(), "enqueued");
+        let backlog = self.dispatch.count(&q, true);
+        self.async_step(&q, AsyncStep::Enqueued { backlog });
         let id = q.request_id.clone();
         if self.dispatch.tx.try_send(q).is_err() {
             // it is in the store: the next start runs it
@@ -159,6 +177,9 @@ impl Platform {
         drop(store);
         if !left.is_empty() {
             tracing::info!(events = left.len(), "async events left by the last run");
+        }
+        for q in &left {
+            self.dispatch.count(q, true);
         }
         left.reverse();
         // calls at once per function: as many as its instances can take
@@ -216,12 +237,21 @@ impl Platform {
         let dequeued = now_us();
         self.metrics
             .async_event(&spec.platform_service(), "dequeued");
+        let backlog = self.dispatch.count(&q, false);
+        self.async_step(
+            &q,
+            AsyncStep::Dequeued {
+                wait_us: dequeued.saturating_sub(q.enqueued_at),
+                backlog,
+            },
+        );
         let mut first_start = None;
         let mut attempt = 1;
         let outcome = loop {
             if now_us().saturating_sub(q.enqueued_at) > spec.max_event_age.as_micros() as u64 {
                 self.metrics
                     .async_event(&spec.platform_service(), "expired");
+                self.async_step(&q, AsyncStep::Expired);
                 break Outcome::Expired;
             }
             let mut headers = HeaderMap::new();
@@ -381,9 +411,28 @@ impl Platform {
             "destination_failed"
         };
         self.metrics.async_event(&function, event);
+        self.async_step(q, AsyncStep::Destination { delivered });
         if !delivered {
             tracing::warn!(request_id = %q.request_id, destination = ?dest, "async destination not reached");
         }
+    }
+
+    /// Count a step in the per-minute metrics, in the background.
+    fn async_step(&self, q: &Queued, step: AsyncStep) {
+        let function = crate::monitor::Function {
+            service: q.service.clone(),
+            function: q.function.clone(),
+            qualifier: super::record::QUALIFIER.into(),
+        };
+        let pipeline = self.pipeline.clone();
+        let metrics = Arc::clone(&self.metrics);
+        let at = now_us();
+        tokio::spawn(async move {
+            let write = || pipeline.submit_async_step(DEFAULT_TENANT, &function, at, step);
+            if let Err(e) = with_retries(&metrics, write).await {
+                tracing::warn!(error = %e, "async metrics not stored");
+            }
+        });
     }
 
     /// The async call's own spans: InvokeFunction (async) and AsyncWait.
