@@ -129,6 +129,17 @@ fn failures_are_retried_then_sent_to_the_failure_destination() {
         ),
         1.0
     );
+    // what was sent is recorded with the request's log lines
+    let (_, v) = d.get(&format!(
+        "/api/v1/logs?requestId={id}&q=async%20destination"
+    ));
+    let line = data(&v)[0]["message"].as_str().unwrap().to_owned();
+    assert!(
+        line.contains(&format!("{url} (RetriesExhausted) delivered")),
+        "{line}"
+    );
+    let sent_json: Json = serde_json::from_str(line.split_once(": ").unwrap().1).unwrap();
+    assert_eq!(sent_json, sent);
     // the per-minute metrics of asynchronous calls
     let sum = |name: &str| -> f64 {
         let (status, v) = d.get(&format!(

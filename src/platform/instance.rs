@@ -145,7 +145,7 @@ pub struct Pool {
     starting: AtomicU32,
     next_id: AtomicU64,
     http: reqwest::Client,
-    logs: LogSink,
+    pub(super) logs: LogSink,
     /// The function's telemetry listeners.
     pub events: Arc<Subscribers>,
 }

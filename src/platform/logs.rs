@@ -72,6 +72,22 @@ impl LogSink {
         Arc::clone(&self.metrics)
     }
 
+    /// A line of the platform's own about a request (stream `platform`, no instance).
+    pub fn platform_line(&self, service: &str, function: &str, request_id: &str, message: String) {
+        self.push(Captured {
+            service: service.into(),
+            function: function.into(),
+            line: LogLine {
+                time: now_us(),
+                instance_id: String::new(),
+                request_id: Some(request_id.to_owned()),
+                stream: "platform".into(),
+                message,
+                truncated: false,
+            },
+        });
+    }
+
     fn push(&self, c: Captured) {
         if self.tx.try_send(c).is_err() {
             self.metrics.log_lines_dropped("queue", 1);

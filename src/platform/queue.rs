@@ -412,6 +412,24 @@ impl Platform {
         };
         self.metrics.async_event(&function, event);
         self.async_step(q, AsyncStep::Destination { delivered });
+        // what was sent, with the request's log lines
+        if let Some(pool) = self.pools.get(&(q.service.clone(), q.function.clone())) {
+            let to = match dest {
+                Destination::Url(u) => u.clone(),
+                Destination::Function(s, f) => format!("{s}/{f}"),
+            };
+            let verdict = if delivered {
+                "delivered"
+            } else {
+                "NOT delivered"
+            };
+            pool.logs.platform_line(
+                &q.service,
+                &q.function,
+                &q.request_id,
+                format!("[fctrace] async destination {to} ({condition}) {verdict}: {record}"),
+            );
+        }
         if !delivered {
             tracing::warn!(request_id = %q.request_id, destination = ?dest, "async destination not reached");
         }

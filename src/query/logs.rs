@@ -13,9 +13,6 @@ use crate::store::StoreError;
 
 /// Lines one question reads at most; past it the answer says it was cut short.
 pub const MAX_SCANNED: usize = 200_000;
-/// How long after a request's answer its last lines may still be read (the streams'
-/// drain and the end marker).
-const AFTER_END_US: u64 = 2_000_000;
 
 /// What to find.
 #[derive(Debug, Clone, Default)]
@@ -54,12 +51,13 @@ impl Query {
                     {
                         return Ok((Vec::new(), false));
                     }
-                    let end = r.start_time + (r.duration_ms * 1000.0) as u64 + AFTER_END_US;
+                    // from its (first attempt's) start: an asynchronous call's later
+                    // attempts, and what its destination was sent, come after
                     (
                         r.service,
                         r.function,
                         r.start_time.max(q.start_us),
-                        end.min(q.end_us),
+                        q.end_us,
                     )
                 }
             },
