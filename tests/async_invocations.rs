@@ -43,7 +43,8 @@ fn attempts(d: &Daemon, service: &str, function: &str, id: &str, n: usize) -> Ve
 
 fn functions(extra: &str) -> String {
     format!(
-        "[[functions]]\nservice = \"as\"\nname = \"slow\"\ncommand = [\"python3\", \"{ROOT}/tests/e2e/functions/logs.py\"]\nmax_instances = 1\n\n\
+        "[[functions]]\nservice = \"as\"\nname = \"slow\"\ncommand = [\"python3\", \"{ROOT}/tests/e2e/functions/logs.py\"]\nmax_instances = 1\non_success = \"as/sink\"\n\n\
+         [[functions]]\nservice = \"as\"\nname = \"sink\"\ncommand = [\"python3\", \"{ROOT}/tests/e2e/functions/behave.py\"]\n\n\
          [[functions]]\nservice = \"as\"\nname = \"bad\"\ncommand = [\"python3\", \"{ROOT}/tests/e2e/functions/behave.py\"]\nasync_retries = 2\n{extra}\n"
     )
 }
@@ -89,6 +90,22 @@ fn accepted_at_once_then_run_with_its_record_and_trace() {
     // the log lines are the request's
     let (_, v) = d.get(&format!("/api/v1/logs?requestId={id}&q=later%20line"));
     assert_eq!(data(&v).len(), 25);
+    // the success destination is another function, called asynchronously with the record
+    let sink = eventually("the sink's call", || {
+        let (_, v) = d.get("/api/v1/invocations?service=as&function=sink&limit=10");
+        data(&v).first().cloned()
+    });
+    assert_eq!(sink["invocationType"], "Async");
+    assert_eq!(sink["asyncStatus"], "Succeeded");
+    let (_, v) = d.get(&format!(
+        "/api/v1/logs?requestId={id}&q=async%20destination"
+    ));
+    let line = data(&v)[0]["message"].as_str().unwrap().to_owned();
+    assert!(line.contains("as/sink (Success) delivered"), "{line}");
+    let record: Json = serde_json::from_str(line.split_once(": ").unwrap().1).unwrap();
+    assert_eq!(record["requestContext"]["requestId"], id.as_str());
+    assert_eq!(record["requestPayload"], "say:later:25");
+    assert_eq!(record["responsePayload"]["event"], "say:later:25");
 }
 
 #[test]
