@@ -76,13 +76,20 @@ fn remote_sampling_api_serves_rules_and_follows_the_file() {
     // No file: the platform's default, one trace per second, on all three paths.
     let d = start_server();
     let sampling = sampling_port(&d);
-    let default = json!({"strategyType": "RATE_LIMITING", "rateLimitingSampling": {"maxTracesPerSecond": 1.0}});
+    // an integer, as Jaeger's IDL (i16) and Go clients' strict decoding want it
+    let default =
+        json!({"strategyType": "RATE_LIMITING", "rateLimitingSampling": {"maxTracesPerSecond": 1}});
     for url in [
         format!("http://{sampling}/sampling?service=fc-tracing"),
         format!("http://{sampling}/?service=anything"),
         format!("{}/api/sampling?service=x", d.collector),
     ] {
-        assert_eq!(get_json(&url), (200, default.clone()), "{url}");
+        let (status, got) = get_json(&url);
+        assert_eq!((status, &got), (200, &default), "{url}");
+        assert!(
+            got["rateLimitingSampling"]["maxTracesPerSecond"].is_u64(),
+            "{got}"
+        );
     }
     for bad in [
         "sampling",
@@ -125,7 +132,7 @@ fn remote_sampling_api_serves_rules_and_follows_the_file() {
         r#"{"default_strategy": {"type": "ratelimiting", "param": 7}}"#,
     );
     wait_for("the new rules", || {
-        get_json(&url("other")).1["rateLimitingSampling"]["maxTracesPerSecond"] == 7.0
+        get_json(&url("other")).1["rateLimitingSampling"]["maxTracesPerSecond"] == 7
     });
 
     // Bad files are refused: the last good rules stay, and /metrics says so.
@@ -144,7 +151,7 @@ fn remote_sampling_api_serves_rules_and_follows_the_file() {
         });
         assert_eq!(
             get_json(&url("other")).1["rateLimitingSampling"]["maxTracesPerSecond"],
-            7.0,
+            7,
             "{bad}"
         );
         write_atomic(

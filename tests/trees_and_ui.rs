@@ -452,6 +452,17 @@ fn web_ui_in_chromium_searches_and_shows_the_waterfall() {
         serde_json::json!([]),
         "no script errors in the page"
     );
+    assert_eq!(
+        v["failed"],
+        serde_json::json!([]),
+        "no request of the page failed"
+    );
+    // the page names an icon, and it is served
+    let icon = v["icon"].as_str().unwrap();
+    let r = http().get(icon).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "image/svg+xml");
+    assert!(r.text().unwrap().starts_with("<svg"));
     assert_eq!(v["results"], serde_json::json!(["0000000000000077"]));
     let rows = v["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();

@@ -237,7 +237,8 @@ struct Probabilistic {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct RateLimiting {
-    max_traces_per_second: f64,
+    /// An integer, as Jaeger's IDL has it (`i16`): Go clients refuse `1.0`.
+    max_traces_per_second: i16,
 }
 
 #[derive(Debug, Serialize)]
@@ -268,7 +269,8 @@ impl From<&ServiceStrategy> for SamplingResponse {
                 "RATE_LIMITING",
                 None,
                 Some(RateLimiting {
-                    max_traces_per_second: r,
+                    // the sampler itself keeps the fraction; the wire has whole traces
+                    max_traces_per_second: r.round().clamp(0.0, i16::MAX as f64) as i16,
                 }),
             ),
         };
@@ -308,7 +310,7 @@ mod tests {
         let s = Strategies::default();
         assert_eq!(
             answer(&s, "anything"),
-            json!({"strategyType": "RATE_LIMITING", "rateLimitingSampling": {"maxTracesPerSecond": 1.0}})
+            json!({"strategyType": "RATE_LIMITING", "rateLimitingSampling": {"maxTracesPerSecond": 1}})
         );
     }
 
@@ -339,7 +341,7 @@ mod tests {
         assert_eq!(b.operation_probability("/other"), Some(0.2));
         assert_eq!(
             answer(&s, "c"),
-            json!({"strategyType": "RATE_LIMITING", "rateLimitingSampling": {"maxTracesPerSecond": 5.0}})
+            json!({"strategyType": "RATE_LIMITING", "rateLimitingSampling": {"maxTracesPerSecond": 5}})
         );
         assert_eq!(s.for_service("zzz").strategy, Strategy::Probabilistic(0.5));
     }

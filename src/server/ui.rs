@@ -9,6 +9,7 @@ const INDEX: &str = include_str!("../../ui/index.html");
 const APP_JS: &str = include_str!("../../ui/app.js");
 const APP_CSS: &str = include_str!("../../ui/app.css");
 const FUNCTIONS_JS: &str = include_str!("../../ui/functions.js");
+const FAVICON: &str = include_str!("../../ui/favicon.svg");
 
 pub async fn index() -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX).into_response()
@@ -27,6 +28,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         )
             .into_response(),
         "app.css" => ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], APP_CSS).into_response(),
+        "favicon.svg" => ([(header::CONTENT_TYPE, "image/svg+xml")], FAVICON).into_response(),
         _ => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
 }

@@ -15,6 +15,9 @@ const [url, service, screenshot] = process.argv.slice(2);
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
+  // every request the page made (the icon included) and what it got
+  const failed = [];
+  page.on('response', (r) => { if (r.status() >= 400) failed.push(`${r.status()} ${r.url()}`); });
   await page.goto(url);
   await page.waitForSelector(`#service option[value="${service}"]`, { state: 'attached' });
   await page.selectOption('#service', service);
@@ -37,8 +40,9 @@ const [url, service, screenshot] = process.argv.slice(2);
   await page.waitForSelector('#details:not([hidden])');
   const details = await page.textContent('#details');
   await page.screenshot({ path: screenshot, fullPage: true });
+  const icon = await page.$eval('link[rel="icon"]', (l) => l.href);
   await browser.close();
-  console.log(JSON.stringify({ results, rows, summary, details, errors }));
+  console.log(JSON.stringify({ results, rows, summary, details, errors, failed, icon }));
 })().catch((e) => {
   console.error(e);
   process.exit(1);
