@@ -166,9 +166,21 @@ pub fn build(spans: &[Span]) -> Tree {
         }
     }
     if roots.is_empty() && !orphans.is_empty() {
-        // No true root: the earliest orphan stands in for one.
+        // No true root: the earliest orphan stands in for one, and says so (a trace
+        // whose top span's parent was never stored is not whole).
         orphans.sort_by_key(|&i| (start[i], i));
-        roots.push(orphans.remove(0));
+        let o = orphans.remove(0);
+        let missing = spans[o]
+            .parent_span_id()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let w = format!(
+            "parent {missing} of span {} is not stored; shown as the root",
+            spans[o].span_id
+        );
+        node_warnings[o].push(w.clone());
+        warnings.push(w);
+        roots.push(o);
     }
     for &o in &orphans {
         let missing = spans[o]
@@ -438,6 +450,20 @@ mod tests {
         );
         assert_eq!((t.summary.start_time, t.summary.duration), (100, 200));
         assert!(t.summary.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_root_whose_parent_is_not_stored_is_warned_about() {
+        let spans = vec![
+            span(7, Some(0x63), "fn", 100, 50),
+            span(8, Some(7), "fn", 110, 10),
+        ];
+        let t = build(&spans);
+        assert_eq!(t.roots.len(), 1);
+        let w = "parent 0000000000000063 of span 0000000000000007 is not stored; shown as the root";
+        assert_eq!(t.summary.warnings, vec![w.to_owned()]);
+        assert_eq!(t.roots[0].span.warnings, vec![w.to_owned()]);
+        assert!(t.roots[0].children[0].span.warnings.is_empty());
     }
 
     #[test]
