@@ -42,6 +42,12 @@ fn an_opentelemetry_function_continues_the_trace_under_invocation() {
         "w3c-function"
     );
     assert_eq!(tag_of(work, "user"), "alice", "baggage crossed to the SDK");
+    // the platform's spans say where they ran, as Jaeger clients tag processes
+    let platform = &trace["processes"][invocation["processID"].as_str().unwrap()];
+    let ptag = |k: &str| tag(&platform["tags"], k).map(|t| t["value"].clone());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(ptag("hostname"), Some(Json::from(host.trim())));
+    assert_eq!(ptag("ip"), Some(Json::from("127.0.0.1")));
     // what the function was handed: W3C and the platform's header, the same span
     let trace_id = trace_id_of(&rec);
     let span = invocation["spanID"].as_str().unwrap();

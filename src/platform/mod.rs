@@ -508,6 +508,8 @@ impl Platform {
                 trigger: trigger_name,
                 memory_mb: spec.memory_mb,
                 instance_id: instance_id.as_deref(),
+                hostname: Some(record::hostname()),
+                ip: Some(ip_address.as_str()),
                 invoke,
                 cold: cold.as_ref(),
                 run,

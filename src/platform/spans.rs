@@ -30,6 +30,9 @@ pub struct Invocation<'a> {
     pub trigger: &'static str,
     pub memory_mb: u64,
     pub instance_id: Option<&'a str>,
+    /// The machine the gateway runs on, and where it reached the instance.
+    pub hostname: Option<&'a str>,
+    pub ip: Option<&'a str>,
     pub invoke: Timed,
     pub cold: Option<&'a ColdStart>,
     /// The function's run, when it got that far.
@@ -47,13 +50,21 @@ fn s(v: &str) -> Value {
 }
 
 pub fn build(inv: &Invocation<'_>) -> Vec<Span> {
+    let mut process_tags = vec![
+        KeyValue::new("cloud.platform", s("fctrace")),
+        KeyValue::new("faas.name", s(inv.function)),
+        KeyValue::new("fc.service", s(inv.service)),
+    ];
+    // where the platform ran it, as Jaeger clients tag their processes (the UI's host)
+    if let Some(h) = inv.hostname.filter(|h| !h.is_empty()) {
+        process_tags.push(KeyValue::new("hostname", s(h)));
+    }
+    if let Some(ip) = inv.ip.filter(|ip| !ip.is_empty()) {
+        process_tags.push(KeyValue::new("ip", s(ip)));
+    }
     let process = Arc::new(Process {
         service_name: format!("FC:{}/{}", inv.service, inv.function),
-        tags: vec![
-            KeyValue::new("cloud.platform", s("fctrace")),
-            KeyValue::new("faas.name", s(inv.function)),
-            KeyValue::new("fc.service", s(inv.service)),
-        ],
+        tags: process_tags,
     });
     let child_of = |parent: SpanId| {
         vec![SpanRef {

@@ -527,6 +527,9 @@ impl Platform {
             trigger: "other",
             memory_mb: report.memory_mb,
             instance_id: report.instance.as_deref(),
+            // it ran on another platform: its machine is not known here
+            hostname: None,
+            ip: None,
             invoke,
             cold: cold.as_ref(),
             run: Some(run),
