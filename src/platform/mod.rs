@@ -198,6 +198,24 @@ impl Platform {
         self.pools.is_empty()
     }
 
+    /// Store the platform's own spans in the background, with the bounded retries of
+    /// `with_retries` (counted there): a caller's answer never waits for them.
+    fn store_spans(&self, spans: Vec<crate::model::Span>, failed: &'static str) {
+        let pipeline = self.pipeline.clone();
+        let metrics = Arc::clone(&self.metrics);
+        tokio::spawn(async move {
+            let write = || async {
+                pipeline
+                    .submit(DEFAULT_TENANT, spans.clone(), Partial::RejectBatch)
+                    .await
+                    .map(|_| ())
+            };
+            if let Err(e) = with_retries(&metrics, write).await {
+                tracing::error!(error = %e, "{failed}");
+            }
+        });
+    }
+
     /// Subscribe a listener to a function's telemetry events. `None`: no such
     /// function; `Some(Err)`: refused (the function has all the listeners it may).
     pub fn subscribe(
@@ -519,19 +537,7 @@ impl Platform {
                 context_format: decision.format,
                 baggage: &baggage,
             });
-            let pipeline = self.pipeline.clone();
-            let metrics = Arc::clone(&self.metrics);
-            tokio::spawn(async move {
-                let write = || async {
-                    pipeline
-                        .submit(DEFAULT_TENANT, spans.clone(), Partial::RejectBatch)
-                        .await
-                        .map(|_| ())
-                };
-                if let Err(e) = with_retries(&metrics, write).await {
-                    tracing::error!(error = %e, "platform spans not stored after retries");
-                }
-            });
+            self.store_spans(spans, "platform spans not stored after retries");
         }
         // the initializer alone, as the platforms report `initializationDurationMs`
         let init_us = cold

@@ -29,13 +29,13 @@ use crate::model::{
     KeyValue, Process, RefType, Span, SpanContext, SpanId, SpanRef, TraceId, Value,
 };
 use crate::monitor::minute::AsyncStep;
-use crate::pipeline::{with_retries, Partial};
+use crate::pipeline::with_retries;
 use crate::store::keys::{self, DEFAULT_TENANT};
 use crate::store::{Rows, Store, StoreError};
 
 /// A throttled attempt waits this long and tries again (not counted as an attempt).
 const THROTTLE_WAIT: Duration = Duration::from_secs(1);
-/// Events waiting for the dispatcher in memory (the store holds them all anyway).
+/// Events waiting for the dispatcher at most; more are refused with 503.
 const DISPATCH_QUEUE: usize = 65_536;
 
 /// One queued event, as stored.
@@ -133,6 +133,13 @@ impl Platform {
             sampled: decision.sampled,
             enqueued_at: now_us(),
         };
+        // A place in the dispatcher first: a full queue is refused (503) rather than
+        // stored and left until the next start.
+        let slot = self
+            .dispatch
+            .tx
+            .try_reserve()
+            .map_err(|_| InvokeError::Queue(format!("{DISPATCH_QUEUE} events are waiting")))?;
         let row = (q.key(), serde_json::to_vec(&q).unwrap_or_default());
         self.pipeline
             .submit_rows(DEFAULT_TENANT, Rows::Queue, &[row])
@@ -143,10 +150,7 @@ impl Platform {
         let backlog = self.dispatch.count(&q, true);
         self.async_step(&q, AsyncStep::Enqueued { backlog });
         let id = q.request_id.clone();
-        if self.dispatch.tx.try_send(q).is_err() {
-            // it is in the store: the next start runs it
-            tracing::warn!(request_id = %id, "async dispatch queue full: the event runs after a restart");
-        }
+        slot.send(q);
         Ok(id)
     }
 
@@ -524,19 +528,7 @@ impl Platform {
                 Vec::new(),
             ),
         ];
-        let pipeline = self.pipeline.clone();
-        let metrics = Arc::clone(&self.metrics);
-        tokio::spawn(async move {
-            let write = || async {
-                pipeline
-                    .submit(DEFAULT_TENANT, spans.clone(), Partial::RejectBatch)
-                    .await
-                    .map(|_| ())
-            };
-            if let Err(e) = with_retries(&metrics, write).await {
-                tracing::error!(error = %e, "async spans not stored after retries");
-            }
-        });
+        self.store_spans(spans, "async spans not stored after retries");
     }
 }
 

@@ -25,8 +25,6 @@ use super::record::Outcomes;
 use super::stitch::Target;
 use super::{context, error_type, spans, Platform};
 use crate::model::{SpanContext, SpanId, TraceId};
-use crate::pipeline::{with_retries, Partial};
-use crate::store::keys::DEFAULT_TENANT;
 
 pub const SETTLE: Duration = Duration::from_millis(500);
 pub const MAX_PENDING: usize = 20_000;
@@ -539,19 +537,10 @@ impl Platform {
             context_format: g.traced.then_some("telemetry"),
             baggage: &[],
         });
-        let pipeline = self.pipeline.clone();
-        let metrics = Arc::clone(&self.metrics);
-        tokio::spawn(async move {
-            let write = || async {
-                pipeline
-                    .submit(DEFAULT_TENANT, spans.clone(), Partial::RejectBatch)
-                    .await
-                    .map(|_| ())
-            };
-            if let Err(e) = with_retries(&metrics, write).await {
-                tracing::error!(error = %e, "platform spans from telemetry not stored after retries");
-            }
-        });
+        self.store_spans(
+            spans,
+            "platform spans from telemetry not stored after retries",
+        );
         // what the record needs of the function, as the report describes it
         let spec = FunctionSpec {
             service: g.service.clone(),

@@ -42,16 +42,24 @@ pub struct TraceQuery {
 
 /// A result limit: 0 means the default, anything above the maximum is the maximum.
 fn limit(name: &str, v: &str) -> Result<usize, ParamError> {
+    limit_or(name, v, DEFAULT_LIMIT)
+}
+
+fn limit_or(name: &str, v: &str, default: usize) -> Result<usize, ParamError> {
     let n: usize = v.trim().parse().map_err(|_| {
         ParamError(format!(
             "parameter '{name}' must be a non-negative integer, got {v:?}"
         ))
     })?;
-    Ok(if n == 0 {
-        DEFAULT_LIMIT
-    } else {
-        n.min(MAX_LIMIT)
-    })
+    Ok(if n == 0 { default } else { n.min(MAX_LIMIT) })
+}
+
+/// The `limit` parameter of a list API: absent or 0 is `default`, at most [`MAX_LIMIT`].
+pub fn limit_param(pairs: &[(String, String)], default: usize) -> Result<usize, ParamError> {
+    match single(pairs, "limit")? {
+        None => Ok(default),
+        Some(v) => limit_or("limit", v, default),
+    }
 }
 
 /// An optional unsigned integer parameter; `unit` names it in the error.

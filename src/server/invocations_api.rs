@@ -70,17 +70,7 @@ pub(super) async fn list(
     let pairs = params::pairs(raw.as_deref());
     let s = scope(&pairs, true)?;
     let filter = CallFilter::parse(&pairs)?;
-    let limit = match params::single(&pairs, "limit")? {
-        None => params::DEFAULT_LIMIT,
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "parameter 'limit' must be a non-negative integer, got {v:?}"
-                ))
-            })?
-            .clamp(1, params::MAX_LIMIT),
-    };
+    let limit = params::limit_param(&pairs, params::DEFAULT_LIMIT)?;
     let (records, _) = records(&state, s, limit, filter).await?;
     let n = records.len();
     Ok(ok(records, n))

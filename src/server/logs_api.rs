@@ -30,17 +30,7 @@ fn parse(pairs: &[(String, String)]) -> Result<LogQuery, ApiError> {
         q: text("q")?,
         start_us: 0,
         end_us: 0,
-        limit: match params::single(pairs, "limit")? {
-            None => DEFAULT_LIMIT,
-            Some(v) => v
-                .parse::<usize>()
-                .map_err(|_| {
-                    ApiError::BadRequest(format!(
-                        "parameter 'limit' must be a non-negative integer, got {v:?}"
-                    ))
-                })?
-                .clamp(1, params::MAX_LIMIT),
-        },
+        limit: params::limit_param(pairs, DEFAULT_LIMIT)?,
     };
     if q.request_id.is_none() && (q.service.is_none() || q.function.is_none()) {
         return Err(ApiError::BadRequest(

@@ -18,6 +18,9 @@ use crate::platform::telemetry_in::{self, MAX_EVENTS};
 use crate::platform::Platform;
 use crate::receive::body;
 
+/// Largest body a post may have.
+const MAX_BODY_BYTES: usize = 2 << 20;
+
 pub fn router(state: AppState, platform: Arc<Platform>) -> Router {
     Router::new()
         .route("/api/telemetry/{service}/{function}", post(take))
@@ -41,7 +44,11 @@ async fn take(
         return bad("service and function names are letters, digits, '-', '_' or '.'".into());
     }
     let mut mem = state.budget.reserve();
-    let raw = match body::read_request(req_body, &headers, state.body_limits(), &mut mem).await {
+    // a batch of the Telemetry API is at most 1 MiB: a body at most twice that keeps the
+    // JSON tree it becomes small
+    let mut limits = state.body_limits();
+    limits.max_bytes = limits.max_bytes.min(MAX_BODY_BYTES);
+    let raw = match body::read_request(req_body, &headers, limits, &mut mem).await {
         Ok(raw) => raw,
         Err(e) => return text_error(e.code(), e.to_string()),
     };
