@@ -75,6 +75,18 @@ pub struct ServeArgs {
     /// Remote sampling API (GET /sampling?service=) [default: 127.0.0.1:5778]
     #[arg(long, env = "FCTRACE_SAMPLING_ADDR", value_name = "HOST:PORT")]
     pub sampling_addr: Option<String>,
+    /// Jaeger agent UDP, thrift compact (emitBatch) [default: 127.0.0.1:6831]
+    #[arg(long, env = "FCTRACE_AGENT_COMPACT_ADDR", value_name = "HOST:PORT")]
+    pub agent_compact_addr: Option<String>,
+    /// Jaeger agent UDP, thrift binary (emitBatch) [default: 127.0.0.1:6832]
+    #[arg(long, env = "FCTRACE_AGENT_BINARY_ADDR", value_name = "HOST:PORT")]
+    pub agent_binary_addr: Option<String>,
+    /// Jaeger gRPC collector (api_v2 CollectorService/PostSpans) [default: 127.0.0.1:14250]
+    #[arg(long, env = "FCTRACE_JAEGER_GRPC_ADDR", value_name = "HOST:PORT")]
+    pub jaeger_grpc_addr: Option<String>,
+    /// Zipkin collector (POST /api/v2/spans, /api/v1/spans) [default: 127.0.0.1:9411]
+    #[arg(long, env = "FCTRACE_ZIPKIN_ADDR", value_name = "HOST:PORT")]
+    pub zipkin_addr: Option<String>,
     /// Jaeger sampling strategies file, re-read when it changes
     /// [default: one trace per second per service]
     #[arg(long, env = "FCTRACE_SAMPLING_STRATEGIES", value_name = "FILE")]
@@ -194,6 +206,10 @@ pub struct FileConfig {
     pub query_addr: Option<String>,
     pub gateway_addr: Option<String>,
     pub sampling_addr: Option<String>,
+    pub agent_compact_addr: Option<String>,
+    pub agent_binary_addr: Option<String>,
+    pub jaeger_grpc_addr: Option<String>,
+    pub zipkin_addr: Option<String>,
     pub sampling_strategies: Option<PathBuf>,
     pub service_spans_per_second: Option<f64>,
     pub max_in_flight_spans: Option<usize>,
@@ -260,6 +276,10 @@ pub struct Settings {
     pub query_addr: String,
     pub gateway_addr: String,
     pub sampling_addr: String,
+    pub agent_compact_addr: String,
+    pub agent_binary_addr: String,
+    pub jaeger_grpc_addr: String,
+    pub zipkin_addr: String,
     pub sampling_strategies: Option<PathBuf>,
     pub service_spans_per_second: f64,
     pub max_in_flight_spans: usize,
@@ -289,6 +309,22 @@ pub struct Settings {
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 20 << 20;
+
+/// A listen address: the flag, else the file, else the default port on `host`.
+fn addr(
+    key: &'static str,
+    flag: &Option<String>,
+    file: Option<String>,
+    host: &str,
+    port: u16,
+) -> Result<String, ConfigError> {
+    check_addr(
+        key,
+        flag.clone()
+            .or(file)
+            .unwrap_or_else(|| format!("{host}:{port}")),
+    )
+}
 
 fn check_addr(key: &'static str, addr: String) -> Result<String, ConfigError> {
     match addr.to_socket_addrs().map(|mut a| a.next()) {
@@ -481,47 +517,69 @@ impl Settings {
                 .clone()
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./data")),
-            collector_http_addr: check_addr(
+            collector_http_addr: addr(
                 "collector_http_addr",
-                args.collector_http_addr
-                    .clone()
-                    .or(file.collector_http_addr)
-                    .unwrap_or_else(|| format!("{host}:14268")),
+                &args.collector_http_addr,
+                file.collector_http_addr,
+                host,
+                14268,
             )?,
-            otlp_http_addr: check_addr(
+            otlp_http_addr: addr(
                 "otlp_http_addr",
-                args.otlp_http_addr
-                    .clone()
-                    .or(file.otlp_http_addr)
-                    .unwrap_or_else(|| format!("{host}:4318")),
+                &args.otlp_http_addr,
+                file.otlp_http_addr,
+                host,
+                4318,
             )?,
-            otlp_grpc_addr: check_addr(
+            otlp_grpc_addr: addr(
                 "otlp_grpc_addr",
-                args.otlp_grpc_addr
-                    .clone()
-                    .or(file.otlp_grpc_addr)
-                    .unwrap_or_else(|| format!("{host}:4317")),
+                &args.otlp_grpc_addr,
+                file.otlp_grpc_addr,
+                host,
+                4317,
             )?,
-            query_addr: check_addr(
-                "query_addr",
-                args.query_addr
-                    .clone()
-                    .or(file.query_addr)
-                    .unwrap_or_else(|| format!("{host}:16686")),
-            )?,
-            gateway_addr: check_addr(
+            query_addr: addr("query_addr", &args.query_addr, file.query_addr, host, 16686)?,
+            gateway_addr: addr(
                 "gateway_addr",
-                args.gateway_addr
-                    .clone()
-                    .or(file.gateway_addr)
-                    .unwrap_or_else(|| format!("{host}:8000")),
+                &args.gateway_addr,
+                file.gateway_addr,
+                host,
+                8000,
             )?,
-            sampling_addr: check_addr(
+            sampling_addr: addr(
                 "sampling_addr",
-                args.sampling_addr
-                    .clone()
-                    .or(file.sampling_addr)
-                    .unwrap_or_else(|| format!("{host}:5778")),
+                &args.sampling_addr,
+                file.sampling_addr,
+                host,
+                5778,
+            )?,
+            agent_compact_addr: addr(
+                "agent_compact_addr",
+                &args.agent_compact_addr,
+                file.agent_compact_addr,
+                host,
+                6831,
+            )?,
+            agent_binary_addr: addr(
+                "agent_binary_addr",
+                &args.agent_binary_addr,
+                file.agent_binary_addr,
+                host,
+                6832,
+            )?,
+            jaeger_grpc_addr: addr(
+                "jaeger_grpc_addr",
+                &args.jaeger_grpc_addr,
+                file.jaeger_grpc_addr,
+                host,
+                14250,
+            )?,
+            zipkin_addr: addr(
+                "zipkin_addr",
+                &args.zipkin_addr,
+                file.zipkin_addr,
+                host,
+                9411,
             )?,
             sampling_strategies: args
                 .sampling_strategies

@@ -55,6 +55,12 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DatagramLabel {
+    protocol: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AsyncLabel {
     function: String,
     event: &'static str,
@@ -76,6 +82,7 @@ pub struct Metrics {
     log_lines_dropped: Family<ReasonLabel, Counter>,
     telemetry_events: Family<ReasonLabel, Counter>,
     async_events: Family<AsyncLabel, Counter>,
+    agent_datagrams: Family<DatagramLabel, Counter>,
     admission_refused: Family<ServiceReasonLabel, Counter>,
     sampling_reloads: Family<OutcomeLabel, Counter>,
     alarm_notifications: Family<OutcomeLabel, Counter>,
@@ -183,6 +190,12 @@ impl Metrics {
             telemetry_events.clone(),
         );
         let async_events = Family::<AsyncLabel, Counter>::default();
+        let agent_datagrams = Family::<DatagramLabel, Counter>::default();
+        registry.register(
+            "agent_datagrams",
+            "Jaeger agent UDP datagrams, by protocol and result",
+            agent_datagrams.clone(),
+        );
         registry.register(
             "async_events",
             "Asynchronous invocations by function and event: enqueued, dequeued, expired, destination_succeeded, destination_failed",
@@ -290,7 +303,17 @@ impl Metrics {
             log_lines_dropped,
             telemetry_events,
             async_events,
+            agent_datagrams,
         }
+    }
+
+    /// One Jaeger agent datagram, by protocol (`compact`, `binary`) and result (`stored`,
+    /// or why not all of it was: `malformed`, `oversized`, `limit`, `overloaded`,
+    /// `invalid` for one with spans the pipeline refused).
+    pub fn agent_datagram(&self, protocol: &'static str, result: &'static str) {
+        self.agent_datagrams
+            .get_or_create(&DatagramLabel { protocol, result })
+            .inc();
     }
 
     /// An asynchronous invocation's step, for `function` (declared functions only).

@@ -24,12 +24,41 @@ pub enum ThriftProtocol {
     Compact,
 }
 
-/// Decode one bare `Batch` within `limits`, charging `mem` for what it allocates.
+/// Decode one bare `Batch` (a collector's HTTP body) within `limits`, charging `mem` for
+/// what it allocates.
 pub fn decode_batch(
     body: &[u8],
     protocol: ThriftProtocol,
     limits: &Limits,
     mem: &mut Reservation,
+) -> Result<Vec<Span>, ThriftError> {
+    decode_with(body, protocol, limits, mem, Envelope::Bare)
+}
+
+/// Decode one agent datagram: the `Agent.emitBatch(batch)` oneway call Jaeger clients
+/// send over UDP (see `thrift/agent.thrift`), within `limits`, charging `mem`.
+pub fn decode_emit_batch(
+    datagram: &[u8],
+    protocol: ThriftProtocol,
+    limits: &Limits,
+    mem: &mut Reservation,
+) -> Result<Vec<Span>, ThriftError> {
+    decode_with(datagram, protocol, limits, mem, Envelope::EmitBatch)
+}
+
+/// What wraps the `Batch`.
+#[derive(Clone, Copy)]
+enum Envelope {
+    Bare,
+    EmitBatch,
+}
+
+fn decode_with(
+    body: &[u8],
+    protocol: ThriftProtocol,
+    limits: &Limits,
+    mem: &mut Reservation,
+    envelope: Envelope,
 ) -> Result<Vec<Span>, ThriftError> {
     mem.charge(body.len())
         .map_err(super::limits::LimitError::from)?;
@@ -39,13 +68,13 @@ pub fn decode_batch(
             limits,
             mem,
         }
-        .batch(),
+        .read(envelope),
         ThriftProtocol::Compact => Decoder {
             p: Compact::new(body),
             limits,
             mem,
         }
-        .batch(),
+        .read(envelope),
     }
 }
 
@@ -115,7 +144,39 @@ impl<'a, P: Protocol<'a>> Decoder<'_, P> {
         Ok(n)
     }
 
-    fn batch(mut self) -> Result<Vec<Span>, ThriftError> {
+    fn read(mut self, envelope: Envelope) -> Result<Vec<Span>, ThriftError> {
+        match envelope {
+            Envelope::Bare => self.batch(),
+            Envelope::EmitBatch => self.emit_batch(),
+        }
+    }
+
+    /// `emitBatch`'s message header and argument struct around one `Batch`.
+    fn emit_batch(&mut self) -> Result<Vec<Span>, ThriftError> {
+        let (name, kind) = self.p.message_begin()?;
+        // 1 call, 4 oneway: clients send emitBatch as either
+        if name != b"emitBatch" || !(kind == 1 || kind == 4) {
+            return Err(ThriftError::Message(format!(
+                "{:?} (type {kind}); agents take emitBatch",
+                String::from_utf8_lossy(&name[..name.len().min(64)])
+            )));
+        }
+        let mut spans = None;
+        self.p.struct_begin()?;
+        while let Some(h) = self.p.field()? {
+            match h.id {
+                1 => {
+                    Self::expect(&h, "emitBatch.batch", Type::Struct)?;
+                    spans = Some(self.batch()?);
+                }
+                _ => self.p.skip(&h)?,
+            }
+        }
+        self.p.struct_end();
+        spans.ok_or(ThriftError::Missing("emitBatch.batch"))
+    }
+
+    fn batch(&mut self) -> Result<Vec<Span>, ThriftError> {
         let mut process = None;
         let mut raw_spans: Vec<RawSpan> = Vec::new();
         self.p.struct_begin()?;
@@ -440,6 +501,67 @@ pub(crate) mod tests {
         w.list(2, 12, i32::MAX);
         let err = decode(&w.buf, ThriftProtocol::Binary).unwrap_err();
         assert!(matches!(err, ThriftError::Length { .. }), "{err}");
+    }
+
+    fn agent(datagram: &[u8], protocol: ThriftProtocol) -> Result<Vec<Span>, ThriftError> {
+        decode_emit_batch(
+            datagram,
+            protocol,
+            &Limits::default(),
+            &mut Reservation::unlimited(),
+        )
+    }
+
+    #[test]
+    fn decodes_emit_batch_in_strict_and_old_binary() {
+        // strict: version 1, oneway; name; seqid; args { 1: batch }
+        let mut strict = vec![0x80, 0x01, 0x00, 0x04, 0, 0, 0, 9];
+        strict.extend_from_slice(b"emitBatch");
+        strict.extend_from_slice(&7i32.to_be_bytes());
+        strict.extend_from_slice(&[12, 0, 1]);
+        strict.extend_from_slice(&one_span_batch());
+        strict.push(0);
+        let spans = agent(&strict, ThriftProtocol::Binary).unwrap();
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].operation_name, "op");
+        // non-strict: name length first, then the type byte
+        let mut old = vec![0, 0, 0, 9];
+        old.extend_from_slice(b"emitBatch");
+        old.push(1);
+        old.extend_from_slice(&strict[17..]);
+        assert_eq!(agent(&old, ThriftProtocol::Binary).unwrap().len(), 1);
+        for end in 0..strict.len() {
+            assert!(agent(&strict[..end], ThriftProtocol::Binary).is_err());
+        }
+    }
+
+    #[test]
+    fn decodes_emit_batch_in_compact() {
+        // written by hand from the compact protocol's spec: header 0x82, version 1 with
+        // type oneway (4 << 5), seqid 0, name; then args { 1: Batch { 1: Process {1: "svc"},
+        // 2: [Span {1: 16, 2: 0, 3: 32, 4: 0, 5: "op", 7: 1, 8: 1000, 9: 5}] } }
+        let mut d = vec![0x82, 0x81, 0x00, 9];
+        d.extend_from_slice(b"emitBatch");
+        d.extend_from_slice(&[0x1c, 0x1c, 0x18, 3, b's', b'v', b'c', 0x00, 0x19, 0x1c]);
+        d.extend_from_slice(&[0x16, 0x20, 0x16, 0x00, 0x16, 0x40, 0x16, 0x00]);
+        d.extend_from_slice(&[
+            0x18, 2, b'o', b'p', 0x25, 0x02, 0x16, 0xd0, 0x0f, 0x16, 0x0a,
+        ]);
+        d.extend_from_slice(&[0x00, 0x00, 0x00]);
+        let spans = agent(&d, ThriftProtocol::Compact).unwrap();
+        assert_eq!(spans.len(), 1);
+        let s = &spans[0];
+        assert_eq!(s.process.service_name, "svc");
+        assert_eq!((s.trace_id, s.span_id), (TraceId(16), SpanId(32)));
+        assert_eq!((s.start_time, s.duration, s.flags), (1000, 5, 1));
+        // another method, or a bare batch, is refused
+        let mut other = d.clone();
+        other[4..13].copy_from_slice(b"emitBatcX");
+        assert!(matches!(
+            agent(&other, ThriftProtocol::Compact),
+            Err(ThriftError::Message(_))
+        ));
+        assert!(agent(&d[4..], ThriftProtocol::Compact).is_err());
     }
 
     #[test]

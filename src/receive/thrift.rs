@@ -38,6 +38,8 @@ pub enum ThriftError {
     },
     #[error("required field {0} is missing")]
     Missing(&'static str),
+    #[error("not a thrift message this endpoint takes: {0}")]
+    Message(String),
     /// A count or size over a per-request cap (see `receive::limits`).
     #[error(transparent)]
     Limit(#[from] super::limits::LimitError),
@@ -87,6 +89,9 @@ pub trait Protocol<'a> {
     fn skip(&mut self, header: &FieldHeader) -> Result<(), ThriftError>;
     fn position(&self) -> usize;
     fn remaining(&self) -> usize;
+    /// A message header (what a thrift RPC call starts with): the method name and the
+    /// message type (1 call, 4 oneway, ...). The sequence id is read and dropped.
+    fn message_begin(&mut self) -> Result<(&'a [u8], u8), ThriftError>;
 }
 
 /// The smallest number of bytes one element of a type takes in either protocol, so a list
@@ -345,6 +350,29 @@ impl<'a> Protocol<'a> for Binary<'a> {
     fn skip(&mut self, header: &FieldHeader) -> Result<(), ThriftError> {
         skip_value(self, header.ty, Self::map_header, |p| p.c.byte().map(drop))
     }
+    fn message_begin(&mut self) -> Result<(&'a [u8], u8), ThriftError> {
+        let at = self.c.pos;
+        let first = i32::from_be_bytes(self.c.array()?);
+        if first < 0 {
+            // strict: version in the high half, type in the low byte, then the name
+            if (first as u32) & 0xffff_0000 != 0x8001_0000 {
+                return Err(ThriftError::Message(format!(
+                    "binary protocol version {:#x} at byte {at}",
+                    (first as u32) >> 16
+                )));
+            }
+            let name = self.binary()?;
+            self.i32()?;
+            Ok((name, (first & 0xff) as u8))
+        } else {
+            // old non-strict writers: the name's length comes first, then the type
+            let n = self.c.check_len("message name", first as i64, 1, at)?;
+            let name = self.c.take(n)?;
+            let ty = self.c.byte()?;
+            self.i32()?;
+            Ok((name, ty))
+        }
+    }
     fn position(&self) -> usize {
         self.c.pos
     }
@@ -507,6 +535,19 @@ impl<'a> Protocol<'a> for Compact<'a> {
             return Ok(());
         }
         skip_value(self, header.ty, Self::map_header, |p| p.c.byte().map(drop))
+    }
+    fn message_begin(&mut self) -> Result<(&'a [u8], u8), ThriftError> {
+        let at = self.c.pos;
+        let protocol_id = self.c.byte()?;
+        let version_and_type = self.c.byte()?;
+        if protocol_id != 0x82 || version_and_type & 0x1f != 1 {
+            return Err(ThriftError::Message(format!(
+                "compact protocol header {protocol_id:#x} {version_and_type:#x} at byte {at}"
+            )));
+        }
+        self.varint()?; // sequence id
+        let name = self.binary()?;
+        Ok((name, version_and_type >> 5))
     }
     fn position(&self) -> usize {
         self.c.pos

@@ -6,6 +6,7 @@
 //! SIGTERM or Ctrl-C): not ready, stop accepting and finish in-flight requests, close the
 //! pipeline so the writer commits what is queued, flush RocksDB, exit.
 
+mod agent;
 mod alarms_api;
 mod collector;
 mod gateway;
@@ -41,6 +42,7 @@ use crate::pipeline::{AdmissionOptions, Pipeline, PipelineOptions};
 use crate::platform::stitch::Stitcher;
 use crate::platform::Platform;
 use crate::query::Query;
+use crate::receive;
 use crate::receive::body::BodyLimits;
 use crate::sampling::{HeadSampler, Rules};
 use crate::store::{Store, StoreError, StoreOptions};
@@ -180,6 +182,8 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let gateway_listener = bind("gateway", &settings.gateway_addr, &mut bound).await?;
     let grpc_listener = bind("otlp_grpc", &settings.otlp_grpc_addr, &mut bound).await?;
     let sampling_listener = bind("sampling", &settings.sampling_addr, &mut bound).await?;
+    let agent_compact = bind_udp("agent_compact", &settings.agent_compact_addr, &mut bound)?;
+    let agent_binary = bind_udp("agent_binary", &settings.agent_binary_addr, &mut bound)?;
 
     // Functions send their spans to this daemon's collectors, as they can reach them.
     let reachable = |l: &tokio::net::TcpListener, fallback: u16| {
@@ -280,6 +284,19 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             .await
             .map_err(std::io::Error::other)
     }));
+    let runtime = tokio::runtime::Handle::current();
+    let agents = [
+        (
+            agent_compact,
+            receive::jaeger_thrift::ThriftProtocol::Compact,
+        ),
+        (agent_binary, receive::jaeger_thrift::ThriftProtocol::Binary),
+    ]
+    .into_iter()
+    .map(|(socket, protocol)| {
+        agent::AgentPort::start(socket, protocol, state.clone(), runtime.clone())
+    })
+    .collect::<Result<Vec<_>, _>>()?;
     let reaper = tokio::spawn(Arc::clone(&platform).reap_loop(stop_rx.clone()));
     let telemetry_in = tokio::spawn(Arc::clone(&platform).telemetry_loop(stop_rx.clone()));
     // what it has not run when the daemon stops stays queued in the store
@@ -307,6 +324,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             tracing::warn!(error = %e, "listener ended with an error");
         }
     }
+    let _ = tokio::task::spawn_blocking(move || agents.into_iter().for_each(|a| a.stop())).await;
     let _ = retention_task.await;
     let _ = reaper.await;
     let _ = telemetry_in.await;
@@ -347,6 +365,22 @@ async fn bind(
     tracing::info!(listener = name, addr = %local, "listening");
     bound.insert(name, local.to_string());
     Ok(listener)
+}
+
+fn bind_udp(
+    name: &'static str,
+    addr: &str,
+    bound: &mut BTreeMap<&'static str, String>,
+) -> Result<std::net::UdpSocket, ServeError> {
+    let socket = std::net::UdpSocket::bind(addr).map_err(|source| ServeError::Bind {
+        name,
+        addr: addr.to_owned(),
+        source,
+    })?;
+    let local = socket.local_addr()?;
+    tracing::info!(listener = name, addr = %local, "listening (udp)");
+    bound.insert(name, local.to_string());
+    Ok(socket)
 }
 
 /// Concurrent export streams one gRPC connection may have.

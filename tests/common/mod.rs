@@ -111,6 +111,8 @@ pub struct Daemon {
     pub otlp_grpc: String,
     pub gateway: String,
     pub query: String,
+    /// Every address in `ports.json`, by listener name.
+    pub ports: Json,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -153,6 +155,18 @@ impl Daemon {
                 "--sampling-addr",
                 "127.0.0.1:0",
             ])
+            .args([
+                "--agent-compact-addr",
+                "127.0.0.1:0",
+                "--agent-binary-addr",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--jaeger-grpc-addr",
+                "127.0.0.1:0",
+                "--zipkin-addr",
+                "127.0.0.1:0",
+            ])
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -183,6 +197,7 @@ impl Daemon {
             otlp_grpc: addr("otlp_grpc"),
             gateway: addr("gateway"),
             query: addr("query"),
+            ports: ports.clone(),
             _tmp: None,
         };
         let ready = http()
@@ -191,6 +206,14 @@ impl Daemon {
             .expect("readyz");
         assert_eq!(ready.status(), 200);
         d
+    }
+
+    /// `host:port` of a listener in `ports.json`.
+    pub fn port(&self, name: &str) -> String {
+        self.ports[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in ports.json"))
+            .to_owned()
     }
 
     pub fn pid(&self) -> u32 {
