@@ -1,7 +1,7 @@
 //! Compiles `proto/` with protox (pure Rust), so building needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/storage.proto"];
+    let files = ["proto/storage.proto", "proto/zipkin.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

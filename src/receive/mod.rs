@@ -13,6 +13,8 @@ pub mod otlp_cost;
 pub mod otlp_json;
 pub mod otlp_wire;
 pub mod thrift;
+pub mod zipkin;
+pub mod zipkin_v1;
 
 use thiserror::Error;
 
@@ -44,6 +46,10 @@ pub enum ReceiveError {
     ProtobufWire(String),
     #[error("could not decode OTLP JSON: {0}")]
     Json(#[from] otlp_json::JsonError),
+    #[error("unsupported content type {0:?}; send application/json or application/x-protobuf")]
+    ZipkinContentType(String),
+    #[error("could not decode Zipkin spans: {0}")]
+    Zipkin(String),
 }
 
 impl ReceiveError {
@@ -51,9 +57,9 @@ impl ReceiveError {
         match self {
             // Jaeger's collector answers 400 for a content type it does not take.
             ReceiveError::ContentType(_) => ErrorCode::BadRequest,
-            ReceiveError::OtlpContentType(_) | ReceiveError::ContentEncoding(_) => {
-                ErrorCode::UnsupportedMedia
-            }
+            ReceiveError::OtlpContentType(_)
+            | ReceiveError::ZipkinContentType(_)
+            | ReceiveError::ContentEncoding(_) => ErrorCode::UnsupportedMedia,
             ReceiveError::TooLarge { .. } => ErrorCode::TooLarge,
             ReceiveError::Timeout(_) => ErrorCode::Timeout,
             ReceiveError::Limit(l) => l.code(),
@@ -61,6 +67,7 @@ impl ReceiveError {
             | ReceiveError::ProtobufWire(_)
             | ReceiveError::Decompress(_)
             | ReceiveError::Thrift(_)
+            | ReceiveError::Zipkin(_)
             | ReceiveError::Json(_) => ErrorCode::BadRequest,
         }
     }
@@ -72,6 +79,15 @@ impl From<thrift::ThriftError> for ReceiveError {
             // a cap is not a decoding problem: say it as itself
             thrift::ThriftError::Limit(l) => ReceiveError::Limit(l),
             other => ReceiveError::Thrift(other),
+        }
+    }
+}
+
+impl From<zipkin::ZipkinError> for ReceiveError {
+    fn from(e: zipkin::ZipkinError) -> Self {
+        match e {
+            zipkin::ZipkinError::Limit(l) => ReceiveError::Limit(l),
+            other => ReceiveError::Zipkin(other.to_string()),
         }
     }
 }

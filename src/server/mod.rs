@@ -21,6 +21,7 @@ mod query_api;
 mod sampling_api;
 mod telemetry_api;
 mod ui;
+mod zipkin;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -182,6 +183,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let gateway_listener = bind("gateway", &settings.gateway_addr, &mut bound).await?;
     let grpc_listener = bind("otlp_grpc", &settings.otlp_grpc_addr, &mut bound).await?;
     let sampling_listener = bind("sampling", &settings.sampling_addr, &mut bound).await?;
+    let zipkin_listener = bind("zipkin", &settings.zipkin_addr, &mut bound).await?;
     let agent_compact = bind_udp("agent_compact", &settings.agent_compact_addr, &mut bound)?;
     let agent_binary = bind_udp("agent_binary", &settings.agent_binary_addr, &mut bound)?;
 
@@ -251,6 +253,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             ),
         ),
         (sampling_listener, sampling_api::router(state.clone())),
+        (zipkin_listener, zipkin::router(state.clone())),
     ];
     let mut tasks = Vec::new();
     let max_connections = settings.max_connections;
