@@ -1,17 +1,20 @@
 //! Receivers: bytes in a wire format in, `model::Span` batches out.
 //!
-//! Each submodule owns one format (`jaeger_thrift`; the thrift protocol readers it uses
-//! live in `thrift`). `body` reads an HTTP body within its size limit and undoes its
+//! Each submodule owns one format: `jaeger_thrift` (the thrift protocol readers it uses
+//! live in `thrift`), `jaeger_proto`, `otlp*`, `zipkin` and `zipkin_v1`; `proto_fields`
+//! walks protobuf on the wire for the receivers that count before decoding. `body` reads an HTTP body within its size limit and undoes its
 //! content encoding, for every HTTP receiver alike. Receivers decide nothing about storage,
 //! sampling or limits: they hand their batch to the pipeline.
 
 pub mod body;
+pub mod jaeger_proto;
 pub mod jaeger_thrift;
 pub mod limits;
 pub mod otlp;
 pub mod otlp_cost;
 pub mod otlp_json;
 pub mod otlp_wire;
+pub mod proto_fields;
 pub mod thrift;
 pub mod zipkin;
 pub mod zipkin_v1;
@@ -50,6 +53,8 @@ pub enum ReceiveError {
     ZipkinContentType(String),
     #[error("could not decode Zipkin spans: {0}")]
     Zipkin(String),
+    #[error("could not decode Jaeger protobuf: {0}")]
+    JaegerProto(String),
 }
 
 impl ReceiveError {
@@ -68,6 +73,7 @@ impl ReceiveError {
             | ReceiveError::Decompress(_)
             | ReceiveError::Thrift(_)
             | ReceiveError::Zipkin(_)
+            | ReceiveError::JaegerProto(_)
             | ReceiveError::Json(_) => ErrorCode::BadRequest,
         }
     }
@@ -79,6 +85,15 @@ impl From<thrift::ThriftError> for ReceiveError {
             // a cap is not a decoding problem: say it as itself
             thrift::ThriftError::Limit(l) => ReceiveError::Limit(l),
             other => ReceiveError::Thrift(other),
+        }
+    }
+}
+
+impl From<jaeger_proto::JaegerProtoError> for ReceiveError {
+    fn from(e: jaeger_proto::JaegerProtoError) -> Self {
+        match e {
+            jaeger_proto::JaegerProtoError::Limit(l) => ReceiveError::Limit(l),
+            other => ReceiveError::JaegerProto(other.to_string()),
         }
     }
 }

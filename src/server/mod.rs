@@ -10,8 +10,10 @@ mod agent;
 mod alarms_api;
 mod collector;
 mod gateway;
+mod grpc;
 mod instances_api;
 mod invocations_api;
+mod jaeger_grpc;
 mod listener;
 mod logs_api;
 mod metrics_api;
@@ -183,6 +185,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let gateway_listener = bind("gateway", &settings.gateway_addr, &mut bound).await?;
     let grpc_listener = bind("otlp_grpc", &settings.otlp_grpc_addr, &mut bound).await?;
     let sampling_listener = bind("sampling", &settings.sampling_addr, &mut bound).await?;
+    let jaeger_grpc_listener = bind("jaeger_grpc", &settings.jaeger_grpc_addr, &mut bound).await?;
     let zipkin_listener = bind("zipkin", &settings.zipkin_addr, &mut bound).await?;
     let agent_compact = bind_udp("agent_compact", &settings.agent_compact_addr, &mut bound)?;
     let agent_binary = bind_udp("agent_binary", &settings.agent_binary_addr, &mut bound)?;
@@ -264,29 +267,18 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             stop_rx.clone(),
         )));
     }
-    let service = otlp_grpc::TraceService::new(state.clone());
-    let mut stop = stop_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        // Export requests are hundreds of KiB: windows this size let a client send one
-        // without waiting for window updates along the way.
-        // Each export is buffered whole before it is charged to the memory budget, so
-        // streams per connection are bounded too: connections x streams x body limit is
-        // what gRPC can hold before fctrace sees a message.
-        tonic::transport::Server::builder()
-            .initial_stream_window_size(Some(4 << 20))
-            .initial_connection_window_size(Some(16 << 20))
-            .max_concurrent_streams(Some(GRPC_STREAMS_PER_CONNECTION))
-            .concurrency_limit_per_connection(GRPC_STREAMS_PER_CONNECTION as usize)
-            .add_service(service)
-            .serve_with_incoming_shutdown(
-                listener::incoming(listener::Limited::new(grpc_listener, max_connections)),
-                async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                },
-            )
-            .await
-            .map_err(std::io::Error::other)
-    }));
+    tasks.push(tokio::spawn(grpc::serve(
+        grpc::RawService::<otlp_grpc::Export>::new(state.clone()),
+        grpc_listener,
+        max_connections,
+        stop_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(grpc::serve(
+        grpc::RawService::<jaeger_grpc::PostSpans>::new(state.clone()),
+        jaeger_grpc_listener,
+        max_connections,
+        stop_rx.clone(),
+    )));
     let runtime = tokio::runtime::Handle::current();
     let agents = [
         (
@@ -385,9 +377,6 @@ fn bind_udp(
     bound.insert(name, local.to_string());
     Ok(socket)
 }
-
-/// Concurrent export streams one gRPC connection may have.
-const GRPC_STREAMS_PER_CONNECTION: u32 = 16;
 
 async fn run_listener(
     listener: listener::Limited,
