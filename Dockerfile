@@ -25,7 +25,7 @@ COPY --from=build /usr/local/bin/fctrace /usr/local/bin/fctrace
 USER fctrace
 VOLUME ["/var/lib/fctrace"]
 # collector (Jaeger thrift), OTLP/HTTP, OTLP/gRPC, query+UI, remote sampling, invoke gateway
-EXPOSE 14268 4318 4317 16686 5778 8000
+EXPOSE 14268 4318 4317 16686 5778 8000 14250 9411 6831/udp 6832/udp
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD curl -fsS http://127.0.0.1:16686/healthz || exit 1
 ENTRYPOINT ["fctrace", "serve", "--listen-all", "--data-dir", "/var/lib/fctrace"]

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 FIXTURES=$ROOT/../shared/fixtures/clients
 SECS=${FUZZ_SECONDS:-120}
-TARGETS=${FUZZ_TARGETS:-"thrift_binary thrift_compact otlp_protobuf otlp_json tracing_headers sampling_strategies query_params"}
+TARGETS=${FUZZ_TARGETS:-"thrift_binary thrift_compact agent_datagram jaeger_proto zipkin otlp_protobuf otlp_json tracing_headers sampling_strategies query_params"}
 # its own target directory: instrumented builds of every crate (RocksDB's C++ included,
 # about 20 minutes the first time) must not replace the main build's
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$HOME/.cache/fctrace/fuzz-target}
@@ -29,6 +29,13 @@ seed() { # target files...
 }
 seed thrift_binary "$FIXTURES"/jaeger-thrift-*.bin
 seed thrift_compact
+seed agent_datagram
+seed jaeger_proto
+seed zipkin
+printf '[{"traceId":"5af7183fb1d4cf5f","id":"352bff9a74ca9ad2","parentId":"6b221d5bc9e6496c","name":"get","kind":"SERVER","timestamp":1556604172355737,"duration":1431,"shared":true,"localEndpoint":{"serviceName":"a","ipv4":"10.0.0.1"},"remoteEndpoint":{"serviceName":"b","port":80},"annotations":[{"timestamp":1556604172355800,"value":"x"}],"tags":{"error":"boom"}}]' \
+  >"$ROOT/fuzz/corpus/zipkin/v2.json"
+printf '[{"traceId":"a","id":"b","name":"get","annotations":[{"timestamp":1,"value":"cs","endpoint":{"serviceName":"f"}},{"timestamp":2,"value":"sr","endpoint":{"serviceName":"g"}},{"timestamp":3,"value":"ss"},{"timestamp":4,"value":"cr"}],"binaryAnnotations":[{"key":"sa","value":true,"endpoint":{"serviceName":"g"}},{"key":"k","value":1}]}]' \
+  >"$ROOT/fuzz/corpus/zipkin/v1.json"
 seed otlp_protobuf "$FIXTURES"/otlp-protobuf-node-*.bin "$FIXTURES"/otlp-protobuf-python-*.bin
 seed otlp_json "$FIXTURES"/otlp-json-*.bin
 seed tracing_headers

@@ -145,6 +145,10 @@ fn make_demo_runs_the_stack_natively() {
                 "QUERY",
                 "GATEWAY",
                 "SAMPLING",
+                "AGENT_COMPACT",
+                "AGENT_BINARY",
+                "JAEGER_GRPC",
+                "ZIPKIN",
             ]
             .map(|n| (format!("FCTRACE_{n}_ADDR"), "127.0.0.1:0".to_owned())),
         )
