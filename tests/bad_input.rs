@@ -124,7 +124,6 @@ fn query_errors_are_enveloped() {
         ("/api/traces?service=a&start=abc", "'start'"),
         ("/api/traces?service=a&minDuration=fast", "minDuration"),
         ("/api/traces?service=a&tags=notjson", "'tags'"),
-        ("/api/traces?operation=x", "'service' is required"),
         ("/api/operations", "'service' is required"),
         ("/api/operations?service=a&spanKind=sideways", "spanKind"),
         ("/api/dependencies?endTs=yesterday", "endTs"),

@@ -124,6 +124,9 @@ impl Query {
             }
             return Ok(out);
         }
+        if q.service.is_empty() {
+            return self.search_every_service(tenant, q);
+        }
 
         // The driver is scanned newest first and each trace it names is loaded and
         // checked: the first indexed tag when there is one (tags are what narrow a
@@ -190,6 +193,32 @@ impl Query {
         }
     }
 
+    /// A search without a service: the same search in each service, newest traces first
+    /// over all of them. Each service's index is keyed by service, so this is one scan per
+    /// service, each stopping at `q.limit` traces.
+    fn search_every_service(
+        &self,
+        tenant: Tenant,
+        q: &TraceQuery,
+    ) -> Result<Vec<Vec<Span>>, StoreError> {
+        let mut seen = HashSet::new();
+        let mut out: Vec<(u64, Vec<Span>)> = Vec::new();
+        let mut one = q.clone();
+        for service in self.store.services(tenant) {
+            one.service = service;
+            for spans in self.search(tenant, &one)? {
+                let Some(first) = spans.first() else { continue };
+                if seen.insert(first.trace_id) {
+                    let start = spans.iter().map(|s| s.start_time).min().unwrap_or(0);
+                    out.push((start, spans));
+                }
+            }
+        }
+        out.sort_by_key(|(start, _)| std::cmp::Reverse(*start));
+        out.truncate(q.limit);
+        Ok(out.into_iter().map(|(_, spans)| spans).collect())
+    }
+
     /// Trace summaries for people: `q` finds candidates (any service when `q.service` is
     /// empty), `filters` judge whole traces, at most `q.limit` come back, sorted.
     pub fn summaries(
@@ -201,24 +230,11 @@ impl Query {
         // Whole-trace filters and sorting need more candidates than answers.
         let mut wide = q.clone();
         wide.limit = (q.limit.saturating_mul(10)).clamp(200, 5_000);
-        let services = if q.service.is_empty() && q.trace_ids.is_empty() {
-            self.store.services(tenant)
-        } else {
-            vec![q.service.clone()]
-        };
-        let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for service in services {
-            wide.service = service;
-            for spans in self.search(tenant, &wide)? {
-                let Some(first) = spans.first() else { continue };
-                if !seen.insert(first.trace_id) {
-                    continue;
-                }
-                let s = summary::summarize(&spans);
-                if summary::passes(&spans, &s, filters) {
-                    out.push(s);
-                }
+        for spans in self.search(tenant, &wide)? {
+            let s = summary::summarize(&spans);
+            if summary::passes(&spans, &s, filters) {
+                out.push(s);
             }
         }
         summary::sort(&mut out, filters.sort);

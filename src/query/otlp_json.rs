@@ -170,3 +170,32 @@ pub fn traces_data<'a>(spans: impl IntoIterator<Item = &'a Span>) -> J {
         .collect();
     json!({ "resourceSpans": resource_spans })
 }
+
+/// `FindTraceSummariesResponse` in proto3 JSON (`/api/v3/trace-summaries`): a 32-digit
+/// trace id, nanosecond times as decimal strings, counts as numbers.
+pub fn trace_summaries(list: &[super::summary::TraceSummary]) -> J {
+    let summaries: Vec<J> = list
+        .iter()
+        .map(|s| {
+            let id = crate::model::TraceId::from_hex(&s.trace_id).unwrap_or_default();
+            let start_ns = u128::from(s.start_time) * 1000;
+            let end_ns = u128::from(s.start_time.saturating_add(s.duration)) * 1000;
+            json!({
+                "traceId": format!("{:032x}", id.0),
+                "rootServiceName": s.root_service,
+                "rootOperationName": s.root_operation,
+                "minStartTimeUnixNano": start_ns.to_string(),
+                "maxEndTimeUnixNano": end_ns.to_string(),
+                "spanCount": s.span_count,
+                "errorSpanCount": s.error_count,
+                "orphanSpanCount": s.orphan_count,
+                "services": s.per_service.iter().map(|c| json!({
+                    "name": c.name,
+                    "spanCount": c.spans,
+                    "errorSpanCount": c.errors,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "summaries": summaries })
+}

@@ -1,7 +1,7 @@
 //! Jaeger's `/api/traces` search parameters, parsed and checked into a [`TraceQuery`].
 //!
 //! Parameters (times in µs since epoch, durations as Go durations):
-//! `service`, `operation`, `tags` (a JSON object of strings), `tag=key:value` (repeatable),
+//! `service` (absent: every service), `operation`, `tags` (a JSON object of strings), `tag=key:value` (repeatable),
 //! `start`, `end`, `lookback`, `minDuration`, `maxDuration`, `limit`, `traceID`
 //! (repeatable: fetch those traces instead of searching). Unknown parameters are ignored,
 //! as Jaeger does, because UIs send their own (`spss`, `prettyPrint`…).
@@ -106,6 +106,37 @@ fn micros(name: &str, v: &str) -> Result<u64, ParamError> {
     })
 }
 
+/// Below this a time is taken as milliseconds: 10^14 µs is 1973, 10^14 ms the year 5138.
+const MS_BELOW: u64 = 100_000_000_000_000;
+
+/// The `start`/`end` window of a trace-by-id request, in µs. Jaeger's UI sends
+/// microseconds, Grafana milliseconds; either is taken (see [`MS_BELOW`]).
+pub fn trace_window(pairs: &[(String, String)]) -> Result<(Option<u64>, Option<u64>), ParamError> {
+    let at = |name: &str| -> Result<Option<u64>, ParamError> {
+        single(pairs, name)?
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .map(|t| if t < MS_BELOW { t.saturating_mul(1000) } else { t })
+                    .map_err(|_| {
+                        ParamError(format!(
+                            "parameter '{name}' must be microseconds or milliseconds since the epoch, got {v:?}"
+                        ))
+                    })
+            })
+            .transpose()
+    };
+    let (start, end) = (at("start")?, at("end")?);
+    if let (Some(s), Some(e)) = (start, end) {
+        if s > e {
+            return Err(ParamError(format!(
+                "parameter 'start' ({s} µs) is after 'end' ({e} µs)"
+            )));
+        }
+    }
+    Ok((start, end))
+}
+
 fn go_duration_us(name: &str, v: &str) -> Result<u64, ParamError> {
     duration::parse(v)
         .map(|d| d.as_micros().min(u64::MAX as u128) as u64)
@@ -161,13 +192,8 @@ pub fn parse_trace_query(
             _ => {}
         }
     }
-    if q.trace_ids.is_empty() {
-        q.service = single(pairs, "service")?
-            .ok_or_else(|| ParamError("parameter 'service' is required".into()))?
-            .to_owned();
-    } else if let Some(s) = single(pairs, "service")? {
-        q.service = s.to_owned();
-    }
+    // no service: every service (the same search in each)
+    q.service = single(pairs, "service")?.unwrap_or_default().to_owned();
     q.operation = single(pairs, "operation")?.map(str::to_owned);
     q.end = match single(pairs, "end")? {
         Some(v) => micros("end", v)?,
@@ -218,16 +244,7 @@ pub fn parse_human_query(
     retention: Duration,
 ) -> Result<(TraceQuery, super::summary::TraceFilters), ParamError> {
     use super::summary::{Sort, TraceFilters};
-    let has_service = single(pairs, "service")?.is_some();
-    let mut with_service: Vec<(String, String)> = pairs.to_vec();
-    if !has_service {
-        // parse_trace_query insists on a service; an empty one means "any" here.
-        with_service.push(("service".into(), "\u{0}".into()));
-    }
-    let mut q = parse_trace_query(&with_service, now_us, retention)?;
-    if !has_service {
-        q.service.clear();
-    }
+    let q = parse_trace_query(pairs, now_us, retention)?;
     let dur = |name: &str| {
         single(pairs, name)?
             .map(|v| go_duration_us(name, v))
@@ -371,7 +388,7 @@ pub fn parse_v3_query(
         ..TraceQuery::default()
     };
     q.service = single_of(pairs, &["query.service_name", "query.serviceName"])?
-        .ok_or_else(|| ParamError("parameter 'query.service_name' is required".into()))?
+        .unwrap_or_default()
         .to_owned();
     q.operation =
         single_of(pairs, &["query.operation_name", "query.operationName"])?.map(str::to_owned);
@@ -444,6 +461,22 @@ mod tests {
     }
 
     #[test]
+    fn trace_windows_take_milliseconds_or_microseconds() {
+        let w = |q: &str| trace_window(&pairs(Some(q)));
+        assert_eq!(
+            w("start=1764633600000&end=1764637200000").unwrap(),
+            (Some(1_764_633_600_000_000), Some(1_764_637_200_000_000))
+        );
+        assert_eq!(
+            w("start=1764633600000000").unwrap(),
+            (Some(1_764_633_600_000_000), None)
+        );
+        assert_eq!(w("").unwrap(), (None, None));
+        assert!(w("start=soon").unwrap_err().0.contains("'start'"));
+        assert!(w("start=1764637200000&end=1764633600000").is_err());
+    }
+
+    #[test]
     fn full_query() {
         let q = parse("service=s&operation=op&tags=%7B%22a%22%3A%22b%22%7D&tag=c:d:e&start=10&end=20&minDuration=1.5ms&maxDuration=2s&limit=5&spss=x").unwrap();
         assert_eq!(q.service, "s");
@@ -493,13 +526,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.0.contains("RFC 3339"), "{e}");
-        assert!(parse_v3_query(&pairs(Some("")), NOW, RET).is_err());
+        // no service: every service
+        assert_eq!(
+            parse_v3_query(&pairs(Some("")), NOW, RET).unwrap().service,
+            ""
+        );
     }
 
     #[test]
     fn malformed_is_refused_with_a_message() {
         for (bad, needle) in [
-            ("", "'service' is required"),
             ("service=s&service=t", "more than once"),
             ("service=s&start=yesterday", "'start'"),
             ("service=s&start=5&end=4", "after"),

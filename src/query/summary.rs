@@ -2,7 +2,7 @@
 //! list. Finds candidate traces with the Jaeger search planner, then filters on what only a
 //! whole trace knows (its duration, whether anything failed, its HTTP request) and sorts.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -46,6 +46,19 @@ pub struct TraceSummary {
     pub http_method: Option<String>,
     pub http_url: Option<String>,
     pub http_status: Option<String>,
+    /// Spans whose parent is not in the trace (`/api/v3/trace-summaries` shows it).
+    #[serde(skip)]
+    pub orphan_count: usize,
+    /// Spans and error spans of each service, by name (`/api/v3/trace-summaries`).
+    #[serde(skip)]
+    pub per_service: Vec<ServiceCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCount {
+    pub name: String,
+    pub spans: usize,
+    pub errors: usize,
 }
 
 const METHOD_KEYS: [&str; 2] = ["http.method", "http.request.method"];
@@ -77,10 +90,22 @@ pub fn summarize(spans: &[Span]) -> TraceSummary {
         .map(|s| s.start_time + s.duration)
         .max()
         .unwrap_or(0);
-    let errors = spans
-        .iter()
-        .filter(|s| s.status().code == StatusCode::Error)
-        .count();
+    let mut per_service: BTreeMap<&str, ServiceCount> = BTreeMap::new();
+    let (mut errors, mut orphans) = (0, 0);
+    for s in spans {
+        let failed = s.status().code == StatusCode::Error;
+        errors += usize::from(failed);
+        orphans += usize::from(s.parent_span_id().is_some_and(|p| !ids.contains(&p)));
+        let c = per_service
+            .entry(&s.process.service_name)
+            .or_insert_with(|| ServiceCount {
+                name: s.process.service_name.clone(),
+                spans: 0,
+                errors: 0,
+            });
+        c.spans += 1;
+        c.errors += usize::from(failed);
+    }
     // HTTP details from the root first, then any span, earliest first.
     let mut by_start: Vec<&Span> = spans.iter().collect();
     by_start.sort_by_key(|s| s.start_time);
@@ -99,17 +124,14 @@ pub fn summarize(spans: &[Span]) -> TraceSummary {
         start_time: start,
         duration: end.saturating_sub(start),
         span_count: spans.len(),
-        services: spans
-            .iter()
-            .map(|s| s.process.service_name.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect(),
+        services: per_service.keys().map(|k| (*k).to_owned()).collect(),
         error: errors > 0,
         error_count: errors,
         http_method: first_tag(&by_start, &METHOD_KEYS),
         http_url: first_tag(&by_start, &URL_KEYS),
         http_status: first_tag(&by_start, &STATUS_KEYS),
+        orphan_count: orphans,
+        per_service: per_service.into_values().collect(),
     }
 }
 

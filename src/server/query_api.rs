@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v3/operations", get(v3_operations))
         .route("/api/v3/traces", get(v3_search))
         .route("/api/v3/traces/{id}", get(v3_trace))
+        .route("/api/v3/trace-summaries", get(v3_summaries))
         .route("/metrics", get(metrics))
         .route("/api/admin/compact", axum::routing::post(compact))
         .route("/healthz", get(|| async { "ok" }))
@@ -159,8 +160,12 @@ async fn search(
 async fn trace(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let id = TraceId::from_hex(&id).map_err(|e| ApiError::BadRequest(format!("trace id: {e}")))?;
+    // A trace is found by its id alone: the window clients send (Jaeger's UI in µs,
+    // Grafana in ms) is checked, not used to narrow, so a trace reaching past it is whole.
+    params::trace_window(&params::pairs(raw.as_deref()))?;
     let query = state.query.clone();
     match blocking(move || query.trace(DEFAULT_TENANT, id)).await? {
         Some(spans) => Ok(ok(vec![jaeger_json::trace(&spans)], 1)),
@@ -267,6 +272,28 @@ async fn v3_search(
     let query = state.query.clone();
     let traces = blocking(move || query.search(DEFAULT_TENANT, &q)).await?;
     let data = otlp_json::traces_data(traces.iter().flatten());
+    Ok(Json(serde_json::json!({ "result": data })).into_response())
+}
+
+/// `/api/v3/trace-summaries`: what `/api/v3/traces` finds, as one summary per trace,
+/// newest first (what Jaeger UI's search list shows, without the spans).
+async fn v3_summaries(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, V3Error> {
+    let pairs = params::pairs(raw.as_deref());
+    let q = params::parse_v3_query(&pairs, crate::clock::now_us(), state.settings.retention)?;
+    let query = state.query.clone();
+    let mut list = blocking(move || {
+        Ok(query
+            .search(DEFAULT_TENANT, &q)?
+            .iter()
+            .map(|spans| crate::query::summary::summarize(spans))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    crate::query::summary::sort(&mut list, crate::query::summary::Sort::Start);
+    let data = otlp_json::trace_summaries(&list);
     Ok(Json(serde_json::json!({ "result": data })).into_response())
 }
 
