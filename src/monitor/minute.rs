@@ -157,7 +157,20 @@ impl Minute {
         m
     }
 
-    /// Fold `other` in: sums add, maxima take the larger, histograms add.
+    /// Count one span (a call of its service) in place: what the RED metrics of spans
+    /// (`monitor::red`) aggregate, without a `Minute` per span.
+    pub fn count_span(&mut self, latency_us: u64, failed: bool) {
+        self.invocations += 1;
+        self.function_errors += u64::from(failed);
+        self.latency_sum_us = self.latency_sum_us.saturating_add(latency_us);
+        self.latency_max_us = self.latency_max_us.max(latency_us);
+        let b = bucket_of(latency_us);
+        match self.latency.binary_search_by_key(&b, |e| e.0) {
+            Ok(i) => self.latency[i].1 += 1,
+            Err(i) => self.latency.insert(i, (b, 1)),
+        }
+    }
+
     /// The aggregate of one step of an asynchronous call (no invocation: each attempt
     /// counts as a call of its own).
     pub fn of_async(step: AsyncStep) -> Minute {
@@ -180,6 +193,7 @@ impl Minute {
         m
     }
 
+    /// Fold `other` in: sums add, maxima take the larger, histograms add.
     pub fn merge(&mut self, other: &Minute) {
         for (a, b) in self.sums_mut().into_iter().zip(other.sums()) {
             *a = a.saturating_add(b);

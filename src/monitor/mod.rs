@@ -12,6 +12,7 @@ pub mod alarms;
 pub mod catalog;
 pub mod faas;
 pub mod minute;
+pub mod red;
 
 use crate::store::{keys, EncodedBatch, Store, StoreError};
 use catalog::{Base, Level};

@@ -493,7 +493,13 @@ where
 {
     // about what a span takes encoded, to tell a big job from a small one
     let size = spans.as_ref().len().saturating_mul(512);
-    crate::cpu::run(size, move || store::encode(tenant, spans.as_ref())).await
+    crate::cpu::run(size, move || {
+        let mut batch = store::encode(tenant, spans.as_ref());
+        // the Monitor tab's RED metrics, in the same write as the spans
+        crate::monitor::red::add_spans(&mut batch, tenant, spans.as_ref());
+        batch
+    })
+    .await
 }
 
 /// The current minute since the epoch: tail-sampling quotas are per minute.

@@ -11,6 +11,7 @@ pub mod jaeger_json;
 pub mod logs;
 pub mod otlp_json;
 pub mod params;
+pub mod red;
 pub mod summary;
 pub mod tree;
 

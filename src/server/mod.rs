@@ -20,6 +20,7 @@ mod metrics_api;
 mod otlp;
 mod otlp_grpc;
 mod query_api;
+mod red_api;
 mod sampling_api;
 mod telemetry_api;
 mod ui;

@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/traces", get(search))
         .route("/api/traces/{id}", get(trace))
         .route("/api/dependencies", get(dependencies))
+        .route("/api/metrics/{endpoint}", get(super::red_api::metrics))
         .route("/api/v1/invocations", get(super::invocations_api::list))
         .route(
             "/api/v1/invocations/aggregate",

@@ -1,0 +1,162 @@
+//! RED metrics of spans (requests, errors, durations), what Jaeger UI's Monitor tab shows,
+//! kept at ingest in the same metrics store as the function metrics.
+//!
+//! Every server and consumer span counts as one call of its service and operation in the
+//! minute it started: [`add_spans`] folds a batch's spans into one [`Minute`] per
+//! (service, kind, operation, minute) and one per (service, kind, minute), merged in the
+//! same write as the spans, so what a query reads includes every span acknowledged.
+//! [`series`] reads them back for a window; the HTTP shapes are `query::red`'s.
+//! Operations are the clients' names, as many as the catalog holds.
+
+use std::collections::HashMap;
+
+use super::minute::Minute;
+use super::MINUTE_US;
+use crate::model::{Span, SpanKind, StatusCode};
+use crate::store::{keys, EncodedBatch, Store, StoreError};
+use keys::Tenant;
+
+/// Series tags in the `metrics` family: per operation, and per service.
+const OPERATION_SERIES: u8 = b'P';
+const SERVICE_SERIES: u8 = b'Q';
+
+/// The kinds whose spans are calls a service answered.
+pub fn counted(kind: SpanKind) -> bool {
+    matches!(kind, SpanKind::Server | SpanKind::Consumer)
+}
+
+fn op_series(tenant: Tenant, service: &str, kind: SpanKind, op: &str) -> Vec<u8> {
+    keys::metric_series(tenant, OPERATION_SERIES, &[service, kind.as_str(), op])
+}
+
+fn service_series(tenant: Tenant, service: &str, kind: SpanKind) -> Vec<u8> {
+    keys::metric_series(tenant, SERVICE_SERIES, &[service, kind.as_str()])
+}
+
+/// Fold the server and consumer spans of `spans` into `batch`'s write.
+pub fn add_spans(batch: &mut EncodedBatch, tenant: Tenant, spans: &[Span]) {
+    let mut ops: HashMap<(&str, SpanKind, &str, u64), Minute> = HashMap::new();
+    for s in spans {
+        let kind = s.kind();
+        if !counted(kind) {
+            continue;
+        }
+        let minute = s.start_time / MINUTE_US;
+        let failed = s.status().code == StatusCode::Error;
+        ops.entry((
+            s.process.service_name.as_str(),
+            kind,
+            s.operation_name.as_str(),
+            minute,
+        ))
+        .or_default()
+        .count_span(s.duration, failed);
+    }
+    let mut services: HashMap<(&str, SpanKind, u64), Minute> = HashMap::new();
+    let mut bytes = Vec::new();
+    for ((service, kind, op, minute), m) in &ops {
+        services
+            .entry((service, *kind, *minute))
+            .or_default()
+            .merge(m);
+        bytes.clear();
+        m.encode(&mut bytes);
+        let key = keys::metric_key(&op_series(tenant, service, *kind, op), *minute);
+        batch.add_metric(&key, &bytes);
+    }
+    for ((service, kind, minute), m) in &services {
+        bytes.clear();
+        m.encode(&mut bytes);
+        let key = keys::metric_key(&service_series(tenant, service, *kind), *minute);
+        batch.add_metric(&key, &bytes);
+    }
+}
+
+/// The per-minute aggregates of one service (all its operations when `operation` is
+/// `None`) and kind, minutes `first..=last`, oldest first; minutes without calls absent.
+pub fn series(
+    store: &Store,
+    tenant: Tenant,
+    service: &str,
+    kind: SpanKind,
+    operation: Option<&str>,
+    first: u64,
+    last: u64,
+) -> Result<Vec<(u64, Minute)>, StoreError> {
+    let key = match operation {
+        Some(op) => op_series(tenant, service, kind, op),
+        None => service_series(tenant, service, kind),
+    };
+    Ok(store
+        .metric_values(&key, first, last)?
+        .into_iter()
+        .filter_map(|(minute, v)| Minute::decode(&v).map(|m| (minute, m)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{KeyValue, Process, SpanId, TraceId, Value};
+
+    fn span(service: &str, op: &str, kind: &str, start: u64, dur: u64, error: bool) -> Span {
+        let mut tags = vec![KeyValue::new("span.kind", Value::Str(kind.into()))];
+        if error {
+            tags.push(KeyValue::new("error", Value::Bool(true)));
+        }
+        Span {
+            trace_id: TraceId(1),
+            span_id: SpanId(start),
+            operation_name: op.into(),
+            references: vec![],
+            flags: 1,
+            start_time: start,
+            duration: dur,
+            tags,
+            logs: vec![],
+            process: Arc::new(Process {
+                service_name: service.into(),
+                tags: vec![],
+            }),
+        }
+    }
+
+    #[test]
+    fn server_and_consumer_spans_count_per_operation_and_service() {
+        let t0 = 100 * MINUTE_US;
+        let spans = vec![
+            span("a", "GET", "server", t0, 10, false),
+            span("a", "GET", "server", t0 + 1, 30, true),
+            span("a", "PUT", "server", t0 + 2, 20, false),
+            span("a", "poll", "consumer", t0 + 3, 5, false),
+            span("a", "call", "client", t0 + 4, 99, false),
+            span("a", "GET", "server", t0 + MINUTE_US, 7, false),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &crate::store::StoreOptions::default()).unwrap();
+        let mut batch = EncodedBatch::empty(0);
+        add_spans(&mut batch, 0, &spans);
+        store.commit(&[&batch]).unwrap();
+        let read = |kind, op| {
+            series(&store, 0, "a", kind, op, 0, u64::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|(minute, m)| (minute, m.invocations, m.function_errors, m.latency_max_us))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            read(SpanKind::Server, Some("GET")),
+            [(100, 2, 1, 30), (101, 1, 0, 7)]
+        );
+        assert_eq!(read(SpanKind::Server, Some("PUT")), [(100, 1, 0, 20)]);
+        assert_eq!(
+            read(SpanKind::Server, None),
+            [(100, 3, 1, 30), (101, 1, 0, 7)]
+        );
+        assert_eq!(read(SpanKind::Consumer, None), [(100, 1, 0, 5)]);
+        // client spans are not calls of their service
+        assert_eq!(read(SpanKind::Client, None), []);
+    }
+}

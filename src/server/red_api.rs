@@ -1,0 +1,31 @@
+//! Jaeger's metrics query API for the Monitor tab on the query port:
+//! `GET /api/metrics/{latencies,calls,errors}` answer Jaeger's `MetricFamily` JSON,
+//! `GET /api/metrics/minstep` the smallest step in ms. Routes only: `query::red` parses
+//! and computes.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::query_api::{blocking, ok, ApiError};
+use super::AppState;
+use crate::query::{params, red};
+use crate::store::keys::DEFAULT_TENANT;
+
+pub(super) async fn metrics(
+    State(state): State<AppState>,
+    Path(endpoint): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    if endpoint == "minstep" {
+        return Ok(ok(red::MIN_STEP_MS, 0));
+    }
+    if !matches!(endpoint.as_str(), "latencies" | "calls" | "errors") {
+        return Err(ApiError::NotFound("not found"));
+    }
+    let pairs = params::pairs(raw.as_deref());
+    let (q, measure) = red::parse(&pairs, &endpoint, crate::clock::now_us() / 1000)?;
+    let store = std::sync::Arc::clone(&state.store);
+    let family = blocking(move || red::answer(&store, DEFAULT_TENANT, &q, measure)).await?;
+    Ok(Json(family).into_response())
+}
