@@ -15,7 +15,8 @@ use serde::Serialize;
 
 use super::gen::{self, Shape};
 use crate::model::TraceId;
-use crate::store::{encode, EncodedBatch, Store, StoreOptions};
+use crate::pipeline::encode_spans;
+use crate::store::{EncodedBatch, Store, StoreOptions};
 
 /// The high half of loaded trace ids, above the batch number: apart from the bench's own.
 const LOAD_MARK: u64 = 0x10AD << 48;
@@ -96,7 +97,7 @@ pub fn load(args: &LoadArgs) -> Result<LoadReport, String> {
                     }
                     sp.start_time += shift;
                 }
-                if tx.send(encode(0, &spans)).is_err() {
+                if tx.send(encode_spans(0, &spans)).is_err() {
                     return;
                 }
             });

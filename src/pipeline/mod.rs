@@ -493,13 +493,15 @@ where
 {
     // about what a span takes encoded, to tell a big job from a small one
     let size = spans.as_ref().len().saturating_mul(512);
-    crate::cpu::run(size, move || {
-        let mut batch = store::encode(tenant, spans.as_ref());
-        // the Monitor tab's RED metrics, in the same write as the spans
-        crate::monitor::red::add_spans(&mut batch, tenant, spans.as_ref());
-        batch
-    })
-    .await
+    crate::cpu::run(size, move || encode_spans(tenant, spans.as_ref())).await
+}
+
+/// What the writer stores for `spans`: the spans and their postings, and the RED
+/// metrics they count to (the Monitor tab's), in one write. `fctrace load` writes the same.
+pub fn encode_spans(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
+    let mut batch = store::encode(tenant, spans);
+    crate::monitor::red::add_spans(&mut batch, tenant, spans);
+    batch
 }
 
 /// The current minute since the epoch: tail-sampling quotas are per minute.
