@@ -172,3 +172,48 @@ fn red_metrics_match_the_load() {
         );
     }
 }
+
+#[test]
+fn dependencies_are_counted_at_ingest_in_either_order() {
+    let d = start_server();
+    let at = now_us() - 10_000_000;
+    let one = |service: &'static str, id: u64, parent: u64| {
+        batch(
+            service,
+            &[],
+            &[TSpan {
+                trace: 0x77,
+                id,
+                parent,
+                op: "op",
+                start: at + id,
+                duration: 10,
+                ..Default::default()
+            }],
+        )
+    };
+    // a child before its parent, the parent, a child after it, a same-service child
+    for body in [
+        one("db", 2, 1),
+        one("api", 1, 0),
+        one("db", 3, 1),
+        one("api", 4, 1),
+    ] {
+        assert_eq!(d.post_thrift(body).0, 202);
+    }
+    let end_ms = now_us() / 1000;
+    let (status, v) = d.get(&format!(
+        "/api/dependencies?endTs={end_ms}&lookback=604800000"
+    ));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["data"],
+        json!([{"parent": "api", "child": "db", "callCount": 2}])
+    );
+    // a window two days back holds nothing
+    let (_, v) = d.get(&format!(
+        "/api/dependencies?endTs={}&lookback=86400000",
+        end_ms - 2 * 86_400_000
+    ));
+    assert_eq!(v["data"], json!([]));
+}

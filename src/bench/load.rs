@@ -69,6 +69,8 @@ pub fn load(args: &LoadArgs) -> Result<LoadReport, String> {
     let templates: Vec<_> = (0..64).map(|t| gen::spans(&shape, t, t0)).collect();
     let batches = args.spans.div_ceil(shape.batch as u64);
     let next = AtomicU64::new(0);
+    // calls between services, found as the daemon's pipeline finds them
+    let edges = crate::pipeline::edges::Edges::default();
     let started = Instant::now();
 
     let (tx, rx) = mpsc::sync_channel::<EncodedBatch>(16);
@@ -79,7 +81,7 @@ pub fn load(args: &LoadArgs) -> Result<LoadReport, String> {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         for _ in 0..workers {
             let tx = tx.clone();
-            let (next, templates) = (&next, &templates);
+            let (next, templates, edges) = (&next, &templates, &edges);
             s.spawn(move || loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= batches {
@@ -97,7 +99,10 @@ pub fn load(args: &LoadArgs) -> Result<LoadReport, String> {
                     }
                     sp.start_time += shift;
                 }
-                if tx.send(encode_spans(0, &spans)).is_err() {
+                if tx
+                    .send(encode_spans(0, &spans, &edges.observe(&spans)))
+                    .is_err()
+                {
                     return;
                 }
             });

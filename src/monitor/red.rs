@@ -6,6 +6,8 @@
 //! (service, kind, operation, minute) and one per (service, kind, minute), merged in the
 //! same write as the spans, so what a query reads includes every span acknowledged.
 //! [`series`] reads them back for a window; the HTTP shapes are `query::red`'s.
+//! [`add_edges`] writes the service-to-service calls `pipeline::edges` finds, for
+//! `/api/dependencies`, the same way.
 //! Operations are the clients' names, as many as the catalog holds.
 
 use std::collections::HashMap;
@@ -69,6 +71,28 @@ pub fn add_spans(batch: &mut EncodedBatch, tenant: Tenant, spans: &[Span]) {
         m.encode(&mut bytes);
         let key = keys::metric_key(&service_series(tenant, service, *kind), *minute);
         batch.add_metric(&key, &bytes);
+    }
+}
+
+/// Count calls between services (found by `pipeline::edges`) in `batch`'s write: each
+/// an aggregate whose invocations are the calls, merged like every metric.
+pub fn add_edges<'a>(
+    batch: &mut EncodedBatch,
+    tenant: Tenant,
+    edges: impl IntoIterator<Item = (&'a crate::pipeline::edges::Edge, &'a u64)>,
+) {
+    let mut bytes = Vec::new();
+    for (e, &calls) in edges {
+        let m = Minute {
+            invocations: calls,
+            ..Minute::default()
+        };
+        bytes.clear();
+        m.encode(&mut bytes);
+        batch.add_metric(
+            &keys::edge_key(tenant, &e.parent, &e.child, e.minute),
+            &bytes,
+        );
     }
 }
 

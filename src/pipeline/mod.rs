@@ -10,6 +10,7 @@
 //! The pipeline does not decode wire formats and does not know how keys are laid out.
 
 mod admission;
+pub mod edges;
 mod retry;
 mod validate;
 
@@ -143,6 +144,7 @@ pub struct Pipeline {
     permits: Arc<Semaphore>,
     opts: Arc<PipelineOptions>,
     metrics: Arc<Metrics>,
+    edges: Arc<edges::Edges>,
 }
 
 /// The writer thread; join it after every [`Pipeline`] handle is dropped.
@@ -183,6 +185,7 @@ impl Pipeline {
             permits,
             opts: Arc::new(opts),
             metrics,
+            edges: Arc::default(),
         };
         (pipeline, Writer { handle })
     }
@@ -266,7 +269,7 @@ impl Pipeline {
             self.write_decided(tenant, now, Vec::new()).await?;
             return Ok(outcome);
         }
-        let batch = encode(tenant, spans).await;
+        let batch = self.encode(tenant, spans).await;
         self.submit_batch(batch).await?;
         drop(in_flight);
         Ok(outcome)
@@ -288,7 +291,7 @@ impl Pipeline {
         if spans.is_empty() {
             return Ok(());
         }
-        self.submit_batch(encode(tenant, spans).await).await
+        self.submit_batch(self.encode(tenant, spans).await).await
     }
 
     /// Write traces tail sampling decided (no caller waits on them), with retries.
@@ -303,10 +306,12 @@ impl Pipeline {
         if spans.is_empty() {
             return;
         }
-        // shared by the attempts: a retry encodes the same spans again, never copies them
+        // shared by the attempts: a retry encodes the same spans again, never copies them;
+        // their calls between services are found once
         let spans: Arc<[Span]> = spans.into();
+        let calls = Arc::new(self.edges.observe(&spans));
         let write = || async {
-            let batch = encode(tenant, Arc::clone(&spans)).await;
+            let batch = encode(tenant, Arc::clone(&spans), Arc::clone(&calls)).await;
             self.submit_batch(batch).await
         };
         if let Err(e) = with_retries(&self.metrics, write).await {
@@ -486,21 +491,42 @@ fn write_loop(
     tracing::debug!("writer drained, exiting");
 }
 
-/// Encode spans for the writer, on the CPU pool when there are many.
-async fn encode<S>(tenant: Tenant, spans: S) -> EncodedBatch
+impl Pipeline {
+    /// Encode spans for the writer with the calls between services they complete.
+    async fn encode<S>(&self, tenant: Tenant, spans: S) -> EncodedBatch
+    where
+        S: AsRef<[Span]> + Send + 'static,
+    {
+        let calls = Arc::new(self.edges.observe(spans.as_ref()));
+        encode(tenant, spans, calls).await
+    }
+}
+
+/// Encode spans and `calls` for the writer, on the CPU pool when there are many.
+async fn encode<S>(
+    tenant: Tenant,
+    spans: S,
+    calls: Arc<std::collections::HashMap<edges::Edge, u64>>,
+) -> EncodedBatch
 where
     S: AsRef<[Span]> + Send + 'static,
 {
     // about what a span takes encoded, to tell a big job from a small one
     let size = spans.as_ref().len().saturating_mul(512);
-    crate::cpu::run(size, move || encode_spans(tenant, spans.as_ref())).await
+    crate::cpu::run(size, move || encode_spans(tenant, spans.as_ref(), &calls)).await
 }
 
-/// What the writer stores for `spans`: the spans and their postings, and the RED
-/// metrics they count to (the Monitor tab's), in one write. `fctrace load` writes the same.
-pub fn encode_spans(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
+/// What the writer stores for `spans`: the spans and their postings, the RED metrics
+/// they count to (the Monitor tab's) and the `calls` between services they complete
+/// (from [`edges::Edges::observe`]), in one write. `fctrace load` writes the same.
+pub fn encode_spans(
+    tenant: Tenant,
+    spans: &[Span],
+    calls: &std::collections::HashMap<edges::Edge, u64>,
+) -> EncodedBatch {
     let mut batch = store::encode(tenant, spans);
     crate::monitor::red::add_spans(&mut batch, tenant, spans);
+    crate::monitor::red::add_edges(&mut batch, tenant, calls);
     batch
 }
 

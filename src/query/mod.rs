@@ -15,12 +15,13 @@ pub mod red;
 pub mod summary;
 pub mod tree;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use crate::model::InvocationRecord;
 use crate::model::{Span, SpanKind, TraceId};
-use crate::store::keys::{IndexPrefix, Tenant, MAX_INDEXED_LEN};
+use crate::monitor::minute::Minute;
+use crate::store::keys::{self, IndexPrefix, Tenant, MAX_INDEXED_LEN};
 use crate::store::{Store, StoreError};
 pub use params::TraceQuery;
 
@@ -29,8 +30,6 @@ pub use params::TraceQuery;
 const FILTER_SCAN_CAP: usize = 10_000;
 /// Most traces one search loads to check before it gives up on finding more.
 const MAX_CANDIDATES: usize = 20_000;
-/// Most traces the dependency graph reads.
-const MAX_DEPENDENCY_TRACES: usize = 10_000;
 
 #[derive(Clone)]
 pub struct Query {
@@ -262,45 +261,35 @@ impl Query {
         Ok((entries < FILTER_SCAN_CAP).then_some(set))
     }
 
-    /// Calls between services over `[end - lookback, end]` (µs), from parent/child spans
-    /// whose services differ.
+    /// Calls between services over `[end - lookback, end]` (µs), from the counts kept at
+    /// ingest (`pipeline::edges`), hour by hour: an hour that overlaps the window counts
+    /// whole. Reads one key per pair of services and hour, never a span.
     pub fn dependencies(
         &self,
         tenant: Tenant,
         end: u64,
         lookback: u64,
     ) -> Result<Vec<DependencyLink>, StoreError> {
-        let start = end.saturating_sub(lookback);
-        let mut traces: HashSet<TraceId> = HashSet::new();
-        for service in self.store.services(tenant) {
-            let prefix = IndexPrefix::service(tenant, &service);
-            self.store.scan_index(&prefix, None, start, end, |_, t| {
-                traces.insert(t);
-                traces.len() < MAX_DEPENDENCY_TRACES
-            })?;
-            if traces.len() >= MAX_DEPENDENCY_TRACES {
-                break;
-            }
-        }
+        let first = end.saturating_sub(lookback) / crate::monitor::MINUTE_US / 60 * 60;
+        let last = end / crate::monitor::MINUTE_US;
         let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
-        for t in traces {
-            let spans = self.store.trace(tenant, t)?;
-            let service_of: HashMap<_, _> = spans
-                .iter()
-                .map(|s| (s.span_id, s.process.service_name.as_str()))
-                .collect();
-            for s in &spans {
-                let Some(parent) = s.parent_span_id() else {
-                    continue;
-                };
-                if let Some(parent_service) = service_of.get(&parent) {
-                    if *parent_service != s.process.service_name {
-                        *counts
-                            .entry((parent_service.to_string(), s.process.service_name.clone()))
-                            .or_default() += 1;
+        let mut bad = None;
+        self.store.metric_scan(&keys::edge_prefix(tenant), |k, v| {
+            match (keys::parse_edge_key(k), Minute::decode(v)) {
+                (Some((parent, child, minute)), Some(m)) => {
+                    if (first..=last).contains(&minute) {
+                        *counts.entry((parent, child)).or_default() += m.invocations;
                     }
                 }
+                _ => bad = Some(k.len()),
             }
+            true
+        })?;
+        if let Some(len) = bad {
+            tracing::warn!(
+                key_len = len,
+                "an edge count that does not decode was skipped"
+            );
         }
         Ok(counts
             .into_iter()

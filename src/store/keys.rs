@@ -503,6 +503,38 @@ pub fn metric_key(series: &[u8], minute: u64) -> Vec<u8> {
     v
 }
 
+/// The series tag of service-to-service call counts in the `metrics` family.
+pub const EDGE_SERIES: u8 = b'D';
+
+/// Where the calls from `parent` to `child` in the hour starting at `minute` are counted:
+/// `tenant | D | parent | child | minute`, a metric key (so retention and the merge
+/// operator treat it as one).
+pub fn edge_key(tenant: Tenant, parent: &str, child: &str, minute: u64) -> Vec<u8> {
+    metric_key(
+        &metric_series(tenant, EDGE_SERIES, &[parent, child]),
+        minute,
+    )
+}
+
+/// The prefix of every edge key of `tenant`.
+pub fn edge_prefix(tenant: Tenant) -> Vec<u8> {
+    metric_series(tenant, EDGE_SERIES, &[])
+}
+
+/// (parent, child, minute) of an edge key.
+pub fn parse_edge_key(k: &[u8]) -> Option<(String, String, u64)> {
+    let mut rest = k.get(3..)?;
+    let mut part = || -> Option<String> {
+        let n = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize;
+        let s = std::str::from_utf8(rest.get(2..2 + n)?).ok()?.to_owned();
+        rest = &rest[2 + n..];
+        Some(s)
+    };
+    let (parent, child) = (part()?, part()?);
+    let minute = u64::from_be_bytes(rest.try_into().ok()?);
+    Some((parent, child, minute))
+}
+
 /// The level tags of instance samples in the `metrics` family: one instance's
 /// (`tenant | I | instance id`) and a function's largest (`tenant | J | service |
 /// function`); their keys end in the sample's time in ms, not a minute.

@@ -59,6 +59,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Every key and value of the family under `prefix`, in key order, until `f` says
+    /// stop.
+    pub fn metric_scan(
+        &self,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut ro = ReadOptions::default();
+        ro.set_prefix_same_as_start(false);
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_METRICS),
+            ro,
+            IteratorMode::From(prefix, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) || !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The aggregates of `series` for minutes `first..=last`, oldest first.
     pub fn metric_minutes(
         &self,

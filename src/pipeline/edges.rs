@@ -1,0 +1,236 @@
+//! Service-to-service calls found at ingest, for `/api/dependencies`: a span whose parent
+//! belongs to another service is one call from the parent's service to its own.
+//!
+//! A parent and its child often arrive in different batches, in either order, so the
+//! pipeline remembers recent spans' services (by trace and span id) and recent children
+//! still waiting for their parent, each in two generations of bounded maps: when one fills
+//! the older is dropped. Memory is bounded (about [`MAX_SEEN`] + [`MAX_WAITING`] entries of
+//! a few words per generation); a parent that arrives after its child has been forgotten
+//! costs that one call, counted nowhere. One lock per batch, never per span. The counts
+//! are written by the writer with the batch (`monitor::red::add_edges`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::model::{Span, SpanId, TraceId};
+use crate::monitor::MINUTE_US;
+
+/// Spans remembered per generation.
+pub const MAX_SEEN: usize = 262_144;
+/// Children waiting for their parent, per generation.
+pub const MAX_WAITING: usize = 65_536;
+/// Distinct service names kept; spans of later ones make no edges.
+const MAX_SERVICES: usize = 10_000;
+
+/// Calls from `parent` to `child` in the hour starting at `minute` (minutes since the
+/// epoch, a multiple of 60).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Edge {
+    pub parent: String,
+    pub child: String,
+    pub minute: u64,
+}
+
+fn key(trace: TraceId, span: SpanId) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(&trace.0.to_le_bytes(), span.0)
+}
+
+fn hour_of(start_us: u64) -> u64 {
+    let minute = start_us / MINUTE_US;
+    minute - minute % 60
+}
+
+/// Two generations of a bounded map.
+struct Generations<V> {
+    current: HashMap<u64, V>,
+    previous: HashMap<u64, V>,
+    cap: usize,
+}
+
+impl<V> Generations<V> {
+    fn new(cap: usize) -> Self {
+        Generations {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            cap,
+        }
+    }
+
+    fn get(&self, k: u64) -> Option<&V> {
+        self.current.get(&k).or_else(|| self.previous.get(&k))
+    }
+
+    fn take(&mut self, k: u64) -> Option<V> {
+        self.current.remove(&k).or_else(|| self.previous.remove(&k))
+    }
+
+    fn entry(&mut self, k: u64) -> &mut V
+    where
+        V: Default,
+    {
+        if self.current.len() >= self.cap && !self.current.contains_key(&k) {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        let carried = self.previous.remove(&k);
+        self.current
+            .entry(k)
+            .or_insert_with(|| carried.unwrap_or_default())
+    }
+}
+
+struct State {
+    names: Vec<String>,
+    ids: HashMap<String, u32>,
+    /// span → its service
+    seen: Generations<u32>,
+    /// parent span → (child's service, child's hour) of children that came first
+    waiting: Generations<Vec<(u32, u64)>>,
+}
+
+pub struct Edges {
+    state: Mutex<State>,
+}
+
+impl Default for Edges {
+    fn default() -> Self {
+        Edges {
+            state: Mutex::new(State {
+                names: Vec::new(),
+                ids: HashMap::new(),
+                seen: Generations::new(MAX_SEEN),
+                waiting: Generations::new(MAX_WAITING),
+            }),
+        }
+    }
+}
+
+impl State {
+    fn id(&mut self, service: &str) -> Option<u32> {
+        if let Some(&id) = self.ids.get(service) {
+            return Some(id);
+        }
+        if self.names.len() >= MAX_SERVICES {
+            return None;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(service.to_owned());
+        self.ids.insert(service.to_owned(), id);
+        Some(id)
+    }
+}
+
+impl Edges {
+    /// Remember `spans` and count the calls they complete: to parents seen before (or in
+    /// this batch), and from children that were waiting for them.
+    pub fn observe(&self, spans: &[Span]) -> HashMap<Edge, u64> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut found: HashMap<(u32, u32, u64), u64> = HashMap::new();
+        let mut ids = Vec::with_capacity(spans.len());
+        for s in spans {
+            let id = st.id(&s.process.service_name);
+            ids.push(id);
+            if let Some(id) = id {
+                let k = key(s.trace_id, s.span_id);
+                *st.seen.entry(k) = id;
+                for (child, hour) in st.waiting.take(k).unwrap_or_default() {
+                    if child != id {
+                        *found.entry((id, child, hour)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        for (s, id) in spans.iter().zip(ids) {
+            let (Some(id), Some(parent)) = (id, s.parent_span_id()) else {
+                continue;
+            };
+            let pk = key(s.trace_id, parent);
+            let hour = hour_of(s.start_time);
+            match st.seen.get(pk).copied() {
+                Some(p) if p != id => *found.entry((p, id, hour)).or_default() += 1,
+                Some(_) => {}
+                None => st.waiting.entry(pk).push((id, hour)),
+            }
+        }
+        found
+            .into_iter()
+            .map(|((p, c, minute), n)| {
+                (
+                    Edge {
+                        parent: st.names[p as usize].clone(),
+                        child: st.names[c as usize].clone(),
+                        minute,
+                    },
+                    n,
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{Process, RefType, SpanRef};
+
+    fn span(service: &str, id: u64, parent: u64) -> Span {
+        Span {
+            trace_id: TraceId(7),
+            span_id: SpanId(id),
+            operation_name: "op".into(),
+            references: (parent != 0)
+                .then_some(SpanRef {
+                    ref_type: RefType::ChildOf,
+                    trace_id: TraceId(7),
+                    span_id: SpanId(parent),
+                })
+                .into_iter()
+                .collect(),
+            flags: 1,
+            start_time: 90 * MINUTE_US,
+            duration: 1,
+            tags: vec![],
+            logs: vec![],
+            process: Arc::new(Process {
+                service_name: service.into(),
+                tags: vec![],
+            }),
+        }
+    }
+
+    fn edge(p: &str, c: &str) -> Edge {
+        Edge {
+            parent: p.into(),
+            child: c.into(),
+            minute: 60,
+        }
+    }
+
+    #[test]
+    fn calls_are_found_in_either_order_and_counted_once() {
+        let e = Edges::default();
+        // in one batch: front -> back, and back -> back (same service: not a call)
+        let got = e.observe(&[span("front", 1, 0), span("back", 2, 1), span("back", 3, 2)]);
+        assert_eq!(got, HashMap::from([(edge("front", "back"), 1)]));
+        // a child before its parent: counted when the parent comes
+        assert!(e.observe(&[span("db", 5, 4)]).is_empty());
+        assert!(e.observe(&[span("db", 6, 4)]).is_empty());
+        let got = e.observe(&[span("back", 4, 2)]);
+        assert_eq!(got, HashMap::from([(edge("back", "db"), 2)]));
+        // a child after its parent, in a later batch
+        let got = e.observe(&[span("cache", 8, 1)]);
+        assert_eq!(got, HashMap::from([(edge("front", "cache"), 1)]));
+    }
+
+    #[test]
+    fn generations_stay_bounded() {
+        let mut g: Generations<u32> = Generations::new(4);
+        for k in 0..100 {
+            *g.entry(k) = 1;
+        }
+        assert!(g.current.len() <= 4 && g.previous.len() <= 4);
+        assert_eq!(g.get(99), Some(&1));
+        assert_eq!(g.get(0), None);
+    }
+}
