@@ -150,28 +150,46 @@ impl HeadSampler {
     }
 
     /// Sample a new trace of `service`'s `operation`?
+    ///
+    /// With operation rules, as Jaeger's guaranteed-throughput sampler: the operation's
+    /// probability, or else one of the lower bound's traces a second (the bound's bucket
+    /// is drawn from either way, so sampled traces count towards it).
     pub fn decide(&self, service: &str, operation: &str, trace: TraceId) -> bool {
         let strategies = self.rules.current();
         let s = strategies.for_service(service);
         if let Some(p) = s.operation_probability(operation) {
-            return probabilistic(trace, p);
+            let sampled = probabilistic(trace, p);
+            let lower = s
+                .operations
+                .as_ref()
+                .map_or(0.0, |o| o.default_lower_bound_per_second);
+            if lower <= 0.0 {
+                return sampled;
+            }
+            let key = format!("{service}\u{0}{operation}");
+            let within_bound = self.take(&key, lower);
+            return sampled || within_bound;
         }
         match s.strategy {
             Strategy::Probabilistic(p) => probabilistic(trace, p),
-            Strategy::RateLimiting(rate) => {
-                let mut guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-                let version = self.rules.version();
-                if guard.0 != version {
-                    // New rules: new buckets, at their new rates.
-                    *guard = (version, HashMap::new());
-                }
-                guard
-                    .1
-                    .entry(service.to_owned())
-                    .or_insert_with(|| TokenBucket::new(rate, rate.max(1.0)))
-                    .try_take(1.0)
-            }
+            Strategy::RateLimiting(rate) => self.take(service, rate),
         }
+    }
+
+    /// One token from the bucket `key` fills at `rate` a second (a new bucket, full, per
+    /// key and version of the rules).
+    fn take(&self, key: &str, rate: f64) -> bool {
+        let mut guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let version = self.rules.version();
+        if guard.0 != version {
+            // New rules: new buckets, at their new rates.
+            *guard = (version, HashMap::new());
+        }
+        guard
+            .1
+            .entry(key.to_owned())
+            .or_insert_with(|| TokenBucket::new(rate, rate.max(1.0)))
+            .try_take(1.0)
     }
 }
 
@@ -203,6 +221,25 @@ mod tests {
         assert!((4000..6000).contains(&kept), "{kept}");
         assert!(probabilistic(TraceId(u64::MAX as u128), 1.0));
         assert!(!probabilistic(TraceId(1), 0.0));
+    }
+
+    #[test]
+    fn operation_lower_bound_guarantees_traces_the_probability_would_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        std::fs::write(
+            &path,
+            r#"{"service_strategies": [{"service": "s", "type": "probabilistic", "param": 0,
+                "default_lower_bound_traces_per_second": 0.1,
+                "operation_strategies": [{"operation": "op", "type": "probabilistic", "param": 0}]}]}"#,
+        )
+        .unwrap();
+        let h = HeadSampler::new(Arc::new(Rules::load(Some(&path)).unwrap()));
+        // probability 0: the bound's one token lets the first through, then none for 10 s
+        let kept: Vec<bool> = (1..=5).map(|i| h.decide("s", "op", TraceId(i))).collect();
+        assert_eq!(kept, [true, false, false, false, false]);
+        // each operation has its own bound
+        assert!(h.decide("s", "other", TraceId(9)));
     }
 
     #[test]

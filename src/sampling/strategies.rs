@@ -46,6 +46,10 @@ struct RawStrategy {
     param: f64,
     #[serde(default)]
     operation_strategies: Vec<RawStrategy>,
+    /// fctrace's addition to Jaeger's file: the per-operation lower bound of a service
+    /// with operation strategies (Jaeger's adaptive sampler sets it; its files cannot).
+    #[serde(default)]
+    default_lower_bound_traces_per_second: Option<f64>,
 }
 
 /// A top-level strategy.
@@ -144,7 +148,16 @@ fn parse_service(raw: &RawStrategy, at: &str) -> Result<ServiceStrategy, Strateg
             Strategy::Probabilistic(p) => p,
             Strategy::RateLimiting(_) => DEFAULT_SAMPLING_PROBABILITY,
         },
-        default_lower_bound_per_second: 0.0,
+        default_lower_bound_per_second: match raw.default_lower_bound_traces_per_second {
+            None => 0.0,
+            Some(lb) if lb.is_finite() && lb >= 0.0 => lb,
+            Some(lb) => {
+                return Err(StrategyError::Param {
+                    at: at.into(),
+                    why: format!("default_lower_bound_traces_per_second {lb} is negative"),
+                })
+            }
+        },
         per_operation: Vec::new(),
     };
     for (i, op) in raw.operation_strategies.iter().enumerate() {
