@@ -91,6 +91,8 @@ pub struct ServeArgs {
     /// [default: one trace per second per service]
     #[arg(long, env = "FCTRACE_SAMPLING_STRATEGIES", value_name = "FILE")]
     pub sampling_strategies: Option<PathBuf>,
+    #[command(flatten)]
+    pub adaptive: crate::sampling::adaptive::AdaptiveArgs,
     /// Spans a second one service may send before it gets 429s; 0 = no limit [default: 0]
     #[arg(long, env = "FCTRACE_SERVICE_SPANS_PER_SECOND", value_name = "N")]
     pub service_spans_per_second: Option<f64>,
@@ -251,6 +253,8 @@ pub struct FileConfig {
 pub struct SamplingSection {
     #[serde(default)]
     pub tail: TailConfig,
+    #[serde(default)]
+    pub adaptive: crate::sampling::adaptive::AdaptiveFile,
 }
 
 impl FileConfig {
@@ -284,6 +288,8 @@ pub struct Settings {
     pub service_spans_per_second: f64,
     pub max_in_flight_spans: usize,
     pub tail_sampling: Option<TailSettings>,
+    /// Adaptive sampling's settings, when it is on (then there is no strategies file).
+    pub adaptive: Option<crate::sampling::adaptive::AdaptiveOptions>,
     pub functions: Vec<FunctionSpec>,
     pub function_jaeger_endpoint: Option<String>,
     pub max_event_bytes: usize,
@@ -364,6 +370,23 @@ impl Settings {
             return Err(invalid("max_body_bytes", "must be greater than 0"));
         }
         let tail_sampling = file.sampling.tail.check().map_err(ConfigError::Section)?;
+        let adaptive = crate::sampling::adaptive::AdaptiveOptions::resolve(
+            &args.adaptive,
+            &file.sampling.adaptive,
+        )
+        .map_err(|(key, message)| invalid(key, message))?;
+        if adaptive.is_some()
+            && args
+                .sampling_strategies
+                .clone()
+                .or(file.sampling_strategies.clone())
+                .is_some()
+        {
+            return Err(invalid(
+                "sampling_adaptive",
+                "adaptive sampling computes the rules itself: give it or --sampling-strategies, not both",
+            ));
+        }
         let mut raw_functions = file.functions;
         if let Some(path) = &args.functions {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -586,6 +609,7 @@ impl Settings {
                 .clone()
                 .or(file.sampling_strategies),
             tail_sampling,
+            adaptive,
             service_spans_per_second,
             max_in_flight_spans: args
                 .max_in_flight_spans

@@ -70,6 +70,8 @@ pub struct PipelineOptions {
     pub retention: Duration,
     /// Spans that start after now plus this are refused.
     pub max_future_skew: Duration,
+    /// Adaptive sampling, when on: shown every admitted batch (its root spans count).
+    pub adaptive: Option<Arc<crate::sampling::adaptive::Adaptive>>,
 }
 
 impl Default for PipelineOptions {
@@ -82,6 +84,7 @@ impl Default for PipelineOptions {
             tail: None,
             retention: Duration::from_secs(72 * 3600),
             max_future_skew: Duration::from_secs(3600),
+            adaptive: None,
         }
     }
 }
@@ -255,6 +258,9 @@ impl Pipeline {
                 self.metrics.refused(n, reason);
             })
             .map_err(SubmitError::Refused)?;
+        if let Some(adaptive) = &self.opts.adaptive {
+            adaptive.observe(&spans);
+        }
         if let Some(tail) = &self.tail {
             // Held until their trace is decided: acknowledged now, written if kept.
             let (now, early) = tail.offer(spans, Instant::now(), minute());

@@ -5,6 +5,7 @@
 //! service). Out: answers for the remote sampling API and yes/no decisions for new traces.
 //! This module stores nothing and does not see spans.
 
+pub mod adaptive;
 pub mod strategies;
 pub mod tail;
 
@@ -86,6 +87,12 @@ impl Rules {
 
     pub fn current(&self) -> Arc<Strategies> {
         Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Serve `strategies` from now on (adaptive sampling's newest probabilities).
+    pub fn install(&self, strategies: Strategies) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(strategies);
+        self.version.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Changes each time new rules take effect.

@@ -223,6 +223,14 @@ impl Strategies {
         Ok(Strategies { default, services })
     }
 
+    /// Rules made in code (adaptive sampling's), not read from a file.
+    pub fn from_parts(
+        default: ServiceStrategy,
+        services: BTreeMap<String, ServiceStrategy>,
+    ) -> Strategies {
+        Strategies { default, services }
+    }
+
     pub fn for_service(&self, service: &str) -> &ServiceStrategy {
         self.services.get(service).unwrap_or(&self.default)
     }

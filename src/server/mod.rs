@@ -131,6 +131,16 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         "store opened"
     );
     let metrics = Arc::new(Metrics::new());
+    let rules = Arc::new(
+        Rules::load(settings.sampling_strategies.as_deref()).map_err(ServeError::Sampling)?,
+    );
+    let adaptive = settings.adaptive.as_ref().map(|opts| {
+        Arc::new(crate::sampling::adaptive::Adaptive::new(
+            opts.clone(),
+            Arc::clone(&rules),
+            adaptive_saved(&store),
+        ))
+    });
     // Shared by the pipeline (which applies it to every batch) and the platform (which
     // registers each invocation in it).
     let stitcher = Arc::new(Stitcher::default());
@@ -143,15 +153,13 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                 max_in_flight_spans: settings.max_in_flight_spans,
             },
             tail: settings.tail_sampling.clone(),
+            adaptive: adaptive.clone(),
             retention: settings.retention,
             max_future_skew: settings.max_future_skew,
             ..PipelineOptions::default()
         },
         Arc::clone(&metrics),
         Some(Arc::clone(&stitcher) as Arc<dyn crate::pipeline::Stitch>),
-    );
-    let rules = Arc::new(
-        Rules::load(settings.sampling_strategies.as_deref()).map_err(ServeError::Sampling)?,
     );
     let sampler = Arc::new(HeadSampler::new(Arc::clone(&rules)));
     let alarm_rules = match &settings.alarms {
@@ -303,6 +311,8 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     );
     let alarm_tasks = alarm_tasks(&settings, &alarms, alarm_queue, &store, &state, &stop_rx);
     let tail = tokio::spawn(state.pipeline.clone().tail_loop(stop_rx.clone()));
+    let adaptive_task =
+        adaptive.map(|a| tokio::spawn(adaptive_loop(a, Arc::clone(&store), stop_rx.clone())));
     let rules_watch =
         tokio::spawn(Arc::clone(&rules).watch(Arc::clone(&state.metrics), stop_rx.clone()));
     write_ports(&settings.data_dir, &bound)?;
@@ -330,6 +340,9 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         let _ = t.await;
     }
     let _ = rules_watch.await;
+    if let Some(t) = adaptive_task {
+        let _ = t.await;
+    }
     // Held traces are decided and written before the queue closes.
     let _ = tail.await;
     platform.stop_all();
@@ -401,6 +414,52 @@ fn write_ports(dir: &Path, bound: &BTreeMap<&'static str, String>) -> Result<(),
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, &path))
         .map_err(|e| ServeError::Ports(path.display().to_string(), e))
+}
+
+/// Adaptive sampling's probabilities as the last run saved them (none when unreadable:
+/// it starts over, and says so).
+fn adaptive_saved(
+    store: &Store,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>> {
+    let key = crate::store::keys::adaptive_sampling_key();
+    match store.state(&key) {
+        Ok(Some(v)) => serde_json::from_slice(&v).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "saved adaptive sampling probabilities unreadable; starting over");
+            Default::default()
+        }),
+        Ok(None) => Default::default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "adaptive sampling probabilities not read; starting over");
+            Default::default()
+        }
+    }
+}
+
+/// Recompute adaptive sampling's probabilities every interval and keep them in the store.
+async fn adaptive_loop(
+    adaptive: Arc<crate::sampling::adaptive::Adaptive>,
+    store: Arc<Store>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(adaptive.interval()) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = std::time::Instant::now();
+        let saved = adaptive.recalculate(now - last);
+        last = now;
+        let store = Arc::clone(&store);
+        let written = tokio::task::spawn_blocking(move || {
+            let value = serde_json::to_vec(&saved).unwrap_or_default();
+            store.set_state(&crate::store::keys::adaptive_sampling_key(), &value)
+        })
+        .await;
+        if let Ok(Err(e)) = written {
+            tracing::warn!(error = %e, "adaptive sampling probabilities not saved");
+        }
+    }
 }
 
 async fn retention_loop(store: Arc<Store>, mut stop: watch::Receiver<bool>) {

@@ -599,6 +599,13 @@ pub fn terms_from_key() -> Vec<u8> {
     v
 }
 
+/// Adaptive sampling's probabilities (JSON: service → operation → probability).
+pub fn adaptive_sampling_key() -> Vec<u8> {
+    let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
+    v.extend_from_slice(b"adaptive_sampling");
+    v
+}
+
 pub fn format_version_key() -> Vec<u8> {
     let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
     v.extend_from_slice(b"format_version");

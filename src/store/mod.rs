@@ -458,6 +458,20 @@ impl Store {
         Ok(())
     }
 
+    /// A value of the daemon's own state in `meta` (under a `keys::*_key()` of the system
+    /// tenant), if set.
+    pub fn state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_META), key)?)
+    }
+
+    /// Set a value of the daemon's own state in `meta`, durably (fsynced WAL when the
+    /// store syncs writes).
+    pub fn set_state(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.db
+            .put_cf_opt(self.cf(CF_META), key, value, &self.write_opts)?;
+        Ok(())
+    }
+
     /// Flush memtables to SST files (on shutdown, so the next start replays no WAL).
     pub fn flush(&self) -> Result<(), StoreError> {
         for name in FAMILIES {
