@@ -196,6 +196,31 @@ pub mod keys {
     pub const OTEL_SCOPE_NAME: &str = "otel.scope.name";
     pub const OTEL_SCOPE_VERSION: &str = "otel.scope.version";
     pub const W3C_TRACESTATE: &str = "w3c.tracestate";
+    /// An instrumentation scope's attribute, kept as a tag of the process its spans share
+    /// (`otel.scope.attributes.KEY`).
+    pub const SCOPE_ATTRIBUTE_PREFIX: &str = "otel.scope.attributes.";
+    /// An attribute of a span's `N`th link, kept as a span tag (`otel.link.N.KEY`).
+    pub const LINK_ATTRIBUTE_PREFIX: &str = "otel.link.";
+
+    /// The key a tag is searched by: a scope's or a link's attribute by its own key, as
+    /// span, log and resource attributes are; every other tag by its whole key.
+    pub fn search_key(key: &str) -> &str {
+        if !key.starts_with("otel.") {
+            return key;
+        }
+        if let Some(k) = key.strip_prefix(SCOPE_ATTRIBUTE_PREFIX) {
+            return k;
+        }
+        if let Some(rest) = key.strip_prefix(LINK_ATTRIBUTE_PREFIX) {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits > 0 {
+                if let Some(k) = rest[digits..].strip_prefix('.') {
+                    return k;
+                }
+            }
+        }
+        key
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -265,8 +290,9 @@ impl Span {
     /// the places a Jaeger tag search looks.
     pub fn has_tag_anywhere(&self, key: &str, value: &str) -> bool {
         let hit = |kvs: &[KeyValue]| {
-            kvs.iter()
-                .any(|kv| kv.key == key && kv.value.matches_str(value))
+            kvs.iter().any(|kv| {
+                (kv.key == key || keys::search_key(&kv.key) == key) && kv.value.matches_str(value)
+            })
         };
         hit(&self.tags) || hit(&self.process.tags) || self.logs.iter().any(|l| hit(&l.fields))
     }

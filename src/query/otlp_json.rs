@@ -36,6 +36,9 @@ fn attributes<'a>(kvs: impl Iterator<Item = &'a KeyValue>) -> Vec<J> {
 
 /// Tags that the OTLP form carries in its own fields rather than as attributes.
 fn is_structural(kv: &KeyValue, status: StatusCode) -> bool {
+    if kv.key.starts_with(keys::LINK_ATTRIBUTE_PREFIX) && keys::search_key(&kv.key) != kv.key {
+        return true;
+    }
     match kv.key.as_str() {
         keys::SPAN_KIND | keys::OTEL_STATUS_CODE | keys::OTEL_STATUS_DESCRIPTION => true,
         keys::OTEL_SCOPE_NAME | keys::OTEL_SCOPE_VERSION | keys::W3C_TRACESTATE => true,
@@ -59,9 +62,19 @@ fn span_json(s: &Span) -> J {
         if parent.is_empty() && r.ref_type == RefType::ChildOf && r.trace_id == s.trace_id {
             parent = r.span_id.to_string();
         } else {
+            // the link's attributes, kept as `otel.link.N.KEY` tags
+            let prefix = format!("{}{}.", keys::LINK_ATTRIBUTE_PREFIX, links.len());
+            let own = s.tags.iter().filter_map(|kv| {
+                kv.key.strip_prefix(prefix.as_str()).map(|k| KeyValue {
+                    key: k.to_owned(),
+                    value: kv.value.clone(),
+                })
+            });
+            let own: Vec<KeyValue> = own.collect();
             links.push(json!({
                 "traceId": format!("{:032x}", r.trace_id.0),
                 "spanId": r.span_id.to_string(),
+                "attributes": attributes(own.iter()),
             }));
         }
     }
@@ -158,11 +171,23 @@ pub fn traces_data<'a>(spans: impl IntoIterator<Item = &'a Span>) -> J {
         .map(|(p, scopes)| {
             let mut attrs =
                 vec![json!({"key": "service.name", "value": {"stringValue": p.service_name}})];
-            attrs.extend(attributes(p.tags.iter()));
+            // a scope's attributes ride on the process its spans share
+            let (scope_kvs, resource_kvs): (Vec<&KeyValue>, Vec<&KeyValue>) = p
+                .tags
+                .iter()
+                .partition(|kv| kv.key.starts_with(keys::SCOPE_ATTRIBUTE_PREFIX));
+            attrs.extend(attributes(resource_kvs.into_iter()));
+            let scope_attrs: Vec<KeyValue> = scope_kvs
+                .into_iter()
+                .map(|kv| KeyValue {
+                    key: keys::search_key(&kv.key).to_owned(),
+                    value: kv.value.clone(),
+                })
+                .collect();
             json!({
                 "resource": {"attributes": attrs},
                 "scopeSpans": scopes.into_iter().map(|(name, version, spans)| json!({
-                    "scope": {"name": name, "version": version},
+                    "scope": {"name": name, "version": version, "attributes": attributes(scope_attrs.iter())},
                     "spans": spans,
                 })).collect::<Vec<_>>(),
             })

@@ -46,8 +46,12 @@ pub fn map_request(req: ExportTraceServiceRequest) -> Mapped {
             (key_value(kv), is_string)
         }));
         for ss in rs.scope_spans {
-            let scope = ss.scope.map(|s| (s.name, s.version)).unwrap_or_default();
+            let scope = ss
+                .scope
+                .map(|s| (s.name, s.version, s.attributes))
+                .unwrap_or_default();
             let scope_tags = scope_tags(scope.0, scope.1);
+            let process = scope_process(&process, scope.2.into_iter().map(key_value).collect());
             for span in ss.spans {
                 out.push(&mut index, span_of(parts(span), &process, &scope_tags));
             }
@@ -95,6 +99,24 @@ pub(super) fn scope_tags(name: String, version: String) -> Vec<KeyValue> {
         tags.push(KeyValue::new(keys::OTEL_SCOPE_VERSION, Value::Str(version)));
     }
     tags
+}
+
+/// The process of a scope's spans: the resource's own, or, when the scope has attributes,
+/// a copy with them as `otel.scope.attributes.KEY` tags, shared by the scope's spans (so
+/// they are stored and searched with the resource's, never copied per span).
+pub(super) fn scope_process(resource: &Arc<Process>, attributes: Vec<KeyValue>) -> Arc<Process> {
+    if attributes.is_empty() {
+        return Arc::clone(resource);
+    }
+    let mut p = Process::clone(resource);
+    p.tags.reserve(attributes.len());
+    for kv in attributes {
+        p.tags.push(KeyValue {
+            key: format!("{}{}", keys::SCOPE_ATTRIBUTE_PREFIX, kv.key),
+            value: kv.value,
+        });
+    }
+    Arc::new(p)
 }
 
 /// At most this many refusal reasons are spelled out in a partial-success message.
@@ -156,6 +178,8 @@ pub(super) struct SpanParts {
     /// `None` when the parent span id is empty (a root span).
     pub parent: Option<Result<SpanId, String>>,
     pub links: Vec<Result<(TraceId, SpanId), String>>,
+    /// Attributes of the links, by the link's index.
+    pub link_attributes: Vec<(usize, KeyValue)>,
     pub name: String,
     pub kind: i32,
     pub start: u64,
@@ -178,6 +202,12 @@ fn parts(s: OtlpSpan) -> SpanParts {
             .links
             .iter()
             .map(|l| link(&l.trace_id, &l.span_id))
+            .collect(),
+        link_attributes: s
+            .links
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, l)| l.attributes.into_iter().map(move |kv| (i, key_value(kv))))
             .collect(),
         name: s.name,
         kind: s.kind,
@@ -259,8 +289,14 @@ pub(super) fn span_of(
     }
 
     let mut tags = p.attributes;
-    tags.reserve(scope_tags.len() + 4);
+    tags.reserve(scope_tags.len() + p.link_attributes.len() + 4);
     tags.extend_from_slice(scope_tags);
+    for (i, kv) in p.link_attributes {
+        tags.push(KeyValue {
+            key: format!("{}{i}.{}", keys::LINK_ATTRIBUTE_PREFIX, kv.key),
+            value: kv.value,
+        });
+    }
     let kind = SpanKind::from_otlp_number(p.kind as i64).unwrap_or(SpanKind::Unspecified);
     if kind != SpanKind::Unspecified {
         tags.push(KeyValue::new(

@@ -51,6 +51,8 @@ pub struct Counter<'l> {
     links: usize,
     /// Bytes inside array and map attribute values.
     nested_bytes: usize,
+    /// Bytes of the resource copies made for scopes with attributes (`otlp::scope_process`).
+    copied_bytes: usize,
 }
 
 impl<'l> Counter<'l> {
@@ -63,6 +65,7 @@ impl<'l> Counter<'l> {
             events: 0,
             links: 0,
             nested_bytes: 0,
+            copied_bytes: 0,
         }
     }
 
@@ -90,6 +93,18 @@ impl<'l> Counter<'l> {
         self.limits.tags("a span's links", n)
     }
 
+    /// `scopes` copies of a resource of `attributes` taking `bytes` (its strings): a
+    /// scope with attributes gets a process of its own.
+    fn resource_copies(&mut self, scopes: usize, attributes: usize, bytes: usize) {
+        self.groups = self.groups.saturating_add(scopes);
+        self.key_values = self
+            .key_values
+            .saturating_add(scopes.saturating_mul(attributes));
+        self.copied_bytes = self
+            .copied_bytes
+            .saturating_add(scopes.saturating_mul(bytes));
+    }
+
     fn nested(&mut self, depth: usize, bytes: usize) -> Result<(), LimitError> {
         self.nested_bytes = self.nested_bytes.saturating_add(bytes);
         self.limits.depth(depth)
@@ -104,6 +119,7 @@ impl<'l> Counter<'l> {
             .saturating_add(each(self.links, LINK_COST))
             .saturating_add(each(self.groups, GROUP_COST))
             .saturating_add(each(self.nested_bytes, NESTED_TEXT_FACTOR))
+            .saturating_add(self.copied_bytes)
     }
 
     pub fn spans(&self) -> usize {
@@ -186,21 +202,27 @@ pub fn scan_protobuf<'l>(body: &[u8], limits: &'l Limits) -> Result<Counter<'l>,
 
 fn resource_spans(c: &mut Counter, buf: &[u8], base: usize) -> Result<(), ScanError> {
     c.group();
+    let (mut resource_attributes, mut resource_bytes, mut scopes_with_attributes) = (0, 0, 0);
     fields(buf, base, |field, w, at| match (field, w) {
         (1, Wire::Bytes(res)) => {
             let n = key_values(c, res, at, 1)?;
+            resource_attributes += n;
+            resource_bytes += res.len();
             Ok(c.attributes("the resource's attributes", n)?)
         }
         (2, Wire::Bytes(ss)) => fields(ss, at, |field, w, at| match (field, w) {
             (1, Wire::Bytes(scope)) => {
                 let n = key_values(c, scope, at, 3)?;
+                scopes_with_attributes += usize::from(n > 0);
                 Ok(c.attributes("the scope's attributes", n)?)
             }
             (2, Wire::Bytes(span)) => self::span(c, span, at),
             _ => Ok(()),
         }),
         _ => Ok(()),
-    })
+    })?;
+    c.resource_copies(scopes_with_attributes, resource_attributes, resource_bytes);
+    Ok(())
 }
 
 fn span(c: &mut Counter, buf: &[u8], base: usize) -> Result<(), ScanError> {
@@ -321,6 +343,14 @@ pub fn count_request<'l>(
             if let Some(scope) = &ss.scope {
                 c.attributes("the scope's attributes", scope.attributes.len())?;
                 count_kvs(&mut c, &scope.attributes, 0)?;
+                if !scope.attributes.is_empty() {
+                    let res = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+                    let bytes = res
+                        .iter()
+                        .map(|kv| kv.key.len() + 16 + value_text(kv))
+                        .sum();
+                    c.resource_copies(1, res.len(), bytes);
+                }
             }
             for s in &ss.spans {
                 c.span()?;
@@ -340,6 +370,15 @@ pub fn count_request<'l>(
         }
     }
     Ok(c)
+}
+
+/// The text a value holds (its string; nested values are counted apart).
+fn value_text(kv: &KeyValue) -> usize {
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => s.len(),
+        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::BytesValue(b)) => b.len(),
+        _ => 8,
+    }
 }
 
 fn count_kvs(c: &mut Counter, kvs: &[KeyValue], depth: usize) -> Result<(), LimitError> {
@@ -430,6 +469,38 @@ mod tests {
             };
         }
         v
+    }
+
+    #[test]
+    fn scopes_with_attributes_are_charged_their_copy_of_the_resource() {
+        // a 100 KiB resource and 1,000 scopes of one attribute each: each such scope gets
+        // a process of its own, so the request costs ~100 MB, whichever decoder reads it
+        let mut req = request(vec![]);
+        let rs = &mut req.resource_spans[0];
+        if let Some(r) = rs.resource.as_mut() {
+            for i in 0..100 {
+                r.attributes.push(kv(
+                    &format!("k{i}"),
+                    any_value::Value::StringValue("x".repeat(1024)),
+                ));
+            }
+        }
+        rs.scope_spans = (0..1000)
+            .map(|_| ScopeSpans {
+                scope: Some(
+                    opentelemetry_proto::tonic::common::v1::InstrumentationScope {
+                        attributes: vec![kv("team", any_value::Value::StringValue("a".into()))],
+                        ..Default::default()
+                    },
+                ),
+                ..Default::default()
+            })
+            .collect();
+        let limits = Limits::default();
+        let wire = scan_protobuf(&req.encode_to_vec(), &limits).unwrap();
+        assert!(wire.bytes() > 100_000_000, "{}", wire.bytes());
+        let json = count_request(&req, &limits).unwrap();
+        assert!(json.bytes() > 100_000_000, "{}", json.bytes());
     }
 
     #[test]

@@ -277,10 +277,11 @@ fn scope_spans(
     index: &mut usize,
 ) -> Result<(), WireError> {
     let (mut name, mut version) = (String::new(), String::new());
+    let mut attributes = Vec::new();
     let mut fields = Fields::of(buf);
     while let Some((tag, f)) = fields.next()? {
         match tag {
-            1 => scope(bytes(tag, f)?, &mut name, &mut version)?,
+            1 => scope(bytes(tag, f)?, &mut name, &mut version, &mut attributes)?,
             2 => {
                 bytes(tag, f)?;
             }
@@ -291,6 +292,7 @@ fn scope_spans(
         }
     }
     let scope_tags = otlp::scope_tags(name, version);
+    let process = &otlp::scope_process(process, attributes);
     let mut fields = Fields::of(buf);
     while let Some((tag, f)) = fields.next()? {
         if tag == 2 {
@@ -301,15 +303,18 @@ fn scope_spans(
     Ok(())
 }
 
-fn scope(buf: &[u8], name: &mut String, version: &mut String) -> Result<(), WireError> {
+fn scope(
+    buf: &[u8],
+    name: &mut String,
+    version: &mut String,
+    attributes: &mut Vec<KeyValue>,
+) -> Result<(), WireError> {
     let mut fields = Fields::of(buf);
     while let Some((tag, f)) = fields.next()? {
         match tag {
             1 => *name = string(tag, f)?,
             2 => *version = string(tag, f)?,
-            3 => {
-                key_value(bytes(tag, f)?, 2)?;
-            }
+            3 => attributes.push(key_value(bytes(tag, f)?, 2)?.0),
             4 => {
                 varint(tag, f)?;
             }
@@ -337,7 +342,13 @@ fn span(buf: &[u8]) -> Result<SpanParts, WireError> {
             8 => p.end = fixed64(tag, f)?,
             9 => p.attributes.push(key_value(bytes(tag, f)?, 2)?.0),
             11 => p.events.push(event(bytes(tag, f)?)?),
-            13 => p.links.push(link(bytes(tag, f)?)?),
+            13 => {
+                let (l, attributes) = link(bytes(tag, f)?)?;
+                let i = p.links.len();
+                p.links.push(l);
+                p.link_attributes
+                    .extend(attributes.into_iter().map(|kv| (i, kv)));
+            }
             15 => {
                 let (code, message) = p.status.get_or_insert_with(Default::default);
                 status(bytes(tag, f)?, code, message)?;
@@ -369,10 +380,15 @@ fn event(buf: &[u8]) -> Result<Log, WireError> {
     Ok(otlp::log(time, name, attributes.into_iter()))
 }
 
-fn link(
-    buf: &[u8],
-) -> Result<Result<(crate::model::TraceId, crate::model::SpanId), String>, WireError> {
+/// A link's ids (or why they are refused) and its attributes.
+type Link = (
+    Result<(crate::model::TraceId, crate::model::SpanId), String>,
+    Vec<KeyValue>,
+);
+
+fn link(buf: &[u8]) -> Result<Link, WireError> {
     let (mut trace, mut span): (&[u8], &[u8]) = (&[], &[]);
+    let mut attributes = Vec::new();
     let mut fields = Fields::of(buf);
     while let Some((tag, f)) = fields.next()? {
         match tag {
@@ -381,9 +397,7 @@ fn link(
             3 => {
                 str_of(tag, f)?;
             }
-            4 => {
-                key_value(bytes(tag, f)?, 3)?;
-            }
+            4 => attributes.push(key_value(bytes(tag, f)?, 3)?.0),
             5 => {
                 varint(tag, f)?;
             }
@@ -393,7 +407,7 @@ fn link(
             _ => {}
         }
     }
-    Ok(otlp::link(trace, span))
+    Ok((otlp::link(trace, span), attributes))
 }
 
 fn status(buf: &[u8], code: &mut i32, message: &mut String) -> Result<(), WireError> {

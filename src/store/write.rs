@@ -361,7 +361,8 @@ fn tag_term(term: &mut IndexPrefix, tenant: Tenant, service: &str, kv: &KeyValue
         return false;
     }
     term.reset(tenant, keys::IndexKind::Tag, service);
-    term.push_str(&kv.key);
+    // scope and link attributes are found by their own keys (see `model::keys`)
+    term.push_str(crate::model::keys::search_key(&kv.key));
     term.push_str(&v);
     true
 }
