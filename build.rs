@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/storage.proto",
         "proto/zipkin.proto",
         "proto/jaeger_api_v2.proto",
+        "proto/jaeger_api_v3.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -3,7 +3,7 @@
 //! for it, on the CPU pool, the same way as an HTTP body. Each receiver's gRPC route
 //! (`otlp_grpc`, `jaeger_grpc`) is a [`RawMethod`]; [`RawService`] is the one tonic
 //! service shape they share (gzip and zstd accepted, messages as large as an HTTP body),
-//! and [`serve`] the one server set-up.
+//! and [`serve`] the one server set-up (the query service, `query_grpc`, shares it).
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
@@ -139,9 +139,9 @@ where
 /// Concurrent streams one gRPC connection may have.
 const STREAMS_PER_CONNECTION: u32 = 16;
 
-/// Serve `service` on `listener` until `stop`.
-pub async fn serve<M: RawMethod>(
-    service: RawService<M>,
+/// Serve `routes` (one or more services) on `listener` until `stop`.
+pub async fn serve(
+    routes: tonic::service::Routes,
     listener: TcpListener,
     max_connections: usize,
     mut stop: watch::Receiver<bool>,
@@ -156,7 +156,7 @@ pub async fn serve<M: RawMethod>(
         .initial_connection_window_size(Some(16 << 20))
         .max_concurrent_streams(Some(STREAMS_PER_CONNECTION))
         .concurrency_limit_per_connection(STREAMS_PER_CONNECTION as usize)
-        .add_service(service)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(
             listener::incoming(listener::Limited::new(listener, max_connections)),
             async move {

@@ -20,6 +20,7 @@ mod metrics_api;
 mod otlp;
 mod otlp_grpc;
 mod query_api;
+mod query_grpc;
 mod red_api;
 mod sampling_api;
 mod telemetry_api;
@@ -276,14 +277,18 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             stop_rx.clone(),
         )));
     }
+    // the OTLP/gRPC port also answers Jaeger's gRPC query API
     tasks.push(tokio::spawn(grpc::serve(
-        grpc::RawService::<otlp_grpc::Export>::new(state.clone()),
+        tonic::service::Routes::new(grpc::RawService::<otlp_grpc::Export>::new(state.clone()))
+            .add_service(query_grpc::QueryService::new(state.clone())),
         grpc_listener,
         max_connections,
         stop_rx.clone(),
     )));
     tasks.push(tokio::spawn(grpc::serve(
-        grpc::RawService::<jaeger_grpc::PostSpans>::new(state.clone()),
+        tonic::service::Routes::new(grpc::RawService::<jaeger_grpc::PostSpans>::new(
+            state.clone(),
+        )),
         jaeger_grpc_listener,
         max_connections,
         stop_rx.clone(),
