@@ -1,9 +1,10 @@
 //! The Jaeger agent's UDP ports: `emitBatch` datagrams in thrift compact (6831) or binary
 //! (6832), as Jaeger clients send them by default.
 //!
-//! Each port has one thread of its own that receives, decodes and submits: the decoding
-//! stays off the async workers, one datagram at a time per port, and while the thread is
-//! busy the kernel's socket buffer holds what arrives. UDP cannot be answered, so every
+//! Each port has one thread of its own that receives and decodes, one datagram at a time,
+//! off the async workers, and hands the spans to the pipeline without waiting for their
+//! write (up to [`IN_FLIGHT`] writes wait at once, taken together by the writer's group
+//! commit); while the thread is busy the kernel's socket buffer holds what arrives. UDP cannot be answered, so every
 //! datagram is counted by result in `fctrace_agent_datagrams_total` (a refused one is
 //! counted there and in the usual refusal series, never dropped unseen). Decoding is
 //! `receive::jaeger_thrift`'s; this module only moves datagrams.
@@ -27,6 +28,14 @@ pub const MAX_DATAGRAM: usize = 65_000;
 /// How often a receiving thread looks at the stop flag while no datagram comes.
 const POLL: Duration = Duration::from_millis(200);
 
+/// The socket receive buffer asked for: bursts wait here while the thread decodes (the
+/// kernel grants at most `net.core.rmem_max`).
+const RECEIVE_BUFFER: usize = 8 << 20;
+
+/// Datagrams of one port waiting for their write at once: the thread goes on receiving
+/// while the writer's group commit takes them together; past this it waits.
+const IN_FLIGHT: usize = 1024;
+
 /// A running agent port; `stop` ends its thread.
 pub struct AgentPort {
     stop: Arc<AtomicBool>,
@@ -42,6 +51,14 @@ impl AgentPort {
         runtime: tokio::runtime::Handle,
     ) -> std::io::Result<AgentPort> {
         socket.set_read_timeout(Some(POLL))?;
+        let sock = socket2::SockRef::from(&socket);
+        if let Err(e) = sock.set_recv_buffer_size(RECEIVE_BUFFER) {
+            tracing::warn!(error = %e, "agent port: receive buffer not enlarged");
+        }
+        tracing::debug!(
+            bytes = sock.recv_buffer_size().unwrap_or(0),
+            "agent port receive buffer"
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let name = match protocol {
@@ -75,6 +92,7 @@ fn receive_loop(
     };
     // one byte more than the cap tells an oversized datagram from one exactly at it
     let mut buf = vec![0u8; 65_536];
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     while !stop.load(Ordering::SeqCst) {
         let n = match socket.recv_from(&mut buf) {
             Ok((n, _)) => n,
@@ -92,48 +110,62 @@ fn receive_loop(
                 continue;
             }
         };
-        let result = if n > MAX_DATAGRAM {
-            "oversized"
-        } else {
-            handle(&buf[..n], protocol, state, runtime)
+        if n > MAX_DATAGRAM {
+            state.metrics.agent_datagram(label, "oversized");
+            continue;
+        }
+        let Ok(permit) = runtime.block_on(Arc::clone(&in_flight).acquire_owned()) else {
+            return;
         };
-        state.metrics.agent_datagram(label, result);
+        handle(&buf[..n], protocol, label, state, runtime, permit);
     }
+    // the datagrams still being written are counted before the port stops
+    let _ = runtime.block_on(in_flight.acquire_many(IN_FLIGHT as u32));
 }
 
-/// Decode and submit one datagram; the result label for it.
+/// Decode one datagram here and hand its spans to the pipeline without waiting for the
+/// write; it is counted by result when the write ends (or now, when it does not decode).
 fn handle(
     datagram: &[u8],
     protocol: ThriftProtocol,
+    label: &'static str,
     state: &AppState,
     runtime: &tokio::runtime::Handle,
-) -> &'static str {
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let mut mem = state.budget.reserve();
     let limits = state.settings.limits;
     let spans = match jaeger_thrift::decode_emit_batch(datagram, protocol, &limits, &mut mem) {
         Ok(spans) => spans,
         Err(e) => {
             tracing::debug!(error = %e, "agent datagram refused");
-            return match e {
+            let result = match e {
                 ThriftError::Limit(_) => "limit",
                 _ => "malformed",
             };
+            state.metrics.agent_datagram(label, result);
+            return;
         }
     };
     state.metrics.received("jaeger_agent", spans.len());
-    // nobody to answer: keep the valid spans, count the rest (in `spans_refused` too)
-    let submitted = runtime.block_on(state.pipeline.submit(
-        DEFAULT_TENANT,
-        spans,
-        Partial::DropInvalid,
-    ));
-    drop(mem);
-    match submitted {
-        Ok(outcome) if outcome.rejected.is_empty() => "stored",
-        Ok(_) | Err(SubmitError::Invalid(_)) => "invalid",
-        Err(e) => {
-            tracing::debug!(error = %e, "agent datagram not stored");
-            "overloaded"
-        }
-    }
+    let state = state.clone();
+    runtime.spawn(async move {
+        // nobody to answer: keep the valid spans, count the rest (in `spans_refused` too)
+        let submitted = state
+            .pipeline
+            .submit(DEFAULT_TENANT, spans, Partial::DropInvalid)
+            .await;
+        // held until the spans are stored: the budget counts them while in memory
+        drop(mem);
+        drop(permit);
+        let result = match submitted {
+            Ok(outcome) if outcome.rejected.is_empty() => "stored",
+            Ok(_) | Err(SubmitError::Invalid(_)) => "invalid",
+            Err(e) => {
+                tracing::debug!(error = %e, "agent datagram not stored");
+                "overloaded"
+            }
+        };
+        state.metrics.agent_datagram(label, result);
+    });
 }
