@@ -91,6 +91,10 @@ pub struct ServeArgs {
     /// [default: one trace per second per service]
     #[arg(long, env = "FCTRACE_SAMPLING_STRATEGIES", value_name = "FILE")]
     pub sampling_strategies: Option<PathBuf>,
+    /// The rule the gateway's own sampling falls back to when `FC:{service}/{function}`
+    /// has none, before the default [default: fc-tracing]
+    #[arg(long, env = "FCTRACE_PLATFORM_TRACING_SERVICE", value_name = "NAME")]
+    pub platform_tracing_service: Option<String>,
     #[command(flatten)]
     pub adaptive: crate::sampling::adaptive::AdaptiveArgs,
     /// Spans a second one service may send before it gets 429s; 0 = no limit [default: 0]
@@ -213,6 +217,7 @@ pub struct FileConfig {
     pub jaeger_grpc_addr: Option<String>,
     pub zipkin_addr: Option<String>,
     pub sampling_strategies: Option<PathBuf>,
+    pub platform_tracing_service: Option<String>,
     pub service_spans_per_second: Option<f64>,
     pub max_in_flight_spans: Option<usize>,
     pub function_jaeger_endpoint: Option<String>,
@@ -285,6 +290,7 @@ pub struct Settings {
     pub jaeger_grpc_addr: String,
     pub zipkin_addr: String,
     pub sampling_strategies: Option<PathBuf>,
+    pub platform_tracing_service: String,
     pub service_spans_per_second: f64,
     pub max_in_flight_spans: usize,
     pub tail_sampling: Option<TailSettings>,
@@ -610,6 +616,11 @@ impl Settings {
                 .or(file.sampling_strategies),
             tail_sampling,
             adaptive,
+            platform_tracing_service: args
+                .platform_tracing_service
+                .clone()
+                .or(file.platform_tracing_service)
+                .unwrap_or_else(|| crate::sampling::DEFAULT_PLATFORM_SERVICE.to_owned()),
             service_spans_per_second,
             max_in_flight_spans: args
                 .max_in_flight_spans

@@ -6,6 +6,7 @@
 //! This module stores nothing and does not see spans.
 
 pub mod adaptive;
+mod lenient;
 pub mod strategies;
 pub mod tail;
 
@@ -110,8 +111,9 @@ impl Rules {
             return;
         };
         let shown = path.display().to_string();
-        let apply = |text: &str| match Strategies::parse(text) {
-            Ok(s) => {
+        let apply = |text: &str| match Strategies::parse_noting(text) {
+            Ok((s, tolerated)) => {
+                warn_tolerated(&shown, &tolerated);
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
                 self.version.fetch_add(1, Ordering::SeqCst);
                 metrics.sampling_reload(true);
@@ -129,12 +131,33 @@ impl Rules {
 fn read(path: &Path) -> Result<Strategies, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Strategies::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let (s, tolerated) =
+        Strategies::parse_noting(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    warn_tolerated(&path.display().to_string(), &tolerated);
+    Ok(s)
 }
 
-/// Head sampling for traces the platform starts: the strategy of the function's service.
+/// What a strategies file needed forgiven, said once per read.
+fn warn_tolerated(file: &str, tolerated: &[String]) {
+    if !tolerated.is_empty() {
+        tracing::warn!(
+            file,
+            tolerated = %tolerated.join("; "),
+            "sampling strategies are not strict JSON; read anyway"
+        );
+    }
+}
+
+/// The platform's tracing service name, whose rule the platform's decisions fall back to.
+pub const DEFAULT_PLATFORM_SERVICE: &str = "fc-tracing";
+
+/// Head sampling for traces the platform starts: the strategy of the function's service
+/// (`FC:{service}/{function}`), else of the platform's tracing service, else the default.
 pub struct HeadSampler {
     rules: Arc<Rules>,
+    /// The rule the platform's decisions fall back to before the default
+    /// (Function Compute's tracing service, `fc-tracing`).
+    platform_service: String,
     buckets: Mutex<(u64, HashMap<String, TokenBucket>)>,
 }
 
@@ -148,8 +171,15 @@ impl HeadSampler {
     pub fn new(rules: Arc<Rules>) -> Self {
         HeadSampler {
             rules,
+            platform_service: DEFAULT_PLATFORM_SERVICE.to_owned(),
             buckets: Mutex::new((u64::MAX, HashMap::new())),
         }
+    }
+
+    /// Fall back to `service`'s rule (before the default) for the platform's decisions.
+    pub fn with_platform_service(mut self, service: &str) -> Self {
+        self.platform_service = service.to_owned();
+        self
     }
 
     pub fn rules(&self) -> &Rules {
@@ -163,7 +193,7 @@ impl HeadSampler {
     /// is drawn from either way, so sampled traces count towards it).
     pub fn decide(&self, service: &str, operation: &str, trace: TraceId) -> bool {
         let strategies = self.rules.current();
-        let s = strategies.for_service(service);
+        let s = strategies.for_service_or(service, &self.platform_service);
         if let Some(p) = s.operation_probability(operation) {
             let sampled = probabilistic(trace, p);
             let lower = s

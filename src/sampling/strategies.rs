@@ -184,6 +184,18 @@ fn parse_service(raw: &RawStrategy, at: &str) -> Result<ServiceStrategy, Strateg
 
 impl Strategies {
     pub fn parse(text: &str) -> Result<Strategies, StrategyError> {
+        Self::parse_noting(text).map(|(s, _)| s)
+    }
+
+    /// Parse a file as the platforms document them: comments and trailing commas are
+    /// tolerated (and returned, for a warning); anything else that is not JSON is refused
+    /// with its line and column.
+    pub fn parse_noting(text: &str) -> Result<(Strategies, Vec<String>), StrategyError> {
+        let (clean, tolerated) = super::lenient::tolerate(text);
+        Self::parse_json(&clean).map(|s| (s, tolerated))
+    }
+
+    fn parse_json(text: &str) -> Result<Strategies, StrategyError> {
         let raw: RawFile =
             serde_json::from_str(text).map_err(|e| StrategyError::Json(e.to_string()))?;
         let default = match &raw.default_strategy {
@@ -229,6 +241,15 @@ impl Strategies {
         services: BTreeMap<String, ServiceStrategy>,
     ) -> Strategies {
         Strategies { default, services }
+    }
+
+    /// The rule of `service`, else of `fallback` (the platform's tracing service), else
+    /// the default.
+    pub fn for_service_or(&self, service: &str, fallback: &str) -> &ServiceStrategy {
+        self.services
+            .get(service)
+            .or_else(|| self.services.get(fallback))
+            .unwrap_or(&self.default)
     }
 
     pub fn for_service(&self, service: &str) -> &ServiceStrategy {

@@ -162,7 +162,10 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         Arc::clone(&metrics),
         Some(Arc::clone(&stitcher) as Arc<dyn crate::pipeline::Stitch>),
     );
-    let sampler = Arc::new(HeadSampler::new(Arc::clone(&rules)));
+    let sampler = Arc::new(
+        HeadSampler::new(Arc::clone(&rules))
+            .with_platform_service(&settings.platform_tracing_service),
+    );
     let alarm_rules = match &settings.alarms {
         None => Vec::new(),
         Some(path) => std::fs::read_to_string(path)
