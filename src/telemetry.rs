@@ -78,6 +78,7 @@ pub struct Metrics {
     write_seconds: Histogram,
     invocations: Family<InvocationLabel, Counter>,
     throttles: Family<FunctionLabel, Counter>,
+    recursion_dropped: Family<FunctionLabel, Counter>,
     log_lines_stored: Counter,
     log_lines_dropped: Family<ReasonLabel, Counter>,
     telemetry_events: Family<ReasonLabel, Counter>,
@@ -161,6 +162,12 @@ impl Metrics {
         );
         let invocations = Family::<InvocationLabel, Counter>::default();
         let throttles = Family::<FunctionLabel, Counter>::default();
+        let recursion_dropped = Family::<FunctionLabel, Counter>::default();
+        registry.register(
+            "recursive_invocations_dropped",
+            "Calls stopped because their call chain looped through the function (max_recursion_depth)",
+            recursion_dropped.clone(),
+        );
         registry.register(
             "invocations",
             "Function invocations, by function, error type and cold start",
@@ -299,6 +306,7 @@ impl Metrics {
             write_seconds,
             invocations,
             throttles,
+            recursion_dropped,
             log_lines_stored,
             log_lines_dropped,
             telemetry_events,
@@ -388,6 +396,15 @@ impl Metrics {
 
     pub fn throttled(&self, function: &str) {
         self.throttles
+            .get_or_create(&FunctionLabel {
+                function: function.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A call stopped by the recursion guard.
+    pub fn recursion_dropped(&self, function: &str) {
+        self.recursion_dropped
             .get_or_create(&FunctionLabel {
                 function: function.to_owned(),
             })

@@ -156,6 +156,12 @@ pub const BASES: &[Base] = &[
         value: |m| Some(m.resource_throttles as f64),
     },
     Base {
+        name: "RecursiveInvocationsDropped",
+        unit: "count",
+        meaning: "calls stopped because the call chain passed through the function more than max_recursion_depth times (Lambda's recursive loop detection)",
+        value: |m| Some(m.recursion_dropped as f64),
+    },
+    Base {
         name: "Throttles",
         unit: "count",
         meaning: "concurrency and resource throttles together",

@@ -112,6 +112,7 @@ impl Faas {
             Outcome::ClientError => Some("client"),
             Outcome::ConcurrencyThrottle => Some("concurrency_throttle"),
             Outcome::ResourceThrottle => Some("resource_throttle"),
+            Outcome::RecursionDropped => Some("recursion"),
         };
         if let Some(kind) = kind {
             self.errors

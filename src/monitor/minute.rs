@@ -9,9 +9,12 @@ use prost::encoding::{decode_varint, encode_varint};
 
 /// Histogram buckets grow by this factor: a percentile is within ~4 % of a real value.
 const GROWTH: f64 = 1.04;
-/// The first byte of an encoded aggregate (2: the asynchronous-call counts; 1 is still
-/// read, without them).
-const VERSION: u8 = 2;
+/// The first byte of an encoded aggregate (3: recursive calls dropped; 2, without them,
+/// and 1, without the asynchronous-call counts either, are still read).
+const VERSION: u8 = 3;
+/// Counts and maxima an aggregate of version 2 has.
+const V2_SUMS: usize = 17;
+const V2_MAXIMA: usize = 8;
 /// Counts and maxima an aggregate of version 1 has.
 const V1_SUMS: usize = 11;
 const V1_MAXIMA: usize = 6;
@@ -68,6 +71,8 @@ pub enum Outcome {
     ConcurrencyThrottle,
     /// 503: the platform-wide concurrency limit.
     ResourceThrottle,
+    /// Stopped: the call chain passed through the function too many times (a loop).
+    RecursionDropped,
 }
 
 /// The aggregate of a period's calls.
@@ -101,6 +106,8 @@ pub struct Minute {
     pub async_expired: u64,
     pub destinations_ok: u64,
     pub destination_errors: u64,
+    /// Calls stopped as part of a recursive loop (they never ran: not invocations).
+    pub recursion_dropped: u64,
     /// (bucket, calls), sorted by bucket, no zero counts.
     pub latency: Vec<(u16, u64)>,
 }
@@ -126,6 +133,12 @@ pub fn bucket_upper(b: u16) -> f64 {
 impl Minute {
     /// The aggregate of one call.
     pub fn of(call: &Call) -> Minute {
+        if call.outcome == Outcome::RecursionDropped {
+            return Minute {
+                recursion_dropped: 1,
+                ..Minute::default()
+            };
+        }
         let mut m = Minute {
             invocations: 1,
             latency_sum_us: call.latency_us,
@@ -145,6 +158,7 @@ impl Minute {
             Outcome::ClientError => m.client_errors = 1,
             Outcome::ConcurrencyThrottle => m.concurrency_throttles = 1,
             Outcome::ResourceThrottle => m.resource_throttles = 1,
+            Outcome::RecursionDropped => {}
         }
         if call.cold_start {
             m.cold_starts = 1;
@@ -231,7 +245,7 @@ impl Minute {
         self.latency = merged;
     }
 
-    fn sums(&self) -> [u64; 17] {
+    fn sums(&self) -> [u64; 18] {
         [
             self.invocations,
             self.function_errors,
@@ -250,10 +264,11 @@ impl Minute {
             self.async_expired,
             self.destinations_ok,
             self.destination_errors,
+            self.recursion_dropped,
         ]
     }
 
-    fn sums_mut(&mut self) -> [&mut u64; 17] {
+    fn sums_mut(&mut self) -> [&mut u64; 18] {
         [
             &mut self.invocations,
             &mut self.function_errors,
@@ -272,6 +287,7 @@ impl Minute {
             &mut self.async_expired,
             &mut self.destinations_ok,
             &mut self.destination_errors,
+            &mut self.recursion_dropped,
         ]
     }
 
@@ -344,6 +360,7 @@ impl Minute {
         let (&version, rest) = b.split_first()?;
         let (sums, maxima) = match version {
             1 => (V1_SUMS, V1_MAXIMA),
+            2 => (V2_SUMS, V2_MAXIMA),
             VERSION => (usize::MAX, usize::MAX),
             _ => return None,
         };
@@ -443,6 +460,28 @@ mod tests {
         }
         assert_eq!(m.latency_quantile(1.0), Some(100_000.0));
         assert_eq!(Minute::default().latency_quantile(0.5), None);
+    }
+
+    #[test]
+    fn version_2_aggregates_are_still_read() {
+        // version 2: 17 sums (no recursion count), 8 maxima, no buckets
+        let mut v2 = vec![2u8, 5];
+        v2.extend([0u8; 16]);
+        v2.extend([0u8, 0, 0, 100, 0, 0, 0, 0]);
+        v2.push(0);
+        let m = Minute::decode(&v2).unwrap();
+        assert_eq!(
+            (m.invocations, m.memory_limit_mb, m.recursion_dropped),
+            (5, 100, 0)
+        );
+        // and today's writes the recursion count after the other sums
+        let mut now = Vec::new();
+        Minute {
+            recursion_dropped: 2,
+            ..Minute::default()
+        }
+        .encode(&mut now);
+        assert_eq!(Minute::decode(&now).unwrap().recursion_dropped, 2);
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct RawFunction {
     /// may wait, and where outcomes go (`http(s)://…` or `service/function`).
     pub async_retries: Option<u32>,
     pub max_event_age: Option<String>,
+    /// Times one call chain may pass through the function before the next call is
+    /// stopped (Lambda's recursive loop detection); 0 turns the guard off [default: 16].
+    pub max_recursion_depth: Option<u32>,
     pub on_success: Option<String>,
     pub on_failure: Option<String>,
 }
@@ -130,6 +133,7 @@ pub struct FunctionSpec {
     pub telemetry: Vec<Subscription>,
     pub async_retries: u32,
     pub max_event_age: Duration,
+    pub max_recursion_depth: u32,
     pub on_success: Option<Destination>,
     pub on_failure: Option<Destination>,
 }
@@ -285,6 +289,7 @@ pub fn check(raw: &[RawFunction]) -> Result<Vec<FunctionSpec>, FunctionError> {
             Ok(FunctionSpec {
                 async_retries,
                 max_event_age,
+                max_recursion_depth: f.max_recursion_depth.unwrap_or(16),
                 on_success: destination("on_success", &f.on_success)?,
                 on_failure: destination("on_failure", &f.on_failure)?,
                 telemetry,

@@ -16,6 +16,7 @@ mod lifecycle;
 pub mod logs;
 pub mod queue;
 pub mod record;
+mod recursion;
 pub mod sampler;
 pub mod spans;
 pub mod stitch;
@@ -50,6 +51,13 @@ pub enum InvokeError {
     ResourceThrottled { limit: usize, request_id: String },
     #[error("the event could not be queued: {0}")]
     Queue(String),
+    #[error("function {service}/{function} was stopped: this call chain has passed through it {depth} times, more than its max_recursion_depth allows (a recursive loop)")]
+    Recursive {
+        service: String,
+        function: String,
+        depth: u32,
+        request_id: String,
+    },
     #[error("function {service}/{function} is throttled: {why}")]
     Throttled {
         service: String,
@@ -324,7 +332,10 @@ impl Platform {
         let permit = Arc::clone(&self.limit).try_acquire_owned().ok();
         let platform_concurrent = self.running();
         let decision = decide_trace(&req.headers, &self.sampler, &spec.platform_service());
-        let baggage = baggage(&req.headers);
+        let mut baggage = baggage(&req.headers);
+        // how often this call chain has come through the function, this call included,
+        // carried to the function in the baggage it passes on
+        let depth = recursion::depth(&mut baggage, &spec.platform_service());
         let invoke_span = random_span_id();
         let invocation_span = random_span_id();
         let flags: u8 = match (decision.sampled, decision.debug) {
@@ -337,6 +348,32 @@ impl Platform {
             Trigger::Http { .. } => "http",
         };
 
+        if spec.max_recursion_depth > 0 && depth > spec.max_recursion_depth {
+            self.metrics.recursion_dropped(&spec.platform_service());
+            self.record(
+                spec,
+                &request_id,
+                start_us,
+                started.elapsed(),
+                &decision,
+                invoke_span,
+                flags,
+                Outcomes {
+                    error_type: Some(record::RECURSION_ERROR),
+                    status_code: 400,
+                    operation: operation_of(trigger_name),
+                    platform_concurrent,
+                    attempt: attempt.clone(),
+                    ..Outcomes::default()
+                },
+            );
+            return Err(InvokeError::Recursive {
+                service: req.service,
+                function: req.function,
+                depth,
+                request_id,
+            });
+        }
         if permit.is_none() {
             self.record(
                 spec,

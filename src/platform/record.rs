@@ -124,12 +124,16 @@ pub(super) fn monitor_function(spec: &FunctionSpec) -> MonitoredFunction {
 /// How a call ended, for the metrics, from its error type: the function's own failures
 /// (an initializer that fails is the function's code), the platform's (no instance
 /// started) and throttles.
+/// The error type of a call stopped by the recursion guard.
+pub(super) const RECURSION_ERROR: &str = "RecursiveInvocationException";
+
 pub(super) fn outcome_of(error_type: Option<&str>) -> Outcome {
     match error_type {
         None => Outcome::Ok,
         Some(error_type::START) => Outcome::ServerError,
         Some("Throttled") => Outcome::ConcurrencyThrottle,
         Some("ResourceThrottled") => Outcome::ResourceThrottle,
+        Some(RECURSION_ERROR) => Outcome::RecursionDropped,
         Some(_) => Outcome::FunctionError,
     }
 }

@@ -555,6 +555,7 @@ impl Platform {
             telemetry: Vec::new(),
             async_retries: 0,
             max_event_age: Duration::ZERO,
+            max_recursion_depth: 0,
             on_success: None,
             on_failure: None,
         };

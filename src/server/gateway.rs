@@ -215,6 +215,19 @@ async fn run(
             }
             resp
         }
+        Err(e @ InvokeError::Recursive { .. }) => {
+            let mut resp = json_error(
+                StatusCode::BAD_REQUEST,
+                "RecursiveInvocationException",
+                e.to_string(),
+            );
+            if let InvokeError::Recursive { request_id, .. } = &e {
+                if let Ok(v) = HeaderValue::from_str(request_id) {
+                    resp.headers_mut().insert("x-fc-request-id", v);
+                }
+            }
+            resp
+        }
         Err(InvokeError::Throttled {
             service,
             function,
