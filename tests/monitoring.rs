@@ -155,6 +155,60 @@ fn every_metric_of_a_known_mix_of_calls_is_what_was_done() {
         );
     }
 
+    // Lambda's names, from the same data: Invocations leave out throttled and refused
+    // calls; the rest equal their platform counterparts
+    for (name, dims, want) in [
+        ("Invocations", mon, 5.0),
+        ("Invocations", busy, 1.0),
+        ("Invocations", "", 6.0),
+        ("Errors", mon, 2.0),
+        ("Throttles", mon, 1.0),
+        ("Throttles", busy, 1.0),
+        ("Throttles", "&service=test", 2.0),
+        ("DeadLetterErrors", mon, 0.0),
+        ("RecursiveInvocationsDropped", mon, 0.0),
+    ] {
+        let got = value(&d, name, dims);
+        assert!(
+            (got - want).abs() < 1e-9,
+            "{name}{dims}: {got}, expected {want}"
+        );
+    }
+    for (lambda, platform, dims) in [
+        ("Errors", "FunctionFunctionErrors", mon),
+        ("Duration", "FunctionLatencyAvg", mon),
+        ("Duration&statistic=Maximum", "FunctionLatencyMax", mon),
+        ("Duration&statistic=p99", "FunctionLatencyP99", mon),
+        ("ConcurrentExecutions", "FunctionConcurrentRequests", mon),
+        ("ConcurrentExecutions", "RegionConcurrentRequests", ""),
+        (
+            "UnreservedConcurrentExecutions",
+            "RegionConcurrentCount",
+            mon,
+        ),
+        ("AsyncEventsReceived", "FunctionEnqueueCount", mon),
+    ] {
+        let (name, stat) = lambda.split_once('&').unwrap_or((lambda, ""));
+        let stat = if stat.is_empty() {
+            String::new()
+        } else {
+            format!("&{stat}")
+        };
+        assert_eq!(
+            value(&d, name, &format!("{stat}{dims}")),
+            value(&d, platform, dims),
+            "{lambda}{dims} against {platform}"
+        );
+    }
+    let (status, v) = d.get(&format!(
+        "/api/v1/metrics/Duration?period=3600&statistic=median{mon}"
+    ));
+    assert_eq!(status, 400);
+    assert!(
+        v["errors"][0]["msg"].as_str().unwrap().contains("Average"),
+        "{v}"
+    );
+
     // Latencies: mon's slowest call is its timeout, 1 s of function time plus the
     // platform's, no longer than the client saw it.
     let max = value(&d, "FunctionLatencyMax", mon);

@@ -48,6 +48,7 @@ impl Level {
 }
 
 /// One base metric: its name after the level prefix, unit, meaning and value.
+#[derive(Clone, Copy)]
 pub struct Base {
     pub name: &'static str,
     pub unit: &'static str,

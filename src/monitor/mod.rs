@@ -11,6 +11,7 @@
 pub mod alarms;
 pub mod catalog;
 pub mod faas;
+pub mod lambda;
 pub mod minute;
 pub mod red;
 

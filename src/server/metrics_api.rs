@@ -24,7 +24,7 @@ struct MetricView {
 }
 
 pub(super) async fn list() -> Response {
-    let all: Vec<MetricView> = catalog::all()
+    let mut all: Vec<MetricView> = catalog::all()
         .map(|(name, level, base)| MetricView {
             name,
             unit: base.unit,
@@ -33,6 +33,18 @@ pub(super) async fn list() -> Response {
             description: base.meaning,
         })
         .collect();
+    // Lambda's names: any level, by the dimensions given; `statistic` picks the value
+    for (name, _) in monitor::lambda::names() {
+        if let Ok(Some((base, _))) = monitor::lambda::find(name, None) {
+            all.push(MetricView {
+                name: name.to_owned(),
+                unit: base.unit,
+                level: "Lambda",
+                dimensions: Level::Function.dimensions(),
+                description: base.meaning,
+            });
+        }
+    }
     let n = all.len();
     ok(all, n)
 }
@@ -66,13 +78,31 @@ async fn series_of(
     name: String,
     raw: Option<String>,
 ) -> Result<Response, ApiError> {
-    let Some((level, base)) = catalog::find(&name) else {
-        return Err(ApiError::NotFound(
-            "unknown metric: GET /api/v1/metrics lists them",
-        ));
-    };
     let pairs = params::pairs(raw.as_deref());
     let q = params::parse_metric_query(&pairs, crate::clock::now_us())?;
+    let (level, base) = match catalog::find(&name) {
+        Some((level, base)) => (level, *base),
+        None => {
+            // Lambda's names: the dimensions given pick the level
+            let statistic = params::single(&pairs, "statistic")?;
+            match monitor::lambda::find(&name, statistic).map_err(ApiError::BadRequest)? {
+                Some((base, region_only)) => {
+                    let level = match (&q.function, &q.service) {
+                        _ if region_only => Level::Region,
+                        (Some(_), _) => Level::Function,
+                        (None, Some(_)) => Level::Service,
+                        (None, None) => Level::Region,
+                    };
+                    (level, base)
+                }
+                None => {
+                    return Err(ApiError::NotFound(
+                        "unknown metric: GET /api/v1/metrics lists them",
+                    ))
+                }
+            }
+        }
+    };
     let need = |v: &Option<String>, p: &str| {
         v.clone()
             .ok_or_else(|| ApiError::BadRequest(format!("{name} needs the parameter '{p}'")))
@@ -95,7 +125,7 @@ async fn series_of(
             &store,
             DEFAULT_TENANT,
             level,
-            base,
+            &base,
             &f,
             (q.start_us, q.end_us),
             q.period,
