@@ -59,7 +59,15 @@ fn an_opentelemetry_function_continues_the_trace_under_invocation() {
         .as_str()
         .unwrap()
         .starts_with(&format!("{trace_id}:{span}:")));
-    assert_eq!(got["baggage"], "user=alice");
+    // the caller's baggage, and the recursion guard's count of passes through this function
+    let baggage = got["baggage"].as_str().unwrap();
+    let (user, guard) = baggage.split_once(',').unwrap_or((baggage, ""));
+    assert_eq!(user, "user=alice");
+    let (key, count) = guard.split_once('=').unwrap_or(("", ""));
+    assert!(
+        key.len() == 29 && key.starts_with("fc.recursion.") && count == "1",
+        "{baggage}"
+    );
 }
 
 /// InvokeFunction of an HTTP-triggered call made with these headers (an HTTP trigger

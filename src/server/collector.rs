@@ -80,15 +80,21 @@ async fn ingest(
             return text_error(e.code(), e.to_string());
         }
     };
-    state.metrics.received("jaeger_thrift", spans.len());
+    accept_whole(&state, "jaeger_thrift", spans, invocation.as_deref()).await
+}
+
+/// Store a decoded batch whole (Jaeger's and Zipkin's APIs have no partial answer): 202
+/// once durable, else the pipeline's refusal as plain text.
+pub(super) async fn accept_whole(
+    state: &AppState,
+    format: &'static str,
+    spans: Vec<crate::model::Span>,
+    invocation: Option<&str>,
+) -> Response {
+    state.metrics.received(format, spans.len());
     match state
         .pipeline
-        .submit_scoped(
-            DEFAULT_TENANT,
-            spans,
-            Partial::RejectBatch,
-            invocation.as_deref(),
-        )
+        .submit_scoped(DEFAULT_TENANT, spans, Partial::RejectBatch, invocation)
         .await
     {
         Ok(_) => StatusCode::ACCEPTED.into_response(),

@@ -124,16 +124,21 @@ where
             });
         }
         Box::pin(async move {
-            let mut accept = EnabledCompressionEncodings::default();
-            accept.enable(CompressionEncoding::Gzip);
-            accept.enable(CompressionEncoding::Zstd);
             let limit = state.settings.max_body_bytes;
             let mut grpc = tonic::server::Grpc::new(RawCodec::<M::Response>(PhantomData))
-                .apply_compression_config(accept, EnabledCompressionEncodings::default())
+                .apply_compression_config(accepted(), EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(limit), None);
             Ok(grpc.unary(Call::<M>(state, PhantomData), req).await)
         })
     }
+}
+
+/// The request encodings every gRPC method here takes.
+pub fn accepted() -> EnabledCompressionEncodings {
+    let mut accept = EnabledCompressionEncodings::default();
+    accept.enable(CompressionEncoding::Gzip);
+    accept.enable(CompressionEncoding::Zstd);
+    accept
 }
 
 /// Concurrent streams one gRPC connection may have.

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::AppState;
-use crate::model::{SpanKind, TraceId};
+use crate::model::{Span, SpanKind, TraceId};
 use crate::query::jaeger_json::{self, Envelope};
 use crate::query::otlp_json;
 use crate::query::params::{self, ParamError};
@@ -264,14 +264,20 @@ async fn v3_trace(
     }
 }
 
+/// The traces `/api/v3/traces`' parameters find (also what `/api/v3/trace-summaries`
+/// summarises).
+async fn v3_find(state: &AppState, raw: Option<String>) -> Result<Vec<Vec<Span>>, V3Error> {
+    let pairs = params::pairs(raw.as_deref());
+    let q = params::parse_v3_query(&pairs, crate::clock::now_us(), state.settings.retention)?;
+    let query = state.query.clone();
+    Ok(blocking(move || query.search(DEFAULT_TENANT, &q)).await?)
+}
+
 async fn v3_search(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, V3Error> {
-    let pairs = params::pairs(raw.as_deref());
-    let q = params::parse_v3_query(&pairs, crate::clock::now_us(), state.settings.retention)?;
-    let query = state.query.clone();
-    let traces = blocking(move || query.search(DEFAULT_TENANT, &q)).await?;
+    let traces = v3_find(&state, raw).await?;
     let data = otlp_json::traces_data(traces.iter().flatten());
     Ok(Json(serde_json::json!({ "result": data })).into_response())
 }
@@ -282,17 +288,11 @@ async fn v3_summaries(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, V3Error> {
-    let pairs = params::pairs(raw.as_deref());
-    let q = params::parse_v3_query(&pairs, crate::clock::now_us(), state.settings.retention)?;
-    let query = state.query.clone();
-    let mut list = blocking(move || {
-        Ok(query
-            .search(DEFAULT_TENANT, &q)?
-            .iter()
-            .map(|spans| crate::query::summary::summarize(spans))
-            .collect::<Vec<_>>())
-    })
-    .await?;
+    let mut list: Vec<_> = v3_find(&state, raw)
+        .await?
+        .iter()
+        .map(|spans| crate::query::summary::summarize(spans))
+        .collect();
     crate::query::summary::sort(&mut list, crate::query::summary::Sort::Start);
     let data = otlp_json::trace_summaries(&list);
     Ok(Json(serde_json::json!({ "result": data })).into_response())

@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::task::{Context, Poll};
 
 use opentelemetry_proto::tonic::trace::v1::TracesData;
-use tonic::codec::{CompressionEncoding, EnabledCompressionEncodings};
+use tonic::codec::EnabledCompressionEncodings;
 use tonic::codegen::{http, BoxFuture, Service};
 use tonic::server::{NamedService, ServerStreamingService, UnaryService};
 use tonic::Status;
@@ -226,11 +226,11 @@ where
     Resp: prost::Message + Send + 'static,
     Req: prost::Message + Default + Send + 'static,
 {
-    let mut accept = EnabledCompressionEncodings::default();
-    accept.enable(CompressionEncoding::Gzip);
-    accept.enable(CompressionEncoding::Zstd);
     tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
-        .apply_compression_config(accept, EnabledCompressionEncodings::default())
+        .apply_compression_config(
+            super::grpc::accepted(),
+            EnabledCompressionEncodings::default(),
+        )
         .apply_max_message_size_config(Some(1 << 20), Some(state.settings.max_body_bytes))
 }
 

@@ -4,16 +4,14 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 
 use super::{text_error, AppState};
 use crate::cpu;
-use crate::pipeline::Partial;
 use crate::receive::{self, body, zipkin, zipkin_v1, ReceiveError};
-use crate::store::keys::DEFAULT_TENANT;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -93,16 +91,5 @@ async fn ingest(
             return text_error(e.code(), e.to_string());
         }
     };
-    state.metrics.received("zipkin", spans.len());
-    match state
-        .pipeline
-        .submit(DEFAULT_TENANT, spans, Partial::RejectBatch)
-        .await
-    {
-        Ok(_) => StatusCode::ACCEPTED.into_response(),
-        Err(e) => {
-            state.metrics.rejected_request("submit");
-            text_error(e.code(), e.to_string())
-        }
-    }
+    super::collector::accept_whole(&state, "zipkin", spans, None).await
 }
