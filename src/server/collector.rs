@@ -9,6 +9,7 @@ use axum::routing::post;
 use axum::Router;
 
 use super::{text_error, AppState};
+use crate::budget::Reservation;
 use crate::cpu;
 use crate::pipeline::Partial;
 use crate::receive::{self, body, jaeger_thrift};
@@ -58,29 +59,65 @@ async fn ingest(
     req_body: Body,
     invocation: Option<String>,
 ) -> Response {
+    let protocol = match receive::jaeger_protocol(header_str(&headers, header::CONTENT_TYPE)) {
+        Ok(p) => p,
+        Err(e) => return refused(&state, &e, "jaeger batch"),
+    };
+    let decode = move |bytes: &[u8], limits: &receive::Limits, mem: &mut Reservation| {
+        Ok(jaeger_thrift::decode_batch(bytes, protocol, limits, mem)?)
+    };
+    receive_whole(
+        &state,
+        &headers,
+        req_body,
+        ("jaeger_thrift", decode),
+        invocation.as_deref(),
+    )
+    .await
+}
+
+fn refused(state: &AppState, e: &receive::ReceiveError, what: &str) -> Response {
+    state.metrics.rejected_request(e.metric_reason());
+    tracing::debug!(error = %e, "{what} refused");
+    text_error(e.code(), e.to_string())
+}
+
+/// Read a body within its limits, decode it on the CPU pool with `decode` (charging the
+/// request's budget), and store it whole: what every HTTP receiver without a partial
+/// answer does (Jaeger thrift here, Zipkin).
+pub(super) async fn receive_whole<D>(
+    state: &AppState,
+    headers: &HeaderMap,
+    req_body: Body,
+    (format, decode): (&'static str, D),
+    invocation: Option<&str>,
+) -> Response
+where
+    D: FnOnce(
+            &[u8],
+            &receive::Limits,
+            &mut Reservation,
+        ) -> Result<Vec<crate::model::Span>, receive::ReceiveError>
+        + Send
+        + 'static,
+{
     let mut mem = state.budget.reserve();
     let result = async {
-        let protocol = receive::jaeger_protocol(header_str(&headers, header::CONTENT_TYPE))?;
-        let raw = body::read_request(req_body, &headers, state.body_limits(), &mut mem).await?;
+        let raw = body::read_request(req_body, headers, state.body_limits(), &mut mem).await?;
         let limits = state.settings.limits;
         cpu::run(raw.len(), move || {
             let bytes = raw.decode(&mut mem)?;
-            let spans = jaeger_thrift::decode_batch(&bytes, protocol, &limits, &mut mem)?;
+            let spans = decode(&bytes, &limits, &mut mem)?;
             Ok::<_, receive::ReceiveError>((spans, mem))
         })
         .await
     }
     .await;
     // held until the spans are stored: the budget counts them while they are in memory
-    let (spans, _mem) = match result {
-        Ok(decoded) => decoded,
-        Err(e) => {
-            state.metrics.rejected_request(e.metric_reason());
-            tracing::debug!(error = %e, "jaeger batch refused");
-            return text_error(e.code(), e.to_string());
-        }
-    };
-    accept_whole(&state, "jaeger_thrift", spans, invocation.as_deref()).await
+    match result {
+        Ok((spans, _mem)) => accept_whole(state, format, spans, invocation).await,
+        Err(e) => refused(state, &e, format),
+    }
 }
 
 /// Store a decoded batch whole (Jaeger's and Zipkin's APIs have no partial answer): 202

@@ -10,8 +10,8 @@ use axum::routing::post;
 use axum::Router;
 
 use super::{text_error, AppState};
-use crate::cpu;
-use crate::receive::{self, body, zipkin, zipkin_v1, ReceiveError};
+use crate::budget::Reservation;
+use crate::receive::{self, zipkin, zipkin_v1, ReceiveError};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -65,31 +65,13 @@ async fn ingest(
     req_body: Body,
     encoding: Encoding,
 ) -> Response {
-    let mut mem = state.budget.reserve();
-    let result = async {
-        let raw = body::read_request(req_body, &headers, state.body_limits(), &mut mem).await?;
-        let limits = state.settings.limits;
-        cpu::run(raw.len(), move || {
-            let bytes = raw.decode(&mut mem)?;
-            let spans = match encoding {
-                Encoding::V2Json => zipkin::decode_json_v2(&bytes, &limits, &mut mem)?,
-                Encoding::V2Proto => zipkin::decode_proto(&bytes, &limits, &mut mem)?,
-                Encoding::V1Json => zipkin_v1::decode_json_v1(&bytes, &limits, &mut mem)?,
-            };
-            drop(bytes);
-            Ok::<_, ReceiveError>((zipkin::to_model(spans), mem))
-        })
-        .await
-    }
-    .await;
-    // held until the spans are stored: the budget counts them while they are in memory
-    let (spans, _mem) = match result {
-        Ok(decoded) => decoded,
-        Err(e) => {
-            state.metrics.rejected_request(e.metric_reason());
-            tracing::debug!(error = %e, "zipkin spans refused");
-            return text_error(e.code(), e.to_string());
-        }
+    let decode = move |bytes: &[u8], limits: &receive::Limits, mem: &mut Reservation| {
+        let spans = match encoding {
+            Encoding::V2Json => zipkin::decode_json_v2(bytes, limits, mem)?,
+            Encoding::V2Proto => zipkin::decode_proto(bytes, limits, mem)?,
+            Encoding::V1Json => zipkin_v1::decode_json_v1(bytes, limits, mem)?,
+        };
+        Ok(zipkin::to_model(spans))
     };
-    super::collector::accept_whole(&state, "zipkin", spans, None).await
+    super::collector::receive_whole(&state, &headers, req_body, ("zipkin", decode), None).await
 }
