@@ -498,13 +498,19 @@ fn write_loop(
 }
 
 impl Pipeline {
-    /// Encode spans for the writer with the calls between services they complete.
+    /// Encode spans for the writer with the calls between services they complete, found
+    /// in the same job (on the CPU pool when there are many).
     async fn encode<S>(&self, tenant: Tenant, spans: S) -> EncodedBatch
     where
         S: AsRef<[Span]> + Send + 'static,
     {
-        let calls = Arc::new(self.edges.observe(spans.as_ref()));
-        encode(tenant, spans, calls).await
+        let edges = Arc::clone(&self.edges);
+        let size = spans.as_ref().len().saturating_mul(512);
+        crate::cpu::run(size, move || {
+            let calls = edges.observe(spans.as_ref());
+            encode_spans(tenant, spans.as_ref(), &calls)
+        })
+        .await
     }
 }
 
