@@ -27,6 +27,8 @@ pub const MIN_STEP_MS: u64 = 60_000;
 const MINUTE_MS: u64 = 60_000;
 /// Points one answer may have per series.
 const MAX_POINTS: u64 = 10_080;
+/// Minute aggregates one series' answer may fold (points × minutes of the rate window).
+const MAX_FOLDED_MINUTES: u64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Measure {
@@ -105,6 +107,14 @@ pub fn parse(
     if q.lookback_ms / q.step_ms > MAX_POINTS {
         return Err(ParamError(format!(
             "'lookback' / 'step' asks for more than {MAX_POINTS} points"
+        )));
+    }
+    // each point folds the minutes of its rate window: bound the work an answer costs
+    let points = q.lookback_ms / q.step_ms + 1;
+    let window = q.rate_per_ms / MINUTE_MS + 1;
+    if points.saturating_mul(window) > MAX_FOLDED_MINUTES {
+        return Err(ParamError(format!(
+            "'ratePer' over {points} points folds more than {MAX_FOLDED_MINUTES} minutes; use a shorter 'ratePer' or fewer points"
         )));
     }
     let measure = if endpoint == "latencies" {
@@ -286,6 +296,11 @@ mod tests {
             ("service=a&endTs=soon", "endTs"),
             ("service=a&groupByOperation=maybe", "groupByOperation"),
             ("service=a&lookback=100000000000&step=60000", "points"),
+            // a week of minute points, each over a week's rate window
+            (
+                "service=a&lookback=604800000&step=60000&ratePer=604800000",
+                "ratePer",
+            ),
         ] {
             assert!(p(bad, false).unwrap_err().0.contains(needle), "{bad}");
         }
