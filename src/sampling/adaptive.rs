@@ -14,6 +14,7 @@
 //! [`MAX_OPERATIONS`] operations are followed; later ones get the initial probability.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -153,6 +154,8 @@ pub struct Adaptive {
     rules: Arc<Rules>,
     /// service → operation → its state
     ops: Mutex<BTreeMap<String, BTreeMap<String, Op>>>,
+    /// Operations in `ops` (changed only under its lock), so a batch need not count them.
+    followed: AtomicUsize,
 }
 
 impl std::fmt::Debug for Adaptive {
@@ -170,7 +173,7 @@ impl Adaptive {
         rules: Arc<Rules>,
         saved: BTreeMap<String, BTreeMap<String, f64>>,
     ) -> Adaptive {
-        let ops = saved
+        let ops: BTreeMap<String, BTreeMap<String, Op>> = saved
             .into_iter()
             .map(|(service, ops)| {
                 let ops = ops
@@ -193,6 +196,7 @@ impl Adaptive {
         let a = Adaptive {
             opts,
             rules,
+            followed: AtomicUsize::new(ops.values().map(BTreeMap::len).sum()),
             ops: Mutex::new(ops),
         };
         a.install();
@@ -215,13 +219,14 @@ impl Adaptive {
             return;
         }
         let mut ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
-        let mut followed: usize = ops.values().map(BTreeMap::len).sum();
+        let mut followed = self.followed.load(Ordering::Relaxed);
         for ((service, op), n) in roots {
             let known = ops.get_mut(service).and_then(|m| m.get_mut(op));
             match known {
                 Some(o) => o.roots += n,
                 None if followed < MAX_OPERATIONS => {
                     followed += 1;
+                    self.followed.store(followed, Ordering::Relaxed);
                     ops.entry(service.to_owned()).or_default().insert(
                         op.to_owned(),
                         Op {
