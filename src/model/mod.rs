@@ -268,13 +268,20 @@ impl Span {
             Some(Value::Str(s)) => Some(s.clone()),
             _ => None,
         };
-        let code = match self.tag(keys::OTEL_STATUS_CODE) {
+        Status {
+            code: self.status_code(),
+            message,
+        }
+    }
+
+    /// [`Span::status`]'s code alone (no copy of the description).
+    pub fn status_code(&self) -> StatusCode {
+        match self.tag(keys::OTEL_STATUS_CODE) {
             Some(Value::Str(s)) if s == "ERROR" => StatusCode::Error,
             Some(Value::Str(s)) if s == "OK" => StatusCode::Ok,
             _ if self.is_error() => StatusCode::Error,
             _ => StatusCode::Unset,
-        };
-        Status { code, message }
+        }
     }
 
     /// Jaeger's error convention: a tag `error` that is true (bool or string).

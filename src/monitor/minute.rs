@@ -174,11 +174,16 @@ impl Minute {
     /// Count one span (a call of its service) in place: what the RED metrics of spans
     /// (`monitor::red`) aggregate, without a `Minute` per span.
     pub fn count_span(&mut self, latency_us: u64, failed: bool) {
+        self.count_in_bucket(latency_us, bucket_of(latency_us), failed);
+    }
+
+    /// [`Minute::count_span`] with the duration's bucket already known (one `ln` for a
+    /// span counted in two aggregates).
+    pub fn count_in_bucket(&mut self, latency_us: u64, b: u16, failed: bool) {
         self.invocations += 1;
         self.function_errors += u64::from(failed);
         self.latency_sum_us = self.latency_sum_us.saturating_add(latency_us);
         self.latency_max_us = self.latency_max_us.max(latency_us);
-        let b = bucket_of(latency_us);
         match self.latency.binary_search_by_key(&b, |e| e.0) {
             Ok(i) => self.latency[i].1 += 1,
             Err(i) => self.latency.insert(i, (b, 1)),

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use super::minute::Minute;
+use super::minute::{bucket_of, Minute};
 use super::MINUTE_US;
 use crate::model::{Span, SpanKind, StatusCode};
 use crate::store::{keys, EncodedBatch, Store, StoreError};
@@ -37,30 +37,30 @@ fn service_series(tenant: Tenant, service: &str, kind: SpanKind) -> Vec<u8> {
 
 /// Fold the server and consumer spans of `spans` into `batch`'s write.
 pub fn add_spans(batch: &mut EncodedBatch, tenant: Tenant, spans: &[Span]) {
-    let mut ops: HashMap<(&str, SpanKind, &str, u64), Minute> = HashMap::new();
+    // Each span is counted straight into its operation's and its service's aggregate
+    // (no merging of aggregates), grouped with foldhash: this runs for every span.
+    type Groups<K> = HashMap<K, Minute, foldhash::fast::RandomState>;
+    let mut ops: Groups<(&str, SpanKind, &str, u64)> = Groups::default();
+    let mut services: Groups<(&str, SpanKind, u64)> = Groups::default();
     for s in spans {
         let kind = s.kind();
         if !counted(kind) {
             continue;
         }
         let minute = s.start_time / MINUTE_US;
-        let failed = s.status().code == StatusCode::Error;
-        ops.entry((
-            s.process.service_name.as_str(),
-            kind,
-            s.operation_name.as_str(),
-            minute,
-        ))
-        .or_default()
-        .count_span(s.duration, failed);
+        let failed = s.status_code() == StatusCode::Error;
+        let bucket = bucket_of(s.duration);
+        let service = s.process.service_name.as_str();
+        ops.entry((service, kind, s.operation_name.as_str(), minute))
+            .or_default()
+            .count_in_bucket(s.duration, bucket, failed);
+        services
+            .entry((service, kind, minute))
+            .or_default()
+            .count_in_bucket(s.duration, bucket, failed);
     }
-    let mut services: HashMap<(&str, SpanKind, u64), Minute> = HashMap::new();
     let mut bytes = Vec::new();
     for ((service, kind, op, minute), m) in &ops {
-        services
-            .entry((service, *kind, *minute))
-            .or_default()
-            .merge(m);
         bytes.clear();
         m.encode(&mut bytes);
         let key = keys::metric_key(&op_series(tenant, service, *kind, op), *minute);

@@ -12,6 +12,10 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+// foldhash: keys come from clients but are hashed with a per-process seed, and it is several
+// times cheaper than SipHash on this per-span path.
+use foldhash::{HashMap as FastMap, HashMapExt};
+
 use crate::model::{Span, SpanId, TraceId};
 use crate::monitor::MINUTE_US;
 
@@ -42,16 +46,16 @@ fn hour_of(start_us: u64) -> u64 {
 
 /// Two generations of a bounded map.
 struct Generations<V> {
-    current: HashMap<u64, V>,
-    previous: HashMap<u64, V>,
+    current: FastMap<u64, V>,
+    previous: FastMap<u64, V>,
     cap: usize,
 }
 
 impl<V> Generations<V> {
     fn new(cap: usize) -> Self {
         Generations {
-            current: HashMap::new(),
-            previous: HashMap::new(),
+            current: FastMap::new(),
+            previous: FastMap::new(),
             cap,
         }
     }
@@ -64,13 +68,24 @@ impl<V> Generations<V> {
         self.current.remove(&k).or_else(|| self.previous.remove(&k))
     }
 
+    fn roll_if_full(&mut self, k: u64) {
+        if self.current.len() >= self.cap && !self.current.contains_key(&k) {
+            self.previous = std::mem::take(&mut self.current);
+        }
+    }
+
+    /// Set `k`; an older value left in the previous generation is shadowed, not removed
+    /// (one probe instead of two: most keys are new).
+    fn insert(&mut self, k: u64, v: V) {
+        self.roll_if_full(k);
+        self.current.insert(k, v);
+    }
+
     fn entry(&mut self, k: u64) -> &mut V
     where
         V: Default,
     {
-        if self.current.len() >= self.cap && !self.current.contains_key(&k) {
-            self.previous = std::mem::take(&mut self.current);
-        }
+        self.roll_if_full(k);
         let carried = self.previous.remove(&k);
         self.current
             .entry(k)
@@ -80,7 +95,7 @@ impl<V> Generations<V> {
 
 struct State {
     names: Vec<String>,
-    ids: HashMap<String, u32>,
+    ids: FastMap<String, u32>,
     /// span → its service
     seen: Generations<u32>,
     /// parent span → (child's service, child's hour) of children that came first
@@ -96,7 +111,7 @@ impl Default for Edges {
         Edges {
             state: Mutex::new(State {
                 names: Vec::new(),
-                ids: HashMap::new(),
+                ids: FastMap::new(),
                 seen: Generations::new(MAX_SEEN),
                 waiting: Generations::new(MAX_WAITING),
             }),
@@ -124,14 +139,24 @@ impl Edges {
     /// this batch), and from children that were waiting for them.
     pub fn observe(&self, spans: &[Span]) -> HashMap<Edge, u64> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut found: HashMap<(u32, u32, u64), u64> = HashMap::new();
+        let mut found: FastMap<(u32, u32, u64), u64> = FastMap::new();
         let mut ids = Vec::with_capacity(spans.len());
+        // a batch's spans mostly share one process: look its service up once
+        let mut last: Option<(*const crate::model::Process, Option<u32>)> = None;
         for s in spans {
-            let id = st.id(&s.process.service_name);
+            let ptr = std::sync::Arc::as_ptr(&s.process);
+            let id = match last {
+                Some((p, id)) if p == ptr => id,
+                _ => {
+                    let id = st.id(&s.process.service_name);
+                    last = Some((ptr, id));
+                    id
+                }
+            };
             ids.push(id);
             if let Some(id) = id {
                 let k = key(s.trace_id, s.span_id);
-                *st.seen.entry(k) = id;
+                st.seen.insert(k, id);
                 for (child, hour) in st.waiting.take(k).unwrap_or_default() {
                     if child != id {
                         *found.entry((id, child, hour)).or_default() += 1;
@@ -232,5 +257,12 @@ mod tests {
         assert!(g.current.len() <= 4 && g.previous.len() <= 4);
         assert_eq!(g.get(99), Some(&1));
         assert_eq!(g.get(0), None);
+        g.insert(99, 2);
+        assert_eq!(g.get(99), Some(&2));
+        for k in 100..200 {
+            g.insert(k, 3);
+        }
+        assert!(g.current.len() <= 4 && g.previous.len() <= 4);
+        assert_eq!((g.get(199), g.get(99)), (Some(&3), None));
     }
 }
