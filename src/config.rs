@@ -259,6 +259,8 @@ pub struct SamplingSection {
     #[serde(default)]
     pub tail: TailConfig,
     #[serde(default)]
+    pub intelligent: crate::sampling::intelligent::IntelligentConfig,
+    #[serde(default)]
     pub adaptive: crate::sampling::adaptive::AdaptiveFile,
 }
 
@@ -294,6 +296,8 @@ pub struct Settings {
     pub service_spans_per_second: f64,
     pub max_in_flight_spans: usize,
     pub tail_sampling: Option<TailSettings>,
+    /// Intelligent sampling for the gateway's fresh traces, when on.
+    pub gateway_intelligent: Option<crate::sampling::intelligent::IntelligentSettings>,
     /// Adaptive sampling's settings, when it is on (then there is no strategies file).
     pub adaptive: Option<crate::sampling::adaptive::AdaptiveOptions>,
     pub functions: Vec<FunctionSpec>,
@@ -375,7 +379,17 @@ impl Settings {
         if max_body_bytes == 0 {
             return Err(invalid("max_body_bytes", "must be greater than 0"));
         }
-        let tail_sampling = file.sampling.tail.check().map_err(ConfigError::Section)?;
+        let intelligent = file
+            .sampling
+            .intelligent
+            .check()
+            .map_err(ConfigError::Section)?;
+        let tail_sampling = file
+            .sampling
+            .tail
+            .check(&intelligent)
+            .map_err(ConfigError::Section)?;
+        let gateway_intelligent = file.sampling.intelligent.gateway.then_some(intelligent);
         let adaptive = crate::sampling::adaptive::AdaptiveOptions::resolve(
             &args.adaptive,
             &file.sampling.adaptive,
@@ -615,6 +629,7 @@ impl Settings {
                 .clone()
                 .or(file.sampling_strategies),
             tail_sampling,
+            gateway_intelligent,
             adaptive,
             platform_tracing_service: args
                 .platform_tracing_service

@@ -90,6 +90,7 @@ pub struct Metrics {
     alarm_reloads: Family<OutcomeLabel, Counter>,
     sampling_rules_ok: prometheus_client::metrics::gauge::Gauge,
     tail_traces: Family<TailLabel, Counter>,
+    gateway_sampled: Family<TailLabel, Counter>,
     tail_held_spans: prometheus_client::metrics::gauge::Gauge,
     store_memory: Family<KindLabel, prometheus_client::metrics::gauge::Gauge>,
     compactions_running: prometheus_client::metrics::gauge::Gauge,
@@ -245,6 +246,12 @@ impl Metrics {
             "Traces decided by tail sampling, by class and decision",
             tail_traces.clone(),
         );
+        let gateway_sampled = Family::<TailLabel, Counter>::default();
+        registry.register(
+            "gateway_sampling_traces",
+            "Fresh traces the gateway's intelligent sampling decided, by URL class and decision",
+            gateway_sampled.clone(),
+        );
         let tail_held_spans = prometheus_client::metrics::gauge::Gauge::default();
         registry.register(
             "tail_sampling_held_spans",
@@ -288,6 +295,7 @@ impl Metrics {
             background_write_retries,
             background_writes_failed,
             tail_traces,
+            gateway_sampled,
             tail_held_spans,
             store_memory,
             compactions_running,
@@ -468,6 +476,13 @@ impl Metrics {
     pub fn tail_decided(&self, class: &'static str, keep: bool) {
         let decision = if keep { "kept" } else { "dropped" };
         self.tail_traces
+            .get_or_create(&TailLabel { class, decision })
+            .inc();
+    }
+
+    pub fn gateway_sampled(&self, class: &'static str, keep: bool) {
+        let decision = if keep { "kept" } else { "dropped" };
+        self.gateway_sampled
             .get_or_create(&TailLabel { class, decision })
             .inc();
     }

@@ -263,7 +263,7 @@ impl Pipeline {
         }
         if let Some(tail) = &self.tail {
             // Held until their trace is decided: acknowledged now, written if kept.
-            let (now, early) = tail.offer(spans, Instant::now(), minute());
+            let (now, early) = tail.offer(spans, Instant::now(), crate::clock::now_us());
             self.metrics.tail_held(tail.held_spans());
             drop(in_flight);
             // Traces decided early to make room are other callers' spans: their write
@@ -326,35 +326,20 @@ impl Pipeline {
     }
 
     /// Decide held traces as their windows pass, until `stop`; then decide the rest.
-    /// Quotas shrink with the daemon's CPU use, measured here.
     pub async fn tail_loop(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let Some(tail) = self.tail.clone() else {
             return;
         };
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1) as f64;
-        let mut last = (
-            Instant::now(),
-            crate::sampling::tail::process_cpu_seconds().unwrap_or(0.0),
-        );
         loop {
             let stopping = tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => false,
                 _ = stop.wait_for(|s| *s) => true,
             };
             let now = Instant::now();
-            if let Some(cpu) = crate::sampling::tail::process_cpu_seconds() {
-                let wall = now.duration_since(last.0).as_secs_f64();
-                if wall >= 1.0 {
-                    tail.set_cpu((cpu - last.1) / wall / cores);
-                    last = (now, cpu);
-                }
-            }
             let decided = if stopping {
-                tail.drain(minute())
+                tail.drain(crate::clock::now_us())
             } else {
-                tail.due(now, minute())
+                tail.due(now, crate::clock::now_us())
             };
             self.metrics.tail_held(tail.held_spans());
             self.write_decided_in_background(DEFAULT_TENANT, decided)
@@ -540,9 +525,4 @@ pub fn encode_spans(
     crate::monitor::red::add_spans(&mut batch, tenant, spans);
     crate::monitor::red::add_edges(&mut batch, tenant, calls);
     batch
-}
-
-/// The current minute since the epoch: tail-sampling quotas are per minute.
-fn minute() -> u64 {
-    crate::clock::now_us() / 60_000_000
 }

@@ -20,6 +20,7 @@ use base64::Engine;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::model::{SpanContext, SpanId, TraceId};
+use crate::sampling::intelligent::Class;
 use crate::sampling::HeadSampler;
 
 pub const CONTEXT_HEADER: &str = "x-fc-tracing-opentracing-span-context";
@@ -51,6 +52,10 @@ pub struct TraceDecision {
     /// The caller's W3C `tracestate`, passed on unchanged.
     pub tracestate: Option<String>,
     pub warnings: Vec<String>,
+    /// The call's URL for intelligent sampling's statistics (when it is on).
+    pub url: Option<String>,
+    /// The URL's class, when intelligent sampling made the decision.
+    pub class: Option<Class>,
 }
 
 /// A context one inbound format carried: ids when it had them, and its sampling decision
@@ -71,6 +76,7 @@ pub fn decide_trace(
     headers: &HeaderMap,
     sampler: &HeadSampler,
     platform_service: &str,
+    route: &str,
 ) -> TraceDecision {
     type Reader = fn(&HeaderMap) -> Option<Result<Inbound, String>>;
     let readers: [(&'static str, Reader); 6] = [
@@ -104,9 +110,22 @@ pub fn decide_trace(
     };
     // 64-bit trace ids for fresh traces, as function platforms write them.
     let trace_id = ids.map_or_else(|| TraceId(fastrand::u64(1..) as u128), |i| i.0);
+    let url = sampler
+        .intelligent()
+        .map(|_| format!("{platform_service} {route}"));
+    let mut class = None;
     let sampled = debug
-        || sampled.unwrap_or_else(|| sampler.decide(platform_service, "InvokeFunction", trace_id));
+        || sampled.unwrap_or_else(|| match (sampler.intelligent(), &url) {
+            (Some(i), Some(url)) => {
+                let (c, keep) = i.decide(url, crate::clock::now_us());
+                class = Some(c);
+                keep
+            }
+            _ => sampler.decide(platform_service, "InvokeFunction", trace_id),
+        });
     TraceDecision {
+        url,
+        class,
         trace_id,
         caller: ids.map(|i| i.1),
         sampled,

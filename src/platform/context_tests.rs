@@ -21,7 +21,7 @@ fn decide(pairs: &[(&str, &str)]) -> (u128, Option<u64>, bool, Option<&'static s
     // a sampler that has already spent its one trace a second: fresh traces are not sampled
     let sampler = HeadSampler::new(Arc::new(Rules::load(None).unwrap()));
     sampler.decide("FC:s/f", "InvokeFunction", TraceId(9));
-    let d = decide_trace(&headers(pairs), &sampler, "FC:s/f");
+    let d = decide_trace(&headers(pairs), &sampler, "FC:s/f", "invoke");
     (
         d.trace_id.0,
         d.caller.map(|s| s.0),
@@ -210,6 +210,7 @@ fn outbound_context_in_both_forms() {
         ]),
         &sampler,
         "FC:s/f",
+        "invoke",
     );
     let mut h = HeaderMap::new();
     let items = vec![("k".to_owned(), "a b,c".to_owned())];
@@ -226,7 +227,7 @@ fn outbound_context_in_both_forms() {
         "4bf92f3577b34da6a3ce929d0e0e4736:0000000000000abc:0000000000000def:1"
     );
     // a fresh 64-bit trace is zero-padded to W3C's 32 digits
-    let fresh = decide_trace(&HeaderMap::new(), &sampler, "FC:s/g");
+    let fresh = decide_trace(&HeaderMap::new(), &sampler, "FC:s/g", "invoke");
     let mut h = HeaderMap::new();
     outbound(&mut h, &fresh, SpanId(1), SpanId(2), 0, &[]);
     let tp = h.get("traceparent").unwrap().to_str().unwrap();

@@ -78,6 +78,19 @@ pub enum Trigger {
     },
 }
 
+impl Trigger {
+    /// What intelligent sampling calls the call's URL within its function: the HTTP path
+    /// without its query, or `invoke` for an event.
+    pub fn route(&self) -> &str {
+        match self {
+            Trigger::Event => "invoke",
+            Trigger::Http { path_and_query, .. } => {
+                path_and_query.split('?').next().unwrap_or(path_and_query)
+            }
+        }
+    }
+}
+
 pub struct InvokeRequest {
     pub service: String,
     pub function: String,
@@ -286,6 +299,21 @@ impl Platform {
         (self.max_concurrent - self.limit.available_permits()) as u64
     }
 
+    /// The trace `req` belongs to and whether it is sampled; intelligent sampling's
+    /// decisions are counted per URL class.
+    fn decide_trace(&self, req: &InvokeRequest, spec: &FunctionSpec) -> context::TraceDecision {
+        let d = decide_trace(
+            &req.headers,
+            &self.sampler,
+            &spec.platform_service(),
+            req.trigger.route(),
+        );
+        if let Some(c) = d.class {
+            self.metrics.gateway_sampled(c.as_str(), d.sampled);
+        }
+        d
+    }
+
     /// Count a call refused before it reached a function (unknown function, bad event):
     /// a client error, for its function when it exists, else for the region alone.
     pub fn refused(&self, service: &str, function: &str, latency: Duration) {
@@ -331,7 +359,7 @@ impl Platform {
         // Held until the call is answered: the platform-wide limit.
         let permit = Arc::clone(&self.limit).try_acquire_owned().ok();
         let platform_concurrent = self.running();
-        let decision = decide_trace(&req.headers, &self.sampler, &spec.platform_service());
+        let decision = self.decide_trace(&req, spec);
         let mut baggage = baggage(&req.headers);
         // how often this call chain has come through the function, this call included,
         // carried to the function in the baggage it passes on

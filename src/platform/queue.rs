@@ -21,7 +21,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::context::{decide_trace, random_span_id, CONTEXT_HEADER};
+use super::context::{random_span_id, CONTEXT_HEADER};
 use super::functions::Destination;
 use super::{InvokeError, InvokeRequest, Platform, Trigger};
 use crate::clock::now_us;
@@ -116,7 +116,7 @@ impl Platform {
             self.refused(&req.service, &req.function, Duration::ZERO);
             return Err(InvokeError::NotFound(req.service, req.function));
         };
-        let decision = decide_trace(&req.headers, &self.sampler, &pool.spec.platform_service());
+        let decision = self.decide_trace(&req, &pool.spec);
         let q = Queued {
             service: req.service,
             function: req.function,

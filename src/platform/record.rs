@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::context::TraceDecision;
 use super::functions::FunctionSpec;
 use super::{error_type, Platform};
+use crate::clock::now_us;
 use crate::model::{InvocationRecord, SpanContext, SpanId};
 use crate::monitor::minute::{Call, Outcome};
 use crate::monitor::Function as MonitoredFunction;
@@ -36,6 +37,10 @@ impl Platform {
             flags,
         };
         let outcome = outcome_of(o.error_type);
+        if let (Some(i), Some(url)) = (self.sampler.intelligent(), &decision.url) {
+            let failed = matches!(outcome, Outcome::FunctionError | Outcome::ServerError);
+            i.observe(url, now_us(), failed, duration.as_micros() as u64);
+        }
         let rec = InvocationRecord {
             service: spec.service.clone(),
             function: spec.name.clone(),
@@ -121,12 +126,12 @@ pub(super) fn monitor_function(spec: &FunctionSpec) -> MonitoredFunction {
     }
 }
 
-/// How a call ended, for the metrics, from its error type: the function's own failures
-/// (an initializer that fails is the function's code), the platform's (no instance
-/// started) and throttles.
 /// The error type of a call stopped by the recursion guard.
 pub(super) const RECURSION_ERROR: &str = "RecursiveInvocationException";
 
+/// How a call ended, for the metrics, from its error type: the function's own failures
+/// (an initializer that fails is the function's code), the platform's (no instance
+/// started) and throttles.
 pub(super) fn outcome_of(error_type: Option<&str>) -> Outcome {
     match error_type {
         None => Outcome::Ok,

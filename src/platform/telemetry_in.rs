@@ -567,6 +567,8 @@ impl Platform {
             format: None,
             tracestate: None,
             warnings: Vec::new(),
+            url: None,
+            class: None,
         };
         self.record(
             &spec,

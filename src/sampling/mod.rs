@@ -6,6 +6,7 @@
 //! This module stores nothing and does not see spans.
 
 pub mod adaptive;
+pub mod intelligent;
 mod lenient;
 pub mod strategies;
 pub mod tail;
@@ -159,6 +160,8 @@ pub struct HeadSampler {
     /// (Function Compute's tracing service, `fc-tracing`).
     platform_service: String,
     buckets: Mutex<(u64, HashMap<String, TokenBucket>)>,
+    /// Intelligent sampling instead of the rules, for the gateway's fresh traces.
+    intelligent: Option<intelligent::Intelligent>,
 }
 
 /// Jaeger's probabilistic decision: the low 63 bits of the trace id under a boundary.
@@ -173,7 +176,21 @@ impl HeadSampler {
             rules,
             platform_service: DEFAULT_PLATFORM_SERVICE.to_owned(),
             buckets: Mutex::new((u64::MAX, HashMap::new())),
+            intelligent: None,
         }
+    }
+
+    /// Decide the platform's fresh traces by intelligent sampling (`intelligent`) instead.
+    pub fn with_intelligent(mut self, settings: intelligent::IntelligentSettings) -> Self {
+        self.intelligent = Some(intelligent::Intelligent::new(
+            settings,
+            intelligent::Cpu::process(),
+        ));
+        self
+    }
+
+    pub fn intelligent(&self) -> Option<&intelligent::Intelligent> {
+        self.intelligent.as_ref()
     }
 
     /// Fall back to `service`'s rule (before the default) for the platform's decisions.

@@ -162,10 +162,12 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         Arc::clone(&metrics),
         Some(Arc::clone(&stitcher) as Arc<dyn crate::pipeline::Stitch>),
     );
-    let sampler = Arc::new(
-        HeadSampler::new(Arc::clone(&rules))
-            .with_platform_service(&settings.platform_tracing_service),
-    );
+    let mut sampler = HeadSampler::new(Arc::clone(&rules))
+        .with_platform_service(&settings.platform_tracing_service);
+    if let Some(i) = &settings.gateway_intelligent {
+        sampler = sampler.with_intelligent(i.clone());
+    }
+    let sampler = Arc::new(sampler);
     let alarm_rules = match &settings.alarms {
         None => Vec::new(),
         Some(path) => std::fs::read_to_string(path)

@@ -1,6 +1,7 @@
 """A stdlib-only function for the gateway tests: the event says how to behave.
 
-ok -> 200; crash -> 500; notfound -> 200 with x-fc-status: 404; sleep -> sleeps 30 s;
+ok -> 200; crash -> 500; notfound -> 200 with x-fc-status: 404; slow -> 200 after
+0.25 s; sleep -> sleeps 30 s;
 oom -> holds 400 MB; headers -> echoes the request headers as JSON. POST /initialize
 answers 200 after a short pause.
 """
@@ -38,6 +39,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(500, {"error": "boom"})
         if event == "notfound":
             return self.reply(200, {"error": "no such thing"}, [("x-fc-status", "404")])
+        if event == "slow":
+            time.sleep(0.25)
         if event == "sleep":
             time.sleep(30)
         if event == "oom":
