@@ -51,6 +51,10 @@ pub struct InvocationRecord {
     pub ip_address: String,
     /// The function's instances when the call started.
     pub active_instances: u64,
+    /// `Provision` when it ran on a provisioned instance, `OnDemand` on another; "" when
+    /// it ran on none.
+    #[serde(default)]
+    pub resource_mode: String,
     /// Which attempt of an asynchronous call this was (1 for synchronous calls).
     #[serde(default = "one")]
     pub attempt: u32,

@@ -241,6 +241,38 @@ pub const BASES: &[Base] = &[
         value: |m| (m.invocations > 0).then_some(m.max_instances as f64),
     },
     Base {
+        name: "ProvisionedCurrentInstance",
+        unit: "count",
+        meaning: "most provisioned instances seen (counted each second, and at each call)",
+        value: |m| Some(m.max_provisioned_instances as f64),
+    },
+    Base {
+        name: "ProvisionInvocations",
+        unit: "count",
+        meaning: "calls that ran on provisioned instances",
+        value: |m| Some(m.provision_invocations as f64),
+    },
+    Base {
+        name: "ProvisionSpilloverInvocations",
+        unit: "count",
+        meaning: "calls of functions with provisioning that ran on on-demand instances",
+        value: |m| Some(m.spillover_invocations as f64),
+    },
+    Base {
+        name: "ProvisionedConcurrentRequests",
+        unit: "count",
+        meaning: "most calls running on provisioned instances at once (at a call's start)",
+        value: |m| (m.invocations > 0).then_some(m.max_provisioned_concurrent as f64),
+    },
+    Base {
+        name: "ProvisionUtilization",
+        unit: "ratio",
+        meaning: "largest share of the provisioned instances' slots in use (at a call's start)",
+        value: |m| {
+            (m.invocations > 0).then_some(m.max_provision_utilization_permille as f64 / 1000.0)
+        },
+    },
+    Base {
         name: "Cost",
         unit: "MB*ms",
         meaning: "memory limit times billed time (the run, rounded up to the ms), summed",

@@ -2,7 +2,10 @@
 //! platform's own: `Invocations`, `Errors`, `Throttles`, `Duration`,
 //! `ConcurrentExecutions`, `UnreservedConcurrentExecutions`, `AsyncEventsReceived`,
 //! `AsyncEventAge`, `AsyncEventsDropped`, `DestinationDeliveryFailures`,
-//! `DeadLetterErrors`, `RecursiveInvocationsDropped`.
+//! `DeadLetterErrors`, `RecursiveInvocationsDropped`, and for provisioned instances
+//! `ProvisionedConcurrencyInvocations`, `ProvisionedConcurrencySpilloverInvocations` (also
+//! as `SpilloverInvocations`), `ProvisionedConcurrentExecutions` and
+//! `ProvisionedConcurrencyUtilization`.
 //!
 //! A name has no level prefix: the dimensions given pick the level (a function, a
 //! service, or the region), as CloudWatch's `FunctionName` dimension does. Each has the
@@ -120,6 +123,31 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "RecursiveInvocationsDropped",
         stats: &[("Sum", Stat::Same("RecursiveInvocationsDropped"))],
+        region_only: false,
+    },
+    Metric {
+        name: "ProvisionedConcurrencyInvocations",
+        stats: &[("Sum", Stat::Same("ProvisionInvocations"))],
+        region_only: false,
+    },
+    Metric {
+        name: "ProvisionedConcurrencySpilloverInvocations",
+        stats: &[("Sum", Stat::Same("ProvisionSpilloverInvocations"))],
+        region_only: false,
+    },
+    Metric {
+        name: "SpilloverInvocations",
+        stats: &[("Sum", Stat::Same("ProvisionSpilloverInvocations"))],
+        region_only: false,
+    },
+    Metric {
+        name: "ProvisionedConcurrentExecutions",
+        stats: &[("Maximum", Stat::Same("ProvisionedConcurrentRequests"))],
+        region_only: false,
+    },
+    Metric {
+        name: "ProvisionedConcurrencyUtilization",
+        stats: &[("Maximum", Stat::Same("ProvisionUtilization"))],
         region_only: false,
     },
 ];

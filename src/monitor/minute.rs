@@ -9,9 +9,13 @@ use prost::encoding::{decode_varint, encode_varint};
 
 /// Histogram buckets grow by this factor: a percentile is within ~4 % of a real value.
 const GROWTH: f64 = 1.04;
-/// The first byte of an encoded aggregate (3: recursive calls dropped; 2, without them,
-/// and 1, without the asynchronous-call counts either, are still read).
-const VERSION: u8 = 3;
+/// The first byte of an encoded aggregate (4: provisioned instances; 3, without them, 2,
+/// without recursive calls dropped, and 1, without the asynchronous-call counts either,
+/// are still read).
+const VERSION: u8 = 4;
+/// Counts and maxima an aggregate of version 3 has.
+const V3_SUMS: usize = 18;
+const V3_MAXIMA: usize = 8;
 /// Counts and maxima an aggregate of version 2 has.
 const V2_SUMS: usize = 17;
 const V2_MAXIMA: usize = 8;
@@ -41,6 +45,16 @@ pub struct Call {
     /// Billed time: the function's run rounded up to the millisecond (0 when it never
     /// ran).
     pub billed_ms: u64,
+    /// It ran on a provisioned instance.
+    pub provisioned: bool,
+    /// It ran on an on-demand instance of a function that has provisioning.
+    pub spillover: bool,
+    /// The function's provisioned instances, and the calls running on them, when it
+    /// started (itself included when it is one of them).
+    pub provisioned_instances: u64,
+    pub provisioned_running: u64,
+    /// Those calls over the provisioned slots, in thousandths.
+    pub provision_utilization_permille: u64,
 }
 
 /// What one step of an asynchronous call adds to its minute.
@@ -108,6 +122,15 @@ pub struct Minute {
     pub destination_errors: u64,
     /// Calls stopped as part of a recursive loop (they never ran: not invocations).
     pub recursion_dropped: u64,
+    /// Calls that ran on provisioned instances, and on on-demand ones of a function with
+    /// provisioning (spillover).
+    pub provision_invocations: u64,
+    pub spillover_invocations: u64,
+    /// Provisioned instances, calls running on them, and those calls over their slots
+    /// (thousandths): the largest seen.
+    pub max_provisioned_instances: u64,
+    pub max_provisioned_concurrent: u64,
+    pub max_provision_utilization_permille: u64,
     /// (bucket, calls), sorted by bucket, no zero counts.
     pub latency: Vec<(u16, u64)>,
 }
@@ -149,6 +172,11 @@ impl Minute {
             max_concurrent: call.concurrent,
             max_instances: call.instances,
             cost_mb_ms: call.memory_limit_mb.saturating_mul(call.billed_ms),
+            provision_invocations: u64::from(call.provisioned),
+            spillover_invocations: u64::from(call.spillover),
+            max_provisioned_instances: call.provisioned_instances,
+            max_provisioned_concurrent: call.provisioned_running,
+            max_provision_utilization_permille: call.provision_utilization_permille,
             ..Minute::default()
         };
         match call.outcome {
@@ -250,7 +278,7 @@ impl Minute {
         self.latency = merged;
     }
 
-    fn sums(&self) -> [u64; 18] {
+    fn sums(&self) -> [u64; 20] {
         [
             self.invocations,
             self.function_errors,
@@ -270,10 +298,12 @@ impl Minute {
             self.destinations_ok,
             self.destination_errors,
             self.recursion_dropped,
+            self.provision_invocations,
+            self.spillover_invocations,
         ]
     }
 
-    fn sums_mut(&mut self) -> [&mut u64; 18] {
+    fn sums_mut(&mut self) -> [&mut u64; 20] {
         [
             &mut self.invocations,
             &mut self.function_errors,
@@ -293,10 +323,12 @@ impl Minute {
             &mut self.destinations_ok,
             &mut self.destination_errors,
             &mut self.recursion_dropped,
+            &mut self.provision_invocations,
+            &mut self.spillover_invocations,
         ]
     }
 
-    fn maxima(&self) -> [u64; 8] {
+    fn maxima(&self) -> [u64; 11] {
         [
             self.latency_max_us,
             self.init_max_us,
@@ -306,10 +338,13 @@ impl Minute {
             self.max_instances,
             self.async_wait_max_us,
             self.async_backlog_max,
+            self.max_provisioned_instances,
+            self.max_provisioned_concurrent,
+            self.max_provision_utilization_permille,
         ]
     }
 
-    fn maxima_mut(&mut self) -> [&mut u64; 8] {
+    fn maxima_mut(&mut self) -> [&mut u64; 11] {
         [
             &mut self.latency_max_us,
             &mut self.init_max_us,
@@ -319,6 +354,9 @@ impl Minute {
             &mut self.max_instances,
             &mut self.async_wait_max_us,
             &mut self.async_backlog_max,
+            &mut self.max_provisioned_instances,
+            &mut self.max_provisioned_concurrent,
+            &mut self.max_provision_utilization_permille,
         ]
     }
 
@@ -366,6 +404,7 @@ impl Minute {
         let (sums, maxima) = match version {
             1 => (V1_SUMS, V1_MAXIMA),
             2 => (V2_SUMS, V2_MAXIMA),
+            3 => (V3_SUMS, V3_MAXIMA),
             VERSION => (usize::MAX, usize::MAX),
             _ => return None,
         };
@@ -487,6 +526,45 @@ mod tests {
         }
         .encode(&mut now);
         assert_eq!(Minute::decode(&now).unwrap().recursion_dropped, 2);
+    }
+
+    #[test]
+    fn version_3_aggregates_are_still_read() {
+        // version 3: 18 sums (recursion count last), 8 maxima (backlog last), 1 bucket
+        let mut v3 = vec![3u8, 4];
+        v3.extend([0u8; 16]);
+        v3.push(9);
+        v3.extend([0u8, 0, 0, 0, 0, 0, 0, 6]);
+        v3.extend([1, 10, 4]);
+        let m = Minute::decode(&v3).unwrap();
+        assert_eq!(
+            (m.invocations, m.recursion_dropped, m.async_backlog_max),
+            (4, 9, 6)
+        );
+        assert_eq!(
+            (m.provision_invocations, m.max_provisioned_instances),
+            (0, 0)
+        );
+        assert_eq!(m.latency, vec![(10, 4)]);
+        // today's writes provisioning after the other sums and maxima
+        let call = Call {
+            provisioned: true,
+            provisioned_instances: 2,
+            provisioned_running: 1,
+            provision_utilization_permille: 500,
+            ..Call::default()
+        };
+        let back = Minute::decode(&Minute::of(&call).to_bytes()).unwrap();
+        assert_eq!(
+            (
+                back.provision_invocations,
+                back.spillover_invocations,
+                back.max_provisioned_instances,
+                back.max_provisioned_concurrent,
+                back.max_provision_utilization_permille
+            ),
+            (1, 0, 2, 1, 500)
+        );
     }
 
     #[test]

@@ -67,18 +67,20 @@ pub fn add_call(
     batch.add_metric(&keys::metric_key(&series, minute), &region.to_bytes());
 }
 
-/// Put what one step of an asynchronous call adds to its function's, service's and the
-/// region's minute into `batch`.
-pub fn add_async(
+/// Merge `agg` into the minute of `at_us` at each of `levels` for `function` (its
+/// service, or nothing, at the coarser levels), in `batch`'s write: what one step of an
+/// asynchronous call adds (at every level), or a count of provisioned instances.
+pub fn add_aggregate(
     batch: &mut EncodedBatch,
     tenant: Tenant,
+    levels: &[Level],
     function: &Function,
     at_us: u64,
-    step: minute::AsyncStep,
+    agg: &Minute,
 ) {
     let minute = at_us / MINUTE_US;
-    let bytes = Minute::of_async(step).to_bytes();
-    for level in Level::ALL {
+    let bytes = agg.to_bytes();
+    for &level in levels {
         let series = keys::metric_series(tenant, level.tag(), &dims(level, function));
         batch.add_metric(&keys::metric_key(&series, minute), &bytes);
     }

@@ -379,16 +379,17 @@ impl Pipeline {
         self.submit_batch(batch).await
     }
 
-    /// Count one step of an asynchronous call in the per-minute metrics.
-    pub async fn submit_async_step(
+    /// Merge an aggregate into the per-minute metrics at `levels` (`monitor::add_aggregate`).
+    pub async fn submit_aggregate(
         &self,
         tenant: Tenant,
+        levels: &[crate::monitor::catalog::Level],
         function: &crate::monitor::Function,
         at_us: u64,
-        step: crate::monitor::minute::AsyncStep,
+        agg: &crate::monitor::minute::Minute,
     ) -> Result<(), SubmitError> {
         let mut batch = EncodedBatch::empty(tenant);
-        crate::monitor::add_async(&mut batch, tenant, function, at_us, step);
+        crate::monitor::add_aggregate(&mut batch, tenant, levels, function, at_us, agg);
         self.submit_batch(batch).await
     }
 

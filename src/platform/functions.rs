@@ -40,6 +40,13 @@ pub struct RawFunction {
     pub max_recursion_depth: Option<u32>,
     pub on_success: Option<String>,
     pub on_failure: Option<String>,
+    /// Instances kept started ahead of traffic (`provision`), by schedule windows
+    /// (`[[functions.provision_schedule]]`: `start`, `end` as `HH:MM` UTC, `instances`),
+    /// and scaled up to keep running calls at a fraction of their slots.
+    pub provisioned_instances: Option<u32>,
+    pub provision_schedule: Option<Vec<super::provision::RawWindow>>,
+    pub provision_target_utilization: Option<f64>,
+    pub provision_max_instances: Option<u32>,
 }
 
 /// Where an asynchronous call's outcome is sent.
@@ -136,6 +143,7 @@ pub struct FunctionSpec {
     pub max_recursion_depth: u32,
     pub on_success: Option<Destination>,
     pub on_failure: Option<Destination>,
+    pub provision: super::provision::Provision,
 }
 
 impl FunctionSpec {
@@ -286,7 +294,16 @@ pub fn check(raw: &[RawFunction]) -> Result<Vec<FunctionSpec>, FunctionError> {
                     .transpose()
                     .map_err(|m| err(field, m))
             };
+            let provision = super::provision::Provision::check(
+                f.provisioned_instances,
+                f.provision_schedule.as_deref(),
+                f.provision_target_utilization,
+                f.provision_max_instances,
+                max_instances,
+            )
+            .map_err(|(field, m)| err(field, m))?;
             Ok(FunctionSpec {
+                provision,
                 async_retries,
                 max_event_age,
                 max_recursion_depth: f.max_recursion_depth.unwrap_or(16),

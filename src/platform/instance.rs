@@ -67,6 +67,8 @@ pub struct Instance {
     in_flight: AtomicU32,
     last_used: Mutex<Instant>,
     dead: AtomicBool,
+    /// Kept started ahead of traffic (`provision`): never reaped while it is.
+    provisioned: AtomicBool,
     /// Bytes the gateway sent the instance (request bodies) and received from it
     /// (response bodies): its network traffic as the platform sees it.
     pub rx_bytes: AtomicU64,
@@ -92,6 +94,10 @@ impl Instance {
 
     pub fn pid(&self) -> Option<u32> {
         self.pid
+    }
+
+    pub fn is_provisioned(&self) -> bool {
+        self.provisioned.load(Ordering::SeqCst)
     }
 
     /// Kill the process (if any) and keep the instance from being used again.
@@ -174,7 +180,10 @@ impl Pool {
             let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
             instances.retain(|i| !i.exited());
             let limit = self.spec.instance_concurrency;
-            for i in instances.iter() {
+            // provisioned instances first: they are there to take calls
+            let (provisioned, on_demand): (Vec<_>, Vec<_>) =
+                instances.iter().partition(|i| i.is_provisioned());
+            for i in provisioned.into_iter().chain(on_demand) {
                 let taken = i
                     .in_flight
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -237,13 +246,65 @@ impl Pool {
                 .unwrap_or_else(|e| e.into_inner())
                 .elapsed()
                 < idle;
-            let keep = !i.exited() && (busy || fresh);
+            let keep = !i.exited() && (busy || fresh || i.is_provisioned());
             if !keep {
                 i.kill();
             }
             keep
         });
         before - instances.len()
+    }
+
+    /// Provisioned instances alive now, and calls running on them.
+    pub fn provisioned_load(&self) -> (u64, u64) {
+        let instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+        instances
+            .iter()
+            .filter(|i| i.is_provisioned() && !i.exited())
+            .fold((0, 0), |(n, calls), i| {
+                (n + 1, calls + u64::from(i.in_flight.load(Ordering::SeqCst)))
+            })
+    }
+
+    /// Provisioned instances alive now.
+    pub fn provisioned(&self) -> u64 {
+        self.provisioned_load().0
+    }
+
+    /// Bring the provisioned instances to `target`: start the missing ones (within
+    /// `max_instances`), or make idle ones beyond it on-demand.
+    pub async fn provision(&self, target: u32) -> Result<(), AcquireError> {
+        loop {
+            {
+                let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+                instances.retain(|i| !i.exited());
+                let mut have = instances.iter().filter(|i| i.is_provisioned()).count() as u32;
+                for i in instances.iter() {
+                    if have > target && i.is_provisioned() && i.running() == 0 {
+                        i.provisioned.store(false, Ordering::SeqCst);
+                        have -= 1;
+                    }
+                }
+                let total = instances.len() as u32 + self.starting.load(Ordering::SeqCst);
+                if have >= target || total >= self.spec.max_instances {
+                    return Ok(());
+                }
+                // an idle on-demand instance is provisioned before a new one is started
+                if let Some(i) = instances.iter().find(|i| !i.is_provisioned()) {
+                    i.provisioned.store(true, Ordering::SeqCst);
+                    continue;
+                }
+                self.starting.fetch_add(1, Ordering::SeqCst);
+            }
+            let started = self.start_instance().await;
+            self.starting.fetch_sub(1, Ordering::SeqCst);
+            let (instance, _cold) = started?;
+            instance.provisioned.store(true, Ordering::SeqCst);
+            self.instances
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Arc::new(instance));
+        }
     }
 
     /// Stop every instance (shutdown).
@@ -309,6 +370,7 @@ impl Pool {
             in_flight: AtomicU32::new(0),
             last_used: Mutex::new(Instant::now()),
             dead: AtomicBool::new(false),
+            provisioned: AtomicBool::new(false),
         };
 
         // Initializer: once per instance, when configured.

@@ -14,6 +14,7 @@ pub mod functions;
 pub mod instance;
 mod lifecycle;
 pub mod logs;
+pub mod provision;
 pub mod queue;
 pub mod record;
 mod recursion;
@@ -485,6 +486,7 @@ impl Platform {
         };
 
         let (concurrent, instances) = pool.load();
+        let provision = provision::facts(spec, pool, lease.as_ref().ok());
         let tracing_ctx = events::Tracing {
             trace_id: decision.trace_id,
             span_id: invocation_span,
@@ -598,6 +600,7 @@ impl Platform {
                 run,
                 error_type,
                 error_message: error.as_ref().map(|(_, m)| m.as_str()),
+                resource_mode: provision.mode,
                 warnings: &decision.warnings,
                 context_format: decision.format,
                 baggage: &baggage,
@@ -632,6 +635,7 @@ impl Platform {
                 schedule_us: run.map_or(0, |r| r.start_us.saturating_sub(start_us)),
                 operation: operation_of(trigger_name),
                 attempt,
+                provision,
             },
         );
         drop(permit);

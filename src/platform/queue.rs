@@ -450,7 +450,9 @@ impl Platform {
         let metrics = Arc::clone(&self.metrics);
         let at = now_us();
         tokio::spawn(async move {
-            let write = || pipeline.submit_async_step(DEFAULT_TENANT, &function, at, step);
+            let agg = crate::monitor::minute::Minute::of_async(step);
+            let levels = crate::monitor::catalog::Level::ALL;
+            let write = || pipeline.submit_aggregate(DEFAULT_TENANT, &levels, &function, at, &agg);
             if let Err(e) = with_retries(&metrics, write).await {
                 tracing::warn!(error = %e, "async metrics not stored");
             }

@@ -70,6 +70,7 @@ impl Platform {
             hostname: hostname().to_owned(),
             ip_address: o.ip_address,
             active_instances: o.instances,
+            resource_mode: o.provision.mode.to_owned(),
             attempt: o.attempt.as_ref().map_or(1, |a| a.attempt),
             async_status: o.attempt.as_ref().map(|a| {
                 match (o.error_type, a.last) {
@@ -90,6 +91,11 @@ impl Platform {
             concurrent: o.concurrent,
             instances: o.instances,
             billed_ms: o.billed_ms,
+            provisioned: o.provision.provisioned,
+            spillover: o.provision.spillover,
+            provisioned_instances: o.provision.instances,
+            provisioned_running: o.provision.running,
+            provision_utilization_permille: o.provision.utilization_permille,
         };
         self.store_call(CallFacts {
             record: Some(rec),
@@ -164,6 +170,21 @@ pub(super) struct Outcomes {
     pub(super) operation: &'static str,
     /// Which attempt of an asynchronous call (`None` for synchronous calls).
     pub(super) attempt: Option<super::queue::AsyncCall>,
+    pub(super) provision: ProvisionFacts,
+}
+
+/// Where a call ran, as provisioning sees it (`provision`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ProvisionFacts {
+    /// `Provision` or `OnDemand`; "" when it ran on no instance.
+    pub(super) mode: &'static str,
+    pub(super) provisioned: bool,
+    /// On-demand, though the function has provisioning.
+    pub(super) spillover: bool,
+    /// The function's provisioned instances and the calls on them, this one included.
+    pub(super) instances: u64,
+    pub(super) running: u64,
+    pub(super) utilization_permille: u64,
 }
 
 /// The record's `operation` for a trigger.

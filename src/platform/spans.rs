@@ -39,6 +39,8 @@ pub struct Invocation<'a> {
     pub run: Option<Timed>,
     pub error_type: Option<&'a str>,
     pub error_message: Option<&'a str>,
+    /// `Provision` or `OnDemand` ("" when it ran on no instance).
+    pub resource_mode: &'a str,
     pub warnings: &'a [String],
     /// The inbound header the caller's context came from (`None` for a fresh trace).
     pub context_format: Option<&'a str>,
@@ -116,6 +118,9 @@ pub fn build(inv: &Invocation<'_>) -> Vec<Span> {
         KeyValue::new("fc.function", s(inv.function)),
         KeyValue::new("fc.qualifier", s("LATEST")),
     ];
+    if !inv.resource_mode.is_empty() {
+        root_tags.push(KeyValue::new("resourceMode", s(inv.resource_mode)));
+    }
     if let Some(i) = inv.instance_id {
         root_tags.push(KeyValue::new("fc.instance_id", s(i)));
     }

@@ -514,6 +514,7 @@ impl Platform {
         };
         let invoke_span = context::random_span_id();
         let spans = spans::build(&spans::Invocation {
+            resource_mode: "",
             service: &g.service,
             function: &g.function,
             request_id: &g.request_id,
@@ -558,6 +559,7 @@ impl Platform {
             max_recursion_depth: 0,
             on_success: None,
             on_failure: None,
+            provision: Default::default(),
         };
         let decision = context::TraceDecision {
             trace_id: g.trace_id,

@@ -312,6 +312,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     })
     .collect::<Result<Vec<_>, _>>()?;
     let reaper = tokio::spawn(Arc::clone(&platform).reap_loop(stop_rx.clone()));
+    let provisioner = tokio::spawn(Arc::clone(&platform).provision_loop(stop_rx.clone()));
     let telemetry_in = tokio::spawn(Arc::clone(&platform).telemetry_loop(stop_rx.clone()));
     // what it has not run when the daemon stops stays queued in the store
     let dispatch =
@@ -343,6 +344,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let _ = tokio::task::spawn_blocking(move || agents.into_iter().for_each(|a| a.stop())).await;
     let _ = retention_task.await;
     let _ = reaper.await;
+    let _ = provisioner.await;
     let _ = telemetry_in.await;
     let _ = dispatch.await;
     let _ = sampler.await;

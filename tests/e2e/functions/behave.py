@@ -1,7 +1,8 @@
 """A stdlib-only function for the gateway tests: the event says how to behave.
 
 ok -> 200; crash -> 500; notfound -> 200 with x-fc-status: 404; slow -> 200 after
-0.25 s; sleep -> sleeps 30 s;
+0.25 s; hold:PATH -> creates PATH.started, then answers once PATH.release exists (at
+most 30 s); sleep -> sleeps 30 s;
 oom -> holds 400 MB; headers -> echoes the request headers as JSON. POST /initialize
 answers 200 after a short pause.
 """
@@ -39,6 +40,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(500, {"error": "boom"})
         if event == "notfound":
             return self.reply(200, {"error": "no such thing"}, [("x-fc-status", "404")])
+        if event.startswith("hold:"):
+            path = event[len("hold:"):]
+            open(path + ".started", "w").close()
+            deadline = time.time() + 30
+            while not os.path.exists(path + ".release") and time.time() < deadline:
+                time.sleep(0.01)
         if event == "slow":
             time.sleep(0.25)
         if event == "sleep":
