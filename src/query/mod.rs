@@ -7,6 +7,7 @@
 //! `jaeger_json`; parameter parsing in `params`.
 
 pub mod calls;
+pub mod human;
 pub mod jaeger_json;
 pub mod logs;
 pub mod otlp_json;
@@ -231,13 +232,15 @@ impl Query {
         let mut wide = q.clone();
         wide.limit = (q.limit.saturating_mul(10)).clamp(200, 5_000);
         let mut out = Vec::new();
+        // a trace id asked for is shown whatever the other criteria say
+        let by_id = !q.trace_ids.is_empty();
         for spans in self.search(tenant, &wide)? {
             let s = summary::summarize(&spans);
-            if summary::passes(&spans, &s, filters) {
+            if by_id || summary::passes(&spans, &s, filters) {
                 out.push(s);
             }
         }
-        summary::sort(&mut out, filters.sort);
+        summary::sort(&mut out, filters.sort, filters.order);
         out.truncate(q.limit);
         Ok(out)
     }

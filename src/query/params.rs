@@ -98,7 +98,7 @@ pub fn single<'a>(
     Ok(first.filter(|v| !v.is_empty()))
 }
 
-fn micros(name: &str, v: &str) -> Result<u64, ParamError> {
+pub(super) fn micros(name: &str, v: &str) -> Result<u64, ParamError> {
     v.trim().parse::<u64>().map_err(|_| {
         ParamError(format!(
             "parameter '{name}' must be microseconds since the epoch, got {v:?}"
@@ -137,7 +137,7 @@ pub fn trace_window(pairs: &[(String, String)]) -> Result<(Option<u64>, Option<u
     Ok((start, end))
 }
 
-fn go_duration_us(name: &str, v: &str) -> Result<u64, ParamError> {
+pub(super) fn go_duration_us(name: &str, v: &str) -> Result<u64, ParamError> {
     duration::parse(v)
         .map(|d| d.as_micros().min(u64::MAX as u128) as u64)
         .map_err(|e| ParamError(format!("parameter '{name}': {e}")))
@@ -233,56 +233,6 @@ pub fn parse_trace_query(
         q.limit = limit("limit", v)?;
     }
     Ok(q)
-}
-
-/// `/api/v1/traces`: Jaeger's parameters (service optional: every service when absent)
-/// plus `trace_duration_min`/`max` (durations of whole traces), `errors_only`,
-/// `http_method`, `http_status`, `url` (substring) and `sort=start|duration`.
-pub fn parse_human_query(
-    pairs: &[(String, String)],
-    now_us: u64,
-    retention: Duration,
-) -> Result<(TraceQuery, super::summary::TraceFilters), ParamError> {
-    use super::summary::{Sort, TraceFilters};
-    let q = parse_trace_query(pairs, now_us, retention)?;
-    let dur = |name: &str| {
-        single(pairs, name)?
-            .map(|v| go_duration_us(name, v))
-            .transpose()
-    };
-    let f = TraceFilters {
-        trace_duration_min: dur("trace_duration_min")?,
-        trace_duration_max: dur("trace_duration_max")?,
-        errors_only: match single(pairs, "errors_only")? {
-            None | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(v) => {
-                return Err(ParamError(format!(
-                    "parameter 'errors_only' must be true or false, got {v:?}"
-                )))
-            }
-        },
-        http_method: single(pairs, "http_method")?.map(str::to_owned),
-        http_status: single(pairs, "http_status")?.map(str::to_owned),
-        url: single(pairs, "url")?.map(str::to_owned),
-        sort: match single(pairs, "sort")? {
-            None | Some("start") => Sort::Start,
-            Some("duration") => Sort::Duration,
-            Some(v) => {
-                return Err(ParamError(format!(
-                    "parameter 'sort' must be start or duration, got {v:?}"
-                )))
-            }
-        },
-    };
-    if let (Some(a), Some(b)) = (f.trace_duration_min, f.trace_duration_max) {
-        if a > b {
-            return Err(ParamError(
-                "parameter 'trace_duration_min' is greater than 'trace_duration_max'".into(),
-            ));
-        }
-    }
-    Ok((q, f))
 }
 
 /// `/api/v1/metrics/{name}`'s parameters.

@@ -1,6 +1,9 @@
 //! Trace summaries for people: the search behind `/api/v1/traces` and the web UI's result
 //! list. Finds candidate traces with the Jaeger search planner, then filters on what only a
-//! whole trace knows (its duration, whether anything failed, its HTTP request) and sorts.
+//! whole trace knows (its duration, whether anything failed, its HTTP request, where it
+//! ran) and sorts. A row carries what an APM's result list shows: method, REST and real
+//! URL, status, response time, component, environment, instance host and IP, and where
+//! the request's logs are.
 
 use std::collections::BTreeMap;
 
@@ -8,25 +11,42 @@ use serde::Serialize;
 
 use crate::model::{Span, StatusCode, Value};
 
-/// What the human search adds to Jaeger's.
+/// What the human search adds to Jaeger's (parsed by `human`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TraceFilters {
     pub trace_duration_min: Option<u64>,
     pub trace_duration_max: Option<u64>,
     pub errors_only: bool,
+    pub successes_only: bool,
     pub http_method: Option<String>,
     pub http_status: Option<String>,
-    /// A substring of the request URL.
+    /// A REST template (`http.route`) or real URL: a substring, or all of it with
+    /// `url_exact`.
     pub url: Option<String>,
+    pub url_exact: bool,
+    /// Where the trace ran, from resource attributes (see [`REGION_KEYS`] and the rest).
+    pub region: Option<String>,
+    pub environment: Option<String>,
+    pub component: Option<String>,
+    pub instance: Option<String>,
     pub sort: Sort,
+    pub order: Order,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Newest or longest first.
+    #[default]
+    Desc,
+    Asc,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Sort {
-    /// Newest first.
+    /// By start time.
     #[default]
     Start,
-    /// Longest first.
+    /// By response time (the whole trace's duration).
     Duration,
 }
 
@@ -44,8 +64,19 @@ pub struct TraceSummary {
     pub error: bool,
     pub error_count: usize,
     pub http_method: Option<String>,
+    /// The real URL.
     pub http_url: Option<String>,
     pub http_status: Option<String>,
+    /// The REST template (`http.route`).
+    pub rest_url: Option<String>,
+    pub component: Option<String>,
+    pub environment: Option<String>,
+    pub region: Option<String>,
+    pub instance_id: Option<String>,
+    pub instance_host: Option<String>,
+    pub instance_ip: Option<String>,
+    /// The function logs of the request the trace is (its platform spans' request id).
+    pub logs_url: Option<String>,
     /// Spans whose parent is not in the trace (`/api/v3/trace-summaries` shows it).
     #[serde(skip)]
     pub orphan_count: usize,
@@ -64,14 +95,50 @@ pub struct ServiceCount {
 const METHOD_KEYS: [&str; 2] = ["http.method", "http.request.method"];
 const STATUS_KEYS: [&str; 2] = ["http.status_code", "http.response.status_code"];
 const URL_KEYS: [&str; 4] = ["http.url", "url.full", "http.target", "url.path"];
+const ROUTE_KEYS: [&str; 1] = ["http.route"];
+/// Resource attributes (process tags) or span tags that say where a trace ran.
+pub const REGION_KEYS: [&str; 1] = ["cloud.region"];
+pub const ENVIRONMENT_KEYS: [&str; 2] = ["deployment.environment", "deployment.environment.name"];
+/// OpenTracing's `component` (the framework or library), else the instrumentation scope.
+pub const COMPONENT_KEYS: [&str; 3] = ["component", "otel.scope.name", "otel.library.name"];
+pub const INSTANCE_KEYS: [&str; 5] = [
+    "service.instance.id",
+    "fc.instance_id",
+    "host.name",
+    "hostname",
+    "ip",
+];
+const HOST_KEYS: [&str; 2] = ["host.name", "hostname"];
+const IP_KEYS: [&str; 3] = ["ip", "host.ip", "net.host.ip"];
+const REQUEST_KEYS: [&str; 2] = ["fc.request_id", "faas.invocation_id"];
 
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::Str(x) => x.clone(),
+        other => other.to_search_string(),
+    }
+}
+
+/// The first of `keys` a span carries in its tags, earliest span first.
 fn first_tag(spans: &[&Span], keys: &[&str]) -> Option<String> {
+    spans
+        .iter()
+        .find_map(|s| keys.iter().find_map(|k| s.tag(k).map(as_text)))
+}
+
+/// The first of `keys` a span carries in its tags or its process (resource) tags.
+fn first_attr(spans: &[&Span], keys: &[&str]) -> Option<String> {
     spans.iter().find_map(|s| {
         keys.iter().find_map(|k| {
-            s.tag(k).map(|v| match v {
-                Value::Str(x) => x.clone(),
-                other => other.to_search_string(),
-            })
+            s.tag(k)
+                .or_else(|| {
+                    s.process
+                        .tags
+                        .iter()
+                        .find(|kv| kv.key == *k)
+                        .map(|kv| &kv.value)
+                })
+                .map(as_text)
         })
     })
 }
@@ -130,6 +197,19 @@ pub fn summarize(spans: &[Span]) -> TraceSummary {
         http_method: first_tag(&by_start, &METHOD_KEYS),
         http_url: first_tag(&by_start, &URL_KEYS),
         http_status: first_tag(&by_start, &STATUS_KEYS),
+        rest_url: first_tag(&by_start, &ROUTE_KEYS),
+        component: first_attr(&by_start, &COMPONENT_KEYS),
+        environment: first_attr(&by_start, &ENVIRONMENT_KEYS),
+        region: first_attr(&by_start, &REGION_KEYS),
+        instance_id: first_attr(&by_start, &INSTANCE_KEYS[..2]),
+        instance_host: first_attr(&by_start, &HOST_KEYS),
+        instance_ip: first_attr(&by_start, &IP_KEYS),
+        logs_url: first_tag(&by_start, &REQUEST_KEYS).map(|id| {
+            format!(
+                "/api/v1/logs?requestId={}",
+                percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC)
+            )
+        }),
         orphan_count: orphans,
         per_service: per_service.into_values().collect(),
     }
@@ -142,25 +222,54 @@ fn any_tag(spans: &[Span], keys: &[&str], pred: impl Fn(&str) -> bool) -> bool {
     })
 }
 
+/// Whether any span carries one of `keys` equal to `want` in its tags or process tags.
+fn any_attr(spans: &[Span], keys: &[&str], want: &str) -> bool {
+    spans.iter().any(|s| {
+        keys.iter().any(|k| {
+            s.tag(k).is_some_and(|v| as_text(v) == want)
+                || s.process
+                    .tags
+                    .iter()
+                    .any(|kv| kv.key == *k && as_text(&kv.value) == want)
+        })
+    })
+}
+
 /// Whether a whole trace passes the filters.
 pub fn passes(spans: &[Span], summary: &TraceSummary, f: &TraceFilters) -> bool {
+    let place = |want: &Option<String>, keys: &[&str]| {
+        want.as_ref().is_none_or(|w| any_attr(spans, keys, w))
+    };
     f.trace_duration_min.is_none_or(|d| summary.duration >= d)
         && f.trace_duration_max.is_none_or(|d| summary.duration <= d)
         && (!f.errors_only || summary.error)
+        && (!f.successes_only || !summary.error)
+        && place(&f.region, &REGION_KEYS)
+        && place(&f.environment, &ENVIRONMENT_KEYS)
+        && place(&f.component, &COMPONENT_KEYS)
+        && place(&f.instance, &INSTANCE_KEYS)
         && f.http_method
             .as_ref()
             .is_none_or(|m| any_tag(spans, &METHOD_KEYS, |v| v.eq_ignore_ascii_case(m)))
         && f.http_status
             .as_ref()
             .is_none_or(|st| any_tag(spans, &STATUS_KEYS, |v| v == st))
-        && f.url
-            .as_ref()
-            .is_none_or(|u| any_tag(spans, &URL_KEYS, |v| v.contains(u.as_str())))
+        && f.url.as_ref().is_none_or(|u| {
+            let keys = [&URL_KEYS[..], &ROUTE_KEYS[..]].concat();
+            if f.url_exact {
+                any_tag(spans, &keys, |v| v == u)
+            } else {
+                any_tag(spans, &keys, |v| v.contains(u.as_str()))
+            }
+        })
 }
 
-pub fn sort(list: &mut [TraceSummary], by: Sort) {
+pub fn sort(list: &mut [TraceSummary], by: Sort, order: Order) {
     match by {
-        Sort::Start => list.sort_by_key(|t| std::cmp::Reverse(t.start_time)),
-        Sort::Duration => list.sort_by_key(|t| std::cmp::Reverse((t.duration, t.start_time))),
+        Sort::Start => list.sort_by_key(|t| t.start_time),
+        Sort::Duration => list.sort_by_key(|t| (t.duration, t.start_time)),
+    }
+    if order == Order::Desc {
+        list.reverse();
     }
 }

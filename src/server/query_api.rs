@@ -293,7 +293,11 @@ async fn v3_summaries(
         .iter()
         .map(|spans| crate::query::summary::summarize(spans))
         .collect();
-    crate::query::summary::sort(&mut list, crate::query::summary::Sort::Start);
+    crate::query::summary::sort(
+        &mut list,
+        crate::query::summary::Sort::Start,
+        Default::default(),
+    );
     let data = otlp_json::trace_summaries(&list);
     Ok(Json(serde_json::json!({ "result": data })).into_response())
 }
@@ -304,8 +308,11 @@ async fn v1_search(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs = params::pairs(raw.as_deref());
-    let (q, filters) =
-        params::parse_human_query(&pairs, crate::clock::now_us(), state.settings.retention)?;
+    let (q, filters) = crate::query::human::parse_human_query(
+        &pairs,
+        crate::clock::now_us(),
+        state.settings.retention,
+    )?;
     let query = state.query.clone();
     let list = blocking(move || query.summaries(DEFAULT_TENANT, &q, &filters)).await?;
     let n = list.len();
