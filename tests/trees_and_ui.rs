@@ -500,6 +500,33 @@ fn web_ui_in_chromium_searches_and_shows_the_waterfall() {
         "{summary}"
     );
     assert!(v["details"].as_str().unwrap().contains("lost-child"));
+    // the topology: the platform's application calls the function's
+    assert_eq!(
+        v["topology"],
+        serde_json::json!(["FC:demo/hello", "hello-fn"])
+    );
+    assert_eq!(
+        v["edges"],
+        serde_json::json!(["FC:demo/hello -> hello-fn: 1 call"])
+    );
+    // the sequence: Invocation (240 ms, the platform's side) calls handler (200 ms)
+    assert_eq!(
+        v["calls"],
+        serde_json::json!([{"from": "FC:demo/hello", "to": "hello-fn", "client": 240_000,
+            "server": 200_000, "label": "client 240ms · server 200ms"}])
+    );
+    assert_eq!(
+        (
+            v["downloadName"].as_str(),
+            v["downloadedTrace"].as_str(),
+            v["downloadedSpans"].as_u64()
+        ),
+        (
+            Some("trace-0000000000000077.json"),
+            Some("0000000000000077"),
+            Some(9)
+        )
+    );
     assert!(
         std::fs::metadata(&shot).unwrap().len() > 10_000,
         "screenshot saved at {}",

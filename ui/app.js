@@ -3,7 +3,9 @@
 
 const $ = (sel) => document.querySelector(sel);
 const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+// the result list's order: APM-style, a column's clicks go descending, ascending, back
 let sortBy = 'start';
+let order = 'desc';
 
 function fmtDuration(us) {
   if (us < 1000) return `${us}µs`;
@@ -37,28 +39,34 @@ async function loadOperations() {
 
 function searchParams() {
   const p = new URLSearchParams();
+  const traceId = $('#trace-id').value.trim();
+  if (traceId) p.set('traceID', traceId);
   const service = $('#service').value;
   if (service) p.set('service', service);
   if ($('#operation').value) p.set('operation', $('#operation').value);
-  const tags = {};
+  for (const [id, name] of [['#region', 'region'], ['#environment', 'environment'], ['#component', 'component'],
+    ['#instance', 'instance'], ['#url', 'url'], ['#method', 'http_method'], ['#http-status', 'http_status'],
+    ['#dmin', 'trace_duration_min'], ['#dmax', 'trace_duration_max']]) {
+    const v = $(id).value.trim();
+    if (v) p.set(name, v);
+  }
+  if ($('#url').value.trim() && $('#url-exact').checked) p.set('url_exact', 'true');
   for (const pair of $('#tags').value.split(/\s+/).filter(Boolean)) {
-    const i = pair.indexOf('=');
-    if (i > 0) tags[pair.slice(0, i)] = pair.slice(i + 1);
+    if (pair.indexOf('=') > 0) p.append('param', pair);
   }
-  if (Object.keys(tags).length) p.set('tags', JSON.stringify(tags));
-  if ($('#dmin').value) p.set('trace_duration_min', $('#dmin').value);
-  if ($('#dmax').value) p.set('trace_duration_max', $('#dmax').value);
-  const now = Date.now() * 1000;
   if ($('#range').value === 'custom') {
-    if ($('#from').value) p.set('start', String(new Date($('#from').value).getTime() * 1000));
-    if ($('#to').value) p.set('end', String(new Date($('#to').value).getTime() * 1000));
+    const now = Date.now() * 1000;
+    p.set('start', String($('#from').value ? new Date($('#from').value).getTime() * 1000 : now - 1200e6));
+    p.set('end', String($('#to').value ? new Date($('#to').value).getTime() * 1000 : now));
   } else {
-    p.set('start', String(now - Number($('#range').value) * 1e6));
-    p.set('end', String(now));
+    p.set('preset', $('#range').value);
+    p.set('tz_offset', String(-new Date().getTimezoneOffset()));
   }
-  if ($('#errors').checked) p.set('errors_only', 'true');
+  if ($('#outcome').value === 'errors') p.set('errors_only', 'true');
+  if ($('#outcome').value === 'successes') p.set('successes_only', 'true');
   p.set('limit', $('#limit').value || '50');
   p.set('sort', sortBy);
+  p.set('order', order);
   return p;
 }
 
@@ -69,16 +77,21 @@ async function search(ev) {
   try {
     const list = await api(`/api/v1/traces?${searchParams()}`);
     const body = $('#results tbody');
+    const link = (t, text) => `<a href="#/trace/${esc(t.traceID)}">${esc(text)}</a>`;
     body.innerHTML = list
       .map(
         (t) => `<tr class="row" data-trace="${esc(t.traceID)}">
-          <td><a href="#/trace/${esc(t.traceID)}">${esc(t.traceID)}</a></td>
-          <td>${esc(t.rootService)}: ${esc(t.rootOperation)}${t.httpMethod ? ` <small>${esc(t.httpMethod)} ${esc(t.httpUrl || '')} ${esc(t.httpStatus || '')}</small>` : ''}</td>
+          <td>${esc(t.httpMethod || '')}</td>
+          <td>${link(t, t.restUrl || `${t.rootService}: ${t.rootOperation}`)}</td>
           <td>${esc(fmtTime(t.startTime))}</td>
+          <td class="${t.error ? 'err' : 'ok'}">${esc(t.httpStatus || (t.error ? 'Error' : 'OK'))}</td>
           <td>${esc(fmtDuration(t.duration))}</td>
-          <td>${t.spanCount}</td>
-          <td>${esc(t.services.join(', '))}</td>
-          <td class="${t.error ? 'err' : 'ok'}">${t.error ? `${t.errorCount} error${t.errorCount > 1 ? 's' : ''}` : 'OK'}</td>
+          <td>${link(t, t.traceID)}</td>
+          <td>${esc(t.component || '')}</td>
+          <td>${esc(t.environment || '')}</td>
+          <td>${esc([t.instanceHost, t.instanceIp].filter(Boolean).join(' / ') || t.instanceId || '')}</td>
+          <td>${esc(t.httpUrl || '')}</td>
+          <td>${t.logsUrl ? `<a class="logs-link" href="#/trace/${esc(t.traceID)}/logs">View logs</a>` : ''}</td>
         </tr>`,
       )
       .join('');
@@ -131,7 +144,7 @@ function showDetails(node) {
     ${kvTable('Tags', s.tags)}${logs}${kvTable('Process', s.processTags)}`;
 }
 
-async function showTrace(id) {
+async function showTrace(id, jumpToLogs) {
   $('#search-page').hidden = true;
   $('#trace-page').hidden = false;
   $('#details').hidden = true;
@@ -154,6 +167,9 @@ async function showTrace(id) {
     <span>Errors <b>${sum.errorCount}</b></span>`;
   $('#trace-warnings').innerHTML = sum.warnings.map((w) => `<li>${esc(w)}</li>`).join('');
   const nodes = flatten(tree.roots, []);
+  $('#topology .body').innerHTML = TraceViews.topology(nodes);
+  $('#sequence .body').innerHTML = TraceViews.sequence(nodes);
+  $('#download').onclick = () => TraceViews.download(id);
   const total = Math.max(sum.duration, 1);
   body.innerHTML = nodes
     .map((n, i) => {
@@ -183,14 +199,15 @@ async function showTrace(id) {
   for (const id of requests) {
     logs.insertAdjacentHTML('beforeend', `<h3>Logs of request ${esc(id)}</h3>${await requestLogs(id)}`);
   }
+  if (jumpToLogs) logs.scrollIntoView();
 }
 
 function route() {
   // #/functions… belongs to functions.js
   if (location.hash.startsWith('#/functions')) return;
   for (const id of ['#functions-page', '#function-page', '#fn-toolbar']) $(id).hidden = true;
-  const m = location.hash.match(/^#\/trace\/([0-9a-fA-F]+)/);
-  if (m) return showTrace(m[1]);
+  const m = location.hash.match(/^#\/trace\/([0-9a-fA-F]+)(\/logs)?/);
+  if (m) return showTrace(m[1], Boolean(m[2]));
   $('#trace-page').hidden = true;
   $('#search-page').hidden = false;
 }
@@ -205,9 +222,14 @@ $('#lookup').addEventListener('submit', (ev) => {
 });
 for (const th of document.querySelectorAll('th.sortable')) {
   th.addEventListener('click', () => {
-    sortBy = th.dataset.sort;
-    for (const o of document.querySelectorAll('th.sortable')) o.textContent = o.textContent.replace(' ▾', '');
-    th.textContent += ' ▾';
+    // descending, then ascending, then back to the default (newest first)
+    if (sortBy !== th.dataset.sort) [sortBy, order] = [th.dataset.sort, 'desc'];
+    else if (order === 'desc') order = 'asc';
+    else [sortBy, order] = ['start', 'desc'];
+    for (const o of document.querySelectorAll('th.sortable')) {
+      o.textContent = o.textContent.replace(/ [▾▴]$/, '');
+      if (o.dataset.sort === sortBy) o.textContent += order === 'desc' ? ' ▾' : ' ▴';
+    }
     search();
   });
 }

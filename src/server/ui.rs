@@ -9,6 +9,7 @@ const INDEX: &str = include_str!("../../ui/index.html");
 const APP_JS: &str = include_str!("../../ui/app.js");
 const APP_CSS: &str = include_str!("../../ui/app.css");
 const FUNCTIONS_JS: &str = include_str!("../../ui/functions.js");
+const TRACE_VIEWS_JS: &str = include_str!("../../ui/trace_views.js");
 const FAVICON: &str = include_str!("../../ui/favicon.svg");
 
 pub async fn index() -> Response {
@@ -25,6 +26,11 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "functions.js" => (
             [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
             FUNCTIONS_JS,
+        )
+            .into_response(),
+        "trace_views.js" => (
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+            TRACE_VIEWS_JS,
         )
             .into_response(),
         "app.css" => ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], APP_CSS).into_response(),
