@@ -91,6 +91,10 @@ pub struct ServeArgs {
     /// [default: one trace per second per service]
     #[arg(long, env = "FCTRACE_SAMPLING_STRATEGIES", value_name = "FILE")]
     pub sampling_strategies: Option<PathBuf>,
+    /// Tenants file (TOML `[[tenants]]`, re-read when it changes): with it, every ingest
+    /// and query request needs a tenant's token [default: one tenant, no tokens]
+    #[arg(long, env = "FCTRACE_TENANTS", value_name = "FILE")]
+    pub tenants: Option<PathBuf>,
     /// The rule the gateway's own sampling falls back to when `FC:{service}/{function}`
     /// has none, before the default [default: fc-tracing]
     #[arg(long, env = "FCTRACE_PLATFORM_TRACING_SERVICE", value_name = "NAME")]
@@ -217,6 +221,7 @@ pub struct FileConfig {
     pub jaeger_grpc_addr: Option<String>,
     pub zipkin_addr: Option<String>,
     pub sampling_strategies: Option<PathBuf>,
+    pub tenants: Option<PathBuf>,
     pub platform_tracing_service: Option<String>,
     pub service_spans_per_second: Option<f64>,
     pub max_in_flight_spans: Option<usize>,
@@ -292,6 +297,7 @@ pub struct Settings {
     pub jaeger_grpc_addr: String,
     pub zipkin_addr: String,
     pub sampling_strategies: Option<PathBuf>,
+    pub tenants: Option<PathBuf>,
     pub platform_tracing_service: String,
     pub service_spans_per_second: f64,
     pub max_in_flight_spans: usize,
@@ -624,6 +630,7 @@ impl Settings {
                 host,
                 9411,
             )?,
+            tenants: args.tenants.clone().or(file.tenants.clone()),
             sampling_strategies: args
                 .sampling_strategies
                 .clone()

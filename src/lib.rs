@@ -32,3 +32,4 @@ pub mod sampling;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tenancy;

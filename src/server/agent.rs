@@ -114,6 +114,11 @@ fn receive_loop(
             state.metrics.agent_datagram(label, "oversized");
             continue;
         }
+        if state.tenancy.is_on() {
+            // a datagram carries no token: with tenants, nobody may write this way
+            state.metrics.agent_datagram(label, "unauthenticated");
+            continue;
+        }
         let Ok(permit) = runtime.block_on(Arc::clone(&in_flight).acquire_owned()) else {
             return;
         };

@@ -13,7 +13,6 @@ use crate::budget::Reservation;
 use crate::cpu;
 use crate::pipeline::Partial;
 use crate::receive::{self, body, jaeger_thrift};
-use crate::store::keys::DEFAULT_TENANT;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -29,6 +28,13 @@ pub fn router(state: AppState) -> Router {
         )
         // One endpoint takes both formats: OTLP/HTTP is served here too.
         .route("/v1/traces", post(super::otlp::post_traces))
+        // A tenant's confidential endpoints: the token in the path.
+        .route("/{adapt}/api/traces", post(post_adapt_traces))
+        .route(
+            "/{adapt}/api/otlp/traces",
+            post(super::otlp::post_adapt_traces),
+        )
+        .route("/{adapt}/v1/traces", post(super::otlp::post_adapt_traces))
         .with_state(state)
 }
 
@@ -41,7 +47,22 @@ async fn post_traces(
     headers: HeaderMap,
     req_body: Body,
 ) -> Response {
-    ingest(state, headers, req_body, None).await
+    match super::tenant::of_headers(&state, &headers) {
+        Ok(tenant) => ingest(state, tenant, headers, req_body, None).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn post_adapt_traces(
+    State(state): State<AppState>,
+    Path(adapt): Path<String>,
+    headers: HeaderMap,
+    req_body: Body,
+) -> Response {
+    match super::tenant::of_adapt_segment(&state, &adapt) {
+        Ok(tenant) => ingest(state, tenant, headers, req_body, None).await,
+        Err(refused) => refused.into_response(),
+    }
 }
 
 async fn post_invocation_traces(
@@ -50,11 +71,15 @@ async fn post_invocation_traces(
     headers: HeaderMap,
     req_body: Body,
 ) -> Response {
-    ingest(state, headers, req_body, Some(request_id)).await
+    match super::tenant::of_headers(&state, &headers) {
+        Ok(tenant) => ingest(state, tenant, headers, req_body, Some(request_id)).await,
+        Err(refused) => refused.into_response(),
+    }
 }
 
 async fn ingest(
     state: AppState,
+    tenant: crate::store::keys::Tenant,
     headers: HeaderMap,
     req_body: Body,
     invocation: Option<String>,
@@ -68,6 +93,7 @@ async fn ingest(
     };
     receive_whole(
         &state,
+        tenant,
         &headers,
         req_body,
         ("jaeger_thrift", decode),
@@ -87,6 +113,7 @@ fn refused(state: &AppState, e: &receive::ReceiveError, what: &str) -> Response 
 /// answer does (Jaeger thrift here, Zipkin).
 pub(super) async fn receive_whole<D>(
     state: &AppState,
+    tenant: crate::store::keys::Tenant,
     headers: &HeaderMap,
     req_body: Body,
     (format, decode): (&'static str, D),
@@ -115,7 +142,7 @@ where
     .await;
     // held until the spans are stored: the budget counts them while they are in memory
     match result {
-        Ok((spans, _mem)) => accept_whole(state, format, spans, invocation).await,
+        Ok((spans, _mem)) => accept_whole(state, tenant, format, spans, invocation).await,
         Err(e) => refused(state, &e, format),
     }
 }
@@ -124,6 +151,7 @@ where
 /// once durable, else the pipeline's refusal as plain text.
 pub(super) async fn accept_whole(
     state: &AppState,
+    tenant: crate::store::keys::Tenant,
     format: &'static str,
     spans: Vec<crate::model::Span>,
     invocation: Option<&str>,
@@ -131,7 +159,7 @@ pub(super) async fn accept_whole(
     state.metrics.received(format, spans.len());
     match state
         .pipeline
-        .submit_scoped(DEFAULT_TENANT, spans, Partial::RejectBatch, invocation)
+        .submit_scoped(tenant, spans, Partial::RejectBatch, invocation)
         .await
     {
         Ok(_) => StatusCode::ACCEPTED.into_response(),

@@ -28,8 +28,10 @@ pub trait RawMethod: Send + Sync + 'static {
     const PATH: &'static str;
     type Response: prost::Message + Default + Send + 'static;
 
+    /// Called once the request's tenant is known (`tenant::of_metadata`).
     fn call(
         state: AppState,
+        tenant: crate::store::keys::Tenant,
         body: Bytes,
     ) -> BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
 }
@@ -70,7 +72,10 @@ impl<M: RawMethod> UnaryService<Bytes> for Call<M> {
     type Future = BoxFuture<tonic::Response<M::Response>, tonic::Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        M::call(self.0.clone(), request.into_inner())
+        match super::tenant::of_metadata(&self.0, request.metadata()) {
+            Ok(tenant) => M::call(self.0.clone(), tenant, request.into_inner()),
+            Err(status) => Box::pin(async move { Err(status) }),
+        }
     }
 }
 

@@ -7,11 +7,11 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 
 use super::query_api::{blocking, ok, ApiError};
+use super::tenant::TenantOf;
 use super::AppState;
 use crate::model::InvocationRecord;
 use crate::query::calls::{self, Aggregation, CallFilter};
 use crate::query::params;
-use crate::store::keys::DEFAULT_TENANT;
 
 /// The window and function every call-analysis question names.
 struct Scope {
@@ -43,6 +43,7 @@ fn scope(pairs: &[(String, String)], need_function: bool) -> Result<Scope, ApiEr
 /// stopped at `calls::MAX_SCANNED`.
 async fn records(
     state: &AppState,
+    tenant: crate::store::keys::Tenant,
     s: Scope,
     limit: usize,
     filter: CallFilter,
@@ -50,7 +51,7 @@ async fn records(
     let query = state.query.clone();
     blocking(move || {
         query.invocations(
-            DEFAULT_TENANT,
+            tenant,
             &s.service,
             s.function.as_deref(),
             s.start,
@@ -65,13 +66,14 @@ async fn records(
 /// `?service=&function=&start=&end=&limit=` plus the filters of [`CallFilter::parse`].
 pub(super) async fn list(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs = params::pairs(raw.as_deref());
     let s = scope(&pairs, true)?;
     let filter = CallFilter::parse(&pairs)?;
     let limit = params::limit_param(&pairs, params::DEFAULT_LIMIT)?;
-    let (records, _) = records(&state, s, limit, filter).await?;
+    let (records, _) = records(&state, tenant, s, limit, filter).await?;
     let n = records.len();
     Ok(ok(records, n))
 }
@@ -79,10 +81,11 @@ pub(super) async fn list(
 /// `GET /api/v1/invocations/{requestId}`.
 pub(super) async fn one(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     Path(request_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let query = state.query.clone();
-    match blocking(move || query.invocation(DEFAULT_TENANT, &request_id)).await? {
+    match blocking(move || query.invocation(tenant, &request_id)).await? {
         Some(r) => Ok(ok(r, 1)),
         None => Err(ApiError::NotFound("invocation not found")),
     }
@@ -92,13 +95,14 @@ pub(super) async fn one(
 /// the filters, `groupBy`, `field`, `stats` and `period` of [`Aggregation::parse`].
 pub(super) async fn aggregate(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs = params::pairs(raw.as_deref());
     let s = scope(&pairs, false)?;
     let filter = CallFilter::parse(&pairs)?;
     let agg = Aggregation::parse(&pairs)?;
-    let (records, capped) = records(&state, s, calls::MAX_SCANNED, filter).await?;
+    let (records, capped) = records(&state, tenant, s, calls::MAX_SCANNED, filter).await?;
     if capped {
         return Err(ApiError::BadRequest(format!(
             "the window holds more than {} records: narrow it",

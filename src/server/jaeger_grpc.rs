@@ -12,7 +12,6 @@ use super::AppState;
 use crate::cpu;
 use crate::pipeline::Partial;
 use crate::receive::{jaeger_proto, ReceiveError};
-use crate::store::keys::DEFAULT_TENANT;
 
 pub struct PostSpans;
 
@@ -23,6 +22,7 @@ impl RawMethod for PostSpans {
 
     fn call(
         state: AppState,
+        tenant: crate::store::keys::Tenant,
         body: Bytes,
     ) -> BoxFuture<tonic::Response<Self::Response>, tonic::Status> {
         Box::pin(async move {
@@ -42,7 +42,7 @@ impl RawMethod for PostSpans {
             state.metrics.received("jaeger_grpc", spans.len());
             match state
                 .pipeline
-                .submit(DEFAULT_TENANT, spans, Partial::RejectBatch)
+                .submit(tenant, spans, Partial::RejectBatch)
                 .await
             {
                 Ok(_) => Ok(tonic::Response::new(Default::default())),

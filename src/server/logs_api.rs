@@ -8,10 +8,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::query_api::{blocking, ApiError};
+use super::tenant::TenantOf;
 use super::AppState;
 use crate::query::logs::{LogQuery, MAX_SCANNED};
 use crate::query::params;
-use crate::store::keys::DEFAULT_TENANT;
 
 const DEFAULT_LIMIT: usize = 1000;
 const LOOKBACK_US: u64 = 3600 * 1_000_000;
@@ -62,11 +62,12 @@ fn parse(pairs: &[(String, String)]) -> Result<LogQuery, ApiError> {
 
 pub(super) async fn list(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = parse(&params::pairs(raw.as_deref()))?;
     let query = state.query.clone();
-    let (lines, capped) = blocking(move || query.logs(DEFAULT_TENANT, &q)).await?;
+    let (lines, capped) = blocking(move || query.logs(tenant, &q)).await?;
     let total = lines.len();
     Ok(Json(serde_json::json!({
         "data": lines,

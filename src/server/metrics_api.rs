@@ -8,10 +8,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::query_api::{blocking, ok, ApiError};
+use super::tenant::TenantOf;
 use super::AppState;
 use crate::monitor::{self, catalog, catalog::Level};
 use crate::query::params;
-use crate::store::keys::DEFAULT_TENANT;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -64,10 +64,11 @@ struct PointView<'a> {
 
 pub(super) async fn series(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    match series_of(state, name, raw).await {
+    match series_of(state, tenant, name, raw).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -75,6 +76,7 @@ pub(super) async fn series(
 
 async fn series_of(
     state: AppState,
+    tenant: crate::store::keys::Tenant,
     name: String,
     raw: Option<String>,
 ) -> Result<Response, ApiError> {
@@ -123,7 +125,7 @@ async fn series_of(
     let points = blocking(move || {
         monitor::series(
             &store,
-            DEFAULT_TENANT,
+            tenant,
             level,
             &base,
             &f,

@@ -24,6 +24,7 @@ mod query_grpc;
 mod red_api;
 mod sampling_api;
 mod telemetry_api;
+pub mod tenant;
 mod ui;
 mod zipkin;
 
@@ -69,6 +70,8 @@ pub enum ServeError {
     Ports(String, std::io::Error),
     #[error("sampling strategies: {0}")]
     Sampling(String),
+    #[error("tenants: {0}")]
+    Tenants(String),
     #[error("alarm rules {0}: {1}")]
     Alarms(String, String),
     #[error("server error: {0}")]
@@ -87,6 +90,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// The ingest memory budget every receiving request charges.
     pub budget: Arc<MemoryBudget>,
+    /// Who may write and read what (off without `--tenants`).
+    pub tenancy: Arc<crate::tenancy::Tenancy>,
 }
 
 impl AppState {
@@ -132,6 +137,12 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         "store opened"
     );
     let metrics = Arc::new(Metrics::new());
+    let tenancy = Arc::new(match &settings.tenants {
+        None => crate::tenancy::Tenancy::off(Arc::clone(&store)),
+        Some(path) => {
+            crate::tenancy::Tenancy::load(path, Arc::clone(&store)).map_err(ServeError::Tenants)?
+        }
+    });
     let rules = Arc::new(
         Rules::load(settings.sampling_strategies.as_deref()).map_err(ServeError::Sampling)?,
     );
@@ -189,6 +200,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             settings.ingest_memory_bytes,
             settings.max_request_memory_bytes,
         ),
+        tenancy: Arc::clone(&tenancy),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -242,6 +254,14 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
 
     let otlp_http = Router::new()
         .route("/v1/traces", axum::routing::post(otlp::post_traces))
+        .route(
+            "/{adapt}/v1/traces",
+            axum::routing::post(otlp::post_adapt_traces),
+        )
+        .route(
+            "/{adapt}/api/otlp/traces",
+            axum::routing::post(otlp::post_adapt_traces),
+        )
         .with_state(state.clone());
     let http_listeners = [
         (
@@ -326,6 +346,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         adaptive.map(|a| tokio::spawn(adaptive_loop(a, Arc::clone(&store), stop_rx.clone())));
     let rules_watch =
         tokio::spawn(Arc::clone(&rules).watch(Arc::clone(&state.metrics), stop_rx.clone()));
+    let tenants_watch = tokio::spawn(Arc::clone(&tenancy).watch(stop_rx.clone()));
     write_ports(&settings.data_dir, &bound)?;
 
     let retention_task = tokio::spawn(retention_loop(Arc::clone(&store), stop_rx.clone()));
@@ -352,6 +373,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         let _ = t.await;
     }
     let _ = rules_watch.await;
+    let _ = tenants_watch.await;
     if let Some(t) = adaptive_task {
         let _ = t.await;
     }

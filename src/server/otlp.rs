@@ -17,7 +17,6 @@ use crate::error::ErrorCode;
 use crate::pipeline::{Partial, SubmitError};
 use crate::receive::otlp::Mapped;
 use crate::receive::{self, body, otlp, OtlpFormat, ReceiveError};
-use crate::store::keys::DEFAULT_TENANT;
 
 /// Decode (within the request's budget and caps) and map an OTLP body, on the CPU pool
 /// when it is large. Returns the reservation, to be held until the spans are stored.
@@ -39,6 +38,7 @@ pub async fn decode_and_map(
 /// Validate and store one mapped export request; refused spans are reported, not fatal.
 pub async fn ingest(
     state: &AppState,
+    tenant: crate::store::keys::Tenant,
     mapped: Mapped,
     format: &'static str,
 ) -> Result<ExportTraceServiceResponse, SubmitError> {
@@ -47,7 +47,7 @@ pub async fn ingest(
         .received(format, mapped.spans.len() + mapped.rejected.len());
     let outcome = state
         .pipeline
-        .submit(DEFAULT_TENANT, mapped.spans, Partial::DropInvalid)
+        .submit(tenant, mapped.spans, Partial::DropInvalid)
         .await?;
     if !mapped.rejected.is_empty() {
         state.metrics.refused(mapped.rejected.len(), "invalid");
@@ -125,9 +125,35 @@ fn success_response(resp: ExportTraceServiceResponse, format: OtlpFormat) -> Res
     }
 }
 
-/// `POST /v1/traces`.
+/// `POST /v1/traces`: the tenant from the token in the headers.
 pub async fn post_traces(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    req_body: Body,
+) -> Response {
+    match super::tenant::of_headers(&state, &headers) {
+        Ok(tenant) => post_traces_as(state, tenant, headers, req_body).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// `POST /adapt_{token}/v1/traces` and `/adapt_{token}/api/otlp/traces`: the tenant from
+/// the confidential path.
+pub async fn post_adapt_traces(
+    State(state): State<AppState>,
+    axum::extract::Path(adapt): axum::extract::Path<String>,
+    headers: HeaderMap,
+    req_body: Body,
+) -> Response {
+    match super::tenant::of_adapt_segment(&state, &adapt) {
+        Ok(tenant) => post_traces_as(state, tenant, headers, req_body).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn post_traces_as(
+    state: AppState,
+    tenant: crate::store::keys::Tenant,
     headers: HeaderMap,
     req_body: Body,
 ) -> Response {
@@ -158,7 +184,7 @@ pub async fn post_traces(
         OtlpFormat::Protobuf => "otlp_http_protobuf",
         OtlpFormat::Json => "otlp_http_json",
     };
-    match ingest(&state, mapped, label).await {
+    match ingest(&state, tenant, mapped, label).await {
         Ok(resp) => success_response(resp, format),
         Err(e) => {
             state.metrics.rejected_request("submit");

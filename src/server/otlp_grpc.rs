@@ -19,6 +19,7 @@ impl RawMethod for Export {
 
     fn call(
         state: AppState,
+        tenant: crate::store::keys::Tenant,
         body: Bytes,
     ) -> BoxFuture<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         Box::pin(async move {
@@ -31,7 +32,7 @@ impl RawMethod for Export {
                 state.metrics.rejected_request(e.metric_reason());
                 tonic::Status::new(e.code().grpc_code(), e.to_string())
             })?;
-            match ingest(&state, mapped, "otlp_grpc").await {
+            match ingest(&state, tenant, mapped, "otlp_grpc").await {
                 Ok(resp) => Ok(tonic::Response::new(resp)),
                 Err(e) => {
                     state.metrics.rejected_request("submit");

@@ -10,12 +10,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
+use super::tenant::TenantOf;
 use super::AppState;
 use crate::model::{Span, SpanKind, TraceId};
 use crate::query::jaeger_json::{self, Envelope};
 use crate::query::otlp_json;
 use crate::query::params::{self, ParamError};
-use crate::store::keys::DEFAULT_TENANT;
 use crate::store::StoreError;
 
 pub fn router(state: AppState) -> Router {
@@ -104,19 +104,20 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-async fn services(State(state): State<AppState>) -> Response {
-    let services = state.query.services(DEFAULT_TENANT);
+async fn services(State(state): State<AppState>, TenantOf(tenant): TenantOf) -> Response {
+    let services = state.query.services(tenant);
     let n = services.len();
     ok(services, n)
 }
 
 async fn service_operations(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     Path(service): Path<String>,
 ) -> Response {
     let mut names: Vec<String> = state
         .query
-        .operations(DEFAULT_TENANT, &service, None)
+        .operations(tenant, &service, None)
         .into_iter()
         .map(|(name, _)| name)
         .collect();
@@ -127,6 +128,7 @@ async fn service_operations(
 
 async fn operations(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs = params::pairs(raw.as_deref());
@@ -140,19 +142,20 @@ async fn operations(
             ))
         })?),
     };
-    let ops = state.query.operations(DEFAULT_TENANT, service, kind);
+    let ops = state.query.operations(tenant, service, kind);
     Ok(ok(jaeger_json::operations(&ops), ops.len()))
 }
 
 async fn search(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs = params::pairs(raw.as_deref());
     let now = crate::clock::now_us();
     let q = params::parse_trace_query(&pairs, now, state.settings.retention)?;
     let query = state.query.clone();
-    let traces = blocking(move || query.search(DEFAULT_TENANT, &q)).await?;
+    let traces = blocking(move || query.search(tenant, &q)).await?;
     let views: Vec<_> = traces.iter().map(|t| jaeger_json::trace(t)).collect();
     let n = views.len();
     Ok(ok(views, n))
@@ -160,6 +163,7 @@ async fn search(
 
 async fn trace(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -168,7 +172,7 @@ async fn trace(
     // Grafana in ms) is checked, not used to narrow, so a trace reaching past it is whole.
     params::trace_window(&params::pairs(raw.as_deref()))?;
     let query = state.query.clone();
-    match blocking(move || query.trace(DEFAULT_TENANT, id)).await? {
+    match blocking(move || query.trace(tenant, id)).await? {
         Some(spans) => Ok(ok(vec![jaeger_json::trace(&spans)], 1)),
         None => Err(ApiError::NotFound("trace not found")),
     }
@@ -176,6 +180,7 @@ async fn trace(
 
 async fn dependencies(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs = params::pairs(raw.as_deref());
@@ -186,7 +191,7 @@ async fn dependencies(
     let query = state.query.clone();
     let links = blocking(move || {
         query.dependencies(
-            DEFAULT_TENANT,
+            tenant,
             end_ms.saturating_mul(1000),
             lookback_ms.saturating_mul(1000),
         )
@@ -221,12 +226,13 @@ impl IntoResponse for V3Error {
     }
 }
 
-async fn v3_services(State(state): State<AppState>) -> Response {
-    Json(serde_json::json!({ "services": state.query.services(DEFAULT_TENANT) })).into_response()
+async fn v3_services(State(state): State<AppState>, TenantOf(tenant): TenantOf) -> Response {
+    Json(serde_json::json!({ "services": state.query.services(tenant) })).into_response()
 }
 
 async fn v3_operations(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, V3Error> {
     let pairs = params::pairs(raw.as_deref());
@@ -245,18 +251,19 @@ async fn v3_operations(
             )
         })?),
     };
-    let ops = state.query.operations(DEFAULT_TENANT, service, kind);
+    let ops = state.query.operations(tenant, service, kind);
     Ok(Json(serde_json::json!({ "operations": jaeger_json::operations(&ops) })).into_response())
 }
 
 async fn v3_trace(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     Path(id): Path<String>,
 ) -> Result<Response, V3Error> {
     let id = TraceId::from_hex(&id)
         .map_err(|e| V3Error(StatusCode::BAD_REQUEST, format!("trace id: {e}")))?;
     let query = state.query.clone();
-    match blocking(move || query.trace(DEFAULT_TENANT, id)).await? {
+    match blocking(move || query.trace(tenant, id)).await? {
         Some(spans) => Ok(
             Json(serde_json::json!({ "result": otlp_json::traces_data(&spans) })).into_response(),
         ),
@@ -266,18 +273,23 @@ async fn v3_trace(
 
 /// The traces `/api/v3/traces`' parameters find (also what `/api/v3/trace-summaries`
 /// summarises).
-async fn v3_find(state: &AppState, raw: Option<String>) -> Result<Vec<Vec<Span>>, V3Error> {
+async fn v3_find(
+    state: &AppState,
+    tenant: crate::store::keys::Tenant,
+    raw: Option<String>,
+) -> Result<Vec<Vec<Span>>, V3Error> {
     let pairs = params::pairs(raw.as_deref());
     let q = params::parse_v3_query(&pairs, crate::clock::now_us(), state.settings.retention)?;
     let query = state.query.clone();
-    Ok(blocking(move || query.search(DEFAULT_TENANT, &q)).await?)
+    Ok(blocking(move || query.search(tenant, &q)).await?)
 }
 
 async fn v3_search(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, V3Error> {
-    let traces = v3_find(&state, raw).await?;
+    let traces = v3_find(&state, tenant, raw).await?;
     let data = otlp_json::traces_data(traces.iter().flatten());
     Ok(Json(serde_json::json!({ "result": data })).into_response())
 }
@@ -286,9 +298,10 @@ async fn v3_search(
 /// newest first (what Jaeger UI's search list shows, without the spans).
 async fn v3_summaries(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, V3Error> {
-    let mut list: Vec<_> = v3_find(&state, raw)
+    let mut list: Vec<_> = v3_find(&state, tenant, raw)
         .await?
         .iter()
         .map(|spans| crate::query::summary::summarize(spans))
@@ -305,6 +318,7 @@ async fn v3_summaries(
 /// Trace summaries for people (`/api/v1/traces`), in Jaeger's envelope.
 async fn v1_search(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs = params::pairs(raw.as_deref());
@@ -314,7 +328,7 @@ async fn v1_search(
         state.settings.retention,
     )?;
     let query = state.query.clone();
-    let list = blocking(move || query.summaries(DEFAULT_TENANT, &q, &filters)).await?;
+    let list = blocking(move || query.summaries(tenant, &q, &filters)).await?;
     let n = list.len();
     Ok(ok(list, n))
 }
@@ -322,13 +336,14 @@ async fn v1_search(
 /// One trace as a tree with its summary.
 async fn v1_tree(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = TraceId::from_hex(&id).map_err(|e| ApiError::BadRequest(format!("trace id: {e}")))?;
     let query = state.query.clone();
     let tree = blocking(move || {
         Ok(query
-            .trace(DEFAULT_TENANT, id)?
+            .trace(tenant, id)?
             .map(|spans| crate::query::tree::build(&spans)))
     })
     .await?;

@@ -17,7 +17,6 @@ use tonic::Status;
 use super::AppState;
 use crate::model::{Span, SpanKind, TraceId};
 use crate::query::params::{TraceQuery, DEFAULT_LIMIT, MAX_LIMIT};
-use crate::store::keys::DEFAULT_TENANT;
 
 #[allow(clippy::all)]
 pub mod pb {
@@ -125,10 +124,11 @@ impl ServerStreamingService<pb::GetTraceRequest> for GetTrace {
     fn call(&mut self, request: tonic::Request<pb::GetTraceRequest>) -> Self::Future {
         let state = self.0.clone();
         Box::pin(async move {
+            let tenant = super::tenant::of_metadata(&state, request.metadata())?;
             let id = TraceId::from_hex(&request.into_inner().trace_id)
                 .map_err(|e| Status::invalid_argument(format!("trace_id: {e}")))?;
             let query = state.query.clone();
-            match blocking(move || query.trace(DEFAULT_TENANT, id)).await? {
+            match blocking(move || query.trace(tenant, id)).await? {
                 Some(spans) => Ok(tonic::Response::new(traces_stream(&spans)?)),
                 None => Err(Status::not_found("trace not found")),
             }
@@ -146,9 +146,10 @@ impl ServerStreamingService<pb::FindTracesRequest> for FindTraces {
     fn call(&mut self, request: tonic::Request<pb::FindTracesRequest>) -> Self::Future {
         let state = self.0.clone();
         Box::pin(async move {
+            let tenant = super::tenant::of_metadata(&state, request.metadata())?;
             let q = trace_query(&state, request.into_inner().query.unwrap_or_default())?;
             let query = state.query.clone();
-            let traces = blocking(move || query.search(DEFAULT_TENANT, &q)).await?;
+            let traces = blocking(move || query.search(tenant, &q)).await?;
             Ok(tonic::Response::new(traces_stream(
                 traces.iter().flatten(),
             )?))
@@ -162,9 +163,14 @@ impl UnaryService<pb::GetServicesRequest> for GetServices {
     type Response = pb::GetServicesResponse;
     type Future = BoxFuture<tonic::Response<pb::GetServicesResponse>, Status>;
 
-    fn call(&mut self, _: tonic::Request<pb::GetServicesRequest>) -> Self::Future {
-        let services = self.0.query.services(DEFAULT_TENANT);
-        Box::pin(async move { Ok(tonic::Response::new(pb::GetServicesResponse { services })) })
+    fn call(&mut self, request: tonic::Request<pb::GetServicesRequest>) -> Self::Future {
+        let answer = super::tenant::of_metadata(&self.0, request.metadata())
+            .map(|tenant| self.0.query.services(tenant));
+        Box::pin(async move {
+            Ok(tonic::Response::new(pb::GetServicesResponse {
+                services: answer?,
+            }))
+        })
     }
 }
 
@@ -175,9 +181,11 @@ impl UnaryService<pb::GetOperationsRequest> for GetOperations {
     type Future = BoxFuture<tonic::Response<pb::GetOperationsResponse>, Status>;
 
     fn call(&mut self, request: tonic::Request<pb::GetOperationsRequest>) -> Self::Future {
+        let tenant = super::tenant::of_metadata(&self.0, request.metadata());
         let r = request.into_inner();
         let state = self.0.clone();
         Box::pin(async move {
+            let tenant = tenant?;
             if r.service.is_empty() {
                 return Err(Status::invalid_argument("service is required"));
             }
@@ -191,7 +199,7 @@ impl UnaryService<pb::GetOperationsRequest> for GetOperations {
             };
             let operations = state
                 .query
-                .operations(DEFAULT_TENANT, &r.service, kind)
+                .operations(tenant, &r.service, kind)
                 .into_iter()
                 .map(|(name, kind)| pb::Operation {
                     name,

@@ -8,12 +8,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::query_api::{blocking, ok, ApiError};
+use super::tenant::TenantOf;
 use super::AppState;
 use crate::query::{params, red};
-use crate::store::keys::DEFAULT_TENANT;
 
 pub(super) async fn metrics(
     State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
     Path(endpoint): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -26,6 +27,6 @@ pub(super) async fn metrics(
     let pairs = params::pairs(raw.as_deref());
     let (q, measure) = red::parse(&pairs, &endpoint, crate::clock::now_us() / 1000)?;
     let store = std::sync::Arc::clone(&state.store);
-    let family = blocking(move || red::answer(&store, DEFAULT_TENANT, &q, measure)).await?;
+    let family = blocking(move || red::answer(&store, tenant, &q, measure)).await?;
     Ok(Json(family).into_response())
 }

@@ -73,5 +73,18 @@ async fn ingest(
         };
         Ok(zipkin::to_model(spans))
     };
-    super::collector::receive_whole(&state, &headers, req_body, ("zipkin", decode), None).await
+    match super::tenant::of_headers(&state, &headers) {
+        Ok(tenant) => {
+            super::collector::receive_whole(
+                &state,
+                tenant,
+                &headers,
+                req_body,
+                ("zipkin", decode),
+                None,
+            )
+            .await
+        }
+        Err(refused) => axum::response::IntoResponse::into_response(refused),
+    }
 }

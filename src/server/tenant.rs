@@ -1,0 +1,98 @@
+//! Who a request is: the tenant its token names (`tenancy`), or the default tenant when
+//! fctrace runs without a tenants file. An extractor for handlers, and the same check for
+//! gRPC metadata and for the confidential `/adapt_{token}/…` ingest paths.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::store::keys::{Tenant, DEFAULT_TENANT};
+
+/// What a request without a valid token is told (and nothing is stored or read).
+pub const UNAUTHENTICATED: &str = "a valid tenant token is required: Authorization: Bearer TOKEN, \
+     x-fctrace-token: TOKEN, or the /adapt_TOKEN/ ingest path";
+
+/// The tenant `token` names; `None` when tenancy is on and it names none.
+pub fn resolve(state: &AppState, token: Option<&str>) -> Option<Tenant> {
+    if !state.tenancy.is_on() {
+        return Some(DEFAULT_TENANT);
+    }
+    token.and_then(|t| state.tenancy.who(t)).map(|w| w.id)
+}
+
+/// Why a request has no tenant: its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 401: no valid token.
+    Unauthorized,
+    /// 404: a path that is no confidential endpoint.
+    NotFound,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                UNAUTHENTICATED,
+            )
+                .into_response(),
+            Refusal::NotFound => (StatusCode::NOT_FOUND, "not found").into_response(),
+        }
+    }
+}
+
+/// A 401, counted.
+fn unauthorized(state: &AppState) -> Refusal {
+    state.metrics.rejected_request("unauthenticated");
+    Refusal::Unauthorized
+}
+
+/// The tenant of a request's headers, or why not.
+pub fn of_headers(state: &AppState, headers: &HeaderMap) -> Result<Tenant, Refusal> {
+    resolve(state, crate::tenancy::token_of(headers)).ok_or_else(|| unauthorized(state))
+}
+
+/// The tenant of a confidential path segment `adapt_{token}`; anything else is 404.
+pub fn of_adapt_segment(state: &AppState, segment: &str) -> Result<Tenant, Refusal> {
+    let Some(token) = segment.strip_prefix("adapt_") else {
+        return Err(Refusal::NotFound);
+    };
+    if !state.tenancy.is_on() {
+        // no tenants: the confidential paths are the plain ones
+        return Ok(DEFAULT_TENANT);
+    }
+    resolve(state, Some(token)).ok_or_else(|| unauthorized(state))
+}
+
+/// A handler's tenant, from `Authorization: Bearer …` or `x-fctrace-token`.
+pub struct TenantOf(pub Tenant);
+
+impl FromRequestParts<AppState> for TenantOf {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
+        of_headers(state, &parts.headers).map(TenantOf)
+    }
+}
+
+/// The tenant of a gRPC call's metadata (`authorization: Bearer …` or
+/// `x-fctrace-token`), or `UNAUTHENTICATED`.
+pub fn of_metadata(
+    state: &AppState,
+    md: &tonic::metadata::MetadataMap,
+) -> Result<Tenant, tonic::Status> {
+    let token = md
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| md.get("x-fctrace-token").and_then(|v| v.to_str().ok()))
+        .map(str::trim);
+    resolve(state, token).ok_or_else(|| {
+        state.metrics.rejected_request("unauthenticated");
+        tonic::Status::unauthenticated(UNAUTHENTICATED)
+    })
+}

@@ -1,0 +1,185 @@
+//! Tenants through the real binary (issue 17, first part): two tenants ingest through their
+//! confidential paths with real SDKs (a Jaeger client and an OpenTelemetry exporter); each
+//! token sees its own services and traces only, the other tenant's trace id is a 404 like
+//! an unknown one, missing and wrong tokens are 401 with nothing stored, a tenant added to
+//! the file works without a restart, and tenant ids survive a restart.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::Value as Json;
+
+const ACME: &str = "acme-token-0123456789";
+// sha256("acme-token-0123456789"), as `printf %s acme-token-0123456789 | sha256sum` prints it
+const ACME_SHA256: &str = "2e032a402ed5f8d5e361fb26c6dde881f66772bbd4ae216810ca28d5d6fd2c37";
+const GLOBEX: &str = "globex-token-0123456789";
+
+fn tenants_file(extra: &str) -> String {
+    format!(
+        "[[tenants]]\nname = \"acme\"\ntoken_sha256 = \"{ACME_SHA256}\"\n\n\
+         [[tenants]]\nname = \"globex\"\ntoken = \"{GLOBEX}\"\n{extra}"
+    )
+}
+
+/// GET on the query port with `token` (as a bearer token, or in `x-fctrace-token`).
+fn get(d: &Daemon, path: &str, token: Option<&str>, bearer: bool) -> (u16, Json) {
+    let mut r = http().get(format!("{}{path}", d.query));
+    if let Some(t) = token {
+        r = if bearer {
+            r.bearer_auth(t)
+        } else {
+            r.header("x-fctrace-token", t)
+        };
+    }
+    let resp = r.send().unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Json::String(text)),
+    )
+}
+
+fn node(script: &str, endpoint: &str, service: &str) -> String {
+    let out = Command::new("node")
+        .arg(script)
+        .current_dir(node_clients())
+        .env("ENDPOINT", endpoint)
+        .env("SERVICE", service)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn services(d: &Daemon, token: &str) -> Json {
+    get(d, "/api/services", Some(token), true).1["data"].clone()
+}
+
+#[test]
+fn tenants_see_their_own_data_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenants.toml");
+    std::fs::write(&file, tenants_file("")).unwrap();
+    let data_dir = dir.path().join("data");
+    let mut d = Daemon::start_in(&data_dir, &["--tenants", file.to_str().unwrap()]);
+
+    // real SDKs, each through its tenant's confidential path
+    let a = node(
+        "jaeger_client.js",
+        &format!("{}/adapt_{ACME}", d.collector),
+        "acme-svc",
+    );
+    let g = node(
+        "otlp_http.js",
+        &format!("{}/adapt_{GLOBEX}", d.collector),
+        "globex-svc",
+    );
+    let id = |t: &str| t.trim_start_matches('0').to_owned();
+
+    assert_eq!(services(&d, ACME), serde_json::json!(["acme-svc"]));
+    assert_eq!(services(&d, GLOBEX), serde_json::json!(["globex-svc"]));
+    // by id: one's own, found; the other's, 404 exactly like an unknown id
+    let (s, v) = get(&d, &format!("/api/traces/{a}"), Some(ACME), true);
+    assert_eq!(
+        (s, id(v["data"][0]["traceID"].as_str().unwrap())),
+        (200, id(&a))
+    );
+    let other = get(&d, &format!("/api/traces/{g}"), Some(ACME), true);
+    let unknown = get(
+        &d,
+        "/api/traces/00000000000000000000000000abcdef",
+        Some(ACME),
+        true,
+    );
+    assert_eq!((other.0, &other.1), (unknown.0, &unknown.1));
+    assert_eq!(other.0, 404);
+    let (s, _) = get(&d, &format!("/api/traces/{g}"), Some(GLOBEX), false);
+    assert_eq!(s, 200, "x-fctrace-token works too");
+    // by search, over every service: each its own
+    let (_, v) = get(&d, "/api/v1/traces?preset=1h", Some(ACME), true);
+    let found: Vec<String> = data(&v)
+        .iter()
+        .map(|t| id(t["traceID"].as_str().unwrap()))
+        .collect();
+    assert_eq!(found, [id(&a)]);
+    let (_, v) = get(&d, "/api/traces?service=acme-svc", Some(GLOBEX), true);
+    assert!(data(&v).is_empty(), "{v}");
+    let (_, v) = get(&d, &format!("/api/v3/traces/{g}"), Some(GLOBEX), true);
+    assert!(v["result"]["resourceSpans"].is_array(), "{v}");
+
+    // no token, a wrong one: 401, and nothing stored
+    assert_eq!(get(&d, "/api/services", None, true).0, 401);
+    assert_eq!(
+        get(&d, "/api/services", Some("wrong-token-0123456789"), true).0,
+        401
+    );
+    let body = batch(
+        "sneaky",
+        &[],
+        &[TSpan {
+            trace: 0x5ea,
+            id: 1,
+            op: "x",
+            start: now_us(),
+            duration: 1,
+            ..Default::default()
+        }],
+    );
+    for url in [
+        format!("{}/api/traces", d.collector),
+        format!("{}/adapt_wrong-token-0123456789/api/traces", d.collector),
+    ] {
+        let r = http()
+            .post(url)
+            .header("content-type", "application/x-thrift")
+            .body(body.clone())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+    }
+    let r = http()
+        .post(format!("{}/v1/traces", d.otlp_http))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    for t in [ACME, GLOBEX] {
+        assert!(!services(&d, t)
+            .as_array()
+            .unwrap()
+            .contains(&Json::from("sneaky")));
+    }
+
+    // a tenant added to the file works without a restart
+    let initech = "initech-token-0123456789";
+    std::fs::write(
+        &file,
+        tenants_file(&format!(
+            "\n[[tenants]]\nname = \"initech\"\ntoken = \"{initech}\"\n"
+        )),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get(&d, "/api/services", Some(initech), true).0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new tenant was not picked up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(services(&d, initech), serde_json::json!([]));
+
+    // after a restart each tenant still has its own data
+    d.terminate();
+    let d = Daemon::start_in(&data_dir, &["--tenants", file.to_str().unwrap()]);
+    assert_eq!(services(&d, ACME), serde_json::json!(["acme-svc"]));
+    assert_eq!(services(&d, GLOBEX), serde_json::json!(["globex-svc"]));
+}
