@@ -88,6 +88,7 @@ pub struct Who {
 struct Table {
     by_digest: HashMap<[u8; 32], Arc<TenantSpec>>,
     by_name: HashMap<String, Arc<TenantSpec>>,
+    by_id: HashMap<Tenant, Arc<TenantSpec>>,
 }
 
 /// The tenants in effect: none (tenancy off) or a file's.
@@ -139,6 +140,11 @@ impl Tenancy {
             id: t.id,
             name: t.name.clone(),
         })
+    }
+
+    pub fn by_id(&self, id: Tenant) -> Option<Arc<TenantSpec>> {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        table.by_id.get(&id).cloned()
     }
 
     pub fn by_name(&self, name: &str) -> Option<Arc<TenantSpec>> {
@@ -245,6 +251,7 @@ impl Tenancy {
                     return Err(err("a token is given to two tenants".into()));
                 }
             }
+            table.by_id.insert(spec.id, Arc::clone(&spec));
             table.by_name.insert(t.name, spec);
         }
         *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);

@@ -19,7 +19,7 @@ const GLOBEX: &str = "globex-token-0123456789";
 fn tenants_file(extra: &str) -> String {
     format!(
         "[[tenants]]\nname = \"acme\"\ntoken_sha256 = \"{ACME_SHA256}\"\n\n\
-         [[tenants]]\nname = \"globex\"\ntoken = \"{GLOBEX}\"\n{extra}"
+         [[tenants]]\nname = \"globex\"\ntoken = \"{GLOBEX}\"\nspans_per_second = 5\n{extra}"
     )
 }
 
@@ -157,6 +157,26 @@ fn tenants_see_their_own_data_only() {
             .unwrap()
             .contains(&Json::from("sneaky")));
     }
+
+    // a quota: globex may send 5 spans a second (it sent 2): 10 more are refused whole
+    let ten: Vec<TSpan> = (1..=10)
+        .map(|i| TSpan { trace: 0x10, id: i, op: "burst", start: now_us(), duration: 1, ..Default::default() })
+        .collect();
+    let r = http()
+        .post(format!("{}/api/traces", d.collector))
+        .bearer_auth(GLOBEX)
+        .header("content-type", "application/x-thrift")
+        .body(batch("globex-svc", &[], &ten))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(
+        d.metric("fctrace_admission_refused_spans_total{service=\"globex\",reason=\"tenant_rate\"}"),
+        10.0
+    );
+    let (_, v) = get(&d, "/api/traces?service=globex-svc&operation=burst", Some(GLOBEX), true);
+    assert!(data(&v).is_empty(), "nothing of the refused batch is stored");
 
     // a tenant added to the file works without a restart
     let initech = "initech-token-0123456789";

@@ -1,6 +1,6 @@
-//! Admission: per-service span-rate limits and a global bound on spans in flight. Excess is
-//! refused (429 / `RESOURCE_EXHAUSTED`) and counted by service and reason; nothing is ever
-//! dropped after it was accepted.
+//! Admission: per-tenant and per-service span-rate limits and a global bound on spans in
+//! flight. Excess is refused (429 / `RESOURCE_EXHAUSTED`) and counted by service (or
+//! tenant) and reason; nothing is ever dropped after it was accepted.
 //!
 //! Service names come from clients, so the buckets are bounded: at [`MAX_BUCKETS`], the
 //! buckets that have refilled (which behave exactly as new ones) are forgotten, and if
@@ -12,6 +12,20 @@ use std::sync::{Arc, Mutex};
 
 use crate::model::Span;
 use crate::sampling::TokenBucket;
+use crate::store::keys::Tenant;
+
+/// A tenant's name and span-rate quota, when it has one (`tenancy`'s file says).
+pub type RateOf = dyn Fn(Tenant) -> Option<(String, f64)> + Send + Sync;
+
+/// Where admission learns the tenants' quotas.
+#[derive(Clone)]
+pub struct TenantRates(pub Arc<RateOf>);
+
+impl std::fmt::Debug for TenantRates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TenantRates")
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdmissionOptions {
@@ -39,12 +53,16 @@ const OVERFLOW: &str = "\0overflow";
 /// Why a batch was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    TenantRate { tenant: String },
     ServiceRate { service: String },
     InFlight { limit: usize },
 }
 
 pub struct Admission {
     opts: AdmissionOptions,
+    tenant_rates: Option<TenantRates>,
+    /// Per tenant, at the rate its bucket was made for (a reloaded quota starts afresh).
+    tenant_buckets: Mutex<HashMap<Tenant, (u64, TokenBucket)>>,
     buckets: Mutex<Buckets>,
     in_flight: Arc<AtomicUsize>,
 }
@@ -100,9 +118,11 @@ fn per_service(spans: &[Span]) -> HashMap<&str, usize> {
 }
 
 impl Admission {
-    pub fn new(opts: AdmissionOptions) -> Self {
+    pub fn new(opts: AdmissionOptions, tenant_rates: Option<TenantRates>) -> Self {
         Admission {
             opts,
+            tenant_rates,
+            tenant_buckets: Mutex::default(),
             buckets: Mutex::new(Buckets::default()),
             in_flight: Arc::new(AtomicUsize::new(0)),
         }
@@ -112,10 +132,27 @@ impl Admission {
     /// were turned away and why.
     pub fn admit(
         &self,
+        tenant: Tenant,
         spans: &[Span],
         mut refused: impl FnMut(&str, &'static str, usize),
     ) -> Result<InFlight, Refusal> {
         let n = spans.len();
+        if let Some((name, rate)) = self.tenant_rates.as_ref().and_then(|r| (r.0)(tenant)) {
+            let mut buckets = self
+                .tenant_buckets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let entry = buckets
+                .entry(tenant)
+                .or_insert_with(|| (rate.to_bits(), TokenBucket::new(rate, rate)));
+            if entry.0 != rate.to_bits() {
+                *entry = (rate.to_bits(), TokenBucket::new(rate, rate));
+            }
+            if !entry.1.try_take(n as f64) {
+                refused(&name, "tenant_rate", n);
+                return Err(Refusal::TenantRate { tenant: name });
+            }
+        }
         if self.opts.service_spans_per_second > 0.0 {
             let per_service = per_service(spans);
             let rate = self.opts.service_spans_per_second;
@@ -170,14 +207,39 @@ mod tests {
     }
 
     #[test]
-    fn spans_in_flight_are_bounded() {
-        let a = Admission::new(AdmissionOptions {
-            service_spans_per_second: 0.0,
-            max_in_flight_spans: 3,
-        });
-        let held = a.admit(&[span("a"), span("a")], |_, _, _| {}).unwrap();
+    fn a_tenant_over_its_quota_is_refused_and_others_are_not() {
+        let rates = TenantRates(Arc::new(|t: Tenant| {
+            (t == 1).then(|| ("acme".to_owned(), 3.0))
+        }));
+        let a = Admission::new(AdmissionOptions::default(), Some(rates));
+        let spans = [span("a"), span("a")];
+        assert!(a.admit(1, &spans, |_, _, _| {}).is_ok());
         let mut refused = Vec::new();
-        let r = a.admit(&[span("a"), span("b")], |s, why, n| {
+        let r = a.admit(1, &spans, |s, why, n| refused.push((s.to_owned(), why, n)));
+        assert_eq!(
+            r.err(),
+            Some(Refusal::TenantRate {
+                tenant: "acme".into()
+            })
+        );
+        assert_eq!(refused, [("acme".to_owned(), "tenant_rate", 2)]);
+        // another tenant, and the default one, have no quota
+        assert!(a.admit(2, &spans, |_, _, _| {}).is_ok());
+        assert!(a.admit(0, &spans, |_, _, _| {}).is_ok());
+    }
+
+    #[test]
+    fn spans_in_flight_are_bounded() {
+        let a = Admission::new(
+            AdmissionOptions {
+                service_spans_per_second: 0.0,
+                max_in_flight_spans: 3,
+            },
+            None,
+        );
+        let held = a.admit(0, &[span("a"), span("a")], |_, _, _| {}).unwrap();
+        let mut refused = Vec::new();
+        let r = a.admit(0, &[span("a"), span("b")], |s, why, n| {
             refused.push((s.to_owned(), why, n))
         });
         assert_eq!(r.err(), Some(Refusal::InFlight { limit: 3 }));
@@ -188,23 +250,26 @@ mod tests {
         );
         // once the first batch is stored, there is room again
         drop(held);
-        assert!(a.admit(&[span("a"), span("b")], |_, _, _| {}).is_ok());
+        assert!(a.admit(0, &[span("a"), span("b")], |_, _, _| {}).is_ok());
     }
 
     #[test]
     fn buckets_stay_bounded_and_later_services_share_the_overflow_bucket() {
-        let a = Admission::new(AdmissionOptions {
-            service_spans_per_second: 1.0,
-            max_in_flight_spans: 0,
-        });
+        let a = Admission::new(
+            AdmissionOptions {
+                service_spans_per_second: 1.0,
+                max_in_flight_spans: 0,
+            },
+            None,
+        );
         for i in 0..MAX_BUCKETS {
-            assert!(a.admit(&[span(&format!("s{i}"))], |_, _, _| {}).is_ok());
+            assert!(a.admit(0, &[span(&format!("s{i}"))], |_, _, _| {}).is_ok());
         }
         // every bucket is in use (just emptied): new services share one bucket of one
         // span a second
-        assert!(a.admit(&[span("new-1")], |_, _, _| {}).is_ok());
+        assert!(a.admit(0, &[span("new-1")], |_, _, _| {}).is_ok());
         let mut refused = Vec::new();
-        let r = a.admit(&[span("new-2")], |s, why, n| {
+        let r = a.admit(0, &[span("new-2")], |s, why, n| {
             refused.push((s.to_owned(), why, n))
         });
         assert_eq!(

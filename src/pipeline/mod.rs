@@ -14,7 +14,7 @@ pub mod edges;
 mod retry;
 mod validate;
 
-pub use admission::{AdmissionOptions, Refusal};
+pub use admission::{AdmissionOptions, Refusal, TenantRates};
 pub use retry::with_retries;
 
 use std::sync::Arc;
@@ -64,6 +64,8 @@ pub struct PipelineOptions {
     /// Largest group the writer commits in one write.
     pub max_group_bytes: usize,
     pub admission: AdmissionOptions,
+    /// Tenants' span-rate quotas (`tenancy`), when there are tenants.
+    pub tenant_rates: Option<admission::TenantRates>,
     /// Tail sampling, when on: traces are held and kept or dropped whole.
     pub tail: Option<TailSettings>,
     /// Spans that start before now minus this are refused (no query would show them).
@@ -81,6 +83,7 @@ impl Default for PipelineOptions {
             queue_timeout: Duration::from_secs(2),
             max_group_bytes: 32 << 20,
             admission: AdmissionOptions::default(),
+            tenant_rates: None,
             tail: None,
             retention: Duration::from_secs(72 * 3600),
             max_future_skew: Duration::from_secs(3600),
@@ -96,6 +99,7 @@ pub enum SubmitError {
     #[error("write queue is full; retry later")]
     QueueFull,
     #[error("{}", match .0 {
+        Refusal::TenantRate { tenant } => format!("tenant {tenant:?} is over its span rate quota; retry later"),
         Refusal::ServiceRate { service } => format!("service {service:?} is over its span rate limit; retry later"),
         Refusal::InFlight { limit } => format!("more than {limit} spans are in flight; retry later"),
     })]
@@ -183,7 +187,10 @@ impl Pipeline {
         let pipeline = Pipeline {
             tx,
             stitch,
-            admission: Arc::new(admission::Admission::new(opts.admission)),
+            admission: Arc::new(admission::Admission::new(
+                opts.admission,
+                opts.tenant_rates.clone(),
+            )),
             tail: opts.tail.clone().map(|t| Arc::new(TailSampler::new(t))),
             permits,
             opts: Arc::new(opts),
@@ -253,7 +260,7 @@ impl Pipeline {
         }
         let in_flight = self
             .admission
-            .admit(&spans, |service, reason, n| {
+            .admit(tenant, &spans, |service, reason, n| {
                 self.metrics.admission_refused(service, reason, n);
                 self.metrics.refused(n, reason);
             })

@@ -165,6 +165,13 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                 max_in_flight_spans: settings.max_in_flight_spans,
             },
             tail: settings.tail_sampling.clone(),
+            tenant_rates: tenancy.is_on().then(|| {
+                let tenancy = Arc::clone(&tenancy);
+                crate::pipeline::TenantRates(Arc::new(move |t| {
+                    let spec = tenancy.by_id(t)?;
+                    Some((spec.name.clone(), spec.spans_per_second?))
+                }))
+            }),
             adaptive: adaptive.clone(),
             retention: settings.retention,
             max_future_skew: settings.max_future_skew,
