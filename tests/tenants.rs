@@ -160,7 +160,14 @@ fn tenants_see_their_own_data_only() {
 
     // a quota: globex may send 5 spans a second (it sent 2): 10 more are refused whole
     let ten: Vec<TSpan> = (1..=10)
-        .map(|i| TSpan { trace: 0x10, id: i, op: "burst", start: now_us(), duration: 1, ..Default::default() })
+        .map(|i| TSpan {
+            trace: 0x10,
+            id: i,
+            op: "burst",
+            start: now_us(),
+            duration: 1,
+            ..Default::default()
+        })
         .collect();
     let r = http()
         .post(format!("{}/api/traces", d.collector))
@@ -172,11 +179,21 @@ fn tenants_see_their_own_data_only() {
     assert_eq!(r.status().as_u16(), 429);
     assert_eq!(r.headers()["retry-after"], "1");
     assert_eq!(
-        d.metric("fctrace_admission_refused_spans_total{service=\"globex\",reason=\"tenant_rate\"}"),
+        d.metric(
+            "fctrace_admission_refused_spans_total{service=\"globex\",reason=\"tenant_rate\"}"
+        ),
         10.0
     );
-    let (_, v) = get(&d, "/api/traces?service=globex-svc&operation=burst", Some(GLOBEX), true);
-    assert!(data(&v).is_empty(), "nothing of the refused batch is stored");
+    let (_, v) = get(
+        &d,
+        "/api/traces?service=globex-svc&operation=burst",
+        Some(GLOBEX),
+        true,
+    );
+    assert!(
+        data(&v).is_empty(),
+        "nothing of the refused batch is stored"
+    );
 
     // a tenant added to the file works without a restart
     let initech = "initech-token-0123456789";
@@ -202,4 +219,47 @@ fn tenants_see_their_own_data_only() {
     let d = Daemon::start_in(&data_dir, &["--tenants", file.to_str().unwrap()]);
     assert_eq!(services(&d, ACME), serde_json::json!(["acme-svc"]));
     assert_eq!(services(&d, GLOBEX), serde_json::json!(["globex-svc"]));
+}
+
+#[test]
+fn the_web_ui_asks_for_the_token_once_and_shows_that_tenant_only() {
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "Debian's chromium is needed for the UI test (make test-deps installs it)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenants.toml");
+    std::fs::write(&file, tenants_file("")).unwrap();
+    let d = Daemon::start_in(
+        &dir.path().join("data"),
+        &["--tenants", file.to_str().unwrap()],
+    );
+    for (token, service, trace) in [(ACME, "acme-svc", 0xacu128), (GLOBEX, "globex-svc", 0x61)] {
+        let span = TSpan {
+            trace,
+            id: 1,
+            op: "op",
+            start: now_us() - 1_000_000,
+            duration: 1000,
+            ..Default::default()
+        };
+        let r = http()
+            .post(format!("{}/api/traces", d.collector))
+            .bearer_auth(token)
+            .header("content-type", "application/x-thrift")
+            .body(batch(service, &[], &[span]))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+    }
+    let out = run(Command::new("node")
+        .arg("ui_tenant.js")
+        .arg(format!("{}/", d.query))
+        .arg(ACME)
+        .current_dir(node_clients()));
+    let v: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["errors"], serde_json::json!([]));
+    assert_eq!(v["applications"], serde_json::json!(["acme-svc"]));
+    assert_eq!(v["results"], serde_json::json!(["00000000000000ac"]));
+    assert_eq!(v["askedAgain"], false);
 }

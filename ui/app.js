@@ -16,7 +16,7 @@ function fmtTime(us) {
   return new Date(us / 1000).toLocaleString();
 }
 async function api(path) {
-  const r = await fetch(path);
+  const r = await authFetch(path);
   const body = await r.json();
   if (!r.ok) throw new Error((body.errors && body.errors[0] && body.errors[0].msg) || r.statusText);
   return body.data;
@@ -121,7 +121,7 @@ function kvTable(title, kvs) {
 // A request's function log lines (/api/v1/logs), as a block of text: shared by the
 // trace page and the function page's record.
 async function requestLogs(requestId) {
-  const r = await fetch(`/api/v1/logs?requestId=${encodeURIComponent(requestId)}`);
+  const r = await authFetch(`/api/v1/logs?requestId=${encodeURIComponent(requestId)}`);
   const v = await r.json();
   if (!r.ok) return `<p>Cannot load logs: ${esc((v.errors && v.errors[0] && v.errors[0].msg) || r.statusText)}</p>`;
   if (!v.data.length) return '<p>No log lines.</p>';

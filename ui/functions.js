@@ -7,7 +7,7 @@
   const $f = (sel) => document.querySelector(sel);
   const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   const api = async (path) => {
-    const r = await fetch(path);
+    const r = await authFetch(path);
     const v = await r.json();
     if (!r.ok) throw new Error((v.errors && v.errors[0] && v.errors[0].msg) || r.statusText);
     return v.data;

@@ -110,7 +110,7 @@ const TraceViews = (() => {
 
   // The trace as Jaeger's JSON (/api/traces/{id}), saved as a file.
   async function download(id) {
-    const r = await fetch(`/api/traces/${encodeURIComponent(id)}`);
+    const r = await authFetch(`/api/traces/${encodeURIComponent(id)}`);
     const blob = new Blob([await r.text()], { type: 'application/json' });
     const a = document.createElement('a');
     a.href = URL.createObjectURL(blob);

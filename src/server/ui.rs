@@ -10,6 +10,7 @@ const APP_JS: &str = include_str!("../../ui/app.js");
 const APP_CSS: &str = include_str!("../../ui/app.css");
 const FUNCTIONS_JS: &str = include_str!("../../ui/functions.js");
 const TRACE_VIEWS_JS: &str = include_str!("../../ui/trace_views.js");
+const AUTH_JS: &str = include_str!("../../ui/auth.js");
 const FAVICON: &str = include_str!("../../ui/favicon.svg");
 
 pub async fn index() -> Response {
@@ -26,6 +27,11 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "functions.js" => (
             [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
             FUNCTIONS_JS,
+        )
+            .into_response(),
+        "auth.js" => (
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+            AUTH_JS,
         )
             .into_response(),
         "trace_views.js" => (
