@@ -96,6 +96,9 @@ pub struct Tenancy {
     path: Option<PathBuf>,
     table: RwLock<Arc<Table>>,
     store: Arc<Store>,
+    /// Tokens fctrace made for its own functions' spans (`ingest_token`), by digest; they
+    /// last as long as the process and work while their tenant is in the file.
+    internal: RwLock<HashMap<[u8; 32], Tenant>>,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -112,6 +115,7 @@ impl Tenancy {
             path: None,
             table: RwLock::new(Arc::default()),
             store,
+            internal: RwLock::default(),
         }
     }
 
@@ -121,11 +125,16 @@ impl Tenancy {
             path: Some(path.to_owned()),
             table: RwLock::new(Arc::default()),
             store,
+            internal: RwLock::default(),
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        t.apply(&text)
+        let warnings = t
+            .apply(&text)
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        for w in warnings {
+            tracing::warn!(file = %path.display(), "{w}");
+        }
         Ok(t)
     }
 
@@ -136,10 +145,35 @@ impl Tenancy {
     /// The tenant a token belongs to.
     pub fn who(&self, token: &str) -> Option<Who> {
         let table = Arc::clone(&self.table.read().unwrap_or_else(|e| e.into_inner()));
-        table.by_digest.get(&digest(token)).map(|t| Who {
-            id: t.id,
-            name: t.name.clone(),
+        let d = digest(token);
+        let spec = table.by_digest.get(&d).or_else(|| {
+            let id = *self
+                .internal
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&d)?;
+            table.by_id.get(&id)
+        })?;
+        Some(Who {
+            id: spec.id,
+            name: spec.name.clone(),
         })
+    }
+
+    /// A new token of tenant `id` for fctrace's own use (the functions it runs for the
+    /// tenant send their spans with it); 128 random bits from the OS.
+    pub fn internal_token(&self, id: Tenant) -> Result<String, String> {
+        let mut bytes = [0u8; 16];
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .map_err(|e| format!("no random bytes for a token: {e}"))?;
+        let token = format!("fctrace-{}", hex::encode(bytes));
+        self.internal
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(digest(&token), id);
+        Ok(token)
     }
 
     pub fn by_id(&self, id: Tenant) -> Option<Arc<TenantSpec>> {

@@ -263,3 +263,128 @@ fn the_web_ui_asks_for_the_token_once_and_shows_that_tenant_only() {
     assert_eq!(v["results"], serde_json::json!(["00000000000000ac"]));
     assert_eq!(v["askedAgain"], false);
 }
+
+#[test]
+fn a_tenants_function_lands_in_that_tenant_only() {
+    let python = python_venv("otlp");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenants.toml");
+    std::fs::write(&file, tenants_file("")).unwrap();
+    let functions = dir.path().join("functions.toml");
+    std::fs::write(
+        &functions,
+        format!(
+            "[[functions]]\nservice = \"ctx\"\nname = \"w3c\"\ntenant = \"acme\"\ncommand = [\"{}\", \"{}/tests/e2e/functions/w3c_otel.py\"]\n",
+            python.display(),
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    )
+    .unwrap();
+    let rules = dir.path().join("strategies.json");
+    std::fs::write(
+        &rules,
+        r#"{"default_strategy": {"type": "probabilistic", "param": 1}}"#,
+    )
+    .unwrap();
+    let d = Daemon::start_in(
+        &dir.path().join("data"),
+        &[
+            "--tenants",
+            file.to_str().unwrap(),
+            "--functions",
+            functions.to_str().unwrap(),
+            "--sampling-strategies",
+            rules.to_str().unwrap(),
+        ],
+    );
+    let r = http()
+        .post(format!(
+            "{}/2016-08-15/services/ctx/functions/w3c/invocations",
+            d.gateway
+        ))
+        .body("go")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let request_id = r.headers()["x-fc-request-id"].to_str().unwrap().to_owned();
+
+    // the record, and the trace with the platform's spans and the function's own
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let trace = loop {
+        let (_, v) = get(
+            &d,
+            "/api/v1/invocations?service=ctx&function=w3c",
+            Some(ACME),
+            true,
+        );
+        let found = data(&v)
+            .iter()
+            .find(|r| r["requestId"] == request_id.as_str())
+            .cloned();
+        if let Some(rec) = found {
+            let id = rec["traceContext"]
+                .as_str()
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap()
+                .to_owned();
+            let (s, t) = get(&d, &format!("/api/traces/{id}"), Some(ACME), true);
+            if s == 200 {
+                let names: Vec<String> = t["data"][0]["spans"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["operationName"].as_str().unwrap().to_owned())
+                    .collect();
+                if ["InvokeFunction", "Invocation", "w3c-work"]
+                    .iter()
+                    .all(|n| names.iter().any(|m| m == n))
+                {
+                    break id;
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acme's record and trace"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut acme = services(&d, ACME).as_array().unwrap().clone();
+    acme.sort_by_key(|v| v.to_string());
+    assert_eq!(acme, [Json::from("FC:ctx/w3c"), Json::from("w3c-function")]);
+    // globex sees none of it
+    assert_eq!(services(&d, GLOBEX), serde_json::json!([]));
+    assert_eq!(
+        get(&d, &format!("/api/traces/{trace}"), Some(GLOBEX), true).0,
+        404
+    );
+    let (_, v) = get(
+        &d,
+        "/api/v1/invocations?service=ctx&function=w3c",
+        Some(GLOBEX),
+        true,
+    );
+    assert!(data(&v).is_empty(), "{v}");
+    let (_, v) = get(
+        &d,
+        "/api/v1/metrics/FunctionTotalInvocations?service=ctx&function=w3c",
+        Some(GLOBEX),
+        true,
+    );
+    assert!(data(&v).is_empty(), "{v}");
+    let (_, v) = get(
+        &d,
+        "/api/v1/metrics/FunctionTotalInvocations?service=ctx&function=w3c",
+        Some(ACME),
+        true,
+    );
+    assert_eq!(
+        data(&v)
+            .iter()
+            .map(|p| p["value"].as_f64().unwrap())
+            .sum::<f64>(),
+        1.0
+    );
+}

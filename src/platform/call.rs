@@ -70,7 +70,7 @@ impl Platform {
             "x-fc-function-timeout",
             spec.timeout.as_secs().max(1).to_string(),
         );
-        put(JAEGER_ENDPOINT_HEADER, self.jaeger_endpoint.clone());
+        put(JAEGER_ENDPOINT_HEADER, self.jaeger_endpoint_for(spec));
         context::outbound(
             &mut h,
             decision,

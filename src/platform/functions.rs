@@ -44,6 +44,9 @@ pub struct RawFunction {
     /// (`[[functions.provision_schedule]]`: `start`, `end` as `HH:MM` UTC, `instances`),
     /// and scaled up to keep running calls at a fraction of their slots.
     pub provisioned_instances: Option<u32>,
+    /// The tenant (`--tenants`) the function, its spans, records, metrics and logs
+    /// belong to [default: the default tenant, only without a tenants file].
+    pub tenant: Option<String>,
     pub provision_schedule: Option<Vec<super::provision::RawWindow>>,
     pub provision_target_utilization: Option<f64>,
     pub provision_max_instances: Option<u32>,
@@ -144,6 +147,13 @@ pub struct FunctionSpec {
     pub on_success: Option<Destination>,
     pub on_failure: Option<Destination>,
     pub provision: super::provision::Provision,
+    /// The tenant's name as written, and its id once the daemon resolved it (0: the
+    /// default tenant).
+    pub tenant: Option<String>,
+    pub tenant_id: crate::store::keys::Tenant,
+    /// A token of the tenant's for the function's own spans (set by the daemon, never
+    /// configured): put in the endpoints the function is handed.
+    pub ingest_token: Option<String>,
 }
 
 impl FunctionSpec {
@@ -303,6 +313,9 @@ pub fn check(raw: &[RawFunction]) -> Result<Vec<FunctionSpec>, FunctionError> {
             )
             .map_err(|(field, m)| err(field, m))?;
             Ok(FunctionSpec {
+                tenant: f.tenant.clone(),
+                tenant_id: 0,
+                ingest_token: None,
                 provision,
                 async_retries,
                 max_event_age,

@@ -24,9 +24,10 @@ use super::events::{Event, Subscribers};
 use crate::clock::now_us;
 use crate::model::LogLine;
 use crate::pipeline::{with_retries, Pipeline};
-use crate::store::keys::{self, DEFAULT_TENANT};
+use crate::store::keys::{self, Tenant, DEFAULT_TENANT};
 use crate::store::Rows;
 use crate::telemetry::Metrics;
+use std::collections::HashMap;
 
 pub const START: &str = "FC Invoke Start RequestId: ";
 pub const END: &str = "FC Invoke End RequestId: ";
@@ -42,6 +43,7 @@ const DRAIN_WAIT: Duration = Duration::from_millis(5);
 const END_WAIT: Duration = Duration::from_millis(200);
 
 struct Captured {
+    tenant: Tenant,
     service: Arc<str>,
     function: Arc<str>,
     line: LogLine,
@@ -51,6 +53,8 @@ struct Captured {
 #[derive(Clone)]
 pub struct LogSink {
     tx: mpsc::Sender<Captured>,
+    /// Each function's tenant (lines of others go to the default tenant).
+    tenants: Arc<HashMap<(String, String), Tenant>>,
     metrics: Arc<Metrics>,
     /// Output bytes one instance may store a minute.
     cap: u64,
@@ -58,11 +62,17 @@ pub struct LogSink {
 
 impl LogSink {
     /// Start the task that stores lines; it ends when every sink and instance is gone.
-    pub fn start(pipeline: Pipeline, metrics: Arc<Metrics>, cap_bytes_per_minute: u64) -> Self {
+    pub fn start(
+        pipeline: Pipeline,
+        metrics: Arc<Metrics>,
+        cap_bytes_per_minute: u64,
+        tenants: HashMap<(String, String), Tenant>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_LINES);
         tokio::spawn(store_loop(rx, pipeline, Arc::clone(&metrics)));
         LogSink {
             tx,
+            tenants: Arc::new(tenants),
             metrics,
             cap: cap_bytes_per_minute,
         }
@@ -75,6 +85,7 @@ impl LogSink {
     /// A line of the platform's own about a request (stream `platform`, no instance).
     pub fn platform_line(&self, service: &str, function: &str, request_id: &str, message: String) {
         self.push(Captured {
+            tenant: self.tenant_of(service, function),
             service: service.into(),
             function: function.into(),
             line: LogLine {
@@ -88,6 +99,13 @@ impl LogSink {
         });
     }
 
+    fn tenant_of(&self, service: &str, function: &str) -> Tenant {
+        self.tenants
+            .get(&(service.to_owned(), function.to_owned()))
+            .copied()
+            .unwrap_or(DEFAULT_TENANT)
+    }
+
     fn push(&self, c: Captured) {
         if self.tx.try_send(c).is_err() {
             self.metrics.log_lines_dropped("queue", 1);
@@ -99,21 +117,32 @@ async fn store_loop(mut rx: mpsc::Receiver<Captured>, pipeline: Pipeline, metric
     let mut got = Vec::with_capacity(BATCH_LINES);
     let mut seq = 0u32;
     while rx.recv_many(&mut got, BATCH_LINES).await > 0 {
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = got
-            .drain(..)
-            .map(|c| {
-                seq = seq.wrapping_add(1);
-                let key = keys::log_key(DEFAULT_TENANT, &c.service, &c.function, c.line.time, seq);
-                (key, serde_json::to_vec(&c.line).unwrap_or_default())
-            })
-            .collect();
-        let write = || pipeline.submit_rows(DEFAULT_TENANT, Rows::Logs, &rows);
-        match with_retries(&metrics, write).await {
-            Ok(()) => metrics.log_lines_stored(rows.len()),
-            Err(e) => {
-                metrics.log_lines_dropped("store", rows.len());
-                tracing::warn!(error = %e, lines = rows.len(), "function log lines not stored");
-            }
+        // one write per tenant (nearly always one)
+        let mut by_tenant: std::collections::BTreeMap<Tenant, Vec<Row>> = Default::default();
+        for c in got.drain(..) {
+            seq = seq.wrapping_add(1);
+            let key = keys::log_key(c.tenant, &c.service, &c.function, c.line.time, seq);
+            by_tenant
+                .entry(c.tenant)
+                .or_default()
+                .push((key, serde_json::to_vec(&c.line).unwrap_or_default()));
+        }
+        for (tenant, rows) in by_tenant {
+            store_rows(&pipeline, &metrics, tenant, rows).await;
+        }
+    }
+}
+
+/// A log line's key and value.
+type Row = (Vec<u8>, Vec<u8>);
+
+async fn store_rows(pipeline: &Pipeline, metrics: &Arc<Metrics>, tenant: Tenant, rows: Vec<Row>) {
+    let write = || pipeline.submit_rows(tenant, Rows::Logs, &rows);
+    match with_retries(metrics, write).await {
+        Ok(()) => metrics.log_lines_stored(rows.len()),
+        Err(e) => {
+            metrics.log_lines_dropped("store", rows.len());
+            tracing::warn!(error = %e, lines = rows.len(), "function log lines not stored");
         }
     }
 }
@@ -148,6 +177,7 @@ impl Source {
             }
         }
         self.sink.push(Captured {
+            tenant: self.sink.tenant_of(&self.service, &self.function),
             service: Arc::clone(&self.service),
             function: Arc::clone(&self.function),
             line: LogLine {

@@ -123,6 +123,9 @@ pub mod error_type {
 pub struct Endpoints {
     /// Jaeger thrift over HTTP, handed over in `x-fc-tracing-jaeger-endpoint`.
     pub jaeger: String,
+    /// Whether `jaeger` is this daemon's `/api/traces` (a tenant's function is then handed
+    /// its tenant's confidential path instead), not `--function-jaeger-endpoint`'s.
+    pub jaeger_is_ours: bool,
     /// OTLP/HTTP base URL, set as `OTEL_EXPORTER_OTLP_ENDPOINT` in each instance's
     /// environment.
     pub otlp: String,
@@ -150,6 +153,7 @@ pub struct Platform {
     http: reqwest::Client,
     /// `x-fc-tracing-jaeger-endpoint`: where functions send their spans.
     jaeger_endpoint: String,
+    jaeger_is_ours: bool,
     /// Where each sampled invocation is registered before its function runs.
     stitcher: Arc<Stitcher>,
     /// Telemetry events posted from other platforms, gathered per request.
@@ -172,7 +176,16 @@ impl Platform {
             max_concurrent,
             log_bytes_per_minute,
         } = opts;
-        let logs = LogSink::start(pipeline.clone(), Arc::clone(&metrics), log_bytes_per_minute);
+        let tenants = specs
+            .iter()
+            .map(|s| ((s.service.clone(), s.name.clone()), s.tenant_id))
+            .collect();
+        let logs = LogSink::start(
+            pipeline.clone(),
+            Arc::clone(&metrics),
+            log_bytes_per_minute,
+            tenants,
+        );
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
@@ -183,8 +196,13 @@ impl Platform {
                 if let functions::Runtime::Command { env, .. } = &mut spec.runtime {
                     // what an unmodified OpenTelemetry SDK reads; the function's own
                     // `env` wins
+                    // a tenant's function: its tenant's confidential path
+                    let otlp = match &spec.ingest_token {
+                        Some(t) => format!("{}/adapt_{t}", endpoints.otlp),
+                        None => endpoints.otlp.clone(),
+                    };
                     env.entry("OTEL_EXPORTER_OTLP_ENDPOINT".into())
-                        .or_insert_with(|| endpoints.otlp.clone());
+                        .or_insert(otlp);
                     env.entry("OTEL_EXPORTER_OTLP_PROTOCOL".into())
                         .or_insert_with(|| "http/protobuf".into());
                     // print() reaches the log line by line, as platforms' Python
@@ -210,6 +228,7 @@ impl Platform {
             sampler,
             http,
             jaeger_endpoint: endpoints.jaeger,
+            jaeger_is_ours: endpoints.jaeger_is_ours,
             stitcher,
             gathered: Default::default(),
             dispatch: Default::default(),
@@ -220,15 +239,39 @@ impl Platform {
         self.pools.is_empty()
     }
 
+    /// The tenant whose data a function's calls are (the default tenant for an unknown
+    /// function).
+    fn tenant_of(&self, service: &str, function: &str) -> crate::store::keys::Tenant {
+        self.pools
+            .get(&(service.to_owned(), function.to_owned()))
+            .map_or(DEFAULT_TENANT, |p| p.spec.tenant_id)
+    }
+
+    /// Where `spec`'s function sends its Jaeger spans.
+    fn jaeger_endpoint_for(&self, spec: &FunctionSpec) -> String {
+        match (&spec.ingest_token, self.jaeger_is_ours) {
+            (Some(t), true) => match self.jaeger_endpoint.strip_suffix("/api/traces") {
+                Some(base) => format!("{base}/adapt_{t}/api/traces"),
+                None => self.jaeger_endpoint.clone(),
+            },
+            _ => self.jaeger_endpoint.clone(),
+        }
+    }
+
     /// Store the platform's own spans in the background, with the bounded retries of
     /// `with_retries` (counted there): a caller's answer never waits for them.
-    fn store_spans(&self, spans: Vec<crate::model::Span>, failed: &'static str) {
+    fn store_spans(
+        &self,
+        tenant: crate::store::keys::Tenant,
+        spans: Vec<crate::model::Span>,
+        failed: &'static str,
+    ) {
         let pipeline = self.pipeline.clone();
         let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
             let write = || async {
                 pipeline
-                    .submit(DEFAULT_TENANT, spans.clone(), Partial::RejectBatch)
+                    .submit(tenant, spans.clone(), Partial::RejectBatch)
                     .await
                     .map(|_| ())
             };
@@ -326,13 +369,16 @@ impl Platform {
             ..Call::default()
         };
         let function = pool.map(|p| monitor_function(&p.spec));
-        self.store_call(CallFacts {
-            record: None,
-            function,
-            at_us: now_us().saturating_sub(call.latency_us),
-            call,
-            platform_concurrent: self.running(),
-        });
+        self.store_call(
+            DEFAULT_TENANT,
+            CallFacts {
+                record: None,
+                function,
+                at_us: now_us().saturating_sub(call.latency_us),
+                call,
+                platform_concurrent: self.running(),
+            },
+        );
     }
 
     pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
@@ -605,7 +651,11 @@ impl Platform {
                 context_format: decision.format,
                 baggage: &baggage,
             });
-            self.store_spans(spans, "platform spans not stored after retries");
+            self.store_spans(
+                spec.tenant_id,
+                spans,
+                "platform spans not stored after retries",
+            );
         }
         // the initializer alone, as the platforms report `initializationDurationMs`
         let init_us = cold

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use super::Platform;
 use crate::monitor::minute::Minute;
 use crate::pipeline::with_retries;
-use crate::store::keys::DEFAULT_TENANT;
+use crate::store::keys::Tenant;
 
 /// One `provision_schedule` window as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -191,8 +191,9 @@ impl Platform {
         }
         crate::clock::every(Duration::from_secs(1), stop, || async {
             let now = crate::clock::now_us();
-            let mut services: HashMap<String, u64> = HashMap::new();
-            let mut region = 0u64;
+            // per tenant: its services' and its region's totals
+            let mut services: HashMap<(Tenant, String), u64> = HashMap::new();
+            let mut region: HashMap<Tenant, u64> = HashMap::new();
             for pool in self.pools.values() {
                 let spec = &pool.spec;
                 if !spec.provision.is_on() {
@@ -207,30 +208,33 @@ impl Platform {
                     tracing::warn!(function = %spec.platform_service(), error = %e, "a provisioned instance did not start");
                 }
                 let current = pool.provisioned();
-                *services.entry(spec.service.clone()).or_default() += current;
-                region += current;
+                *services
+                    .entry((spec.tenant_id, spec.service.clone()))
+                    .or_default() += current;
+                *region.entry(spec.tenant_id).or_default() += current;
                 self.count_provisioned(pool, current, now);
             }
-            for (service, n) in services {
-                self.count_provisioned_at(crate::monitor::catalog::Level::Service, &service, n, now);
+            for ((tenant, service), n) in services {
+                let level = crate::monitor::catalog::Level::Service;
+                self.count_provisioned_at(tenant, level, &service, n, now);
             }
-            self.count_provisioned_at(crate::monitor::catalog::Level::Region, "", region, now);
+            for (tenant, n) in region {
+                let level = crate::monitor::catalog::Level::Region;
+                self.count_provisioned_at(tenant, level, "", n, now);
+            }
         })
         .await
     }
 
     fn count_provisioned(&self, pool: &super::instance::Pool, current: u64, now: u64) {
         let function = super::record::monitor_function(&pool.spec);
-        self.write_aggregate(
-            crate::monitor::catalog::Level::Function,
-            function,
-            current,
-            now,
-        );
+        let level = crate::monitor::catalog::Level::Function;
+        self.write_aggregate(pool.spec.tenant_id, level, function, current, now);
     }
 
     fn count_provisioned_at(
         &self,
+        tenant: Tenant,
         level: crate::monitor::catalog::Level,
         service: &str,
         n: u64,
@@ -241,11 +245,12 @@ impl Platform {
             function: String::new(),
             qualifier: String::new(),
         };
-        self.write_aggregate(level, function, n, now);
+        self.write_aggregate(tenant, level, function, n, now);
     }
 
     fn write_aggregate(
         &self,
+        tenant: Tenant,
         level: crate::monitor::catalog::Level,
         function: crate::monitor::Function,
         provisioned: u64,
@@ -259,7 +264,7 @@ impl Platform {
         let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
             let levels = [level];
-            let write = || pipeline.submit_aggregate(DEFAULT_TENANT, &levels, &function, now, &m);
+            let write = || pipeline.submit_aggregate(tenant, &levels, &function, now, &m);
             if let Err(e) = with_retries(&metrics, write).await {
                 tracing::error!(error = %e, "provisioned instance count not stored after retries");
             }

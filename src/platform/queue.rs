@@ -449,10 +449,11 @@ impl Platform {
         let pipeline = self.pipeline.clone();
         let metrics = Arc::clone(&self.metrics);
         let at = now_us();
+        let tenant = self.tenant_of(&q.service, &q.function);
         tokio::spawn(async move {
             let agg = crate::monitor::minute::Minute::of_async(step);
             let levels = crate::monitor::catalog::Level::ALL;
-            let write = || pipeline.submit_aggregate(DEFAULT_TENANT, &levels, &function, at, &agg);
+            let write = || pipeline.submit_aggregate(tenant, &levels, &function, at, &agg);
             if let Err(e) = with_retries(&metrics, write).await {
                 tracing::warn!(error = %e, "async metrics not stored");
             }
@@ -530,7 +531,8 @@ impl Platform {
                 Vec::new(),
             ),
         ];
-        self.store_spans(spans, "async spans not stored after retries");
+        let tenant = self.tenant_of(&q.service, &q.function);
+        self.store_spans(tenant, spans, "async spans not stored after retries");
     }
 }
 

@@ -13,7 +13,6 @@ use crate::model::{InvocationRecord, SpanContext, SpanId};
 use crate::monitor::minute::{Call, Outcome};
 use crate::monitor::Function as MonitoredFunction;
 use crate::pipeline::{with_retries, CallFacts};
-use crate::store::keys::DEFAULT_TENANT;
 
 impl Platform {
     /// Store a call's record and its metrics in the background (with retries): the
@@ -97,23 +96,26 @@ impl Platform {
             provisioned_running: o.provision.running,
             provision_utilization_permille: o.provision.utilization_permille,
         };
-        self.store_call(CallFacts {
-            record: Some(rec),
-            function: Some(monitor_function(spec)),
-            at_us: start_us,
-            call,
-            platform_concurrent: o.platform_concurrent,
-        });
+        self.store_call(
+            spec.tenant_id,
+            CallFacts {
+                record: Some(rec),
+                function: Some(monitor_function(spec)),
+                at_us: start_us,
+                call,
+                platform_concurrent: o.platform_concurrent,
+            },
+        );
     }
 
-    pub(super) fn store_call(&self, facts: CallFacts) {
+    pub(super) fn store_call(&self, tenant: crate::store::keys::Tenant, facts: CallFacts) {
         self.metrics
             .faas()
             .observe(facts.function.as_ref(), &facts.call);
         let pipeline = self.pipeline.clone();
         let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
-            let write = || pipeline.submit_call(DEFAULT_TENANT, &facts);
+            let write = || pipeline.submit_call(tenant, &facts);
             if let Err(e) = with_retries(&metrics, write).await {
                 tracing::error!(error = %e, "invocation record and metrics not stored after retries");
             }

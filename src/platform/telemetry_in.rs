@@ -539,6 +539,7 @@ impl Platform {
             baggage: &[],
         });
         self.store_spans(
+            crate::store::keys::DEFAULT_TENANT,
             spans,
             "platform spans from telemetry not stored after retries",
         );
@@ -560,6 +561,9 @@ impl Platform {
             on_success: None,
             on_failure: None,
             provision: Default::default(),
+            tenant: None,
+            tenant_id: crate::store::keys::DEFAULT_TENANT,
+            ingest_token: None,
         };
         let decision = context::TraceDecision {
             trace_id: g.trace_id,

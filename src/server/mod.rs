@@ -235,6 +235,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         addr
     };
     let endpoints = crate::platform::Endpoints {
+        jaeger_is_ours: settings.function_jaeger_endpoint.is_none(),
         jaeger: settings
             .function_jaeger_endpoint
             .clone()
@@ -246,8 +247,10 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             }),
         otlp: format!("http://{}", reachable(&otlp_http_listener, 4318)),
     };
+    let functions =
+        tenant::assign_functions(&settings.functions, &tenancy).map_err(ServeError::Tenants)?;
     let platform = Arc::new(Platform::new(
-        settings.functions.clone(),
+        functions,
         state.pipeline.clone(),
         Arc::clone(&state.metrics),
         Arc::clone(&sampler),

@@ -96,3 +96,36 @@ pub fn of_metadata(
         tonic::Status::unauthenticated(UNAUTHENTICATED)
     })
 }
+
+/// Each function's tenant resolved (`tenant = "…"` must name a tenant of the file), with
+/// a token of its tenant's for the function's own spans. With a tenants file every
+/// function needs a tenant: the default one is nobody's to read.
+pub fn assign_functions(
+    specs: &[crate::platform::functions::FunctionSpec],
+    tenancy: &crate::tenancy::Tenancy,
+) -> Result<Vec<crate::platform::functions::FunctionSpec>, String> {
+    specs
+        .iter()
+        .cloned()
+        .map(|mut f| {
+            let label = format!("function {}/{}", f.service, f.name);
+            match (&f.tenant, tenancy.is_on()) {
+                (None, false) => Ok(f),
+                (None, true) => Err(format!(
+                    "{label} names no tenant: with a tenants file every function needs `tenant`"
+                )),
+                (Some(_), false) => Err(format!(
+                    "{label} names a tenant, but there is no tenants file (--tenants)"
+                )),
+                (Some(name), true) => {
+                    let spec = tenancy.by_name(name).ok_or_else(|| {
+                        format!("{label}: no tenant {name:?} in the tenants file")
+                    })?;
+                    f.tenant_id = spec.id;
+                    f.ingest_token = Some(tenancy.internal_token(spec.id)?);
+                    Ok(f)
+                }
+            }
+        })
+        .collect()
+}
