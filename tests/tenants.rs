@@ -15,6 +15,7 @@ const ACME: &str = "acme-token-0123456789";
 // sha256("acme-token-0123456789"), as `printf %s acme-token-0123456789 | sha256sum` prints it
 const ACME_SHA256: &str = "2e032a402ed5f8d5e361fb26c6dde881f66772bbd4ae216810ca28d5d6fd2c37";
 const GLOBEX: &str = "globex-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789";
 
 fn tenants_file(extra: &str) -> String {
     format!(
@@ -68,7 +69,8 @@ fn tenants_see_their_own_data_only() {
     let file = dir.path().join("tenants.toml");
     std::fs::write(&file, tenants_file("")).unwrap();
     let data_dir = dir.path().join("data");
-    let mut d = Daemon::start_in(&data_dir, &["--tenants", file.to_str().unwrap()]);
+    let args = ["--tenants", file.to_str().unwrap(), "--admin-token", ADMIN];
+    let mut d = Daemon::start_in(&data_dir, &args);
 
     // real SDKs, each through its tenant's confidential path
     let a = node(
@@ -113,6 +115,45 @@ fn tenants_see_their_own_data_only() {
     assert!(data(&v).is_empty(), "{v}");
     let (_, v) = get(&d, &format!("/api/v3/traces/{g}"), Some(GLOBEX), true);
     assert!(v["result"]["resourceSpans"].is_array(), "{v}");
+
+    // the admin token reads any tenant it names, and writes nowhere
+    let as_admin = |tenant: &str| {
+        let r = http()
+            .get(format!("{}/api/services", d.query))
+            .bearer_auth(ADMIN)
+            .header("x-fctrace-tenant", tenant)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            r.json::<Json>()
+                .map(|v| v["data"].clone())
+                .unwrap_or(Json::Null),
+        )
+    };
+    assert_eq!(as_admin("acme"), (200, serde_json::json!(["acme-svc"])));
+    assert_eq!(as_admin("globex"), (200, serde_json::json!(["globex-svc"])));
+    assert_eq!(as_admin("nobody").0, 404);
+    let r = http()
+        .post(format!("{}/api/traces", d.collector))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/x-thrift")
+        .body(batch(
+            "admin-svc",
+            &[],
+            &[TSpan {
+                trace: 0xad,
+                id: 1,
+                op: "x",
+                start: now_us(),
+                duration: 1,
+                ..Default::default()
+            }],
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
 
     // no token, a wrong one: 401, and nothing stored
     assert_eq!(get(&d, "/api/services", None, true).0, 401);
@@ -216,7 +257,7 @@ fn tenants_see_their_own_data_only() {
 
     // after a restart each tenant still has its own data
     d.terminate();
-    let d = Daemon::start_in(&data_dir, &["--tenants", file.to_str().unwrap()]);
+    let d = Daemon::start_in(&data_dir, &args);
     assert_eq!(services(&d, ACME), serde_json::json!(["acme-svc"]));
     assert_eq!(services(&d, GLOBEX), serde_json::json!(["globex-svc"]));
 }
@@ -386,5 +427,49 @@ fn a_tenants_function_lands_in_that_tenant_only() {
             .map(|p| p["value"].as_f64().unwrap())
             .sum::<f64>(),
         1.0
+    );
+}
+
+#[test]
+fn otlp_grpc_needs_the_token_in_its_metadata() {
+    let python = python_venv("otlp");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenants.toml");
+    std::fs::write(&file, tenants_file("")).unwrap();
+    let d = Daemon::start_in(
+        &dir.path().join("data"),
+        &["--tenants", file.to_str().unwrap()],
+    );
+    let script = format!(
+        "{}/tests/e2e/python/otlp_export.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    // the SDK's own setting for headers (`authorization=Bearer …`, URL-encoded)
+    let export = |service: &str, headers: Option<String>| {
+        let mut cmd = Command::new(&python);
+        cmd.args([&script, "grpc", &d.otlp_grpc, service]);
+        if let Some(h) = headers {
+            cmd.env("OTEL_EXPORTER_OTLP_HEADERS", h);
+        }
+        cmd.output().unwrap()
+    };
+    assert!(
+        export("grpc-acme", Some(format!("authorization=Bearer%20{ACME}")))
+            .status
+            .success()
+    );
+    assert!(export("grpc-anon", None).status.success());
+    assert!(export(
+        "grpc-wrong",
+        Some("authorization=Bearer%20wrong-token-0123456789".into())
+    )
+    .status
+    .success());
+    assert_eq!(services(&d, ACME), serde_json::json!(["grpc-acme"]));
+    assert_eq!(services(&d, GLOBEX), serde_json::json!([]));
+    assert_eq!(
+        d.metric("fctrace_requests_rejected_total{reason=\"unauthenticated\"}"),
+        2.0 * 2.0,
+        "two spans each, exported one by one, all refused"
     );
 }
