@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::gateway::{behave_fn, record};
 use common::*;
@@ -24,15 +24,6 @@ slow = [3]
 normal = [2]
 min_per_url = [2, 2, 1]
 "#;
-
-/// Sleep until a period has just begun (periods are counted from the epoch).
-fn wait_for_period_start() {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    std::thread::sleep(Duration::from_millis(PERIOD_MS - ms % PERIOD_MS + 50));
-}
 
 fn daemon(config: &str, extra: &[&str]) -> Daemon {
     let tmp = tempfile::tempdir().unwrap();
@@ -93,7 +84,7 @@ fn the_gateway_classes_urls_by_the_previous_period() {
     // the instance started before the measured periods
     call(&d, "warm", "ok");
 
-    wait_for_period_start();
+    wait_for_period_start(PERIOD_MS);
     let started = Instant::now();
     // first period: every URL normal; the quota of 2 goes to /pay and /report, /list and
     // /rare get their minimum of 1
@@ -103,7 +94,7 @@ fn the_gateway_classes_urls_by_the_previous_period() {
         "the load outlasted its period"
     );
 
-    wait_for_period_start();
+    wait_for_period_start(PERIOD_MS);
     let started = Instant::now();
     // next period: /pay is an error URL (3 kept), /report slow (3), /list normal (the
     // quota of 2), /rare normal with the quota gone (its minimum of 1)

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -29,15 +29,6 @@ fn start_tail(extra: &str) -> Daemon {
     );
     std::mem::forget(tmp);
     d
-}
-
-/// Sleep until a period has just begun (periods are counted from the epoch).
-fn wait_for_period_start() {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    std::thread::sleep(Duration::from_millis(PERIOD_MS - ms % PERIOD_MS + 50));
 }
 
 fn metric(d: &Daemon, line_start: &str) -> u64 {
@@ -108,7 +99,7 @@ fn load(d: &Daemon, base: u128) {
     for (i, op) in ["rare1", "rare2", "rare3"].into_iter().enumerate() {
         traces.push((base + 100 + i as u128, op, 20, false));
     }
-    wait_for_period_start();
+    wait_for_period_start(PERIOD_MS);
     let started = Instant::now();
     let now = now_us();
     let spans: Vec<TSpan> = traces

@@ -305,6 +305,16 @@ pub fn http() -> reqwest::blocking::Client {
         .expect("client")
 }
 
+/// Sleep until a period of `period_ms` has just begun (periods counted from the epoch,
+/// as the daemon counts its sampling periods).
+pub fn wait_for_period_start(period_ms: u64) {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    std::thread::sleep(Duration::from_millis(period_ms - ms % period_ms + 50));
+}
+
 pub fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
