@@ -17,7 +17,7 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libclang-dev; }
 
 # What the tests need beyond building: Node for the real SDK clients, Chromium for the UI,
-# Prometheus for the dashboard test.
+# Prometheus for the dashboard test, openssl and curl for the TLS test.
 # (Python packages and npm packages are installed by the tests themselves.)
 test-deps: deps
 	@test -x /usr/bin/chromium || { \
@@ -29,6 +29,9 @@ test-deps: deps
 	@command -v npm >/dev/null || { \
 	  echo "installing nodejs and npm (the end-to-end tests run real Jaeger clients)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+	@{ command -v openssl && command -v curl; } >/dev/null || { \
+	  echo "installing openssl and curl (the TLS test makes a CA and talks HTTPS)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssl curl; }
 
 build: deps
 	cargo build --release

@@ -95,6 +95,30 @@ pub struct ServeArgs {
     /// and query request needs a tenant's token [default: one tenant, no tokens]
     #[arg(long, env = "FCTRACE_TENANTS", value_name = "FILE")]
     pub tenants: Option<PathBuf>,
+    /// TLS on every listener: the certificate chain (PEM), re-read when it changes
+    #[arg(
+        long,
+        env = "FCTRACE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM)
+    #[arg(
+        long,
+        env = "FCTRACE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Client certificates the ingest listeners require, signed by these CAs (PEM)
+    #[arg(
+        long,
+        env = "FCTRACE_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
     /// The rule the gateway's own sampling falls back to when `FC:{service}/{function}`
     /// has none, before the default [default: fc-tracing]
     #[arg(long, env = "FCTRACE_PLATFORM_TRACING_SERVICE", value_name = "NAME")]
@@ -298,6 +322,8 @@ pub struct Settings {
     pub zipkin_addr: String,
     pub sampling_strategies: Option<PathBuf>,
     pub tenants: Option<PathBuf>,
+    /// (certificate, key, client CA) when the listeners speak TLS.
+    pub tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
     pub platform_tracing_service: String,
     pub service_spans_per_second: f64,
     pub max_in_flight_spans: usize,
@@ -631,6 +657,11 @@ impl Settings {
                 9411,
             )?,
             tenants: args.tenants.clone().or(file.tenants.clone()),
+            tls: args
+                .tls_cert
+                .clone()
+                .zip(args.tls_key.clone())
+                .map(|(c, k)| (c, k, args.tls_client_ca.clone())),
             sampling_strategies: args
                 .sampling_strategies
                 .clone()

@@ -10,7 +10,6 @@ use std::marker::PhantomData;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::codec::{
     BufferSettings, Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings,
@@ -152,8 +151,7 @@ const STREAMS_PER_CONNECTION: u32 = 16;
 /// Serve `routes` (one or more services) on `listener` until `stop`.
 pub async fn serve(
     routes: tonic::service::Routes,
-    listener: TcpListener,
-    max_connections: usize,
+    listener: listener::Limited,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     // Export requests are hundreds of KiB: windows this size let a client send one
@@ -167,12 +165,9 @@ pub async fn serve(
         .max_concurrent_streams(Some(STREAMS_PER_CONNECTION))
         .concurrency_limit_per_connection(STREAMS_PER_CONNECTION as usize)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            listener::incoming(listener::Limited::new(listener, max_connections)),
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        )
+        .serve_with_incoming_shutdown(listener::incoming(listener), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
         .await
         .map_err(std::io::Error::other)
 }

@@ -25,6 +25,7 @@ mod red_api;
 mod sampling_api;
 mod telemetry_api;
 pub mod tenant;
+mod tls;
 mod ui;
 mod zipkin;
 
@@ -72,6 +73,8 @@ pub enum ServeError {
     Sampling(String),
     #[error("tenants: {0}")]
     Tenants(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("alarm rules {0}: {1}")]
     Alarms(String, String),
     #[error("server error: {0}")]
@@ -273,13 +276,15 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             axum::routing::post(otlp::post_adapt_traces),
         )
         .with_state(state.clone());
+    // (listener, routes, whether it is an ingest port)
     let http_listeners = [
         (
             collector_listener,
             collector::router(state.clone())
                 .merge(telemetry_api::router(state.clone(), Arc::clone(&platform))),
+            true,
         ),
-        (otlp_http_listener, otlp_http),
+        (otlp_http_listener, otlp_http, true),
         (
             query_listener,
             query_api::router(state.clone())
@@ -288,6 +293,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                     Arc::clone(&store),
                 ))
                 .merge(alarms_api::router(Arc::clone(&alarms))),
+            false,
         ),
         (
             gateway_listener,
@@ -299,15 +305,44 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                 },
                 Arc::clone(&state.budget),
             ),
+            false,
         ),
-        (sampling_listener, sampling_api::router(state.clone())),
-        (zipkin_listener, zipkin::router(state.clone())),
+        (
+            sampling_listener,
+            sampling_api::router(state.clone()),
+            false,
+        ),
+        (zipkin_listener, zipkin::router(state.clone()), true),
     ];
     let mut tasks = Vec::new();
     let max_connections = settings.max_connections;
-    for (listener, router) in http_listeners {
+    let tls = match &settings.tls {
+        None => None,
+        Some((cert, key, ca)) => Some(Arc::new(
+            tls::Tls::new(cert, key, ca.as_deref()).map_err(ServeError::Tls)?,
+        )),
+    };
+    if let Some(t) = &tls {
+        tasks.push(tokio::spawn({
+            let (t, stop) = (Arc::clone(t), stop_rx.clone());
+            async move {
+                t.watch(stop).await;
+                Ok(())
+            }
+        }));
+    }
+    // every listener speaks TLS when configured; the ingest ones may require client
+    // certificates
+    let limited = |l: TcpListener, ingest: bool| match &tls {
+        None => listener::Limited::new(l, max_connections),
+        Some(t) => {
+            let acceptor = if ingest { &t.ingest } else { &t.plain };
+            listener::Limited::with_tls(l, max_connections, acceptor.clone())
+        }
+    };
+    for (listener, router, ingest) in http_listeners {
         tasks.push(tokio::spawn(run_listener(
-            listener::Limited::new(listener, max_connections),
+            limited(listener, ingest),
             router,
             stop_rx.clone(),
         )));
@@ -316,16 +351,14 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     tasks.push(tokio::spawn(grpc::serve(
         tonic::service::Routes::new(grpc::RawService::<otlp_grpc::Export>::new(state.clone()))
             .add_service(query_grpc::QueryService::new(state.clone())),
-        grpc_listener,
-        max_connections,
+        limited(grpc_listener, true),
         stop_rx.clone(),
     )));
     tasks.push(tokio::spawn(grpc::serve(
         tonic::service::Routes::new(grpc::RawService::<jaeger_grpc::PostSpans>::new(
             state.clone(),
         )),
-        jaeger_grpc_listener,
-        max_connections,
+        limited(jaeger_grpc_listener, true),
         stop_rx.clone(),
     )));
     let runtime = tokio::runtime::Handle::current();
