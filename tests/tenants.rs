@@ -59,6 +59,20 @@ fn node(script: &str, endpoint: &str, service: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// A series of `/metrics`, which with tenants only the admin token reads.
+fn admin_metric(d: &Daemon, series: &str) -> f64 {
+    let text = http()
+        .get(format!("{}/metrics", d.query))
+        .bearer_auth(ADMIN)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
 fn services(d: &Daemon, token: &str) -> Json {
     get(d, "/api/services", Some(token), true).1["data"].clone()
 }
@@ -220,11 +234,14 @@ fn tenants_see_their_own_data_only() {
     assert_eq!(r.status().as_u16(), 429);
     assert_eq!(r.headers()["retry-after"], "1");
     assert_eq!(
-        d.metric(
+        admin_metric(
+            &d,
             "fctrace_admission_refused_spans_total{service=\"globex\",reason=\"tenant_rate\"}"
         ),
         10.0
     );
+    // /metrics names every tenant's services: with tenants only the admin token reads it
+    assert_eq!(get(&d, "/metrics", Some(GLOBEX), true).0, 401);
     let (_, v) = get(
         &d,
         "/api/traces?service=globex-svc&operation=burst",
@@ -438,7 +455,7 @@ fn otlp_grpc_needs_the_token_in_its_metadata() {
     std::fs::write(&file, tenants_file("")).unwrap();
     let d = Daemon::start_in(
         &dir.path().join("data"),
-        &["--tenants", file.to_str().unwrap()],
+        &["--tenants", file.to_str().unwrap(), "--admin-token", ADMIN],
     );
     let script = format!(
         "{}/tests/e2e/python/otlp_export.py",
@@ -468,7 +485,10 @@ fn otlp_grpc_needs_the_token_in_its_metadata() {
     assert_eq!(services(&d, ACME), serde_json::json!(["grpc-acme"]));
     assert_eq!(services(&d, GLOBEX), serde_json::json!([]));
     assert_eq!(
-        d.metric("fctrace_requests_rejected_total{reason=\"unauthenticated\"}"),
+        admin_metric(
+            &d,
+            "fctrace_requests_rejected_total{reason=\"unauthenticated\"}"
+        ),
         2.0 * 2.0,
         "two spans each, exported one by one, all refused"
     );

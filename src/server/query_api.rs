@@ -353,8 +353,14 @@ async fn v1_tree(
     }
 }
 
-/// Invocation records of one function, newest first.
-async fn metrics(State(state): State<AppState>) -> Response {
+/// The daemon's own Prometheus metrics. With tenants their labels name every tenant's
+/// services, so only the admin token reads them.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.tenancy.is_on() {
+        if let Some(refused) = is_admin(&state, &headers) {
+            return refused;
+        }
+    }
     state.metrics.store_memory(&state.store.memory());
     state.metrics.store_compaction(state.store.compaction());
     (
