@@ -130,6 +130,60 @@ fn tenants_see_their_own_data_only() {
     let (_, v) = get(&d, &format!("/api/v3/traces/{g}"), Some(GLOBEX), true);
     assert!(v["result"]["resourceSpans"].is_array(), "{v}");
 
+    // calls between services (dependencies) are the tenant's too: acme's front calls back
+    let now = now_us();
+    let front = batch(
+        "acme-front",
+        &[],
+        &[TSpan {
+            trace: 0xdee,
+            id: 1,
+            op: "GET /",
+            start: now,
+            duration: 10,
+            ..Default::default()
+        }],
+    );
+    let back = batch(
+        "acme-back",
+        &[],
+        &[TSpan {
+            trace: 0xdee,
+            id: 2,
+            parent: 1,
+            op: "load",
+            start: now + 1,
+            duration: 5,
+            ..Default::default()
+        }],
+    );
+    for body in [front, back] {
+        let r = http()
+            .post(format!("{}/adapt_{ACME}/api/traces", d.collector))
+            .header("content-type", "application/x-thrift")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+    }
+    let links = |token: &str| {
+        let (s, v) = get(&d, "/api/dependencies", Some(token), true);
+        assert_eq!(s, 200, "{v}");
+        data(&v)
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} -> {}: {}",
+                    l["parent"].as_str().unwrap(),
+                    l["child"].as_str().unwrap(),
+                    l["callCount"]
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(links(ACME), ["acme-front -> acme-back: 1"]);
+    assert!(links(GLOBEX).is_empty());
+
     // the admin token reads any tenant it names, and writes nowhere
     let as_admin = |tenant: &str| {
         let r = http()
@@ -146,7 +200,17 @@ fn tenants_see_their_own_data_only() {
                 .unwrap_or(Json::Null),
         )
     };
-    assert_eq!(as_admin("acme"), (200, serde_json::json!(["acme-svc"])));
+    let mut acme_services = as_admin("acme");
+    if let Some(a) = acme_services.1.as_array_mut() {
+        a.sort_by_key(|v| v.to_string());
+    }
+    assert_eq!(
+        acme_services,
+        (
+            200,
+            serde_json::json!(["acme-back", "acme-front", "acme-svc"])
+        )
+    );
     assert_eq!(as_admin("globex"), (200, serde_json::json!(["globex-svc"])));
     assert_eq!(as_admin("nobody").0, 404);
     let r = http()
@@ -275,7 +339,12 @@ fn tenants_see_their_own_data_only() {
     // after a restart each tenant still has its own data
     d.terminate();
     let d = Daemon::start_in(&data_dir, &args);
-    assert_eq!(services(&d, ACME), serde_json::json!(["acme-svc"]));
+    let mut acme = services(&d, ACME).as_array().unwrap().clone();
+    acme.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        acme,
+        ["acme-back", "acme-front", "acme-svc"].map(Json::from)
+    );
     assert_eq!(services(&d, GLOBEX), serde_json::json!(["globex-svc"]));
 }
 
