@@ -181,6 +181,14 @@ impl Tenancy {
         table.by_id.get(&id).cloned()
     }
 
+    /// The id of tenant `name`; "" is the default tenant.
+    pub fn id_by_name(&self, name: &str) -> Option<Tenant> {
+        if name.is_empty() {
+            return Some(crate::store::keys::DEFAULT_TENANT);
+        }
+        self.by_name(name).map(|t| t.id)
+    }
+
     pub fn by_name(&self, name: &str) -> Option<Arc<TenantSpec>> {
         let table = self.table.read().unwrap_or_else(|e| e.into_inner());
         table.by_name.get(name).cloned()

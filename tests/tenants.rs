@@ -413,6 +413,15 @@ fn a_tenants_function_lands_in_that_tenant_only() {
         r#"{"default_strategy": {"type": "probabilistic", "param": 1}}"#,
     )
     .unwrap();
+    // an alarm on acme's function: calls in the current minute (so the call below is
+    // made clear of a minute's end)
+    let alarms = dir.path().join("alarms.json");
+    std::fs::write(
+        &alarms,
+        r#"{"rules": [{"name": "acme-calls", "tenant": "acme", "metric": "FunctionTotalInvocations",
+            "service": "ctx", "function": "w3c", "comparison": ">=", "threshold": 1, "periods": 1}]}"#,
+    )
+    .unwrap();
     let d = Daemon::start_in(
         &dir.path().join("data"),
         &[
@@ -422,8 +431,16 @@ fn a_tenants_function_lands_in_that_tenant_only() {
             functions.to_str().unwrap(),
             "--sampling-strategies",
             rules.to_str().unwrap(),
+            "--alarms",
+            alarms.to_str().unwrap(),
+            "--alarm-interval",
+            "200ms",
         ],
     );
+    let into_minute = now_us() / 1_000_000 % 60;
+    if into_minute > 45 {
+        std::thread::sleep(std::time::Duration::from_secs(60 - into_minute + 1));
+    }
     let r = http()
         .post(format!(
             "{}/2016-08-15/services/ctx/functions/w3c/invocations",
@@ -514,6 +531,30 @@ fn a_tenants_function_lands_in_that_tenant_only() {
             .sum::<f64>(),
         1.0
     );
+
+    // the alarm is acme's: it fires on acme's calls, and globex does not see it
+    let alarm = |token: &str| {
+        let (s, v) = get(&d, "/api/v1/alarms", Some(token), true);
+        assert_eq!(s, 200, "{v}");
+        v["data"]["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {}",
+                    a["name"].as_str().unwrap(),
+                    a["state"].as_str().unwrap()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(alarm(GLOBEX).is_empty());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while alarm(ACME) != ["acme-calls ALARM"] {
+        assert!(std::time::Instant::now() < deadline, "{:?}", alarm(ACME));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -19,7 +19,10 @@ use tokio::sync::mpsc;
 
 use super::catalog::{self, Level};
 use super::{series, Function};
-use crate::store::keys::DEFAULT_TENANT;
+use crate::store::keys::Tenant;
+
+/// A tenant's id by name ("": the default tenant); `None` for a tenant that does not exist.
+pub type TenantOf = dyn Fn(&str) -> Option<Tenant> + Send + Sync;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -34,6 +37,9 @@ const ATTEMPTS: u32 = 4;
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub name: String,
+    /// The tenant whose metrics it watches (`--tenants`); empty: the default tenant.
+    #[serde(default)]
+    pub tenant: String,
     /// A metric of `GET /api/v1/metrics`, e.g. `FunctionFunctionErrorsRate`.
     pub metric: String,
     #[serde(default)]
@@ -224,13 +230,14 @@ impl Alarms {
         (rules, transitions)
     }
 
-    /// Evaluate every rule at `now_us`; transitions are kept and queued.
-    pub fn evaluate(&self, store: &Store, metrics: &Metrics, now_us: u64) {
+    /// Evaluate every rule at `now_us` (a rule's tenant found by `tenant_of`);
+    /// transitions are kept and queued.
+    pub fn evaluate(&self, store: &Store, metrics: &Metrics, now_us: u64, tenant_of: &TenantOf) {
         let rules = self.rules();
         // store reads first: the states' lock is not held across them
         let decided: Vec<_> = rules
             .iter()
-            .filter_map(|rule| match decide(store, rule, now_us) {
+            .filter_map(|rule| match decide(store, rule, now_us, tenant_of) {
                 Ok(d) => Some((rule, d)),
                 Err(e) => {
                     tracing::warn!(alarm = %rule.name, error = %e, "alarm not evaluated");
@@ -287,9 +294,13 @@ fn decide(
     store: &Store,
     rule: &Rule,
     now_us: u64,
+    tenant_of: &TenantOf,
 ) -> Result<(State, Option<f64>, String), crate::store::StoreError> {
     let Some((level, base)) = catalog::find(&rule.metric) else {
         return Ok((State::InsufficientData, None, "unknown metric".into()));
+    };
+    let Some(tenant) = tenant_of(&rule.tenant) else {
+        return Ok((State::InsufficientData, None, "unknown tenant".into()));
     };
     let function = Function {
         service: rule.service.clone(),
@@ -301,21 +312,13 @@ fn decide(
     let start = current.saturating_sub(period_us * (u64::from(rule.periods) - 1));
     let window = (start, now_us);
     let values: Vec<f64> = if rule.statistic == "value" {
-        series(
-            store,
-            DEFAULT_TENANT,
-            level,
-            base,
-            &function,
-            window,
-            rule.period,
-        )?
-        .into_iter()
-        .map(|p| p.value)
-        .collect()
+        series(store, tenant, level, base, &function, window, rule.period)?
+            .into_iter()
+            .map(|p| p.value)
+            .collect()
     } else {
         // per-minute values, combined within each period
-        let minutes = series(store, DEFAULT_TENANT, level, base, &function, window, 60)?;
+        let minutes = series(store, tenant, level, base, &function, window, 60)?;
         let per = period_us / 1000;
         minutes
             .chunk_by(|a, b| a.timestamp_ms / per == b.timestamp_ms / per)
@@ -366,18 +369,20 @@ pub async fn evaluate_loop(
     alarms: Arc<Alarms>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    tenant_of: Arc<TenantOf>,
     interval: Duration,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     crate::clock::every(interval, stop, || async {
-        let (a, s, m) = (
+        let (a, s, m, t) = (
             Arc::clone(&alarms),
             Arc::clone(&store),
             Arc::clone(&metrics),
+            Arc::clone(&tenant_of),
         );
         let now = crate::clock::now_us();
         // store reads: off the async threads
-        let _ = tokio::task::spawn_blocking(move || a.evaluate(&s, &m, now)).await;
+        let _ = tokio::task::spawn_blocking(move || a.evaluate(&s, &m, now, &*t)).await;
     })
     .await
 }

@@ -292,7 +292,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                     Arc::clone(&platform),
                     Arc::clone(&store),
                 ))
-                .merge(alarms_api::router(Arc::clone(&alarms))),
+                .merge(alarms_api::router(state.clone(), Arc::clone(&alarms))),
             false,
         ),
         (
@@ -601,6 +601,10 @@ fn alarm_tasks(
             Arc::clone(alarms),
             Arc::clone(store),
             Arc::clone(&state.metrics),
+            {
+                let tenancy = Arc::clone(&state.tenancy);
+                Arc::new(move |name: &str| tenancy.id_by_name(name))
+            },
             settings.alarm_interval,
             stop.clone(),
         )),
