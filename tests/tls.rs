@@ -76,40 +76,7 @@ fn served_cn(port: &str) -> String {
 /// The daemon on `dir/name` with TLS from `dir` (and `extra` arguments), and its ports.
 fn start(dir: &Path, name: &str, extra: &[&str]) -> (Killed, serde_json::Value) {
     let data = dir.join(name);
-    let child = Command::new(env!("CARGO_BIN_EXE_fctrace"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "--collector-http-addr",
-            "127.0.0.1:0",
-            "--query-addr",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--otlp-http-addr",
-            "127.0.0.1:0",
-            "--otlp-grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--gateway-addr",
-            "127.0.0.1:0",
-            "--sampling-addr",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--agent-compact-addr",
-            "127.0.0.1:0",
-            "--agent-binary-addr",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--jaeger-grpc-addr",
-            "127.0.0.1:0",
-            "--zipkin-addr",
-            "127.0.0.1:0",
-        ])
+    let child = serve_command(&data)
         .arg("--tls-cert")
         .arg(dir.join("server.pem"))
         .arg("--tls-key")

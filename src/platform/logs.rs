@@ -155,6 +155,8 @@ enum Control {
 /// What both streams of an instance share.
 struct Source {
     sink: LogSink,
+    /// The function's tenant, looked up once (not per line).
+    tenant: Tenant,
     service: Arc<str>,
     function: Arc<str>,
     instance: String,
@@ -177,7 +179,7 @@ impl Source {
             }
         }
         self.sink.push(Captured {
-            tenant: self.sink.tenant_of(&self.service, &self.function),
+            tenant: self.tenant,
             service: Arc::clone(&self.service),
             function: Arc::clone(&self.function),
             line: LogLine {
@@ -241,6 +243,7 @@ impl InstanceLog {
         streams: Vec<(&'static str, Box<dyn AsyncRead + Unpin + Send>)>,
     ) -> InstanceLog {
         let source = Arc::new(Source {
+            tenant: sink.tenant_of(service, function),
             sink: sink.clone(),
             service: service.into(),
             function: function.into(),

@@ -128,45 +128,33 @@ pub fn start_server_with(args: &[&str]) -> Daemon {
     d
 }
 
+/// `fctrace serve` on `dir` with every listener on an ephemeral port of 127.0.0.1.
+pub fn serve_command(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fctrace"));
+    c.arg("serve").arg("--data-dir").arg(dir);
+    for name in [
+        "collector-http",
+        "query",
+        "otlp-http",
+        "otlp-grpc",
+        "gateway",
+        "sampling",
+        "agent-compact",
+        "agent-binary",
+        "jaeger-grpc",
+        "zipkin",
+    ] {
+        c.arg(format!("--{name}-addr")).arg("127.0.0.1:0");
+    }
+    c
+}
+
 impl Daemon {
     /// Start a daemon on an existing data directory (for restarts).
     pub fn start_in(dir: &Path, args: &[&str]) -> Daemon {
         let ports = dir.join("ports.json");
         let _ = std::fs::remove_file(&ports);
-        let child = Command::new(env!("CARGO_BIN_EXE_fctrace"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir)
-            .args([
-                "--collector-http-addr",
-                "127.0.0.1:0",
-                "--query-addr",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--otlp-http-addr",
-                "127.0.0.1:0",
-                "--otlp-grpc-addr",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--gateway-addr",
-                "127.0.0.1:0",
-                "--sampling-addr",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--agent-compact-addr",
-                "127.0.0.1:0",
-                "--agent-binary-addr",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--jaeger-grpc-addr",
-                "127.0.0.1:0",
-                "--zipkin-addr",
-                "127.0.0.1:0",
-            ])
+        let child = serve_command(dir)
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
