@@ -276,6 +276,12 @@ impl Tenancy {
                 .map(crate::duration::parse)
                 .transpose()
                 .map_err(|e| err(format!("retention: {e}")))?;
+            if retention.is_some_and(|r| r.is_zero()) {
+                return Err(err("retention: must be longer than 0".into()));
+            }
+            if t.max_stored_bytes == Some(0) {
+                return Err(err("max_stored_bytes: must be greater than 0".into()));
+            }
             if t.spans_per_second
                 .is_some_and(|r| !(r > 0.0 && r.is_finite()))
             {
@@ -296,6 +302,20 @@ impl Tenancy {
             table.by_id.insert(spec.id, Arc::clone(&spec));
             table.by_name.insert(t.name, spec);
         }
+        let store_retention = self.store.retention();
+        let mut retention = HashMap::new();
+        for spec in table.by_id.values() {
+            if let Some(r) = spec.retention {
+                if r > store_retention {
+                    warnings.push(format!(
+                        "tenant {:?}: retention {r:?} is longer than the store's ({store_retention:?}); the store's applies",
+                        spec.name
+                    ));
+                }
+                retention.insert(spec.id, r);
+            }
+        }
+        self.store.set_tenant_retention(retention);
         *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
         Ok(warnings)
     }

@@ -1,4 +1,4 @@
-//! Admission: per-tenant and per-service span-rate limits and a global bound on spans in
+//! Admission: per-tenant quotas (span rate, stored bytes), per-service span-rate limits and a global bound on spans in
 //! flight. Excess is refused (429 / `RESOURCE_EXHAUSTED`) and counted by service (or
 //! tenant) and reason; nothing is ever dropped after it was accepted.
 //!
@@ -14,16 +14,27 @@ use crate::model::Span;
 use crate::sampling::TokenBucket;
 use crate::store::keys::Tenant;
 
-/// A tenant's name and span-rate quota, when it has one (`tenancy`'s file says).
-pub type RateOf = dyn Fn(Tenant) -> Option<(String, f64)> + Send + Sync;
+/// A tenant's quotas as admission needs them, with what it stores now (`tenancy` and
+/// the store say).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantQuota {
+    pub name: String,
+    pub spans_per_second: Option<f64>,
+    /// Refuse once `stored_bytes` reaches this.
+    pub max_stored_bytes: Option<u64>,
+    pub stored_bytes: u64,
+}
+
+/// A tenant's quotas, when it has any.
+pub type QuotaOf = dyn Fn(Tenant) -> Option<TenantQuota> + Send + Sync;
 
 /// Where admission learns the tenants' quotas.
 #[derive(Clone)]
-pub struct TenantRates(pub Arc<RateOf>);
+pub struct TenantQuotas(pub Arc<QuotaOf>);
 
-impl std::fmt::Debug for TenantRates {
+impl std::fmt::Debug for TenantQuotas {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TenantRates")
+        f.write_str("TenantQuotas")
     }
 }
 
@@ -54,13 +65,14 @@ const OVERFLOW: &str = "\0overflow";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     TenantRate { tenant: String },
+    TenantStorage { tenant: String, limit: u64 },
     ServiceRate { service: String },
     InFlight { limit: usize },
 }
 
 pub struct Admission {
     opts: AdmissionOptions,
-    tenant_rates: Option<TenantRates>,
+    tenant_quotas: Option<TenantQuotas>,
     /// Per tenant, at the rate its bucket was made for (a reloaded quota starts afresh).
     tenant_buckets: Mutex<HashMap<Tenant, (u64, TokenBucket)>>,
     buckets: Mutex<Buckets>,
@@ -118,10 +130,10 @@ fn per_service(spans: &[Span]) -> HashMap<&str, usize> {
 }
 
 impl Admission {
-    pub fn new(opts: AdmissionOptions, tenant_rates: Option<TenantRates>) -> Self {
+    pub fn new(opts: AdmissionOptions, tenant_quotas: Option<TenantQuotas>) -> Self {
         Admission {
             opts,
-            tenant_rates,
+            tenant_quotas,
             tenant_buckets: Mutex::default(),
             buckets: Mutex::new(Buckets::default()),
             in_flight: Arc::new(AtomicUsize::new(0)),
@@ -137,20 +149,29 @@ impl Admission {
         mut refused: impl FnMut(&str, &'static str, usize),
     ) -> Result<InFlight, Refusal> {
         let n = spans.len();
-        if let Some((name, rate)) = self.tenant_rates.as_ref().and_then(|r| (r.0)(tenant)) {
-            let mut buckets = self
-                .tenant_buckets
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let entry = buckets
-                .entry(tenant)
-                .or_insert_with(|| (rate.to_bits(), TokenBucket::new(rate, rate)));
-            if entry.0 != rate.to_bits() {
-                *entry = (rate.to_bits(), TokenBucket::new(rate, rate));
+        if let Some(q) = self.tenant_quotas.as_ref().and_then(|q| (q.0)(tenant)) {
+            if let Some(limit) = q.max_stored_bytes.filter(|l| q.stored_bytes >= *l) {
+                refused(&q.name, "tenant_storage", n);
+                return Err(Refusal::TenantStorage {
+                    tenant: q.name,
+                    limit,
+                });
             }
-            if !entry.1.try_take(n as f64) {
-                refused(&name, "tenant_rate", n);
-                return Err(Refusal::TenantRate { tenant: name });
+            if let Some(rate) = q.spans_per_second {
+                let mut buckets = self
+                    .tenant_buckets
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let entry = buckets
+                    .entry(tenant)
+                    .or_insert_with(|| (rate.to_bits(), TokenBucket::new(rate, rate)));
+                if entry.0 != rate.to_bits() {
+                    *entry = (rate.to_bits(), TokenBucket::new(rate, rate));
+                }
+                if !entry.1.try_take(n as f64) {
+                    refused(&q.name, "tenant_rate", n);
+                    return Err(Refusal::TenantRate { tenant: q.name });
+                }
             }
         }
         if self.opts.service_spans_per_second > 0.0 {
@@ -208,8 +229,13 @@ mod tests {
 
     #[test]
     fn a_tenant_over_its_quota_is_refused_and_others_are_not() {
-        let rates = TenantRates(Arc::new(|t: Tenant| {
-            (t == 1).then(|| ("acme".to_owned(), 3.0))
+        let rates = TenantQuotas(Arc::new(|t: Tenant| {
+            (t == 1).then(|| TenantQuota {
+                name: "acme".to_owned(),
+                spans_per_second: Some(3.0),
+                max_stored_bytes: None,
+                stored_bytes: 0,
+            })
         }));
         let a = Admission::new(AdmissionOptions::default(), Some(rates));
         let spans = [span("a"), span("a")];
@@ -226,6 +252,35 @@ mod tests {
         // another tenant, and the default one, have no quota
         assert!(a.admit(2, &spans, |_, _, _| {}).is_ok());
         assert!(a.admit(0, &spans, |_, _, _| {}).is_ok());
+    }
+
+    #[test]
+    fn a_tenant_that_stores_its_limit_is_refused() {
+        let stored = Arc::new(std::sync::atomic::AtomicU64::new(999));
+        let seen = Arc::clone(&stored);
+        let quotas = TenantQuotas(Arc::new(move |_| {
+            Some(TenantQuota {
+                name: "acme".to_owned(),
+                spans_per_second: None,
+                max_stored_bytes: Some(1000),
+                stored_bytes: seen.load(Ordering::SeqCst),
+            })
+        }));
+        let a = Admission::new(AdmissionOptions::default(), Some(quotas));
+        assert!(a.admit(1, &[span("a")], |_, _, _| {}).is_ok());
+        stored.store(1000, Ordering::SeqCst);
+        let mut refused = Vec::new();
+        let r = a.admit(1, &[span("a")], |s, why, n| {
+            refused.push((s.to_owned(), why, n))
+        });
+        assert_eq!(
+            r.err(),
+            Some(Refusal::TenantStorage {
+                tenant: "acme".into(),
+                limit: 1000
+            })
+        );
+        assert_eq!(refused, [("acme".to_owned(), "tenant_storage", 1)]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod edges;
 mod retry;
 mod validate;
 
-pub use admission::{AdmissionOptions, Refusal, TenantRates};
+pub use admission::{AdmissionOptions, Refusal, TenantQuota, TenantQuotas};
 pub use retry::with_retries;
 
 use std::sync::Arc;
@@ -64,8 +64,8 @@ pub struct PipelineOptions {
     /// Largest group the writer commits in one write.
     pub max_group_bytes: usize,
     pub admission: AdmissionOptions,
-    /// Tenants' span-rate quotas (`tenancy`), when there are tenants.
-    pub tenant_rates: Option<admission::TenantRates>,
+    /// Tenants' quotas (`tenancy`), when there are tenants.
+    pub tenant_quotas: Option<admission::TenantQuotas>,
     /// Tail sampling, when on: traces are held and kept or dropped whole.
     pub tail: Option<TailSettings>,
     /// Spans that start before now minus this are refused (no query would show them).
@@ -83,7 +83,7 @@ impl Default for PipelineOptions {
             queue_timeout: Duration::from_secs(2),
             max_group_bytes: 32 << 20,
             admission: AdmissionOptions::default(),
-            tenant_rates: None,
+            tenant_quotas: None,
             tail: None,
             retention: Duration::from_secs(72 * 3600),
             max_future_skew: Duration::from_secs(3600),
@@ -100,6 +100,7 @@ pub enum SubmitError {
     QueueFull,
     #[error("{}", match .0 {
         Refusal::TenantRate { tenant } => format!("tenant {tenant:?} is over its span rate quota; retry later"),
+        Refusal::TenantStorage { tenant, limit } => format!("tenant {tenant:?} stores its quota of {limit} bytes; retry once older data has passed its retention"),
         Refusal::ServiceRate { service } => format!("service {service:?} is over its span rate limit; retry later"),
         Refusal::InFlight { limit } => format!("more than {limit} spans are in flight; retry later"),
     })]
@@ -145,6 +146,8 @@ struct Request {
 #[derive(Clone)]
 pub struct Pipeline {
     tx: mpsc::UnboundedSender<Request>,
+    /// Asked for tenants' retentions (the writer thread has its own handle).
+    store: Arc<Store>,
     stitch: Option<Arc<dyn Stitch>>,
     admission: Arc<admission::Admission>,
     tail: Option<Arc<TailSampler>>,
@@ -179,6 +182,7 @@ impl Pipeline {
         let permits = Arc::new(Semaphore::new(opts.queue_bytes.min(Semaphore::MAX_PERMITS)));
         let max_group = opts.max_group_bytes;
         let writer_metrics = Arc::clone(&metrics);
+        let reader = Arc::clone(&store);
         let handle = std::thread::Builder::new()
             .name("fctrace-writer".into())
             .spawn(move || write_loop(store, rx, max_group, writer_metrics))
@@ -186,10 +190,11 @@ impl Pipeline {
             .expect("spawn writer thread");
         let pipeline = Pipeline {
             tx,
+            store: reader,
             stitch,
             admission: Arc::new(admission::Admission::new(
                 opts.admission,
-                opts.tenant_rates.clone(),
+                opts.tenant_quotas.clone(),
             )),
             tail: opts.tail.clone().map(|t| Arc::new(TailSampler::new(t))),
             permits,
@@ -222,7 +227,7 @@ impl Pipeline {
         if let Some(stitch) = &self.stitch {
             stitch.apply(&mut spans, invocation);
         }
-        let (spans, rejected) = validate(spans, self.window());
+        let (spans, rejected) = validate(spans, self.window(tenant));
         for r in &rejected {
             self.metrics.refused(1, r.label);
         }
@@ -235,12 +240,14 @@ impl Pipeline {
         self.store_valid(tenant, spans, rejected).await
     }
 
-    /// The start times a span may have now.
-    fn window(&self) -> Window {
+    /// The start times a span of `tenant` may have now (a tenant may keep data for less
+    /// long than the store).
+    fn window(&self, tenant: Tenant) -> Window {
         let now = crate::clock::now_us();
         let us = |d: Duration| d.as_micros().min(u64::MAX as u128) as u64;
+        let retention = self.opts.retention.min(self.store.retention_of(tenant));
         Window {
-            oldest: now.saturating_sub(us(self.opts.retention)),
+            oldest: now.saturating_sub(us(retention)),
             newest: now.saturating_add(us(self.opts.max_future_skew)),
         }
     }

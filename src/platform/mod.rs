@@ -299,8 +299,13 @@ impl Platform {
     }
 
     /// The declared functions, by service and name.
-    pub fn functions(&self) -> Vec<serde_json::Value> {
-        let mut specs: Vec<&FunctionSpec> = self.pools.values().map(|p| &*p.spec).collect();
+    pub fn functions(&self, tenant: crate::store::keys::Tenant) -> Vec<serde_json::Value> {
+        let mut specs: Vec<&FunctionSpec> = self
+            .pools
+            .values()
+            .map(|p| &*p.spec)
+            .filter(|s| s.tenant_id == tenant)
+            .collect();
         specs.sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
         specs
             .into_iter()

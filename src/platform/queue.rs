@@ -53,11 +53,15 @@ pub struct Queued {
     pub caller: Option<String>,
     pub sampled: bool,
     pub enqueued_at: u64,
+    /// The function's tenant when it was queued: the key it is stored under (events
+    /// queued before tenants existed have none: the default tenant).
+    #[serde(default)]
+    pub tenant: keys::Tenant,
 }
 
 impl Queued {
     fn key(&self) -> Vec<u8> {
-        keys::queue_key(DEFAULT_TENANT, self.enqueued_at, &self.request_id)
+        keys::queue_key(self.tenant, self.enqueued_at, &self.request_id)
     }
 
     fn trace(&self) -> (TraceId, SpanId, Option<SpanId>) {
@@ -132,6 +136,7 @@ impl Platform {
             caller: decision.caller.map(|c| c.to_string()),
             sampled: decision.sampled,
             enqueued_at: now_us(),
+            tenant: pool.spec.tenant_id,
         };
         // A place in the dispatcher first: a full queue is refused (503) rather than
         // stored and left until the next start.
@@ -142,7 +147,7 @@ impl Platform {
             .map_err(|_| InvokeError::Queue(format!("{DISPATCH_QUEUE} events are waiting")))?;
         let row = (q.key(), serde_json::to_vec(&q).unwrap_or_default());
         self.pipeline
-            .submit_rows(DEFAULT_TENANT, Rows::Queue, &[row])
+            .submit_rows(q.tenant, Rows::Queue, &[row])
             .await
             .map_err(|e| InvokeError::Queue(e.to_string()))?;
         self.metrics
@@ -171,7 +176,14 @@ impl Platform {
         else {
             return;
         };
-        let mut left = match queued(&store) {
+        // every tenant a function belongs to (and the default one, for events queued
+        // before tenants were set up)
+        let mut tenants: Vec<keys::Tenant> =
+            self.pools.values().map(|p| p.spec.tenant_id).collect();
+        tenants.push(DEFAULT_TENANT);
+        tenants.sort_unstable();
+        tenants.dedup();
+        let mut left = match queued(&store, &tenants) {
             Ok(left) => left,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the async queue");
@@ -334,8 +346,7 @@ impl Platform {
     async fn finish(&self, q: &Queued) {
         let row = (q.key(), Vec::new());
         let pipeline = self.pipeline.clone();
-        let write =
-            || pipeline.submit_rows(DEFAULT_TENANT, Rows::Dequeue, std::slice::from_ref(&row));
+        let write = || pipeline.submit_rows(q.tenant, Rows::Dequeue, std::slice::from_ref(&row));
         if let Err(e) = with_retries(&self.metrics, write).await {
             tracing::error!(error = %e, request_id = %q.request_id, "async event not removed from the queue: it runs again after a restart");
         }
@@ -542,13 +553,16 @@ enum Outcome {
     Expired,
 }
 
-/// Every event the store's queue holds, oldest first.
-fn queued(store: &Store) -> Result<Vec<Queued>, StoreError> {
+/// Every event the store's queue holds for `tenants`, oldest first.
+fn queued(store: &Store, tenants: &[keys::Tenant]) -> Result<Vec<Queued>, StoreError> {
     let mut out = Vec::new();
-    for v in store.queued(DEFAULT_TENANT)? {
-        if let Ok(q) = serde_json::from_slice::<Queued>(&v) {
-            out.push(q);
+    for tenant in tenants {
+        for v in store.queued(*tenant)? {
+            if let Ok(q) = serde_json::from_slice::<Queued>(&v) {
+                out.push(q);
+            }
         }
     }
+    out.sort_by_key(|q| q.enqueued_at);
     Ok(out)
 }

@@ -50,6 +50,9 @@ pub struct InstanceSample {
     pub rx_total_bytes: u64,
     pub tx_total_bytes: u64,
     pub concurrent_requests: u64,
+    /// The function's tenant: the key it is stored under, never shown.
+    #[serde(skip)]
+    pub tenant: keys::Tenant,
 }
 
 impl InstanceSample {
@@ -119,6 +122,7 @@ impl Platform {
             let mut function: Option<InstanceSample> = None;
             for i in pool.live() {
                 let s = sample(&mut state.seen, &i, now, timestamp, spec.memory_mb, |s| {
+                    s.tenant = spec.tenant_id;
                     s.service_name = spec.service.clone();
                     s.function_name = spec.name.clone();
                     s.qualifier = super::QUALIFIER.into();
@@ -150,34 +154,42 @@ impl Platform {
         if instances.is_empty() {
             return;
         }
-        let tenant = crate::store::keys::DEFAULT_TENANT;
-        let mut rows = Vec::with_capacity(instances.len() + functions.len());
+        // One write per tenant: rows carry their tenant in the key, a write in its batch.
+        type Row = (Vec<u8>, Vec<u8>);
+        let mut rows: HashMap<keys::Tenant, Vec<Row>> = HashMap::new();
         for s in &instances {
-            let series = keys::metric_series(tenant, keys::INSTANCE_SAMPLES, &[&s.instance_id]);
-            rows.push((keys::metric_key(&series, s.timestamp), to_json(s)));
+            let series = keys::metric_series(s.tenant, keys::INSTANCE_SAMPLES, &[&s.instance_id]);
+            rows.entry(s.tenant)
+                .or_default()
+                .push((keys::metric_key(&series, s.timestamp), to_json(s)));
         }
         for s in &functions {
             let series = keys::metric_series(
-                tenant,
+                s.tenant,
                 keys::FUNCTION_SAMPLES,
                 &[&s.service_name, &s.function_name],
             );
-            rows.push((keys::metric_key(&series, s.timestamp), to_json(s)));
+            rows.entry(s.tenant)
+                .or_default()
+                .push((keys::metric_key(&series, s.timestamp), to_json(s)));
         }
-        let pipeline = self.pipeline.clone();
-        let metrics = Arc::clone(&self.metrics);
-        tokio::spawn(async move {
-            let write = || pipeline.submit_rows(tenant, crate::store::Rows::Samples, &rows);
-            if let Err(e) = with_retries(&metrics, write).await {
-                tracing::error!(error = %e, "instance samples not stored after retries");
-            }
-        });
+        for (tenant, rows) in rows {
+            let pipeline = self.pipeline.clone();
+            let metrics = Arc::clone(&self.metrics);
+            tokio::spawn(async move {
+                let write = || pipeline.submit_rows(tenant, crate::store::Rows::Samples, &rows);
+                if let Err(e) = with_retries(&metrics, write).await {
+                    tracing::error!(error = %e, "instance samples not stored after retries");
+                }
+            });
+        }
     }
 
-    /// The latest sample of each live instance of `service`/`function` (either may be
-    /// left out).
+    /// The latest sample of each of `tenant`'s live instances of `service`/`function`
+    /// (either may be left out).
     pub fn live_instances(
         &self,
+        tenant: keys::Tenant,
         service: Option<&str>,
         function: Option<&str>,
     ) -> Vec<InstanceSample> {
@@ -185,6 +197,7 @@ impl Platform {
         let mut out: Vec<InstanceSample> = state
             .latest
             .values()
+            .filter(|s| s.tenant == tenant)
             .filter(|s| service.is_none_or(|v| s.service_name == v))
             .filter(|s| function.is_none_or(|v| s.function_name == v))
             .cloned()
@@ -202,12 +215,12 @@ fn to_json(s: &InstanceSample) -> Vec<u8> {
 /// `[start_ms, end_ms]`, oldest first.
 pub fn read_samples(
     store: &Store,
+    tenant: keys::Tenant,
     instance: Option<&str>,
     function: Option<(&str, &str)>,
     start_ms: u64,
     end_ms: u64,
 ) -> Result<Vec<InstanceSample>, StoreError> {
-    let tenant = crate::store::keys::DEFAULT_TENANT;
     let series = match (instance, function) {
         (Some(id), _) => keys::metric_series(tenant, keys::INSTANCE_SAMPLES, &[id]),
         (None, Some((service, function))) => {

@@ -35,6 +35,10 @@ pub fn router(state: AppState) -> Router {
             post(super::otlp::post_adapt_traces),
         )
         .route("/{adapt}/v1/traces", post(super::otlp::post_adapt_traces))
+        .route(
+            "/{adapt}/api/sampling",
+            axum::routing::get(super::sampling_api::adapt_strategy),
+        )
         .with_state(state)
 }
 

@@ -1,28 +1,40 @@
 //! `/api/v1/functions` (the declared functions) and `/api/v1/instances`: instance
 //! metrics (`platform::sampler`). The live instances of a function with their latest
 //! sample, one instance's samples over time, and a function's (the largest over its
-//! instances at each tick). Routes and parameters only.
+//! instances at each tick), each of the caller's tenant only. Routes and parameters only.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::response::Response;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
 use super::query_api::{blocking, ok, ApiError};
+use super::AppState;
 use crate::platform::sampler::read_samples;
 use crate::platform::Platform;
 use crate::query::params;
+use crate::store::keys::Tenant;
 use crate::store::Store;
 
 #[derive(Clone)]
 struct Instances {
     platform: Arc<Platform>,
     store: Arc<Store>,
+    /// Who a request is (`tenant`).
+    app: AppState,
 }
 
-pub fn router(platform: Arc<Platform>, store: Arc<Store>) -> Router {
+impl Instances {
+    /// The caller's tenant, or the answer refusing it.
+    fn tenant(&self, headers: &HeaderMap) -> Result<Tenant, super::tenant::Refusal> {
+        super::tenant::of_request(&self.app, headers)
+    }
+}
+
+pub fn router(app: AppState, platform: Arc<Platform>, store: Arc<Store>) -> Router {
     Router::new()
         .route("/api/v1/functions", get(functions))
         .route("/api/v1/instances", get(live))
@@ -31,23 +43,40 @@ pub fn router(platform: Arc<Platform>, store: Arc<Store>) -> Router {
             "/api/v1/instances/{instance_id}/metrics",
             get(instance_samples),
         )
-        .with_state(Instances { platform, store })
+        .with_state(Instances {
+            platform,
+            store,
+            app,
+        })
 }
 
-/// Every declared function: `serviceName`, `functionName`, `qualifier`, `memoryMB`,
-/// `timeoutMs`, `maxInstances`, `instanceConcurrency`, `initializer`.
-async fn functions(State(s): State<Instances>) -> Response {
-    let list = s.platform.functions();
+/// The caller's tenant's functions: `serviceName`, `functionName`, `qualifier`,
+/// `memoryMB`, `timeoutMs`, `maxInstances`, `instanceConcurrency`, `initializer`.
+async fn functions(State(s): State<Instances>, headers: HeaderMap) -> Response {
+    let tenant = match s.tenant(&headers) {
+        Ok(t) => t,
+        Err(refused) => return refused.into_response(),
+    };
+    let list = s.platform.functions(tenant);
     let n = list.len();
     ok(list, n)
 }
 
-/// `?service=&function=` (both optional): live instances, each with its latest sample.
-async fn live(State(s): State<Instances>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+/// `?service=&function=` (both optional): the caller's tenant's live instances, each with
+/// its latest sample.
+async fn live(
+    State(s): State<Instances>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let tenant = match s.tenant(&headers) {
+        Ok(t) => t,
+        Err(refused) => return Ok(refused.into_response()),
+    };
     let pairs = params::pairs(raw.as_deref());
     let service = params::single(&pairs, "service")?;
     let function = params::single(&pairs, "function")?;
-    let list = s.platform.live_instances(service, function);
+    let list = s.platform.live_instances(tenant, service, function);
     let n = list.len();
     Ok(ok(list, n))
 }
@@ -68,12 +97,18 @@ fn window(pairs: &[(String, String)]) -> Result<(u64, u64), ApiError> {
 
 async fn instance_samples(
     State(s): State<Instances>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let tenant = match s.tenant(&headers) {
+        Ok(t) => t,
+        Err(refused) => return Ok(refused.into_response()),
+    };
     let (start, end) = window(&params::pairs(raw.as_deref()))?;
     let store = Arc::clone(&s.store);
-    let samples = blocking(move || read_samples(&store, Some(&id), None, start, end)).await?;
+    let samples =
+        blocking(move || read_samples(&store, tenant, Some(&id), None, start, end)).await?;
     let n = samples.len();
     Ok(ok(samples, n))
 }
@@ -82,8 +117,13 @@ async fn instance_samples(
 /// instances' values at each tick.
 async fn function_samples(
     State(s): State<Instances>,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let tenant = match s.tenant(&headers) {
+        Ok(t) => t,
+        Err(refused) => return Ok(refused.into_response()),
+    };
     let pairs = params::pairs(raw.as_deref());
     let need = |name: &str| {
         params::single(&pairs, name)?
@@ -93,9 +133,17 @@ async fn function_samples(
     let (service, function) = (need("service")?, need("function")?);
     let (start, end) = window(&pairs)?;
     let store = Arc::clone(&s.store);
-    let samples =
-        blocking(move || read_samples(&store, None, Some((&service, &function)), start, end))
-            .await?;
+    let samples = blocking(move || {
+        read_samples(
+            &store,
+            tenant,
+            None,
+            Some((&service, &function)),
+            start,
+            end,
+        )
+    })
+    .await?;
     let n = samples.len();
     Ok(ok(samples, n))
 }

@@ -168,11 +168,23 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                 max_in_flight_spans: settings.max_in_flight_spans,
             },
             tail: settings.tail_sampling.clone(),
-            tenant_rates: tenancy.is_on().then(|| {
+            tenant_quotas: tenancy.is_on().then(|| {
                 let tenancy = Arc::clone(&tenancy);
-                crate::pipeline::TenantRates(Arc::new(move |t| {
+                let store = Arc::clone(&store);
+                crate::pipeline::TenantQuotas(Arc::new(move |t| {
                     let spec = tenancy.by_id(t)?;
-                    Some((spec.name.clone(), spec.spans_per_second?))
+                    if spec.spans_per_second.is_none() && spec.max_stored_bytes.is_none() {
+                        return None;
+                    }
+                    Some(crate::pipeline::TenantQuota {
+                        name: spec.name.clone(),
+                        spans_per_second: spec.spans_per_second,
+                        max_stored_bytes: spec.max_stored_bytes,
+                        stored_bytes: match spec.max_stored_bytes {
+                            Some(_) => store.stored_bytes(t),
+                            None => 0,
+                        },
+                    })
                 }))
             }),
             adaptive: adaptive.clone(),
@@ -289,6 +301,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             query_listener,
             query_api::router(state.clone())
                 .merge(instances_api::router(
+                    state.clone(),
                     Arc::clone(&platform),
                     Arc::clone(&store),
                 ))

@@ -87,25 +87,29 @@ impl FromRequestParts<AppState> for TenantOf {
     type Rejection = Refusal;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
-        let token = crate::tenancy::token_of(&parts.headers);
-        let admin = state.settings.admin_token.as_deref();
-        if let (Some(t), Some(a), true) = (token, admin, state.tenancy.is_on()) {
-            if same_secret(t, a) {
-                let named = parts
-                    .headers
-                    .get("x-fctrace-tenant")
-                    .and_then(|v| v.to_str().ok());
-                return match named {
-                    None => Ok(TenantOf(DEFAULT_TENANT)),
-                    Some(name) => match state.tenancy.by_name(name.trim()) {
-                        Some(spec) => Ok(TenantOf(spec.id)),
-                        None => Err(Refusal::NotFound),
-                    },
-                };
-            }
-        }
-        of_headers(state, &parts.headers).map(TenantOf)
+        of_request(state, &parts.headers).map(TenantOf)
     }
+}
+
+/// What [`TenantOf`] extracts, for handlers whose router has a state of its own.
+pub fn of_request(state: &AppState, headers: &HeaderMap) -> Result<Tenant, Refusal> {
+    let token = crate::tenancy::token_of(headers);
+    let admin = state.settings.admin_token.as_deref();
+    if let (Some(t), Some(a), true) = (token, admin, state.tenancy.is_on()) {
+        if same_secret(t, a) {
+            let named = headers
+                .get("x-fctrace-tenant")
+                .and_then(|v| v.to_str().ok());
+            return match named {
+                None => Ok(DEFAULT_TENANT),
+                Some(name) => match state.tenancy.by_name(name.trim()) {
+                    Some(spec) => Ok(spec.id),
+                    None => Err(Refusal::NotFound),
+                },
+            };
+        }
+    }
+    of_headers(state, headers)
 }
 
 /// The tenant of a gRPC call's metadata (`authorization: Bearer …` or

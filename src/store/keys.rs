@@ -550,6 +550,29 @@ pub fn metric_key_time(k: &[u8]) -> Option<u64> {
     }
 }
 
+/// A tenant's bytes written in one hour (`quota`): `SYSTEM | "usage" | tenant(2) |
+/// hour(8)`, all under one prefix so they load in one scan.
+pub fn usage_key(tenant: Tenant, hour: u64) -> Vec<u8> {
+    let mut v = usage_prefix();
+    v.extend_from_slice(&tenant.to_be_bytes());
+    v.extend_from_slice(&hour.to_be_bytes());
+    v
+}
+
+pub fn usage_prefix() -> Vec<u8> {
+    let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
+    v.extend_from_slice(b"usage");
+    v
+}
+
+/// The (tenant, hour) of a `usage_key`.
+pub fn parse_usage_key(k: &[u8]) -> Option<(Tenant, u64)> {
+    let rest = k.strip_prefix(usage_prefix().as_slice())?;
+    let tenant = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?);
+    let hour = u64::from_be_bytes(rest.get(2..10)?.try_into().ok()?);
+    (rest.len() == 10).then_some((tenant, hour))
+}
+
 /// The last chunk number the writer used, so a restart never reuses one.
 pub fn chunk_seq_key() -> Vec<u8> {
     let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();

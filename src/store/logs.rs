@@ -6,7 +6,6 @@ use std::ops::ControlFlow;
 
 use rocksdb::{Direction, IteratorMode, ReadOptions};
 
-use super::retention::cutoff_us;
 use super::{keys, Store, StoreError, CF_LOGS, CF_META};
 use keys::Tenant;
 
@@ -22,7 +21,7 @@ impl Store {
         to_us: u64,
         mut each: impl FnMut(u64, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
-        let from_us = from_us.max(cutoff_us(self.retention_us));
+        let from_us = from_us.max(self.cutoff_of(tenant));
         if from_us > to_us {
             return Ok(());
         }

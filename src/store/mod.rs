@@ -22,6 +22,7 @@ pub mod keys;
 mod logs;
 mod metrics;
 pub mod postings;
+mod quota;
 mod read;
 mod retention;
 mod terms;
@@ -175,11 +176,16 @@ pub struct Store {
     terms_from: u64,
     /// The term-filter keys written since start, so each is written once.
     written: Mutex<terms::Written>,
+    /// Tenants' shorter retentions (`quota`), shared with the compaction filters.
+    tenant_retention: quota::TenantRetention,
+    /// Tenants' bytes written per hour (`quota`).
+    usage: Mutex<quota::Usage>,
 }
 
 impl Store {
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         let retention_us = opts.retention.as_micros().min(u64::MAX as u128) as u64;
+        let tenant_retention = quota::TenantRetention::default();
         let cache = Cache::new_lru_cache(opts.block_cache_bytes);
 
         let mut db_opts = Options::default();
@@ -283,6 +289,7 @@ impl Store {
         postings.set_compaction_filter_factory(Retention {
             name: c"fctrace_index_retention",
             retention_us,
+            per_tenant: Some(std::sync::Arc::clone(&tenant_retention)),
             time_of: retention::posting_expiry,
         });
 
@@ -292,6 +299,7 @@ impl Store {
         invocations.set_compaction_filter_factory(Retention {
             name: c"fctrace_invocation_retention",
             retention_us,
+            per_tenant: Some(std::sync::Arc::clone(&tenant_retention)),
             time_of: keys::invocation_key_time,
         });
 
@@ -305,6 +313,7 @@ impl Store {
         terms.set_compaction_filter_factory(Retention {
             name: c"fctrace_terms_retention",
             retention_us,
+            per_tenant: Some(std::sync::Arc::clone(&tenant_retention)),
             time_of: keys::terms_key_expiry,
         });
 
@@ -314,6 +323,7 @@ impl Store {
         metrics.set_periodic_compaction_seconds(86400);
         metrics.set_compaction_filter_factory(Retention {
             name: c"fctrace_metrics_retention",
+            per_tenant: None,
             retention_us: opts.metrics_retention.as_micros().min(u64::MAX as u128) as u64,
             time_of: keys::metric_key_time,
         });
@@ -369,6 +379,8 @@ impl Store {
             written: Mutex::new(terms::Written::default()),
             catalog: RwLock::new(Catalog::new(retention_us)),
             retention_us,
+            tenant_retention,
+            usage: Mutex::default(),
             write_opts,
             seq: AtomicU64::new(0),
             disk: disk::DiskGuard::new(dir.to_owned(), opts.min_free_disk_bytes),
@@ -376,6 +388,7 @@ impl Store {
         store.terms_from = store.check_format_version(dir, opts.future_skew)?;
         store.load_seq()?;
         store.load_catalog()?;
+        store.load_usage()?;
         Ok(store)
     }
 

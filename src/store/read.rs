@@ -4,7 +4,6 @@
 
 use rocksdb::{Direction, IteratorMode, ReadOptions};
 
-use super::retention::cutoff_us;
 use super::{
     codec, keys, postings, Store, StoreError, CF_INVOCATIONS, CF_POSTINGS, CF_SPANS, FAMILIES,
 };
@@ -15,7 +14,7 @@ impl Store {
     /// Every stored span of a trace, in start order; empty when the trace is unknown.
     pub fn trace(&self, tenant: Tenant, trace: TraceId) -> Result<Vec<Span>, StoreError> {
         let prefix = keys::trace_prefix(tenant, trace);
-        let cutoff = cutoff_us(self.retention_us);
+        let cutoff = self.cutoff_of(tenant);
         let mut ro = ReadOptions::default();
         ro.set_prefix_same_as_start(true);
         let mut out: Vec<Span> = Vec::new();
@@ -58,7 +57,7 @@ impl Store {
         mut f: impl FnMut(u64, TraceId) -> bool,
     ) -> Result<ScanStats, StoreError> {
         let mut stats = ScanStats::default();
-        let oldest = oldest.max(cutoff_us(self.retention_us));
+        let oldest = oldest.max(self.cutoff_of(term.tenant()));
         if oldest > newest {
             return Ok(stats);
         }
@@ -179,6 +178,7 @@ impl Store {
         end: u64,
         mut f: impl FnMut(&[u8]) -> bool,
     ) -> Result<(), StoreError> {
+        let start = start.max(self.cutoff_of(tenant));
         let prefix = IndexPrefix(match function {
             Some(function) => keys::invocation_prefix(tenant, service, function),
             None => keys::invocation_service_prefix(tenant, service),
@@ -229,6 +229,9 @@ impl Store {
             _ => return Ok(None),
         };
         it.status()?;
+        if keys::invocation_key_time(&record_key).is_some_and(|t| t < self.cutoff_of(tenant)) {
+            return Ok(None);
+        }
         Ok(self.db.get_cf(cf, record_key)?)
     }
 

@@ -1,7 +1,8 @@
 //! Retention: span files go whole by FIFO's TTL, posting blocks of expired seconds and
 //! the term filter's expired hours by key range, invocation records by a compaction
 //! filter (which also drops posting blocks a compaction meets); `Store::expire` makes
-//! each happen on an idle store too, and expires the catalog. Reads hide what has not gone yet (see `read`).
+//! each happen on an idle store too, and expires the catalog. A tenant may have a
+//! shorter retention than the store's (`quota`): its cutoff applies to its keys. Reads hide what has not gone yet (see `read`).
 
 use rocksdb::{
     compaction_filter::{CompactionFilter, Decision},
@@ -15,18 +16,23 @@ pub(super) fn cutoff_us(retention_us: u64) -> u64 {
     crate::clock::now_us().saturating_sub(retention_us)
 }
 
-/// Retention in compactions: each compaction gets a filter that read the clock once
-/// when it was made (a compaction sees millions of keys) and drops entries whose time,
-/// as `time_of` reads it from the key, is before the cutoff.
+/// Retention in compactions: each compaction gets a filter that read the clock (and the
+/// tenants' own retentions) once when it was made (a compaction sees millions of keys)
+/// and drops entries whose time, as `time_of` reads it from the key, is before the
+/// cutoff of the key's tenant (its first two bytes).
 pub(super) struct Retention {
     pub name: &'static std::ffi::CStr,
     pub retention_us: u64,
+    /// Tenants' shorter retentions, for families whose keys start with the tenant.
+    pub per_tenant: Option<super::quota::TenantRetention>,
     pub time_of: fn(&[u8]) -> Option<u64>,
 }
 
 pub(super) struct RetentionFilter {
     name: &'static std::ffi::CStr,
     cutoff: u64,
+    /// Tenants whose cutoff is later than `cutoff`; usually none.
+    tenants: Vec<(u16, u64)>,
     time_of: fn(&[u8]) -> Option<u64>,
 }
 
@@ -34,9 +40,19 @@ impl CompactionFilterFactory for Retention {
     type Filter = RetentionFilter;
 
     fn create(&mut self, _: CompactionFilterContext) -> RetentionFilter {
+        let tenants = match &self.per_tenant {
+            None => Vec::new(),
+            Some(map) => map
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(t, us)| (*t, cutoff_us(*us)))
+                .collect(),
+        };
         RetentionFilter {
             name: self.name,
             cutoff: cutoff_us(self.retention_us),
+            tenants,
             time_of: self.time_of,
         }
     }
@@ -48,9 +64,23 @@ impl CompactionFilterFactory for Retention {
 
 impl CompactionFilter for RetentionFilter {
     fn filter(&mut self, _level: u32, key: &[u8], _value: &[u8]) -> Decision {
-        match (self.time_of)(key) {
-            Some(t) if t < self.cutoff => Decision::Remove,
-            _ => Decision::Keep,
+        let Some(t) = (self.time_of)(key) else {
+            return Decision::Keep;
+        };
+        let cutoff = match (self.tenants.is_empty(), key.get(..2)) {
+            (false, Some(b)) => {
+                let tenant = u16::from_be_bytes([b[0], b[1]]);
+                self.tenants
+                    .iter()
+                    .find(|(id, _)| *id == tenant)
+                    .map_or(self.cutoff, |(_, c)| *c)
+            }
+            _ => self.cutoff,
+        };
+        if t < cutoff {
+            Decision::Remove
+        } else {
+            Decision::Keep
         }
     }
 
@@ -86,13 +116,16 @@ impl Store {
             self.db
                 .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
         }
-        let cutoff = cutoff_us(self.retention_us);
-        if let Err(e) = self.expire_postings(cutoff) {
+        if let Err(e) = self.expire_postings() {
             tracing::warn!(error = %e, "posting expiry failed");
         }
-        if let Err(e) = self.expire_terms(cutoff) {
+        if let Err(e) = self.expire_terms() {
             tracing::warn!(error = %e, "term filter expiry failed");
         }
+        if let Err(e) = self.expire_usage() {
+            tracing::warn!(error = %e, "usage expiry failed");
+        }
+        let cutoff = cutoff_us(self.retention_us);
         match self.expire_catalog(cutoff) {
             Ok(0) => {}
             Ok(n) => tracing::info!(operations = n, "catalog entries expired"),
@@ -110,13 +143,14 @@ impl Store {
         }
     }
 
-    /// Delete every posting block whose whole second is before `cutoff` (µs). Keys are
-    /// time first, so that is one key range per tenant, at the end of the tenant's keys.
-    fn expire_postings(&self, cutoff: u64) -> Result<(), StoreError> {
-        let Some(last_expired) = (cutoff / keys::POSTING_BUCKET_US).checked_sub(1) else {
-            return Ok(());
-        };
+    /// Delete every posting block whose whole second is before its tenant's cutoff. Keys
+    /// are time first, so that is one key range per tenant, at the end of its keys.
+    fn expire_postings(&self) -> Result<(), StoreError> {
         self.expire_ranges(CF_POSTINGS, |tenant| {
+            let cutoff = self.cutoff_of(tenant);
+            let Some(last_expired) = (cutoff / keys::POSTING_BUCKET_US).checked_sub(1) else {
+                return Vec::new();
+            };
             vec![(
                 keys::posting_key(tenant, 0, last_expired, u64::MAX).to_vec(),
                 keys::posting_upper_bound(tenant),
@@ -125,8 +159,10 @@ impl Store {
     }
 
     /// Delete the term filter's expired hours and overflow minutes, by range as well.
-    fn expire_terms(&self, cutoff: u64) -> Result<(), StoreError> {
-        self.expire_ranges(CF_TERMS, |tenant| keys::expired_terms(tenant, cutoff))
+    fn expire_terms(&self) -> Result<(), StoreError> {
+        self.expire_ranges(CF_TERMS, |tenant| {
+            keys::expired_terms(tenant, self.cutoff_of(tenant))
+        })
     }
 
     /// Delete the key ranges `ranges` names for each tenant present in family `name`:

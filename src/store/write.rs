@@ -93,9 +93,19 @@ impl Store {
         for b in batches {
             written.record(&mut wb, terms, b.tenant, &b.terms);
         }
+        // Counted before the write (admission reads it, and must not wait for an fsync);
+        // `written` keeps commits in order, so the totals put are in order too.
+        self.usage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(&mut wb, meta, batches, now);
         if let Err(e) = self.db.write_opt(wb, &self.write_opts) {
             // what it remembers must be on disk
             written.forget();
+            self.usage
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .unrecord(batches, now);
             return Err(StoreError::from_write(e));
         }
         drop(written);
