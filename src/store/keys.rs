@@ -616,6 +616,13 @@ pub fn invocation_key_time(k: &[u8]) -> Option<u64> {
 
 /// Wall-clock µs from which every write recorded its terms (0 for a store made with the
 /// filter): the filter is used once everything older has passed retention.
+/// From which posting group on blocks are in columns (format 8).
+pub fn columns_from_key() -> Vec<u8> {
+    let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
+    v.extend_from_slice(b"columns_from");
+    v
+}
+
 pub fn terms_from_key() -> Vec<u8> {
     let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
     v.extend_from_slice(b"terms_from");

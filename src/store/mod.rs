@@ -20,6 +20,7 @@ pub mod codec;
 mod disk;
 pub mod keys;
 mod logs;
+mod lookup;
 mod metrics;
 pub mod postings;
 mod quota;
@@ -53,8 +54,10 @@ use catalog::Catalog;
 use retention::Retention;
 
 /// Bump when any key layout or the span encoding changes (6: span chunks of format byte
-/// 2, see `codec`, and the `metrics` family; 7: the `logs` family).
-pub const FORMAT_VERSION: u32 = 7;
+/// 2, see `codec`, and the `metrics` family; 7: the `logs` family; 8: posting
+/// sub-blocks in columns, see `postings`: groups written before it keep the fixed layout,
+/// told apart by `columns_from`).
+pub const FORMAT_VERSION: u32 = 8;
 /// Older formats this build still opens (2: span keys without chunk numbers, still read
 /// as they are; 2 and 3: chunks in a compacted `spans` family and posting blocks shard
 /// first in `index`, both moved at open, see `upgrade`; 2 to 4: no term filter, so
@@ -174,6 +177,9 @@ pub struct Store {
     disk: disk::DiskGuard,
     /// Wall-clock µs since which every write recorded its terms (`terms`).
     terms_from: u64,
+    /// Posting groups numbered from this on have format 8's column layout; older ones
+    /// (a directory of format 7 or before) the fixed one.
+    columns_from: u64,
     /// The term-filter keys written since start, so each is written once.
     written: Mutex<terms::Written>,
     /// Tenants' shorter retentions (`quota`), shared with the compaction filters.
@@ -376,6 +382,7 @@ impl Store {
         let mut store = Store {
             db,
             terms_from: u64::MAX,
+            columns_from: 0,
             written: Mutex::new(terms::Written::default()),
             catalog: RwLock::new(Catalog::new(retention_us)),
             retention_us,
@@ -385,8 +392,9 @@ impl Store {
             seq: AtomicU64::new(0),
             disk: disk::DiskGuard::new(dir.to_owned(), opts.min_free_disk_bytes),
         };
-        store.terms_from = store.check_format_version(dir, opts.future_skew)?;
         store.load_seq()?;
+        store.terms_from = store.check_format_version(dir, opts.future_skew)?;
+        store.columns_from = store.load_columns_from()?;
         store.load_catalog()?;
         store.load_usage()?;
         Ok(store)
@@ -401,17 +409,28 @@ impl Store {
 
     /// Check the directory's format (marking an older one as current) and return when
     /// the term filter started: 0 for a new directory, now plus the future skew for one
-    /// of a format without it (its spans may start up to that late).
+    /// of a format without it (its spans may start up to that late). Marking a directory
+    /// current also records from which group on posting blocks are in columns (in the
+    /// same write, so a crash cannot leave one without the other): 0 for a new
+    /// directory, the next group's number for an older one (`load_seq` ran before).
     fn check_format_version(&self, dir: &Path, skew: Duration) -> Result<u64, StoreError> {
         let meta = self.cf(CF_META);
         let key = keys::format_version_key();
         let from_key = keys::terms_from_key();
-        let start = |from: u64| -> Result<u64, StoreError> {
+        let start = |from: u64, columns_from: u64| -> Result<u64, StoreError> {
             let mut wb = rocksdb::WriteBatch::default();
             wb.put_cf(meta, &key, FORMAT_VERSION.to_be_bytes());
             wb.put_cf(meta, &from_key, from.to_be_bytes());
+            wb.put_cf(meta, keys::columns_from_key(), columns_from.to_be_bytes());
             self.db.write_opt(wb, &self.write_opts)?;
             Ok(from)
+        };
+        // (a directory that already says keeps its word)
+        let next_group = match self.db.get_cf(meta, keys::columns_from_key())? {
+            Some(v) => <[u8; 8]>::try_from(v.as_slice())
+                .map(u64::from_be_bytes)
+                .unwrap_or(u64::MAX),
+            None => self.seq.load(Ordering::Relaxed).saturating_add(1),
         };
         let stored_from = || -> Result<u64, StoreError> {
             Ok(self
@@ -424,7 +443,7 @@ impl Store {
         };
         let version = |f: u32| f.to_be_bytes();
         match self.db.get_cf(meta, &key)? {
-            None => start(0),
+            None => start(0, 0),
             Some(v) if v.as_slice() == version(FORMAT_VERSION) => stored_from(),
             Some(v) if (FIRST_WITH_TERMS..FORMAT_VERSION).any(|f| v.as_slice() == version(f)) => {
                 tracing::info!(
@@ -432,7 +451,7 @@ impl Store {
                     to = FORMAT_VERSION,
                     "data directory upgraded: what it holds stays readable, its term filter is kept"
                 );
-                start(stored_from()?)
+                start(stored_from()?, next_group)
             }
             Some(v)
                 if READABLE_FORMATS
@@ -445,7 +464,7 @@ impl Store {
                     "data directory upgraded: old span keys stay readable"
                 );
                 let skew = skew.as_micros().min(u64::MAX as u128) as u64;
-                start(crate::clock::now_us().saturating_add(skew))
+                start(crate::clock::now_us().saturating_add(skew), next_group)
             }
             Some(v) => Err(StoreError::FormatVersion {
                 dir: dir.to_owned(),
@@ -454,6 +473,27 @@ impl Store {
                     Err(_) => format!("{v:02x?}"),
                 },
             }),
+        }
+    }
+
+    /// From which posting group on blocks are in columns (`check_format_version` wrote it).
+    fn load_columns_from(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), keys::columns_from_key())?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            // written with the version: missing only if damaged, and then no group is
+            // trusted to be in columns
+            .unwrap_or(u64::MAX))
+    }
+
+    /// How the posting block of group `seq` is laid out.
+    pub(super) fn layout_of(&self, seq: u64) -> postings::Layout {
+        if seq >= self.columns_from {
+            postings::Layout::Columns
+        } else {
+            postings::Layout::Fixed
         }
     }
 

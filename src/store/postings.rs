@@ -4,15 +4,22 @@
 //! [`IndexPrefix`]) hashes to one of [`keys::POSTING_SHARDS`] shards. Each group commit
 //! writes, per one-second bucket of span start time, one trace table and one block per
 //! shard it touched (keys in `keys`). A block is the concatenation of the sub-blocks of
-//! the batches in that group; a sub-block holds its entries sorted by hash, so a lookup is
-//! a binary search:
+//! the batches in that group; a sub-block holds its entries sorted by hash, in columns,
+//! so a lookup is a binary search over the hash column (storage format 8):
 //!
 //! ```text
-//! sub-block: base u32 | n_timed u32 | n_plain u32
-//!            | n_timed x (hash u32, trace u16, min duration u32, max duration u32)
-//!            | n_plain x (hash u32, trace u16)
+//! sub-block: base varint | n_timed varint | n_plain varint | spreads_len varint
+//!            | timed hashes n_timed x u32 | timed traces n_timed x u16
+//!            | timed min durations n_timed x u32
+//!            | plain hashes n_plain x u32 | plain traces n_plain x u16
+//!            | spreads: n_timed varints (max duration - min duration), spreads_len bytes
 //! table:     n x (trace id 16 bytes big-endian, earliest start µs u64 little-endian)
 //! ```
+//!
+//! (integers little-endian, varints LEB128). Columns and varints replaced format 7's
+//! fixed 12-byte headers and 14-byte timed entries (`lookup` still reads those): a group
+//! writes one sub-block per batch and shard, most of a few entries, and most timed
+//! entries are one span's, whose spread is 0 (BENCHMARKS.md: 45.3 → 41.8 B a span).
 //!
 //! `trace` is an index into the group's table for that bucket; `base` (written by
 //! [`merge`]) is where the batch's own table starts in it. A batch with more than 65,536
@@ -24,19 +31,25 @@
 //!
 //! Entries are per (term, trace) within a batch and bucket; hashes can collide, which only
 //! adds candidates, since every search checks the loaded spans exactly. This module owns
-//! the value layout; `keys` owns the keys and `Store` the reads and writes.
+//! the value layout and writes it; `lookup` reads it, `keys` owns the keys and `Store`
+//! the reads and writes.
 
 use foldhash::{HashMap, HashMapExt};
 
 use super::keys::{self, IndexPrefix, Tenant};
 use crate::model::TraceId;
 
-const SUB_HEADER: usize = 12;
-const TIMED_LEN: usize = 14;
-const PLAIN_LEN: usize = 6;
+use prost::encoding::encode_varint;
+
+pub use super::lookup::{lookup, table_entry, Hit, Layout, Malformed, TABLE_ENTRY_LEN};
+
+/// Bytes a sub-block's entries take at most: a timed entry's columns and spread, a
+/// plain entry's columns, a header.
+const TIMED_LEN: usize = 4 + 2 + 4 + 5;
+const PLAIN_LEN: usize = 4 + 2;
+const SUB_HEADER: usize = 4 * 5;
 /// Traces one table holds, so a sub-block's trace index fits in two bytes.
 const TABLE_CAPACITY: usize = 1 << 16;
-pub const TABLE_ENTRY_LEN: usize = 24;
 
 /// One key's worth of a batch's postings: a trace table or a shard's sub-block, as a
 /// byte range of the batch buffer.
@@ -174,6 +187,7 @@ impl Builder {
                 + self.plain.len() * PLAIN_LEN,
         );
         let (mut tr_at, mut ti, mut pi) = (0, 0, 0);
+        let mut spreads = Vec::new();
         for (table, &(bucket, n)) in self.tables.iter().enumerate() {
             let table = table as u32;
             let start = out.len();
@@ -203,19 +217,31 @@ impl Builder {
                     + self.plain[pi..p_all]
                         .partition_point(|&e| keys::shard_of(split_key(e).1) == shard);
                 let start = out.len();
-                out.extend_from_slice(&0u32.to_le_bytes());
-                out.extend_from_slice(&((t_end - ti) as u32).to_le_bytes());
-                out.extend_from_slice(&((p_end - pi) as u32).to_le_bytes());
-                for &(_, h, tr, lo, hi) in &timed[ti..t_end] {
+                let (timed, plain) = (&timed[ti..t_end], &self.plain[pi..p_end]);
+                spreads.clear();
+                for &(_, _, _, lo, hi) in timed {
+                    encode_varint(u64::from(hi - lo), &mut spreads);
+                }
+                // the base is `merge`'s to write, in front
+                encode_varint(timed.len() as u64, out);
+                encode_varint(plain.len() as u64, out);
+                encode_varint(spreads.len() as u64, out);
+                for &(_, h, ..) in timed {
                     out.extend_from_slice(&keys::hash_bits(h).to_le_bytes());
+                }
+                for &(_, _, tr, ..) in timed {
                     out.extend_from_slice(&tr.to_le_bytes());
+                }
+                for &(.., lo, _) in timed {
                     out.extend_from_slice(&lo.to_le_bytes());
-                    out.extend_from_slice(&hi.to_le_bytes());
                 }
-                for (_, h, tr) in self.plain[pi..p_end].iter().map(|&e| split_key(e)) {
-                    out.extend_from_slice(&keys::hash_bits(h).to_le_bytes());
-                    out.extend_from_slice(&tr.to_le_bytes());
+                for &e in plain {
+                    out.extend_from_slice(&keys::hash_bits(split_key(e).1).to_le_bytes());
                 }
+                for &e in plain {
+                    out.extend_from_slice(&split_key(e).2.to_le_bytes());
+                }
+                out.extend_from_slice(&spreads);
                 parts.push(Part {
                     bucket,
                     shard,
@@ -264,8 +290,8 @@ fn split_key(k: u128) -> (u32, u64, u16) {
 /// sub-block the base of its table.
 type MergeItem<'a> = ((Tenant, u16, u64), &'a [u8], Option<u32>);
 
-/// Join the postings of a group's batches into one value per (bucket, shard), setting
-/// each sub-block's base to where its batch's table starts in the group's table. Tables
+/// Join the postings of a group's batches into one value per (bucket, shard), putting
+/// each sub-block's base in front of it: where its batch's table starts in the group's table. Tables
 /// come before sub-blocks within each batch's parts. Each key and value goes to `put` in
 /// key order, built in one reused buffer: a body spread over many seconds makes about a
 /// million of them, and one allocation each was a good part of its cost.
@@ -305,11 +331,10 @@ pub fn merge<'a>(
         let (tenant, shard, bucket) = group[0].0;
         v.clear();
         for (_, bytes, base) in group {
-            let at = v.len();
-            v.extend_from_slice(bytes);
-            if let (Some(b), Some(dst)) = (base, v.get_mut(at..at + 4)) {
-                dst.copy_from_slice(&b.to_le_bytes());
+            if let Some(b) = base {
+                encode_varint(u64::from(*b), &mut v);
             }
+            v.extend_from_slice(bytes);
         }
         put(&keys::posting_key(tenant, shard, bucket, seq), &v);
     }
@@ -324,105 +349,6 @@ fn merged<'a>(
     let mut out = Vec::new();
     merge(batches, seq, |k, v| out.push((k.to_vec(), v.to_vec())));
     out
-}
-
-/// One entry found in a block: the trace's index in the group table and, for service and
-/// operation entries, the duration range of its matching spans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hit {
-    pub trace: u32,
-    pub durations: Option<(u32, u32)>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("posting block is malformed at byte {0}")]
-pub struct Malformed(pub usize);
-
-fn u32_at(b: &[u8], at: usize) -> Result<u32, Malformed> {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or(Malformed(at))
-}
-
-fn u16_at(b: &[u8], at: usize) -> Result<u32, Malformed> {
-    b.get(at..at + 2)
-        .and_then(|s| s.try_into().ok())
-        .map(|s| u16::from_le_bytes(s) as u32)
-        .ok_or(Malformed(at))
-}
-
-/// Every entry of `block` whose hash is `hash_bits`, appended to `out`.
-pub fn lookup(block: &[u8], hash_bits: u32, out: &mut Vec<Hit>) -> Result<(), Malformed> {
-    let mut at = 0;
-    while at < block.len() {
-        let base = u32_at(block, at)?;
-        let n_timed = u32_at(block, at + 4)? as usize;
-        let n_plain = u32_at(block, at + 8)? as usize;
-        let timed_at = at + SUB_HEADER;
-        let plain_at = n_timed
-            .checked_mul(TIMED_LEN)
-            .and_then(|n| n.checked_add(timed_at))
-            .ok_or(Malformed(at))?;
-        let end = n_plain
-            .checked_mul(PLAIN_LEN)
-            .and_then(|n| n.checked_add(plain_at))
-            .filter(|&e| e <= block.len())
-            .ok_or(Malformed(at))?;
-        let timed = &block[timed_at..plain_at];
-        let plain = &block[plain_at..end];
-        let first = partition(n_timed, |i| {
-            u32_at(timed, i * TIMED_LEN).unwrap_or(u32::MAX) < hash_bits
-        });
-        for i in first..n_timed {
-            let e = i * TIMED_LEN;
-            if u32_at(timed, e)? != hash_bits {
-                break;
-            }
-            out.push(Hit {
-                trace: base.saturating_add(u16_at(timed, e + 4)?),
-                durations: Some((u32_at(timed, e + 6)?, u32_at(timed, e + 10)?)),
-            });
-        }
-        let first = partition(n_plain, |i| {
-            u32_at(plain, i * PLAIN_LEN).unwrap_or(u32::MAX) < hash_bits
-        });
-        for i in first..n_plain {
-            let e = i * PLAIN_LEN;
-            if u32_at(plain, e)? != hash_bits {
-                break;
-            }
-            out.push(Hit {
-                trace: base.saturating_add(u16_at(plain, e + 4)?),
-                durations: None,
-            });
-        }
-        at = end;
-    }
-    Ok(())
-}
-
-/// The first index in `0..n` for which `below` is false (`below` is true then false).
-fn partition(n: usize, below: impl Fn(usize) -> bool) -> usize {
-    let (mut lo, mut hi) = (0, n);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if below(mid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
-}
-
-/// Trace id and time of entry `i` of a group table.
-pub fn table_entry(table: &[u8], i: u32) -> Option<(TraceId, u64)> {
-    let at = (i as usize).checked_mul(TABLE_ENTRY_LEN)?;
-    let e = table.get(at..at.checked_add(TABLE_ENTRY_LEN)?)?;
-    let trace = TraceId::from_bytes(e[..16].try_into().ok()?);
-    let t = u64::from_le_bytes(e[16..].try_into().ok()?);
-    Some((trace, t))
 }
 
 #[cfg(test)]
@@ -489,7 +415,7 @@ mod tests {
                 .unwrap()
                 .1;
             let mut hits = Vec::new();
-            lookup(v, keys::hash_bits(h), &mut hits).unwrap();
+            lookup(v, Layout::Columns, keys::hash_bits(h), &mut hits).unwrap();
             for hit in hits {
                 let (trace, time) = table_entry(table, hit.trace).unwrap();
                 out.push((trace.0, time, hit.durations));
@@ -554,13 +480,32 @@ mod tests {
     }
 
     #[test]
-    fn malformed_blocks_are_errors_not_panics() {
-        let mut hits = Vec::new();
-        assert!(lookup(&[1, 2, 3], 0, &mut hits).is_err());
-        let mut b = vec![0u8; 12];
-        b[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(lookup(&b, 0, &mut hits).is_err());
-        assert_eq!(table_entry(&[0; 10], 0), None);
-        assert_eq!(table_entry(&[0; 24], u32::MAX), None);
+    fn a_sub_block_is_columns_with_the_base_in_front() {
+        // one batch: trace 1 with service "a" at durations 5 and 9, trace 2 at 4
+        let s = 1_000_000_000u64;
+        let mut b = Builder::default();
+        for (trace, dur) in [(1u128, 5u64), (1, 9), (2, 4)] {
+            let slot = b.slot(TraceId(trace), s);
+            b.timed(slot, &term("a"), dur);
+        }
+        let mut buf = Vec::new();
+        let (parts, _) = b.finish(&mut buf);
+        let merged = merged([(0, buf.as_slice(), parts.as_slice())].into_iter(), 1);
+        let h = keys::hash_bits(term("a").term_hash());
+        let block = &merged
+            .iter()
+            .find(|(k, _)| keys::parse_posting_key(k).unwrap().0 != keys::TABLE_SHARD)
+            .unwrap()
+            .1;
+        let mut want = vec![0, 2, 0, 1]; // base, n_timed, n_plain, spreads_len
+        want.extend_from_slice(&h.to_le_bytes());
+        want.extend_from_slice(&h.to_le_bytes());
+        want.extend_from_slice(&[0, 0, 1, 0]); // slots 0 and 1
+        want.extend_from_slice(&5u32.to_le_bytes());
+        want.extend_from_slice(&4u32.to_le_bytes());
+        want.push(4); // 9 - 5; trace 2's spread of 0 is the one byte counted
+        want.push(0);
+        want[3] = 2;
+        assert_eq!(block, &want);
     }
 }

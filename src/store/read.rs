@@ -116,7 +116,7 @@ impl Store {
                     };
                     stats.blocks += 1;
                     hits.clear();
-                    postings::lookup(v, bits, &mut hits)
+                    postings::lookup(v, self.layout_of(seq), bits, &mut hits)
                         .map_err(|e| StoreError::Index(e.to_string()))?;
                     if let Some((lo, hi)) = durations {
                         hits.retain(|h| {

@@ -150,14 +150,23 @@ fn postings_hold_one_entry_per_trace_term_and_second() {
     let h = IndexPrefix::service(0, "svc").term_hash();
     let mut hits = Vec::new();
     for p in b.postings.iter().filter(|p| p.shard == keys::shard_of(h)) {
-        postings::lookup(&b.buf[p.range.0..p.range.1], keys::hash_bits(h), &mut hits).unwrap();
+        // as `merge` writes it: the base (0) in front
+        let mut block = vec![0];
+        block.extend_from_slice(&b.buf[p.range.0..p.range.1]);
+        postings::lookup(
+            &block,
+            postings::Layout::Columns,
+            keys::hash_bits(h),
+            &mut hits,
+        )
+        .unwrap();
     }
     assert_eq!(hits.len(), 3);
 }
 
 #[test]
-fn format_5_and_6_directories_open_and_keep_their_term_filter() {
-    for format in [5u32, 6] {
+fn formats_5_to_7_open_keep_their_term_filter_and_read_old_postings_as_fixed() {
+    for format in [5u32, 6, 7] {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = open(dir.path());
@@ -170,15 +179,24 @@ fn format_5_and_6_directories_open_and_keep_their_term_filter() {
                 .db
                 .put_cf(meta, keys::terms_from_key(), 1234u64.to_be_bytes())
                 .unwrap();
+            // formats before 8 have no column layout
+            store.db.delete_cf(meta, keys::columns_from_key()).unwrap();
         }
         let store = open(dir.path());
         assert_eq!(store.terms_from, 1234, "the filter's start is kept");
+        // groups from the next one on are in columns, the ones before are not
+        let next = store.seq.load(Ordering::Relaxed) + 1;
+        assert_eq!(store.layout_of(next), postings::Layout::Columns);
+        assert_eq!(store.layout_of(next - 1), postings::Layout::Fixed);
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.layout_of(next - 1), postings::Layout::Fixed, "kept");
         let v = store
             .db
             .get_cf(store.cf(CF_META), keys::format_version_key())
             .unwrap()
             .unwrap();
-        assert_eq!(v, 7u32.to_be_bytes(), "marked as the current format");
+        assert_eq!(v, 8u32.to_be_bytes(), "marked as the current format");
     }
 }
 
