@@ -550,36 +550,6 @@ pub fn metric_key_time(k: &[u8]) -> Option<u64> {
     }
 }
 
-/// A tenant's bytes written in one hour (`quota`): `SYSTEM | "usage" | tenant(2) |
-/// hour(8)`, all under one prefix so they load in one scan.
-pub fn usage_key(tenant: Tenant, hour: u64) -> Vec<u8> {
-    let mut v = usage_prefix();
-    v.extend_from_slice(&tenant.to_be_bytes());
-    v.extend_from_slice(&hour.to_be_bytes());
-    v
-}
-
-pub fn usage_prefix() -> Vec<u8> {
-    let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
-    v.extend_from_slice(b"usage");
-    v
-}
-
-/// The (tenant, hour) of a `usage_key`.
-pub fn parse_usage_key(k: &[u8]) -> Option<(Tenant, u64)> {
-    let rest = k.strip_prefix(usage_prefix().as_slice())?;
-    let tenant = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?);
-    let hour = u64::from_be_bytes(rest.get(2..10)?.try_into().ok()?);
-    (rest.len() == 10).then_some((tenant, hour))
-}
-
-/// The last chunk number the writer used, so a restart never reuses one.
-pub fn chunk_seq_key() -> Vec<u8> {
-    let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
-    v.extend_from_slice(b"chunk_seq");
-    v
-}
-
 /// Where a record's request id leads (`invocations` family): `tenant | FF FF | request
 /// id (length-prefixed) | start (8, BE)` → the record's key. `FF FF` is no service
 /// name's length prefix (those are at most `MAX_INDEXED_LEN`), so no record key starts
@@ -614,33 +584,9 @@ pub fn invocation_key_time(k: &[u8]) -> Option<u64> {
     Some(!inverted)
 }
 
-/// Wall-clock µs from which every write recorded its terms (0 for a store made with the
-/// filter): the filter is used once everything older has passed retention.
-/// From which posting group on blocks are in columns (format 8).
-pub fn columns_from_key() -> Vec<u8> {
-    let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
-    v.extend_from_slice(b"columns_from");
-    v
-}
-
-pub fn terms_from_key() -> Vec<u8> {
-    let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
-    v.extend_from_slice(b"terms_from");
-    v
-}
-
-/// Adaptive sampling's probabilities (JSON: service → operation → probability).
-pub fn adaptive_sampling_key() -> Vec<u8> {
-    let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
-    v.extend_from_slice(b"adaptive_sampling");
-    v
-}
-
-pub fn format_version_key() -> Vec<u8> {
-    let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
-    v.extend_from_slice(b"format_version");
-    v
-}
+#[path = "system_keys.rs"]
+mod system;
+pub use system::*;
 
 #[cfg(test)]
 #[path = "keys_tests.rs"]
