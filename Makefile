@@ -29,6 +29,9 @@ test-deps: deps
 	@command -v npm >/dev/null || { \
 	  echo "installing nodejs and npm (the end-to-end tests run real Jaeger clients)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+	@{ test -x /usr/sbin/nats-server || test -x /usr/bin/nats-server; } || { \
+	  echo "installing nats-server (the cluster test runs its log on JetStream)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nats-server; }
 	@{ command -v openssl && command -v curl; } >/dev/null || { \
 	  echo "installing openssl and curl (the TLS test makes a CA and talks HTTPS)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssl curl; }

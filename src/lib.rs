@@ -17,6 +17,7 @@
 pub mod bench;
 pub mod budget;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod cpu;
 pub mod duration;

@@ -62,6 +62,23 @@ pub struct ServeArgs {
     /// and query request needs a tenant's token [default: one tenant, no tokens]
     #[arg(long, env = "FCTRACE_TENANTS", value_name = "FILE")]
     pub tenants: Option<PathBuf>,
+    /// This process's part in a cluster: all, ingest, store (docs/cluster.md)
+    /// [default: all]
+    #[arg(long, env = "FCTRACE_ROLE", value_enum)]
+    pub role: Option<crate::cluster::Role>,
+    /// The NATS servers of the cluster's log, comma-separated (nats://HOST:4222)
+    #[arg(long, env = "FCTRACE_NATS_URL", value_name = "URL[,URL...]")]
+    pub nats_url: Option<String>,
+    /// Partitions of the cluster's log, fixed for the cluster's life [default: 16]
+    #[arg(long, env = "FCTRACE_PARTITIONS", value_name = "N")]
+    pub partitions: Option<u32>,
+    /// Copies of the log JetStream keeps [default: 3]
+    #[arg(long, env = "FCTRACE_REPLICAS", value_name = "R")]
+    pub replicas: Option<usize>,
+    /// This node's name in the cluster, stable across restarts (a store node's
+    /// consumers are named by it) [default: the role's name]
+    #[arg(long, env = "FCTRACE_NODE_ID", value_name = "NAME")]
+    pub node_id: Option<String>,
     /// TLS on every listener: the certificate chain (PEM), re-read when it changes
     #[arg(
         long,

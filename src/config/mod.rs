@@ -60,6 +60,11 @@ pub struct FileConfig {
     pub zipkin_addr: Option<String>,
     pub sampling_strategies: Option<PathBuf>,
     pub tenants: Option<PathBuf>,
+    pub role: Option<crate::cluster::Role>,
+    pub nats_url: Option<String>,
+    pub partitions: Option<u32>,
+    pub replicas: Option<usize>,
+    pub node_id: Option<String>,
     pub platform_tracing_service: Option<String>,
     pub service_spans_per_second: Option<f64>,
     pub max_in_flight_spans: Option<usize>,
@@ -136,6 +141,9 @@ pub struct Settings {
     pub zipkin_addr: String,
     pub sampling_strategies: Option<PathBuf>,
     pub tenants: Option<PathBuf>,
+    /// This process's part in a cluster, and the cluster (none for `all`).
+    pub role: crate::cluster::Role,
+    pub cluster: Option<crate::cluster::ClusterSettings>,
     /// (certificate, key, client CA) when the listeners speak TLS.
     pub tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
     pub platform_tracing_service: String,
@@ -196,6 +204,69 @@ fn check_addr(key: &'static str, addr: String) -> Result<String, ConfigError> {
     }
 }
 
+/// The role and, for any role but `all`, the cluster it is part of.
+fn cluster_settings(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> Result<
+    (
+        crate::cluster::Role,
+        Option<crate::cluster::ClusterSettings>,
+    ),
+    ConfigError,
+> {
+    use crate::cluster::{ClusterSettings, Role};
+    let role = args.role.or(file.role).unwrap_or_default();
+    let urls = args.nats_url.clone().or(file.nats_url.clone());
+    if role == Role::All {
+        return Ok((role, None));
+    }
+    if role == Role::Query {
+        return Err(invalid(
+            "role",
+            "query nodes are not built yet: query a store node (docs/cluster.md)",
+        ));
+    }
+    let urls: Vec<String> = urls
+        .ok_or_else(|| invalid("nats_url", "a cluster role needs the NATS servers"))?
+        .split(',')
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Err(invalid("nats_url", "no NATS server given"));
+    }
+    let partitions = args.partitions.or(file.partitions).unwrap_or(16);
+    if !(1..=1024).contains(&partitions) {
+        return Err(invalid("partitions", "between 1 and 1024"));
+    }
+    let replicas = args.replicas.or(file.replicas).unwrap_or(3);
+    if !(1..=5).contains(&replicas) {
+        return Err(invalid("replicas", "between 1 and 5 (JetStream's limit)"));
+    }
+    let node_id = args
+        .node_id
+        .clone()
+        .or(file.node_id.clone())
+        .unwrap_or_else(|| format!("{role:?}").to_lowercase());
+    if node_id.is_empty()
+        || !node_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(invalid("node_id", "letters, digits, '-' or '_'"));
+    }
+    Ok((
+        role,
+        Some(ClusterSettings {
+            nats_urls: urls,
+            partitions,
+            replicas,
+            node_id,
+        }),
+    ))
+}
+
 impl Settings {
     /// Merge flags (and their env vars) over the file over the defaults, and check.
     pub fn resolve(args: &ServeArgs) -> Result<Settings, ConfigError> {
@@ -203,6 +274,7 @@ impl Settings {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
         };
+        let (role, cluster) = cluster_settings(args, &file)?;
         let host = if args.listen_all.or(file.listen_all).unwrap_or(false) {
             "0.0.0.0"
         } else {
@@ -471,6 +543,8 @@ impl Settings {
                 9411,
             )?,
             tenants: args.tenants.clone().or(file.tenants.clone()),
+            role,
+            cluster,
             tls: args
                 .tls_cert
                 .clone()

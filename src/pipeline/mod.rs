@@ -6,11 +6,13 @@
 //! for the one writer thread. The writer takes everything that is waiting, commits it as
 //! one RocksDB write (group commit) and only then acknowledges each caller. Dropping every
 //! [`Pipeline`] handle closes the queue; the writer finishes what is queued and exits.
+//! In a cluster the same encoded batches go to the log instead, by partition (`publish`).
 //!
 //! The pipeline does not decode wire formats and does not know how keys are laid out.
 
 mod admission;
 pub mod edges;
+mod publish;
 mod retry;
 mod validate;
 
@@ -74,6 +76,9 @@ pub struct PipelineOptions {
     pub max_future_skew: Duration,
     /// Adaptive sampling, when on: shown every admitted batch (its root spans count).
     pub adaptive: Option<Arc<crate::sampling::adaptive::Adaptive>>,
+    /// In a cluster (`--role ingest` or `store`): what is acknowledged goes to the log,
+    /// by partition, instead of this node's store (`publish`).
+    pub log: Option<crate::cluster::LogHandle>,
 }
 
 impl Default for PipelineOptions {
@@ -88,6 +93,7 @@ impl Default for PipelineOptions {
             retention: Duration::from_secs(72 * 3600),
             max_future_skew: Duration::from_secs(3600),
             adaptive: None,
+            log: None,
         }
     }
 }
@@ -109,6 +115,8 @@ pub enum SubmitError {
     Closed,
     #[error("store write failed: {0}")]
     Store(Arc<StoreError>),
+    #[error("{0}")]
+    Log(Arc<crate::cluster::LogError>),
 }
 
 impl SubmitError {
@@ -118,6 +126,10 @@ impl SubmitError {
             SubmitError::QueueFull | SubmitError::Closed => ErrorCode::Unavailable,
             SubmitError::Refused(_) => ErrorCode::RateLimited,
             SubmitError::Store(e) => e.code(),
+            SubmitError::Log(e) => match **e {
+                crate::cluster::LogError::Unavailable(_) => ErrorCode::Unavailable,
+                crate::cluster::LogError::TooLarge { .. } => ErrorCode::TooLarge,
+            },
         }
     }
 }
@@ -289,8 +301,7 @@ impl Pipeline {
             self.write_decided(tenant, now, Vec::new()).await?;
             return Ok(outcome);
         }
-        let batch = self.encode(tenant, spans).await;
-        self.submit_batch(batch).await?;
+        self.write_spans(tenant, spans).await?;
         drop(in_flight);
         Ok(outcome)
     }
@@ -311,7 +322,16 @@ impl Pipeline {
         if spans.is_empty() {
             return Ok(());
         }
-        self.submit_batch(self.encode(tenant, spans).await).await
+        self.write_spans(tenant, spans).await
+    }
+
+    /// Encode and write spans: to this node's store, or in a cluster to the log.
+    async fn write_spans(&self, tenant: Tenant, spans: Vec<Span>) -> Result<(), SubmitError> {
+        if let Some(log) = &self.opts.log {
+            return self.publish_spans(&log.0, tenant, spans).await;
+        }
+        let batch = self.encode(tenant, spans).await;
+        self.submit_batch(batch).await
     }
 
     /// Write traces tail sampling decided (no caller waits on them), with retries.
@@ -331,6 +351,9 @@ impl Pipeline {
         let spans: Arc<[Span]> = spans.into();
         let calls = Arc::new(self.edges.observe(&spans));
         let write = || async {
+            if let Some(log) = &self.opts.log {
+                return self.publish_spans(&log.0, tenant, spans.to_vec()).await;
+            }
             let batch = encode(tenant, Arc::clone(&spans), Arc::clone(&calls)).await;
             self.submit_batch(batch).await
         };
@@ -424,6 +447,15 @@ impl Pipeline {
 
     /// Queue an encoded batch for the writer and wait for its commit.
     async fn submit_batch(&self, batch: EncodedBatch) -> Result<(), SubmitError> {
+        if let Some(log) = &self.opts.log {
+            return self.publish_batch(&log.0, batch).await;
+        }
+        self.commit_local(batch).await
+    }
+
+    /// Commit an encoded batch to this node's store through the writer; returns once it
+    /// is durable. (A store node's log consumers commit what they take this way.)
+    pub async fn commit_local(&self, batch: EncodedBatch) -> Result<(), SubmitError> {
         let size = batch.size().clamp(1, self.opts.queue_bytes) as u32;
         let permit = match tokio::time::timeout(
             self.opts.queue_timeout,

@@ -8,6 +8,7 @@
 
 mod agent;
 mod alarms_api;
+mod cluster;
 mod collector;
 mod gateway;
 mod grpc;
@@ -75,6 +76,8 @@ pub enum ServeError {
     Tenants(String),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error("alarm rules {0}: {1}")]
     Alarms(String, String),
     #[error("server error: {0}")]
@@ -159,6 +162,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     // Shared by the pipeline (which applies it to every batch) and the platform (which
     // registers each invocation in it).
     let stitcher = Arc::new(Stitcher::default());
+    let log = cluster::connect(&settings).await?;
     let (pipeline, writer) = Pipeline::start(
         Arc::clone(&store),
         PipelineOptions {
@@ -190,6 +194,9 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             adaptive: adaptive.clone(),
             retention: settings.retention,
             max_future_skew: settings.max_future_skew,
+            log: log
+                .clone()
+                .map(|js| crate::cluster::LogHandle(js as Arc<dyn crate::cluster::Log>)),
             ..PipelineOptions::default()
         },
         Arc::clone(&metrics),
@@ -406,6 +413,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     write_ports(&settings.data_dir, &bound)?;
 
     let retention_task = tokio::spawn(retention_loop(Arc::clone(&store), stop_rx.clone()));
+    let consumers = cluster::consume(&settings, log.as_ref(), &state.pipeline, &stop_rx);
     state.ready.store(true, Ordering::SeqCst);
     tracing::info!(took_ms = started.elapsed().as_millis() as u64, "ready");
 
@@ -420,6 +428,9 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     }
     let _ = tokio::task::spawn_blocking(move || agents.into_iter().for_each(|a| a.stop())).await;
     let _ = retention_task.await;
+    for c in consumers {
+        let _ = c.await;
+    }
     let _ = reaper.await;
     let _ = provisioner.await;
     let _ = telemetry_in.await;

@@ -28,9 +28,11 @@ mod read;
 mod retention;
 mod terms;
 mod upgrade;
+mod wire;
 mod write;
 
 pub use read::{Census, ScanStats};
+pub use wire::WireError;
 pub use write::{encode, encode_invocation, EncodedBatch, Rows};
 
 #[allow(clippy::all, missing_docs)]

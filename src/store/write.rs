@@ -150,9 +150,9 @@ pub enum Rows {
 
 #[derive(Debug)]
 pub(super) struct Entry {
-    family: Family,
-    key: (usize, usize),
-    value: (usize, usize),
+    pub(super) family: Family,
+    pub(super) key: (usize, usize),
+    pub(super) value: (usize, usize),
 }
 
 /// Keys and values for a batch of spans, laid out in one buffer, ready for the writer.
@@ -181,6 +181,13 @@ impl EncodedBatch {
 
     pub fn span_count(&self) -> usize {
         self.spans
+    }
+
+    /// The first key the batch writes, if any (what a cluster partitions it by).
+    pub fn first_key(&self) -> Option<&[u8]> {
+        self.entries
+            .first()
+            .and_then(|e| self.buf.get(e.key.0..e.key.1))
     }
 }
 

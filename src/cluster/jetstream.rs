@@ -1,0 +1,213 @@
+//! The log on NATS JetStream: one stream (`FCTRACE_SPANS`, file storage, `--replicas`
+//! copies, messages kept for the retention window, publishes de-duplicated by message id
+//! over two minutes) with a subject per partition, `fctrace.spans.<p>`.
+//!
+//! Publishing waits for JetStream's acknowledgement (the stream leader and a quorum of
+//! replicas have the message; see `docs/cluster.md` on what the server's own fsync
+//! interval means for that). A store node consumes each partition it owns with a durable
+//! pull consumer of its own (`<node id>-p<partition>`, from the stream's first message,
+//! so a new owner replays the partition into its empty store), commits each message and
+//! only then acknowledges it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, message::PublishMessage, stream, AckKind};
+use futures_util::StreamExt;
+
+use super::{ClusterSettings, Log, LogError, LogFuture};
+use crate::store::EncodedBatch;
+
+pub const STREAM: &str = "FCTRACE_SPANS";
+/// How long a publish may wait for JetStream's acknowledgement before it counts as
+/// unavailable (the client is answered 503 and may retry).
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a message that could not be committed waits before it is delivered again.
+const REDELIVER_AFTER: Duration = Duration::from_secs(1);
+
+fn subject(partition: u32) -> String {
+    format!("fctrace.spans.{partition}")
+}
+
+fn unavailable(e: impl std::fmt::Display) -> LogError {
+    LogError::Unavailable(e.to_string())
+}
+
+/// A connection to the cluster's stream.
+pub struct JetStream {
+    js: jetstream::Context,
+    client: async_nats::Client,
+    settings: ClusterSettings,
+}
+
+impl JetStream {
+    /// Connect and make sure the stream exists (creating it the first time), retrying
+    /// for up to `patience` while the servers come up.
+    pub async fn connect(
+        settings: &ClusterSettings,
+        retention: Duration,
+        patience: Duration,
+    ) -> Result<Arc<JetStream>, LogError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            match Self::try_connect(settings, retention).await {
+                Ok(js) => return Ok(Arc::new(js)),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "NATS not ready; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+    }
+
+    async fn try_connect(
+        settings: &ClusterSettings,
+        retention: Duration,
+    ) -> Result<JetStream, LogError> {
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("fctrace {}", settings.node_id))
+            .connection_timeout(Duration::from_secs(2))
+            .connect(settings.nats_urls.clone())
+            .await
+            .map_err(unavailable)?;
+        let js = jetstream::new(client.clone());
+        js.get_or_create_stream(stream::Config {
+            name: STREAM.to_owned(),
+            subjects: vec!["fctrace.spans.*".to_owned()],
+            storage: stream::StorageType::File,
+            num_replicas: settings.replicas.max(1),
+            max_age: retention,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(unavailable)?;
+        Ok(JetStream {
+            js,
+            client,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Consume `partition` until `stop`, handing each message's batch to `commit` and
+    /// acknowledging it once `commit` succeeded (a failed commit is delivered again a
+    /// second later; a message that is no batch is logged and dropped from the log).
+    pub async fn consume<F, Fut>(
+        self: Arc<Self>,
+        partition: u32,
+        commit: F,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) where
+        F: Fn(EncodedBatch) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let name = format!("{}-p{partition}", self.settings.node_id);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let consumed = tokio::select! {
+                r = self.consume_once(&name, partition, &commit) => r,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            if let Err(e) = consumed {
+                tracing::warn!(error = %e, partition, "consuming the log failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    }
+
+    async fn consume_once<F, Fut>(
+        &self,
+        name: &str,
+        partition: u32,
+        commit: &F,
+    ) -> Result<(), LogError>
+    where
+        F: Fn(EncodedBatch) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let stream = self.js.get_stream(STREAM).await.map_err(unavailable)?;
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                name,
+                consumer::pull::Config {
+                    durable_name: Some(name.to_owned()),
+                    filter_subject: subject(partition),
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        while let Some(m) = messages.next().await {
+            let m = m.map_err(unavailable)?;
+            let batch = match EncodedBatch::from_wire(&m.payload) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, partition, "a log message is no batch; dropped");
+                    m.ack_with(AckKind::Term).await.map_err(unavailable)?;
+                    continue;
+                }
+            };
+            match commit(batch).await {
+                Ok(()) => m.ack().await.map_err(unavailable)?,
+                Err(e) => {
+                    tracing::warn!(error = %e, partition, "a log message was not committed; it comes again");
+                    m.ack_with(AckKind::Nak(Some(REDELIVER_AFTER)))
+                        .await
+                        .map_err(unavailable)?;
+                }
+            }
+        }
+        Err(LogError::Unavailable(
+            "the consumer's messages ended".into(),
+        ))
+    }
+}
+
+impl Log for JetStream {
+    fn publish(&self, partition: u32, id: String, payload: Vec<u8>) -> LogFuture<'_> {
+        Box::pin(async move {
+            let limit = self.max_payload();
+            if payload.len() > limit {
+                return Err(LogError::TooLarge {
+                    size: payload.len(),
+                    limit,
+                });
+            }
+            let publish = PublishMessage::build()
+                .payload(payload.into())
+                .message_id(id);
+            let ack = tokio::time::timeout(PUBLISH_TIMEOUT, async {
+                self.js
+                    .send_publish(subject(partition), publish)
+                    .await
+                    .map_err(unavailable)?
+                    .await
+                    .map_err(unavailable)
+            })
+            .await
+            .map_err(|_| LogError::Unavailable("no acknowledgement in time".into()))??;
+            if ack.duplicate {
+                tracing::debug!(partition, "a publish was a duplicate");
+            }
+            Ok(())
+        })
+    }
+
+    fn partitions(&self) -> u32 {
+        self.settings.partitions
+    }
+
+    fn max_payload(&self) -> usize {
+        self.client.server_info().max_payload
+    }
+}

@@ -1,0 +1,184 @@
+//! The cluster through the real binaries (issue 18, first part): a real `nats-server`
+//! with JetStream, an ingest node and a store node of fctrace. A real OpenTelemetry SDK
+//! and a Jaeger thrift batch of many traces go to the ingest node; every trace is found
+//! on the store node by id and by search. With NATS gone the ingest node answers 503
+//! with `Retry-After` and stores nothing; what it acknowledged before is all there.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::gateway::eventually;
+use common::*;
+use serde_json::Value as Json;
+
+/// `nats-server` from Debian's package (`make test-deps` installs it).
+fn nats_server_bin() -> PathBuf {
+    for p in ["/usr/sbin/nats-server", "/usr/bin/nats-server"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("nats-server is not installed: run `make test-deps`");
+}
+
+struct Nats {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One JetStream server on a free port, ready once it wrote its ports file.
+fn start_nats(dir: &Path) -> Nats {
+    let ports_dir = dir.join("ports");
+    std::fs::create_dir_all(&ports_dir).unwrap();
+    let child = Command::new(nats_server_bin())
+        .args(["-js", "-a", "127.0.0.1", "-p", "-1", "-sd"])
+        .arg(dir.join("js"))
+        .arg("--ports_file_dir")
+        .arg(&ports_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nats-server");
+    let file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = loop {
+        if let Some(url) = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Json>(&t).ok())
+            .and_then(|v| v["nats"][0].as_str().map(str::to_owned))
+        {
+            break url;
+        }
+        assert!(Instant::now() < deadline, "nats-server wrote no ports file");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Nats { child, url }
+}
+
+fn node(dir: &Path, role: &str, nats: &str) -> Daemon {
+    Daemon::start_in(
+        dir,
+        &[
+            "--role",
+            role,
+            "--nats-url",
+            nats,
+            "--partitions",
+            "4",
+            "--replicas",
+            "1",
+            "--node-id",
+            &format!("{role}-1"),
+        ],
+    )
+}
+
+#[test]
+fn spans_sent_to_an_ingest_node_are_found_on_the_store_node() {
+    let python = python_venv("otlp");
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = start_nats(dir.path());
+    let store = node(&dir.path().join("store"), "store", &nats.url);
+    let ingest = node(&dir.path().join("ingest"), "ingest", &nats.url);
+
+    // a real SDK through the ingest node
+    let out = Command::new(&python)
+        .arg(format!(
+            "{}/tests/e2e/python/otlp_export.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args(["http", &ingest.otlp_http, "cluster-sdk"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sdk_trace = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    // 40 traces of 3 spans in one thrift batch: spread over the 4 partitions
+    let now = now_us();
+    let spans: Vec<TSpan> = (1..=40u128)
+        .flat_map(|t| {
+            (1..=3u64).map(move |i| TSpan {
+                trace: 0xc0de_0000 + t,
+                id: i,
+                parent: if i == 1 { 0 } else { 1 },
+                op: "work",
+                start: now + i,
+                duration: 10,
+                ..Default::default()
+            })
+        })
+        .collect();
+    let (status, body) = ingest.post_thrift(batch("cluster-thrift", &[], &spans));
+    assert!((200..300).contains(&status), "{status} {body}");
+    // the ingest node stores nothing itself
+    let (_, v) = ingest.get("/api/services");
+    assert_eq!(v["data"], serde_json::json!([]), "{v}");
+
+    // every trace on the store node, by id
+    for t in (1..=40u128).map(|t| 0xc0de_0000 + t) {
+        let id = format!("{t:032x}");
+        let v = eventually(&format!("trace {id} on the store node"), || {
+            let (s, v) = store.get(&format!("/api/traces/{id}"));
+            (s == 200).then_some(v)
+        });
+        assert_eq!(v["data"][0]["spans"].as_array().unwrap().len(), 3, "{id}");
+    }
+    let v = eventually("the SDK's trace on the store node", || {
+        let (s, v) = store.get(&format!("/api/traces/{sdk_trace}"));
+        (s == 200).then_some(v)
+    });
+    let mut ops: Vec<&str> = v["data"][0]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["operationName"].as_str().unwrap())
+        .collect();
+    ops.sort();
+    assert_eq!(ops, ["handle", "query-db"]);
+    // and by search
+    let (_, v) = store.get("/api/traces?service=cluster-thrift&operation=work&limit=100");
+    assert_eq!(trace_ids(&v).len(), 40, "{v}");
+    let (_, v) =
+        store.get("/api/traces?service=cluster-sdk&tags=%7B%22db.system%22%3A%22postgresql%22%7D");
+    assert_eq!(trace_ids(&v), [sdk_trace]);
+
+    // NATS gone: the ingest node refuses (503, retry later) and acknowledges nothing
+    let _ = nats.child.kill();
+    let _ = nats.child.wait();
+    let late: Vec<TSpan> = (1..=3u64)
+        .map(|i| TSpan {
+            trace: 0xdead,
+            id: i,
+            op: "late",
+            start: now_us(),
+            duration: 1,
+            ..Default::default()
+        })
+        .collect();
+    let r = http()
+        .post(format!("{}/api/traces", ingest.collector))
+        .header("content-type", "application/x-thrift")
+        .body(batch("cluster-thrift", &[], &late))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    // what was acknowledged before is all still there
+    let (_, v) = store.get("/api/traces?service=cluster-thrift&operation=work&limit=100");
+    assert_eq!(trace_ids(&v).len(), 40);
+    assert_eq!(store.get(&format!("/api/traces/{:032x}", 0xdead)).0, 404);
+}
