@@ -69,6 +69,7 @@ struct AsyncLabel {
 pub struct Metrics {
     registry: Registry,
     faas: crate::monitor::faas::Faas,
+    cluster: crate::cluster::metrics::ClusterMetrics,
     spans_received: Family<FormatLabel, Counter>,
     spans_stored: Counter,
     spans_refused: Family<ReasonLabel, Counter>,
@@ -119,6 +120,7 @@ impl Metrics {
         let mut root = Registry::default();
         let faas = crate::monitor::faas::Faas::register(&mut root);
         let registry = root.sub_registry_with_prefix("fctrace");
+        let cluster = crate::cluster::metrics::ClusterMetrics::register(registry);
         let spans_received = Family::<FormatLabel, Counter>::default();
         let spans_stored = Counter::default();
         let spans_refused = Family::<ReasonLabel, Counter>::default();
@@ -291,6 +293,7 @@ impl Metrics {
         Metrics {
             registry: root,
             faas,
+            cluster,
             service_labels: Default::default(),
             background_write_retries,
             background_writes_failed,
@@ -400,6 +403,10 @@ impl Metrics {
     /// The `faas_*` series of function calls.
     pub fn faas(&self) -> &crate::monitor::faas::Faas {
         &self.faas
+    }
+
+    pub fn cluster(&self) -> &crate::cluster::metrics::ClusterMetrics {
+        &self.cluster
     }
 
     pub fn throttled(&self, function: &str) {

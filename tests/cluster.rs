@@ -2,7 +2,8 @@
 //! with JetStream, an ingest node and a store node of fctrace. A real OpenTelemetry SDK
 //! and a Jaeger thrift batch of many traces go to the ingest node; every trace is found
 //! on the store node by id and by search. With NATS gone the ingest node answers 503
-//! with `Retry-After` and stores nothing; what it acknowledged before is all there.
+//! with `Retry-After` and stores nothing; what it acknowledged before is all there. A
+//! store node killed under load catches up on every acknowledged span after a restart.
 
 mod common;
 
@@ -156,6 +157,23 @@ fn spans_sent_to_an_ingest_node_are_found_on_the_store_node() {
         store.get("/api/traces?service=cluster-sdk&tags=%7B%22db.system%22%3A%22postgresql%22%7D");
     assert_eq!(trace_ids(&v), [sdk_trace]);
 
+    // every message the ingest node published was committed by the store node once
+    let published = ingest.metric("fctrace_cluster_messages_published_total{result=\"ok\"}");
+    assert!(published >= 3.0, "{published}");
+    eventually("the store node's commits", || {
+        (store.metric("fctrace_cluster_messages_committed_total{result=\"ok\"}") == published)
+            .then_some(())
+    });
+    assert_eq!(store.metric("fctrace_cluster_partitions_consumed"), 4.0);
+    for p in 0..4 {
+        assert_eq!(
+            store.metric(&format!(
+                "fctrace_cluster_consumer_pending{{partition=\"{p}\"}}"
+            )),
+            0.0
+        );
+    }
+
     // NATS gone: the ingest node refuses (503, retry later) and acknowledges nothing
     let _ = nats.child.kill();
     let _ = nats.child.wait();
@@ -177,8 +195,47 @@ fn spans_sent_to_an_ingest_node_are_found_on_the_store_node() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
+    assert!(
+        ingest.metric("fctrace_cluster_messages_published_total{result=\"unavailable\"}") >= 1.0
+    );
     // what was acknowledged before is all still there
     let (_, v) = store.get("/api/traces?service=cluster-thrift&operation=work&limit=100");
     assert_eq!(trace_ids(&v).len(), 40);
     assert_eq!(store.get(&format!("/api/traces/{:032x}", 0xdead)).0, 404);
+}
+
+#[test]
+fn a_store_node_killed_under_load_catches_up_on_every_acknowledged_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = start_nats(dir.path());
+    let store_dir = dir.path().join("store");
+    let mut store = node(&store_dir, "store", &nats.url);
+    let ingest = node(&dir.path().join("ingest"), "ingest", &nats.url);
+    let mut acknowledged = Vec::new();
+    for round in 0..30u128 {
+        if round == 10 {
+            // the store node dies mid-load; the ingest node goes on taking spans
+            store.kill9();
+        }
+        let spans: Vec<TSpan> = (0..10u128)
+            .map(|t| TSpan {
+                trace: 0x5000 + round * 10 + t,
+                id: 1,
+                op: "load",
+                start: now_us(),
+                duration: 5,
+                ..Default::default()
+            })
+            .collect();
+        let (status, body) = ingest.post_thrift(batch("cluster-load", &[], &spans));
+        assert!((200..300).contains(&status), "{status} {body}");
+        acknowledged.extend(spans.iter().map(|s| s.trace));
+    }
+    let store = node(&store_dir, "store", &nats.url);
+    for t in acknowledged {
+        eventually(&format!("trace {t:x} after the restart"), || {
+            (store.get(&format!("/api/traces/{t:032x}")).0 == 200).then_some(())
+        });
+    }
+    drop(nats);
 }

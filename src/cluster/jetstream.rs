@@ -38,6 +38,7 @@ pub struct JetStream {
     js: jetstream::Context,
     client: async_nats::Client,
     settings: ClusterSettings,
+    metrics: Arc<crate::telemetry::Metrics>,
 }
 
 impl JetStream {
@@ -47,10 +48,11 @@ impl JetStream {
         settings: &ClusterSettings,
         retention: Duration,
         patience: Duration,
+        metrics: Arc<crate::telemetry::Metrics>,
     ) -> Result<Arc<JetStream>, LogError> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
-            match Self::try_connect(settings, retention).await {
+            match Self::try_connect(settings, retention, Arc::clone(&metrics)).await {
                 Ok(js) => return Ok(Arc::new(js)),
                 Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
                 Err(e) => {
@@ -64,6 +66,7 @@ impl JetStream {
     async fn try_connect(
         settings: &ClusterSettings,
         retention: Duration,
+        metrics: Arc<crate::telemetry::Metrics>,
     ) -> Result<JetStream, LogError> {
         let client = async_nats::ConnectOptions::new()
             .name(format!("fctrace {}", settings.node_id))
@@ -87,7 +90,13 @@ impl JetStream {
             js,
             client,
             settings: settings.clone(),
+            metrics,
         })
+    }
+
+    /// The daemon's metrics (the cluster's series are in them).
+    pub fn metrics(&self) -> &crate::telemetry::Metrics {
+        &self.metrics
     }
 
     /// Consume `partition` until `stop`, handing each message's batch to `commit` and
@@ -149,17 +158,26 @@ impl JetStream {
         let mut messages = consumer.messages().await.map_err(unavailable)?;
         while let Some(m) = messages.next().await {
             let m = m.map_err(unavailable)?;
+            let cluster = self.metrics.cluster();
+            if let Ok(info) = m.info() {
+                cluster.pending(partition, info.pending);
+            }
             let batch = match EncodedBatch::from_wire(&m.payload) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(error = %e, partition, "a log message is no batch; dropped");
+                    cluster.committed("malformed");
                     m.ack_with(AckKind::Term).await.map_err(unavailable)?;
                     continue;
                 }
             };
             match commit(batch).await {
-                Ok(()) => m.ack().await.map_err(unavailable)?,
+                Ok(()) => {
+                    cluster.committed("ok");
+                    m.ack().await.map_err(unavailable)?
+                }
                 Err(e) => {
+                    cluster.committed("failed");
                     tracing::warn!(error = %e, partition, "a log message was not committed; it comes again");
                     m.ack_with(AckKind::Nak(Some(REDELIVER_AFTER)))
                         .await
@@ -176,13 +194,16 @@ impl JetStream {
 impl Log for JetStream {
     fn publish(&self, partition: u32, id: String, payload: Vec<u8>) -> LogFuture<'_> {
         Box::pin(async move {
+            let cluster = self.metrics.cluster();
             let limit = self.max_payload();
             if payload.len() > limit {
+                cluster.published("too_large", 0.0);
                 return Err(LogError::TooLarge {
                     size: payload.len(),
                     limit,
                 });
             }
+            let started = std::time::Instant::now();
             let publish = PublishMessage::build()
                 .payload(payload.into())
                 .message_id(id);
@@ -195,7 +216,16 @@ impl Log for JetStream {
                     .map_err(unavailable)
             })
             .await
-            .map_err(|_| LogError::Unavailable("no acknowledgement in time".into()))??;
+            .map_err(|_| LogError::Unavailable("no acknowledgement in time".into()))
+            .and_then(|r| r);
+            let ack = match ack {
+                Ok(a) => a,
+                Err(e) => {
+                    cluster.published("unavailable", 0.0);
+                    return Err(e);
+                }
+            };
+            cluster.published("ok", started.elapsed().as_secs_f64());
             if ack.duplicate {
                 tracing::debug!(partition, "a publish was a duplicate");
             }

@@ -16,6 +16,7 @@
 //! between store nodes, and query nodes that fan out (`docs/cluster.md`).
 
 pub mod jetstream;
+pub mod metrics;
 
 use std::future::Future;
 use std::pin::Pin;

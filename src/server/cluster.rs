@@ -18,13 +18,21 @@ use crate::pipeline::Pipeline;
 const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The log, for a node in a cluster role.
-pub async fn connect(settings: &Settings) -> Result<Option<Arc<JetStream>>, ServeError> {
+pub async fn connect(
+    settings: &Settings,
+    metrics: &Arc<crate::telemetry::Metrics>,
+) -> Result<Option<Arc<JetStream>>, ServeError> {
     let Some(cluster) = &settings.cluster else {
         return Ok(None);
     };
-    let js = JetStream::connect(cluster, settings.retention, CONNECT_PATIENCE)
-        .await
-        .map_err(|e| ServeError::Cluster(e.to_string()))?;
+    let js = JetStream::connect(
+        cluster,
+        settings.retention,
+        CONNECT_PATIENCE,
+        Arc::clone(metrics),
+    )
+    .await
+    .map_err(|e| ServeError::Cluster(e.to_string()))?;
     tracing::info!(
         role = ?settings.role,
         node = %cluster.node_id,
@@ -45,6 +53,7 @@ pub fn consume(
     let (Some(js), Some(cluster), Role::Store) = (log, &settings.cluster, settings.role) else {
         return Vec::new();
     };
+    js.metrics().cluster().consuming(cluster.partitions);
     (0..cluster.partitions)
         .map(|p| {
             let pipeline = pipeline.clone();

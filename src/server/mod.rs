@@ -162,7 +162,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     // Shared by the pipeline (which applies it to every batch) and the platform (which
     // registers each invocation in it).
     let stitcher = Arc::new(Stitcher::default());
-    let log = cluster::connect(&settings).await?;
+    let log = cluster::connect(&settings, &metrics).await?;
     let (pipeline, writer) = Pipeline::start(
         Arc::clone(&store),
         PipelineOptions {
