@@ -4,6 +4,8 @@
 //! on the store node by id and by search. With NATS gone the ingest node answers 503
 //! with `Retry-After` and stores nothing; what it acknowledged before is all there. A
 //! store node killed under load catches up on every acknowledged span after a restart.
+//! Three clustered NATS servers with two ingest nodes: the stream's leader killed under
+//! load costs some 503s and no acknowledged span. The cluster's compose file is valid.
 
 mod common;
 
@@ -292,5 +294,183 @@ fn the_cluster_compose_file_is_valid_and_names_its_roles() {
                 );
             }
         }
+    }
+}
+
+/// A free port of 127.0.0.1 (bound and released: the servers below bind it again).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Three JetStream servers clustered on loopback: (server, client URL, monitoring URL).
+fn start_nats_cluster(dir: &Path) -> Vec<(Nats, String)> {
+    let ports: Vec<(u16, u16, u16)> = (0..3)
+        .map(|_| (free_port(), free_port(), free_port()))
+        .collect();
+    (0..3)
+        .map(|i| {
+            let (client, route, monitor) = ports[i];
+            let routes: Vec<String> = (0..3)
+                .filter(|j| *j != i)
+                .map(|j| format!("nats://127.0.0.1:{}", ports[j].1))
+                .collect();
+            let child = Command::new(nats_server_bin())
+                .args(["-js", "-a", "127.0.0.1", "--name", &format!("n{i}")])
+                .args(["-p", &client.to_string(), "-m", &monitor.to_string()])
+                .args(["--cluster_name", "fctrace"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{route}")])
+                .args(["--routes", &routes.join(",")])
+                .arg("-sd")
+                .arg(dir.join(format!("js{i}")))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start nats-server");
+            (
+                Nats {
+                    child,
+                    url: format!("nats://127.0.0.1:{client}"),
+                },
+                format!("http://127.0.0.1:{monitor}"),
+            )
+        })
+        .collect()
+}
+
+/// The name of the server leading the span stream, from any server's monitoring port.
+fn stream_leader(monitors: &[String]) -> String {
+    eventually("the stream's leader", || {
+        monitors.iter().find_map(|m| {
+            let v: Json = http()
+                .get(format!("{m}/jsz?streams=true"))
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            v["account_details"].as_array()?.iter().find_map(|a| {
+                a["stream_detail"].as_array()?.iter().find_map(|s| {
+                    (s["name"] == "FCTRACE_SPANS")
+                        .then(|| s["cluster"]["leader"].as_str().map(str::to_owned))
+                        .flatten()
+                })
+            })
+        })
+    })
+}
+
+#[test]
+fn three_nats_servers_two_ingest_nodes_and_the_leader_killed() {
+    let python = python_venv("otlp");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = start_nats_cluster(dir.path());
+    let urls: Vec<String> = cluster.iter().map(|(n, _)| n.url.clone()).collect();
+    let urls = urls.join(",");
+    let monitors: Vec<String> = cluster.iter().map(|(_, m)| m.clone()).collect();
+    let start = |name: &str, role: &str| {
+        Daemon::start_in(
+            &dir.path().join(name),
+            &[
+                "--role",
+                role,
+                "--nats-url",
+                &urls,
+                "--partitions",
+                "4",
+                "--replicas",
+                "3",
+                "--node-id",
+                name,
+            ],
+        )
+    };
+    let store = start("store-1", "store");
+    let ingest = [start("ingest-1", "ingest"), start("ingest-2", "ingest")];
+
+    // a real SDK through each ingest node
+    let mut sdk_traces = Vec::new();
+    for (i, node) in ingest.iter().enumerate() {
+        let out = Command::new(&python)
+            .arg(format!(
+                "{}/tests/e2e/python/otlp_export.py",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .args(["http", &node.otlp_http, &format!("via-ingest-{i}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sdk_traces.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
+    }
+    for t in &sdk_traces {
+        eventually(&format!("SDK trace {t}"), || {
+            (store.get(&format!("/api/traces/{t}")).0 == 200).then_some(())
+        });
+    }
+
+    // the stream's leader killed while both ingest nodes take batches: each answer is
+    // an acknowledgement or a 503, and every acknowledged trace reaches the store
+    let leader = stream_leader(&monitors);
+    let victim = cluster
+        .iter()
+        .position(|(_, m)| {
+            http()
+                .get(format!("{m}/varz"))
+                .send()
+                .ok()
+                .and_then(|r| r.json::<Json>().ok())
+                .is_some_and(|v| v["server_name"] == leader.as_str())
+        })
+        .expect("the leader is one of ours");
+    let (mut acked, mut unavailable, mut acked_after) = (Vec::new(), 0, 0);
+    let mut killed_at: Option<Instant> = None;
+    let mut round = 0u128;
+    // until ten batches were taken after the kill (JetStream elects a new leader within
+    // seconds), at most 40 s
+    while acked_after < 10 {
+        if round == 10 {
+            let _ = cluster[victim].0.child.kill();
+            let _ = cluster[victim].0.child.wait();
+            killed_at = Some(Instant::now());
+        }
+        assert!(
+            killed_at.is_none_or(|t| t.elapsed() < Duration::from_secs(40)),
+            "ingest took nothing for 40 s after the leader died ({unavailable} refused)"
+        );
+        let spans: Vec<TSpan> = (0..5u128)
+            .map(|t| TSpan {
+                trace: 0x7000 + round * 5 + t,
+                id: 1,
+                op: "failover",
+                start: now_us(),
+                duration: 5,
+                ..Default::default()
+            })
+            .collect();
+        let node = &ingest[(round % 2) as usize];
+        let (status, body) = node.post_thrift(batch("cluster-failover", &[], &spans));
+        match status {
+            200..=299 => {
+                acked.extend(spans.iter().map(|s| s.trace));
+                if killed_at.is_some() {
+                    acked_after += 1;
+                }
+            }
+            503 => unavailable += 1,
+            other => panic!("{other}: {body}"),
+        }
+        round += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for t in acked {
+        eventually(&format!("acknowledged trace {t:x}"), || {
+            (store.get(&format!("/api/traces/{t:032x}")).0 == 200).then_some(())
+        });
     }
 }
