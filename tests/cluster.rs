@@ -94,6 +94,10 @@ fn spans_sent_to_an_ingest_node_are_found_on_the_store_node() {
     let store = node(&dir.path().join("store"), "store", &nats.url);
     let ingest = node(&dir.path().join("ingest"), "ingest", &nats.url);
 
+    // ready means connected, and for the store node caught up on every partition
+    assert_eq!(ingest.get("/readyz").0, 200);
+    assert_eq!(store.get("/readyz").0, 200);
+
     // a real SDK through the ingest node
     let out = Command::new(&python)
         .arg(format!(
@@ -197,6 +201,9 @@ fn spans_sent_to_an_ingest_node_are_found_on_the_store_node() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
+    let (status, why) = ingest.get("/readyz");
+    assert_eq!(status, 503);
+    assert_eq!(why, "not connected to the cluster's log");
     assert!(
         ingest.metric("fctrace_cluster_messages_published_total{result=\"unavailable\"}") >= 1.0
     );
@@ -233,11 +240,14 @@ fn a_store_node_killed_under_load_catches_up_on_every_acknowledged_span() {
         assert!((200..300).contains(&status), "{status} {body}");
         acknowledged.extend(spans.iter().map(|s| s.trace));
     }
+    // ready means caught up on every partition: everything acknowledged is there at once
     let store = node(&store_dir, "store", &nats.url);
     for t in acknowledged {
-        eventually(&format!("trace {t:x} after the restart"), || {
-            (store.get(&format!("/api/traces/{t:032x}")).0 == 200).then_some(())
-        });
+        assert_eq!(
+            store.get(&format!("/api/traces/{t:032x}")).0,
+            200,
+            "trace {t:x} once the restarted store node is ready"
+        );
     }
     drop(nats);
 }

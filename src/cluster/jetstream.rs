@@ -22,6 +22,9 @@ pub const STREAM: &str = "FCTRACE_SPANS";
 /// How long a publish may wait for JetStream's acknowledgement before it counts as
 /// unavailable (the client is answered 503 and may retry).
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a message delivered but not acknowledged (its node died) waits before it is
+/// delivered again: well above a commit's time, short enough for a restart to catch up.
+const ACK_WAIT: Duration = Duration::from_secs(10);
 /// How long a message that could not be committed waits before it is delivered again.
 const REDELIVER_AFTER: Duration = Duration::from_secs(1);
 
@@ -39,6 +42,9 @@ pub struct JetStream {
     client: async_nats::Client,
     settings: ClusterSettings,
     metrics: Arc<crate::telemetry::Metrics>,
+    /// Per partition: its consumer has taken everything the stream held when it last
+    /// looked (a store node serves queries once every partition has caught up).
+    caught_up: Vec<std::sync::atomic::AtomicBool>,
 }
 
 impl JetStream {
@@ -91,7 +97,34 @@ impl JetStream {
             client,
             settings: settings.clone(),
             metrics,
+            caught_up: (0..settings.partitions)
+                .map(|_| std::sync::atomic::AtomicBool::new(false))
+                .collect(),
         })
+    }
+
+    /// Whether the connection to NATS is up.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The partitions whose consumers have not caught up yet since start.
+    pub fn catching_up(&self) -> Vec<u32> {
+        (0..self.settings.partitions)
+            .filter(|p| !self.is_caught_up(*p))
+            .collect()
+    }
+
+    fn is_caught_up(&self, partition: u32) -> bool {
+        self.caught_up
+            .get(partition as usize)
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn mark_caught_up(&self, partition: u32) {
+        if let Some(c) = self.caught_up.get(partition as usize) {
+            c.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// The daemon's metrics (the cluster's series are in them).
@@ -141,7 +174,7 @@ impl JetStream {
         Fut: std::future::Future<Output = Result<(), String>>,
     {
         let stream = self.js.get_stream(STREAM).await.map_err(unavailable)?;
-        let consumer: consumer::PullConsumer = stream
+        let mut consumer: consumer::PullConsumer = stream
             .get_or_create_consumer(
                 name,
                 consumer::pull::Config {
@@ -149,18 +182,24 @@ impl JetStream {
                     filter_subject: subject(partition),
                     deliver_policy: consumer::DeliverPolicy::All,
                     ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
+                    // a message delivered to a node that died comes again after this
+                    ack_wait: ACK_WAIT,
                     ..Default::default()
                 },
             )
             .await
             .map_err(unavailable)?;
+        let info = consumer.info().await.map_err(unavailable)?;
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            self.mark_caught_up(partition);
+        }
         let mut messages = consumer.messages().await.map_err(unavailable)?;
         while let Some(m) = messages.next().await {
             let m = m.map_err(unavailable)?;
             let cluster = self.metrics.cluster();
-            if let Ok(info) = m.info() {
-                cluster.pending(partition, info.pending);
+            let pending = m.info().map(|i| i.pending).ok();
+            if let Some(p) = pending {
+                cluster.pending(partition, p);
             }
             let batch = match EncodedBatch::from_wire(&m.payload) {
                 Ok(b) => b,
@@ -174,7 +213,19 @@ impl JetStream {
             match commit(batch).await {
                 Ok(()) => {
                     cluster.committed("ok");
-                    m.ack().await.map_err(unavailable)?
+                    if self.is_caught_up(partition) {
+                        m.ack().await.map_err(unavailable)?;
+                    } else {
+                        // while catching up, an ack the server confirmed, so the
+                        // consumer's count below no longer includes this message
+                        m.double_ack().await.map_err(unavailable)?;
+                        if pending == Some(0) {
+                            let info = consumer.info().await.map_err(unavailable)?;
+                            if info.num_pending == 0 && info.num_ack_pending == 0 {
+                                self.mark_caught_up(partition);
+                            }
+                        }
+                    }
                 }
                 Err(e) => {
                     cluster.committed("failed");

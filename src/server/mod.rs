@@ -98,6 +98,8 @@ pub struct AppState {
     pub budget: Arc<MemoryBudget>,
     /// Who may write and read what (off without `--tenants`).
     pub tenancy: Arc<crate::tenancy::Tenancy>,
+    /// The cluster's log, in a cluster role (readiness asks it).
+    pub log: Option<Arc<crate::cluster::jetstream::JetStream>>,
 }
 
 impl AppState {
@@ -230,6 +232,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             settings.max_request_memory_bytes,
         ),
         tenancy: Arc::clone(&tenancy),
+        log: log.clone(),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -407,12 +407,23 @@ async fn compact(State(state): State<AppState>, headers: HeaderMap) -> Response 
     }
 }
 
+/// Ready once started; in a cluster also while connected to the log, and for a store
+/// node once every partition's consumer has caught up (what it serves is complete).
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    let unready = |why: String| (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    if !state.ready.load(Ordering::SeqCst) {
+        return unready("not ready".into());
     }
+    if let Some(log) = &state.log {
+        if !log.is_connected() {
+            return unready("not connected to the cluster's log".into());
+        }
+        let behind = log.catching_up();
+        if state.settings.role == crate::cluster::Role::Store && !behind.is_empty() {
+            return unready(format!("catching up on partitions {behind:?}"));
+        }
+    }
+    (StatusCode::OK, "ready").into_response()
 }
 
 async fn not_found() -> ApiError {

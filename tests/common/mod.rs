@@ -188,11 +188,23 @@ impl Daemon {
             ports: ports.clone(),
             _tmp: None,
         };
-        let ready = http()
-            .get(format!("{}/readyz", d.query))
-            .send()
-            .expect("readyz");
-        assert_eq!(ready.status(), 200);
+        // ready: started, and in a cluster connected and (a store node) caught up
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = http()
+                .get(format!("{}/readyz", d.query))
+                .send()
+                .expect("readyz");
+            if ready.status() == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready in 30 s: {}",
+                ready.text().unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         d
     }
 
