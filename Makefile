@@ -17,7 +17,8 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libclang-dev; }
 
 # What the tests need beyond building: Node for the real SDK clients, Chromium for the UI,
-# Prometheus for the dashboard test, openssl and curl for the TLS test.
+# Prometheus for the dashboard test, openssl and curl for the TLS test, nats-server for
+# the cluster test.
 # (Python packages and npm packages are installed by the tests themselves.)
 test-deps: deps
 	@test -x /usr/bin/chromium || { \
@@ -47,6 +48,10 @@ lint: deps
 	cargo clippy --release --all-targets -- -D warnings
 
 test: test-deps lint
+	@# test binaries no build has touched for three days are stale versions (each one
+	@# ~130 MB): they once filled this machine's disk; cargo rebuilds any it still needs
+	@find "$(CARGO_TARGET_DIR)/release/deps" -maxdepth 1 -type f -executable -mtime +3 \
+	  ! -name '*.so' -delete 2>/dev/null || true
 	cargo test --release -- --test-threads=2
 
 # The benchmark suite (about 11 minutes: a 5-minute decay run, then each protocol):
