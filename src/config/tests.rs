@@ -47,3 +47,35 @@ fn errors_name_the_key() {
     let e = Settings::resolve(&args).unwrap_err().to_string();
     assert!(e.contains("retension"), "{e}");
 }
+
+#[test]
+fn a_cluster_role_needs_its_log_and_sane_numbers() {
+    use crate::cluster::Role;
+    let role = |r: Role, extra: fn(&mut ServeArgs)| {
+        let mut args = ServeArgs {
+            role: Some(r),
+            nats_url: Some("nats://a:4222, nats://b:4222".into()),
+            ..Default::default()
+        };
+        extra(&mut args);
+        Settings::resolve(&args)
+    };
+    // without a role there is no cluster, whatever else is given
+    let s = role(Role::All, |_| {}).unwrap();
+    assert_eq!(s.cluster, None);
+    let s = role(Role::Store, |a| a.node_id = Some("store-7".into())).unwrap();
+    let c = s.cluster.unwrap();
+    assert_eq!(c.nats_urls, ["nats://a:4222", "nats://b:4222"]);
+    assert_eq!((c.partitions, c.replicas), (16, 3));
+    assert_eq!(c.node_id, "store-7");
+    assert_eq!(
+        role(Role::Ingest, |_| {}).unwrap().cluster.unwrap().node_id,
+        "ingest"
+    );
+    let err = |r: Role, extra: fn(&mut ServeArgs)| role(r, extra).unwrap_err().to_string();
+    assert!(err(Role::Ingest, |a| a.nats_url = None).starts_with("nats_url:"));
+    assert!(err(Role::Ingest, |a| a.partitions = Some(0)).starts_with("partitions:"));
+    assert!(err(Role::Ingest, |a| a.replicas = Some(6)).starts_with("replicas:"));
+    assert!(err(Role::Store, |a| a.node_id = Some("a b".into())).starts_with("node_id:"));
+    assert!(err(Role::Query, |_| {}).contains("not built yet"));
+}
