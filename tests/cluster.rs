@@ -68,6 +68,24 @@ fn start_nats(dir: &Path) -> Nats {
     Nats { child, url }
 }
 
+/// The OpenTelemetry Python SDK's spans sent to `endpoint` (OTLP/HTTP); their trace id.
+fn sdk_export(python: &Path, endpoint: &str, service: &str) -> String {
+    let out = Command::new(python)
+        .arg(format!(
+            "{}/tests/e2e/python/otlp_export.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args(["http", endpoint, service])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 fn node(dir: &Path, role: &str, nats: &str) -> Daemon {
     Daemon::start_in(
         dir,
@@ -99,20 +117,7 @@ fn spans_sent_to_an_ingest_node_are_found_on_the_store_node() {
     assert_eq!(store.get("/readyz").0, 200);
 
     // a real SDK through the ingest node
-    let out = Command::new(&python)
-        .arg(format!(
-            "{}/tests/e2e/python/otlp_export.py",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .args(["http", &ingest.otlp_http, "cluster-sdk"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sdk_trace = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let sdk_trace = sdk_export(&python, &ingest.otlp_http, "cluster-sdk");
 
     // 40 traces of 3 spans in one thrift batch: spread over the 4 partitions
     let now = now_us();
@@ -403,20 +408,11 @@ fn three_nats_servers_two_ingest_nodes_and_the_leader_killed() {
     // a real SDK through each ingest node
     let mut sdk_traces = Vec::new();
     for (i, node) in ingest.iter().enumerate() {
-        let out = Command::new(&python)
-            .arg(format!(
-                "{}/tests/e2e/python/otlp_export.py",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .args(["http", &node.otlp_http, &format!("via-ingest-{i}")])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        sdk_traces.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
+        sdk_traces.push(sdk_export(
+            &python,
+            &node.otlp_http,
+            &format!("via-ingest-{i}"),
+        ));
     }
     for t in &sdk_traces {
         eventually(&format!("SDK trace {t}"), || {

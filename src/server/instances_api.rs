@@ -6,17 +6,16 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
 use super::query_api::{blocking, ok, ApiError};
+use super::tenant::TenantOf;
 use super::AppState;
 use crate::platform::sampler::read_samples;
 use crate::platform::Platform;
 use crate::query::params;
-use crate::store::keys::Tenant;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -27,10 +26,9 @@ struct Instances {
     app: AppState,
 }
 
-impl Instances {
-    /// The caller's tenant, or the answer refusing it.
-    fn tenant(&self, headers: &HeaderMap) -> Result<Tenant, super::tenant::Refusal> {
-        super::tenant::of_request(&self.app, headers)
+impl axum::extract::FromRef<Instances> for AppState {
+    fn from_ref(s: &Instances) -> AppState {
+        s.app.clone()
     }
 }
 
@@ -52,11 +50,7 @@ pub fn router(app: AppState, platform: Arc<Platform>, store: Arc<Store>) -> Rout
 
 /// The caller's tenant's functions: `serviceName`, `functionName`, `qualifier`,
 /// `memoryMB`, `timeoutMs`, `maxInstances`, `instanceConcurrency`, `initializer`.
-async fn functions(State(s): State<Instances>, headers: HeaderMap) -> Response {
-    let tenant = match s.tenant(&headers) {
-        Ok(t) => t,
-        Err(refused) => return refused.into_response(),
-    };
+async fn functions(State(s): State<Instances>, TenantOf(tenant): TenantOf) -> Response {
     let list = s.platform.functions(tenant);
     let n = list.len();
     ok(list, n)
@@ -66,13 +60,9 @@ async fn functions(State(s): State<Instances>, headers: HeaderMap) -> Response {
 /// its latest sample.
 async fn live(
     State(s): State<Instances>,
-    headers: HeaderMap,
+    TenantOf(tenant): TenantOf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let tenant = match s.tenant(&headers) {
-        Ok(t) => t,
-        Err(refused) => return Ok(refused.into_response()),
-    };
     let pairs = params::pairs(raw.as_deref());
     let service = params::single(&pairs, "service")?;
     let function = params::single(&pairs, "function")?;
@@ -97,14 +87,10 @@ fn window(pairs: &[(String, String)]) -> Result<(u64, u64), ApiError> {
 
 async fn instance_samples(
     State(s): State<Instances>,
-    headers: HeaderMap,
+    TenantOf(tenant): TenantOf,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let tenant = match s.tenant(&headers) {
-        Ok(t) => t,
-        Err(refused) => return Ok(refused.into_response()),
-    };
     let (start, end) = window(&params::pairs(raw.as_deref()))?;
     let store = Arc::clone(&s.store);
     let samples =
@@ -117,13 +103,9 @@ async fn instance_samples(
 /// instances' values at each tick.
 async fn function_samples(
     State(s): State<Instances>,
-    headers: HeaderMap,
+    TenantOf(tenant): TenantOf,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let tenant = match s.tenant(&headers) {
-        Ok(t) => t,
-        Err(refused) => return Ok(refused.into_response()),
-    };
     let pairs = params::pairs(raw.as_deref());
     let need = |name: &str| {
         params::single(&pairs, name)?

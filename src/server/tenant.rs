@@ -2,7 +2,7 @@
 //! fctrace runs without a tenants file. An extractor for handlers, and the same check for
 //! gRPC metadata and for the confidential `/adapt_{token}/…` ingest paths.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -83,16 +83,20 @@ pub fn same_secret(given: &str, secret: &str) -> bool {
 /// default one.
 pub struct TenantOf(pub Tenant);
 
-impl FromRequestParts<AppState> for TenantOf {
+impl<S> FromRequestParts<S> for TenantOf
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = Refusal;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
-        of_request(state, &parts.headers).map(TenantOf)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Refusal> {
+        of_request(&AppState::from_ref(state), &parts.headers).map(TenantOf)
     }
 }
 
-/// What [`TenantOf`] extracts, for handlers whose router has a state of its own.
-pub fn of_request(state: &AppState, headers: &HeaderMap) -> Result<Tenant, Refusal> {
+/// What [`TenantOf`] extracts.
+fn of_request(state: &AppState, headers: &HeaderMap) -> Result<Tenant, Refusal> {
     let token = crate::tenancy::token_of(headers);
     let admin = state.settings.admin_token.as_deref();
     if let (Some(t), Some(a), true) = (token, admin, state.tenancy.is_on()) {

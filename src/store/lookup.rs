@@ -83,6 +83,9 @@ fn lookup_columns(block: &[u8], hash_bits: u32, out: &mut Vec<Hit>) -> Result<()
             for _ in 0..first {
                 varint_at(block, &mut s)?;
             }
+            if s > end {
+                return Err(Malformed(s));
+            }
             for i in first..n_timed {
                 if u32_at(block, t_hashes + i * 4)? != hash_bits {
                     break;

@@ -234,8 +234,16 @@ impl Daemon {
 
     /// The value of one series of `/metrics` (0 when it is not there yet).
     pub fn metric(&self, series: &str) -> f64 {
-        let text = http()
-            .get(format!("{}/metrics", self.query))
+        self.metric_as(series, None)
+    }
+
+    /// `metric` with a bearer token (with tenants, `/metrics` answers the admin token).
+    pub fn metric_as(&self, series: &str, token: Option<&str>) -> f64 {
+        let mut r = http().get(format!("{}/metrics", self.query));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let text = r
             .send()
             .expect("GET /metrics")
             .text()
