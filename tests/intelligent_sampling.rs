@@ -31,9 +31,7 @@ fn daemon(config: &str, extra: &[&str]) -> Daemon {
     std::fs::write(&cfg, config).unwrap();
     let mut args = vec!["--config", cfg.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let d = Daemon::start_in(&tmp.path().join("data"), &args);
-    std::mem::forget(tmp);
-    d
+    Daemon::start_in(&tmp.path().join("data"), &args).owning(tmp)
 }
 
 fn counted(d: &Daemon, family: &str, class: &str, decision: &str) -> f64 {

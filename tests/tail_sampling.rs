@@ -23,12 +23,11 @@ fn start_tail(extra: &str) -> Daemon {
         ),
     )
     .unwrap();
-    let d = Daemon::start_in(
+    Daemon::start_in(
         &tmp.path().join("data"),
         &["--config", cfg.to_str().unwrap()],
-    );
-    std::mem::forget(tmp);
-    d
+    )
+    .owning(tmp)
 }
 
 fn metric(d: &Daemon, line_start: &str) -> u64 {

@@ -108,11 +108,28 @@ impl JetStream {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    /// The partitions whose consumers have not caught up yet since start.
-    pub fn catching_up(&self) -> Vec<u32> {
+    /// The stream's context (the lease bucket lives beside the stream).
+    pub fn context(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// The settings this node joined with.
+    pub fn settings(&self) -> &ClusterSettings {
+        &self.settings
+    }
+
+    /// The partitions whose consumers have caught up since they started.
+    pub fn caught_up(&self) -> std::collections::BTreeSet<u32> {
         (0..self.settings.partitions)
-            .filter(|p| !self.is_caught_up(*p))
+            .filter(|p| self.is_caught_up(*p))
             .collect()
+    }
+
+    /// Forget that `partition` caught up (its consumer stopped or is starting again).
+    pub fn reset(&self, partition: u32) {
+        if let Some(c) = self.caught_up.get(partition as usize) {
+            c.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn is_caught_up(&self, partition: u32) -> bool {

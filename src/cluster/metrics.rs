@@ -1,6 +1,7 @@
 //! The cluster's series on `/metrics`: publish latency and outcomes on every node that
 //! publishes, and on store nodes what the consumers committed, how many messages each
-//! partition's consumer still has to take (its lag), and how many partitions it consumes.
+//! partition's consumer still has to take (its lag), how many partitions it consumes and
+//! which it owns (holds the lease of, so query nodes ask it for them).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -25,6 +26,8 @@ pub struct ClusterMetrics {
     committed: Family<ResultLabel, Counter>,
     pending: Family<PartitionLabel, Gauge>,
     partitions: Gauge,
+    owned: Family<PartitionLabel, Gauge>,
+    owned_count: Gauge,
 }
 
 impl ClusterMetrics {
@@ -36,6 +39,8 @@ impl ClusterMetrics {
             committed: Family::default(),
             pending: Family::default(),
             partitions: Gauge::default(),
+            owned: Family::default(),
+            owned_count: Gauge::default(),
         };
         registry.register(
             "cluster_publish_seconds",
@@ -62,6 +67,16 @@ impl ClusterMetrics {
             "Partitions this store node consumes",
             m.partitions.clone(),
         );
+        registry.register(
+            "cluster_partition_owned",
+            "1 for each partition this store node holds the lease of (query nodes read it here), 0 for one it gave up",
+            m.owned.clone(),
+        );
+        registry.register(
+            "cluster_partitions_owned",
+            "Partitions this store node holds the lease of",
+            m.owned_count.clone(),
+        );
         m
     }
 
@@ -82,7 +97,26 @@ impl ClusterMetrics {
             .set(pending.min(i64::MAX as u64) as i64);
     }
 
-    pub fn consuming(&self, partitions: u32) {
-        self.partitions.set(i64::from(partitions));
+    pub fn consuming(&self, partitions: usize) {
+        self.partitions.set(partitions as i64);
+    }
+
+    /// The partitions this node owns now, of `before` (which it owned until now).
+    pub fn owning(
+        &self,
+        now: &std::collections::BTreeSet<u32>,
+        before: &std::collections::BTreeSet<u32>,
+    ) {
+        for &partition in before.difference(now) {
+            self.owned
+                .get_or_create(&PartitionLabel { partition })
+                .set(0);
+        }
+        for &partition in now {
+            self.owned
+                .get_or_create(&PartitionLabel { partition })
+                .set(1);
+        }
+        self.owned_count.set(now.len() as i64);
     }
 }

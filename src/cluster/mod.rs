@@ -6,17 +6,22 @@
 //!   writing its store it encodes each partition's share of a request exactly as the
 //!   writer would and publishes it to the log (`fctrace.spans.<partition>`); the client
 //!   is answered once the log acknowledged every part.
-//! - `store`: consumes the log's partitions and commits each message to its own RocksDB
-//!   before acknowledging it; it also takes spans, and publishes them like an ingest node.
+//! - `store`: owns partitions through leases (`leases`), consumes each owned partition
+//!   and commits each message to its own RocksDB before acknowledging it, and answers
+//!   query nodes for them; it also takes spans, and publishes them like an ingest node.
+//! - `query`: reads the partition map and asks the owners (`fanout`).
 //!
 //! A span's partition is its trace id's hash modulo `--partitions`, so a trace lives in
 //! one partition. This module owns the roles, the partition function, the [`Log`]
-//! interface and its JetStream implementation; the pipeline decides what to publish and
-//! the store what a message holds (`store::wire`). Not built yet: partition leases
-//! between store nodes, and query nodes that fan out (`docs/cluster.md`).
+//! interface and its JetStream implementation, leases and a node's loops (`node`), and
+//! the query node's reads; the pipeline decides what to publish and the store what a
+//! message holds (`store::wire`).
 
+pub mod fanout;
 pub mod jetstream;
+pub mod leases;
 pub mod metrics;
+pub mod node;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,6 +48,10 @@ pub struct ClusterSettings {
     /// Copies of the log JetStream keeps (at most the NATS servers there are).
     pub replicas: usize,
     pub node_id: String,
+    /// Where a store node serves query nodes (`server::internal_api`).
+    pub internal_addr: String,
+    /// Where query nodes reach it, when not the bound address.
+    pub advertise_addr: Option<String>,
 }
 
 /// The partition of `trace` among `partitions`.

@@ -62,7 +62,7 @@ pub struct ServeArgs {
     /// and query request needs a tenant's token [default: one tenant, no tokens]
     #[arg(long, env = "FCTRACE_TENANTS", value_name = "FILE")]
     pub tenants: Option<PathBuf>,
-    /// This process's part in a cluster: all, ingest, store (docs/cluster.md)
+    /// This process's part in a cluster: all, ingest, store, query (docs/cluster.md)
     /// [default: all]
     #[arg(long, env = "FCTRACE_ROLE", value_enum)]
     pub role: Option<crate::cluster::Role>,
@@ -79,6 +79,14 @@ pub struct ServeArgs {
     /// consumers are named by it) [default: the role's name]
     #[arg(long, env = "FCTRACE_NODE_ID", value_name = "NAME")]
     pub node_id: Option<String>,
+    /// A store node's API for query nodes (trusted network only: it takes any tenant)
+    /// [default: 127.0.0.1:16689]
+    #[arg(long, env = "FCTRACE_INTERNAL_ADDR", value_name = "HOST:PORT")]
+    pub internal_addr: Option<String>,
+    /// The address query nodes reach this store node's internal API at
+    /// [default: the internal listener's address]
+    #[arg(long, env = "FCTRACE_ADVERTISE_ADDR", value_name = "HOST:PORT")]
+    pub advertise_addr: Option<String>,
     /// TLS on every listener: the certificate chain (PEM), re-read when it changes
     #[arg(
         long,

@@ -65,6 +65,8 @@ pub struct FileConfig {
     pub partitions: Option<u32>,
     pub replicas: Option<usize>,
     pub node_id: Option<String>,
+    pub internal_addr: Option<String>,
+    pub advertise_addr: Option<String>,
     pub platform_tracing_service: Option<String>,
     pub service_spans_per_second: Option<f64>,
     pub max_in_flight_spans: Option<usize>,
@@ -221,12 +223,6 @@ fn cluster_settings(
     if role == Role::All {
         return Ok((role, None));
     }
-    if role == Role::Query {
-        return Err(invalid(
-            "role",
-            "query nodes are not built yet: query a store node (docs/cluster.md)",
-        ));
-    }
     let urls: Vec<String> = urls
         .ok_or_else(|| invalid("nats_url", "a cluster role needs the NATS servers"))?
         .split(',')
@@ -263,6 +259,12 @@ fn cluster_settings(
             partitions,
             replicas,
             node_id,
+            internal_addr: args
+                .internal_addr
+                .clone()
+                .or(file.internal_addr.clone())
+                .unwrap_or_else(|| "127.0.0.1:16689".to_owned()),
+            advertise_addr: args.advertise_addr.clone().or(file.advertise_addr.clone()),
         }),
     ))
 }

@@ -13,6 +13,7 @@ pub mod logs;
 pub mod otlp_json;
 pub mod params;
 pub mod red;
+pub mod remote;
 pub mod summary;
 pub mod tree;
 
@@ -35,10 +36,14 @@ const MAX_CANDIDATES: usize = 20_000;
 #[derive(Clone)]
 pub struct Query {
     store: Arc<Store>,
+    /// On a query node: the store nodes that hold the traces.
+    remote: Option<Arc<dyn remote::Remote>>,
+    /// What the current request could not read (`for_request`).
+    gaps: remote::Gaps,
 }
 
 /// A parent service calling a child service, counted over a window.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DependencyLink {
     pub parent: String,
     pub child: String,
@@ -47,10 +52,44 @@ pub struct DependencyLink {
 
 impl Query {
     pub fn new(store: Arc<Store>) -> Self {
-        Query { store }
+        Query {
+            store,
+            remote: None,
+            gaps: remote::Gaps::default(),
+        }
+    }
+
+    /// A query side that reads traces, services, operations and dependencies from
+    /// `remote` (a query node), and everything else from `store`.
+    pub fn with_remote(store: Arc<Store>, remote: Arc<dyn remote::Remote>) -> Self {
+        Query {
+            remote: Some(remote),
+            ..Query::new(store)
+        }
+    }
+
+    /// Whether traces are read from store nodes elsewhere.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// This query side for one request, with the gaps its reads leave (empty on a
+    /// single node; on a query node, the partitions no store node answered for).
+    pub fn for_request(&self) -> (Query, remote::Gaps) {
+        let gaps = remote::Gaps::default();
+        let q = Query {
+            gaps: gaps.clone(),
+            ..self.clone()
+        };
+        (q, gaps)
     }
 
     pub fn services(&self, tenant: Tenant) -> Vec<String> {
+        if let Some(r) = &self.remote {
+            let (services, missing) = r.services(tenant);
+            self.gaps.add(missing);
+            return services;
+        }
         self.store.services(tenant)
     }
 
@@ -60,7 +99,14 @@ impl Query {
         service: &str,
         kind: Option<SpanKind>,
     ) -> Vec<(String, SpanKind)> {
-        let mut ops = self.store.operations(tenant, service);
+        let mut ops = match &self.remote {
+            Some(r) => {
+                let (ops, missing) = r.operations(tenant, service);
+                self.gaps.add(missing);
+                ops
+            }
+            None => self.store.operations(tenant, service),
+        };
         if let Some(k) = kind {
             ops.retain(|(_, kind)| *kind == k);
         }
@@ -110,12 +156,31 @@ impl Query {
 
     /// A trace's spans, or `None` when nothing of it is stored.
     pub fn trace(&self, tenant: Tenant, id: TraceId) -> Result<Option<Vec<Span>>, StoreError> {
+        if let Some(r) = &self.remote {
+            return r.trace(tenant, id).map_err(StoreError::Unreachable);
+        }
         let spans = self.store.trace(tenant, id)?;
         Ok((!spans.is_empty()).then_some(spans))
     }
 
     /// Traces matching `q`, newest first, at most `q.limit`.
     pub fn search(&self, tenant: Tenant, q: &TraceQuery) -> Result<Vec<Vec<Span>>, StoreError> {
+        self.search_where(tenant, q, &|_| true)
+    }
+
+    /// [`Query::search`] over the traces `keep` accepts (a store node answering for
+    /// some partitions), so the limit counts only those.
+    pub fn search_where(
+        &self,
+        tenant: Tenant,
+        q: &TraceQuery,
+        keep: &dyn Fn(TraceId) -> bool,
+    ) -> Result<Vec<Vec<Span>>, StoreError> {
+        if let (Some(r), true) = (&self.remote, q.trace_ids.is_empty()) {
+            let (traces, missing) = r.search(tenant, q);
+            self.gaps.add(missing);
+            return Ok(traces);
+        }
         if !q.trace_ids.is_empty() {
             let mut out = Vec::new();
             for id in &q.trace_ids {
@@ -126,7 +191,7 @@ impl Query {
             return Ok(out);
         }
         if q.service.is_empty() {
-            return self.search_every_service(tenant, q);
+            return self.search_every_service(tenant, q, keep);
         }
 
         // The driver is scanned newest first and each trace it names is loaded and
@@ -175,7 +240,10 @@ impl Query {
         let mut error = None;
         self.store
             .scan_index(&driver, driver_durations, q.start, q.end, |_, trace| {
-                if !seen.insert(trace) || !filters.iter().all(|f| f.contains(&trace)) {
+                if !seen.insert(trace)
+                    || !keep(trace)
+                    || !filters.iter().all(|f| f.contains(&trace))
+                {
                     return true;
                 }
                 match self.store.trace(tenant, trace) {
@@ -201,13 +269,14 @@ impl Query {
         &self,
         tenant: Tenant,
         q: &TraceQuery,
+        keep: &dyn Fn(TraceId) -> bool,
     ) -> Result<Vec<Vec<Span>>, StoreError> {
         let mut seen = HashSet::new();
         let mut out: Vec<(u64, Vec<Span>)> = Vec::new();
         let mut one = q.clone();
         for service in self.store.services(tenant) {
             one.service = service;
-            for spans in self.search(tenant, &one)? {
+            for spans in self.search_where(tenant, &one, keep)? {
                 let Some(first) = spans.first() else { continue };
                 if seen.insert(first.trace_id) {
                     let start = spans.iter().map(|s| s.start_time).min().unwrap_or(0);
@@ -273,6 +342,11 @@ impl Query {
         end: u64,
         lookback: u64,
     ) -> Result<Vec<DependencyLink>, StoreError> {
+        if let Some(r) = &self.remote {
+            let (links, missing) = r.dependencies(tenant, end, lookback);
+            self.gaps.add(missing);
+            return Ok(links);
+        }
         let first = end.saturating_sub(lookback) / crate::monitor::MINUTE_US / 60 * 60;
         let last = end / crate::monitor::MINUTE_US;
         let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();

@@ -1,30 +1,41 @@
 //! Starting a node's part in a cluster (`--role`, `crate::cluster`): the connection to
 //! the log before the pipeline starts (a node that cannot reach NATS at start does not
-//! start), and a store node's consumers, one per partition, which commit what they take
-//! through this node's writer.
+//! start); for a store node, its internal API for query nodes and the loop that owns
+//! and consumes partitions, committing what it takes through this node's writer; for a
+//! query node, the loop that follows the partition map and the query side that reads
+//! through it; and the routes a query node does not serve yet.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use tokio::task::JoinHandle;
 
 use super::ServeError;
+use crate::cluster::fanout::Fanout;
 use crate::cluster::jetstream::JetStream;
+use crate::cluster::node::Node;
 use crate::cluster::Role;
 use crate::config::Settings;
 use crate::pipeline::Pipeline;
+use crate::query::Query;
+use crate::store::Store;
 
 /// How long a node waits for NATS at start.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
 
-/// The log, for a node in a cluster role.
+/// The node's part in the cluster, for a node in a cluster role.
 pub async fn connect(
     settings: &Settings,
     metrics: &Arc<crate::telemetry::Metrics>,
-) -> Result<Option<Arc<JetStream>>, ServeError> {
+) -> Result<Option<Arc<Node>>, ServeError> {
     let Some(cluster) = &settings.cluster else {
         return Ok(None);
     };
+    let failed = |e: crate::cluster::LogError| ServeError::Cluster(e.to_string());
     let js = JetStream::connect(
         cluster,
         settings.retention,
@@ -32,30 +43,43 @@ pub async fn connect(
         Arc::clone(metrics),
     )
     .await
-    .map_err(|e| ServeError::Cluster(e.to_string()))?;
+    .map_err(failed)?;
+    let node = Node::new(js, settings.role).await.map_err(failed)?;
     tracing::info!(
         role = ?settings.role,
         node = %cluster.node_id,
         partitions = cluster.partitions,
-        "joined the cluster's log"
+        "joined the cluster"
     );
-    Ok(Some(js))
+    Ok(Some(node))
 }
 
-/// A store node's consumers: every partition (leases that share them between store
-/// nodes are not built yet, docs/cluster.md), until `stop`.
-pub fn consume(
+/// The query side: on a query node it reads the store nodes, elsewhere this node's store.
+pub fn query(settings: &Settings, node: Option<&Arc<Node>>, store: &Arc<Store>) -> Query {
+    match (settings.role, node) {
+        (Role::Query, Some(node)) => Query::with_remote(
+            Arc::clone(store),
+            Arc::new(Fanout::new(
+                Arc::clone(node),
+                tokio::runtime::Handle::current(),
+            )),
+        ),
+        _ => Query::new(Arc::clone(store)),
+    }
+}
+
+/// The node's loop: a store node's partitions (heartbeating as `internal`, where its
+/// internal API listens), a query node's map; none for other roles.
+pub fn run(
     settings: &Settings,
-    log: Option<&Arc<JetStream>>,
+    node: Option<&Arc<Node>>,
+    internal: Option<String>,
     pipeline: &Pipeline,
     stop: &tokio::sync::watch::Receiver<bool>,
-) -> Vec<JoinHandle<()>> {
-    let (Some(js), Some(cluster), Role::Store) = (log, &settings.cluster, settings.role) else {
-        return Vec::new();
-    };
-    js.metrics().cluster().consuming(cluster.partitions);
-    (0..cluster.partitions)
-        .map(|p| {
+) -> Option<JoinHandle<()>> {
+    let node = Arc::clone(node?);
+    match settings.role {
+        Role::Store => {
             let pipeline = pipeline.clone();
             let commit = move |batch| {
                 let pipeline = pipeline.clone();
@@ -66,7 +90,69 @@ pub fn consume(
                         .map_err(|e| e.to_string())
                 }
             };
-            tokio::spawn(Arc::clone(js).consume(p, commit, stop.clone()))
-        })
-        .collect()
+            let addr = internal?;
+            Some(tokio::spawn(node.serve_partitions(
+                addr,
+                commit,
+                stop.clone(),
+            )))
+        }
+        Role::Query => Some(tokio::spawn(node.follow(stop.clone()))),
+        Role::All | Role::Ingest => None,
+    }
+}
+
+/// The address query nodes reach a store node's internal API at.
+pub fn advertised(settings: &Settings, bound: Option<std::net::SocketAddr>) -> Option<String> {
+    let cluster = settings.cluster.as_ref()?;
+    if let Some(a) = &cluster.advertise_addr {
+        return Some(a.clone());
+    }
+    let mut addr = bound?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip([127, 0, 0, 1].into());
+    }
+    Some(addr.to_string())
+}
+
+/// The query listener's paths a query node answers: traces, services, operations and
+/// dependencies (read from the store nodes), the UI and the node's own endpoints.
+fn served_by_query_node(path: &str) -> bool {
+    const EXACT: [&str; 11] = [
+        "/",
+        "/api/services",
+        "/api/operations",
+        "/api/traces",
+        "/api/dependencies",
+        "/api/v1/traces",
+        "/api/v3/services",
+        "/api/v3/operations",
+        "/api/v3/traces",
+        "/api/v3/trace-summaries",
+        "/metrics",
+    ];
+    EXACT.contains(&path)
+        || ["/healthz", "/readyz"].contains(&path)
+        || path.starts_with("/ui/")
+        || path.starts_with("/api/traces/")
+        || path.starts_with("/api/v3/traces/")
+        || (path.starts_with("/api/services/") && path.ends_with("/operations"))
+        || (path.starts_with("/api/v1/traces/") && path.ends_with("/tree"))
+}
+
+/// On a query node, the query listener refuses what it cannot read from the store nodes
+/// yet (function metrics, records, logs, instances, alarms) instead of answering from
+/// its own empty store.
+pub async fn query_node_routes(request: Request, next: Next) -> Response {
+    if served_by_query_node(request.uri().path()) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::NOT_IMPLEMENTED,
+        axum::Json(crate::query::jaeger_json::Envelope::error(
+            501,
+            "a query node serves traces, services, operations and dependencies; ask a store node for this (docs/cluster.md)",
+        )),
+    )
+        .into_response()
 }

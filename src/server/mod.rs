@@ -14,6 +14,7 @@ mod collector;
 mod gateway;
 mod grpc;
 mod instances_api;
+mod internal_api;
 mod invocations_api;
 mod jaeger_grpc;
 mod listener;
@@ -99,8 +100,8 @@ pub struct AppState {
     pub budget: Arc<MemoryBudget>,
     /// Who may write and read what (off without `--tenants`).
     pub tenancy: Arc<crate::tenancy::Tenancy>,
-    /// The cluster's log, in a cluster role (readiness asks it).
-    pub log: Option<Arc<crate::cluster::jetstream::JetStream>>,
+    /// This node's part in a cluster, in a cluster role (readiness asks it).
+    pub cluster: Option<Arc<crate::cluster::node::Node>>,
 }
 
 impl AppState {
@@ -165,7 +166,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     // Shared by the pipeline (which applies it to every batch) and the platform (which
     // registers each invocation in it).
     let stitcher = Arc::new(Stitcher::default());
-    let log = cluster::connect(&settings, &metrics).await?;
+    let node = cluster::connect(&settings, &metrics).await?;
     let (pipeline, writer) = Pipeline::start(
         Arc::clone(&store),
         PipelineOptions {
@@ -197,9 +198,9 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             adaptive: adaptive.clone(),
             retention: settings.retention,
             max_future_skew: settings.max_future_skew,
-            log: log
-                .clone()
-                .map(|js| crate::cluster::LogHandle(js as Arc<dyn crate::cluster::Log>)),
+            log: node.as_ref().map(|n| {
+                crate::cluster::LogHandle(Arc::clone(&n.log) as Arc<dyn crate::cluster::Log>)
+            }),
             ..PipelineOptions::default()
         },
         Arc::clone(&metrics),
@@ -222,7 +223,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let settings = Arc::new(settings);
     let state = AppState {
         pipeline,
-        query: Query::new(Arc::clone(&store)),
+        query: cluster::query(&settings, node.as_ref(), &store),
         metrics,
         settings: Arc::clone(&settings),
         ready: Arc::new(AtomicBool::new(false)),
@@ -233,7 +234,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             settings.max_request_memory_bytes,
         ),
         tenancy: Arc::clone(&tenancy),
-        log: log.clone(),
+        cluster: node.clone(),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -249,6 +250,16 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let zipkin_listener = bind("zipkin", &settings.zipkin_addr, &mut bound).await?;
     let agent_compact = bind_udp("agent_compact", &settings.agent_compact_addr, &mut bound)?;
     let agent_binary = bind_udp("agent_binary", &settings.agent_binary_addr, &mut bound)?;
+    let internal_listener = match (&settings.cluster, settings.role) {
+        (Some(c), crate::cluster::Role::Store) => {
+            Some(bind("internal", &c.internal_addr, &mut bound).await?)
+        }
+        _ => None,
+    };
+    let internal_addr = cluster::advertised(
+        &settings,
+        internal_listener.as_ref().and_then(|l| l.local_addr().ok()),
+    );
 
     // Functions send their spans to this daemon's collectors, as they can reach them.
     let reachable = |l: &tokio::net::TcpListener, fallback: u16| {
@@ -300,6 +311,16 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         )
         .with_state(state.clone());
     // (listener, routes, whether it is an ingest port)
+    let mut query_routes = query_api::router(state.clone())
+        .merge(instances_api::router(
+            state.clone(),
+            Arc::clone(&platform),
+            Arc::clone(&store),
+        ))
+        .merge(alarms_api::router(state.clone(), Arc::clone(&alarms)));
+    if settings.role == crate::cluster::Role::Query {
+        query_routes = query_routes.layer(axum::middleware::from_fn(cluster::query_node_routes));
+    }
     let http_listeners = [
         (
             collector_listener,
@@ -308,17 +329,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             true,
         ),
         (otlp_http_listener, otlp_http, true),
-        (
-            query_listener,
-            query_api::router(state.clone())
-                .merge(instances_api::router(
-                    state.clone(),
-                    Arc::clone(&platform),
-                    Arc::clone(&store),
-                ))
-                .merge(alarms_api::router(state.clone(), Arc::clone(&alarms))),
-            false,
-        ),
+        (query_listener, query_routes, false),
         (
             gateway_listener,
             gateway::router(
@@ -371,6 +382,14 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             stop_rx.clone(),
         )));
     }
+    // plain HTTP on the cluster's own network (see `internal_api`)
+    if let Some(l) = internal_listener {
+        tasks.push(tokio::spawn(run_listener(
+            listener::Limited::new(l, max_connections),
+            internal_api::router(state.clone()),
+            stop_rx.clone(),
+        )));
+    }
     // the OTLP/gRPC port also answers Jaeger's gRPC query API
     tasks.push(tokio::spawn(grpc::serve(
         tonic::service::Routes::new(grpc::RawService::<otlp_grpc::Export>::new(state.clone()))
@@ -417,7 +436,13 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     write_ports(&settings.data_dir, &bound)?;
 
     let retention_task = tokio::spawn(retention_loop(Arc::clone(&store), stop_rx.clone()));
-    let consumers = cluster::consume(&settings, log.as_ref(), &state.pipeline, &stop_rx);
+    let node_loop = cluster::run(
+        &settings,
+        node.as_ref(),
+        internal_addr,
+        &state.pipeline,
+        &stop_rx,
+    );
     state.ready.store(true, Ordering::SeqCst);
     tracing::info!(took_ms = started.elapsed().as_millis() as u64, "ready");
 
@@ -432,8 +457,8 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     }
     let _ = tokio::task::spawn_blocking(move || agents.into_iter().for_each(|a| a.stop())).await;
     let _ = retention_task.await;
-    for c in consumers {
-        let _ = c.await;
+    if let Some(l) = node_loop {
+        let _ = l.await;
     }
     let _ = reaper.await;
     let _ = provisioner.await;

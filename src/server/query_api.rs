@@ -16,6 +16,7 @@ use crate::model::{Span, SpanKind, TraceId};
 use crate::query::jaeger_json::{self, Envelope};
 use crate::query::otlp_json;
 use crate::query::params::{self, ParamError};
+use crate::query::remote::Gaps;
 use crate::store::StoreError;
 
 pub fn router(state: AppState) -> Router {
@@ -64,6 +65,8 @@ pub(super) enum ApiError {
     BadRequest(String),
     NotFound(&'static str),
     Internal(String),
+    /// Part of the data is on a store node that did not answer (a query node).
+    Unavailable(String),
 }
 
 impl From<ParamError> for ApiError {
@@ -74,6 +77,9 @@ impl From<ParamError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Unreachable(m) = e {
+            return ApiError::Unavailable(m);
+        }
         tracing::error!(error = %e, "query failed");
         ApiError::Internal(e.to_string())
     }
@@ -85,6 +91,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.to_owned()),
             ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
         };
         (status, Json(Envelope::error(status.as_u16(), msg))).into_response()
     }
@@ -92,6 +99,22 @@ impl IntoResponse for ApiError {
 
 pub(super) fn ok<T: Serialize>(data: T, total: usize) -> Response {
     Json(Envelope::data(data, total)).into_response()
+}
+
+/// [`ok`] with what a query node could not read (a store node down) in the envelope's
+/// `errors`, beside the data it could.
+pub(super) fn ok_but<T: Serialize>(data: T, total: usize, gaps: &Gaps) -> Response {
+    let mut envelope = Envelope::data(data, total);
+    let missing = gaps.take();
+    if !missing.is_empty() {
+        envelope.errors = Some(
+            missing
+                .into_iter()
+                .map(|msg| jaeger_json::EnvelopeError { code: 503, msg })
+                .collect(),
+        );
+    }
+    Json(envelope).into_response()
 }
 
 /// Run a blocking store read off the async threads.
@@ -104,26 +127,27 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-async fn services(State(state): State<AppState>, TenantOf(tenant): TenantOf) -> Response {
-    let services = state.query.services(tenant);
+async fn services(
+    State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
+) -> Result<Response, ApiError> {
+    let (query, gaps) = state.query.for_request();
+    let services = blocking(move || Ok(query.services(tenant))).await?;
     let n = services.len();
-    ok(services, n)
+    Ok(ok_but(services, n, &gaps))
 }
 
 async fn service_operations(
     State(state): State<AppState>,
     TenantOf(tenant): TenantOf,
     Path(service): Path<String>,
-) -> Response {
-    let mut names: Vec<String> = state
-        .query
-        .operations(tenant, &service, None)
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect();
+) -> Result<Response, ApiError> {
+    let (query, gaps) = state.query.for_request();
+    let ops = blocking(move || Ok(query.operations(tenant, &service, None))).await?;
+    let mut names: Vec<String> = ops.into_iter().map(|(name, _)| name).collect();
     names.dedup();
     let n = names.len();
-    ok(names, n)
+    Ok(ok_but(names, n, &gaps))
 }
 
 async fn operations(
@@ -142,8 +166,10 @@ async fn operations(
             ))
         })?),
     };
-    let ops = state.query.operations(tenant, service, kind);
-    Ok(ok(jaeger_json::operations(&ops), ops.len()))
+    let (query, gaps) = state.query.for_request();
+    let service = service.to_owned();
+    let ops = blocking(move || Ok(query.operations(tenant, &service, kind))).await?;
+    Ok(ok_but(jaeger_json::operations(&ops), ops.len(), &gaps))
 }
 
 async fn search(
@@ -154,11 +180,11 @@ async fn search(
     let pairs = params::pairs(raw.as_deref());
     let now = crate::clock::now_us();
     let q = params::parse_trace_query(&pairs, now, state.settings.retention)?;
-    let query = state.query.clone();
+    let (query, gaps) = state.query.for_request();
     let traces = blocking(move || query.search(tenant, &q)).await?;
     let views: Vec<_> = traces.iter().map(|t| jaeger_json::trace(t)).collect();
     let n = views.len();
-    Ok(ok(views, n))
+    Ok(ok_but(views, n, &gaps))
 }
 
 async fn trace(
@@ -188,7 +214,7 @@ async fn dependencies(
     let end_ms = params::uint(&pairs, "endTs", "milliseconds")?.unwrap_or(now_ms);
     // Jaeger's default lookback for dependencies is one day.
     let lookback_ms = params::uint(&pairs, "lookback", "milliseconds")?.unwrap_or(86_400_000);
-    let query = state.query.clone();
+    let (query, gaps) = state.query.for_request();
     let links = blocking(move || {
         query.dependencies(
             tenant,
@@ -197,7 +223,11 @@ async fn dependencies(
         )
     })
     .await?;
-    Ok(ok(jaeger_json::dependencies(&links), links.len()))
+    Ok(ok_but(
+        jaeger_json::dependencies(&links),
+        links.len(),
+        &gaps,
+    ))
 }
 
 /// Errors of `/api/v3`, in its own shape: `{"error":{"httpCode":N,"message":".."}}`.
@@ -209,6 +239,7 @@ impl From<ApiError> for V3Error {
             ApiError::BadRequest(m) => V3Error(StatusCode::BAD_REQUEST, m),
             ApiError::NotFound(m) => V3Error(StatusCode::NOT_FOUND, m.to_owned()),
             ApiError::Internal(m) => V3Error(StatusCode::INTERNAL_SERVER_ERROR, m),
+            ApiError::Unavailable(m) => V3Error(StatusCode::SERVICE_UNAVAILABLE, m),
         }
     }
 }
@@ -219,6 +250,18 @@ impl From<ParamError> for V3Error {
     }
 }
 
+impl V3Error {
+    /// `/api/v3` has no place for a partial answer: what a query node could not read
+    /// makes the whole answer 503.
+    fn unless_gaps(gaps: &Gaps) -> Result<(), V3Error> {
+        let missing = gaps.take();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(V3Error(StatusCode::SERVICE_UNAVAILABLE, missing.join("; ")))
+    }
+}
+
 impl IntoResponse for V3Error {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"httpCode": self.0.as_u16(), "message": self.1}});
@@ -226,8 +269,14 @@ impl IntoResponse for V3Error {
     }
 }
 
-async fn v3_services(State(state): State<AppState>, TenantOf(tenant): TenantOf) -> Response {
-    Json(serde_json::json!({ "services": state.query.services(tenant) })).into_response()
+async fn v3_services(
+    State(state): State<AppState>,
+    TenantOf(tenant): TenantOf,
+) -> Result<Response, V3Error> {
+    let (query, gaps) = state.query.for_request();
+    let services = blocking(move || Ok(query.services(tenant))).await?;
+    V3Error::unless_gaps(&gaps)?;
+    Ok(Json(serde_json::json!({ "services": services })).into_response())
 }
 
 async fn v3_operations(
@@ -251,7 +300,10 @@ async fn v3_operations(
             )
         })?),
     };
-    let ops = state.query.operations(tenant, service, kind);
+    let (query, gaps) = state.query.for_request();
+    let service = service.to_owned();
+    let ops = blocking(move || Ok(query.operations(tenant, &service, kind))).await?;
+    V3Error::unless_gaps(&gaps)?;
     Ok(Json(serde_json::json!({ "operations": jaeger_json::operations(&ops) })).into_response())
 }
 
@@ -280,8 +332,10 @@ async fn v3_find(
 ) -> Result<Vec<Vec<Span>>, V3Error> {
     let pairs = params::pairs(raw.as_deref());
     let q = params::parse_v3_query(&pairs, crate::clock::now_us(), state.settings.retention)?;
-    let query = state.query.clone();
-    Ok(blocking(move || query.search(tenant, &q)).await?)
+    let (query, gaps) = state.query.for_request();
+    let traces = blocking(move || query.search(tenant, &q)).await?;
+    V3Error::unless_gaps(&gaps)?;
+    Ok(traces)
 }
 
 async fn v3_search(
@@ -327,10 +381,10 @@ async fn v1_search(
         crate::clock::now_us(),
         state.settings.retention,
     )?;
-    let query = state.query.clone();
+    let (query, gaps) = state.query.for_request();
     let list = blocking(move || query.summaries(tenant, &q, &filters)).await?;
     let n = list.len();
-    Ok(ok(list, n))
+    Ok(ok_but(list, n, &gaps))
 }
 
 /// One trace as a tree with its summary.
@@ -407,21 +461,16 @@ async fn compact(State(state): State<AppState>, headers: HeaderMap) -> Response 
     }
 }
 
-/// Ready once started; in a cluster also while connected to the log, and for a store
-/// node once every partition's consumer has caught up (what it serves is complete).
+/// Ready once started; in a cluster also while connected to the log, for a store node
+/// once every partition it consumes has caught up (what it serves is complete), and for
+/// a query node once it has read the partition map.
 async fn readyz(State(state): State<AppState>) -> Response {
     let unready = |why: String| (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
     if !state.ready.load(Ordering::SeqCst) {
         return unready("not ready".into());
     }
-    if let Some(log) = &state.log {
-        if !log.is_connected() {
-            return unready("not connected to the cluster's log".into());
-        }
-        let behind = log.catching_up();
-        if state.settings.role == crate::cluster::Role::Store && !behind.is_empty() {
-            return unready(format!("catching up on partitions {behind:?}"));
-        }
+    if let Some(why) = state.cluster.as_ref().and_then(|n| n.unready()) {
+        return unready(why);
     }
     (StatusCode::OK, "ready").into_response()
 }

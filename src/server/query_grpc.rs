@@ -38,7 +38,20 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(internal)?
-        .map_err(internal)
+        .map_err(|e| match e {
+            crate::store::StoreError::Unreachable(m) => Status::unavailable(m),
+            e => internal(e),
+        })
+}
+
+/// The query API has no place for a partial answer: what a query node could not read
+/// (a store node down) makes the call UNAVAILABLE.
+fn unless_gaps(gaps: &crate::query::remote::Gaps) -> Result<(), Status> {
+    let missing = gaps.take();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Status::unavailable(missing.join("; ")))
 }
 
 /// Traces as the one `TracesData` a stream answers (none: an empty stream).
@@ -148,8 +161,9 @@ impl ServerStreamingService<pb::FindTracesRequest> for FindTraces {
         Box::pin(async move {
             let tenant = super::tenant::of_metadata(&state, request.metadata())?;
             let q = trace_query(&state, request.into_inner().query.unwrap_or_default())?;
-            let query = state.query.clone();
+            let (query, gaps) = state.query.for_request();
             let traces = blocking(move || query.search(tenant, &q)).await?;
+            unless_gaps(&gaps)?;
             Ok(tonic::Response::new(traces_stream(
                 traces.iter().flatten(),
             )?))
@@ -164,12 +178,13 @@ impl UnaryService<pb::GetServicesRequest> for GetServices {
     type Future = BoxFuture<tonic::Response<pb::GetServicesResponse>, Status>;
 
     fn call(&mut self, request: tonic::Request<pb::GetServicesRequest>) -> Self::Future {
-        let answer = super::tenant::of_metadata(&self.0, request.metadata())
-            .map(|tenant| self.0.query.services(tenant));
+        let tenant = super::tenant::of_metadata(&self.0, request.metadata());
+        let (query, gaps) = self.0.query.for_request();
         Box::pin(async move {
-            Ok(tonic::Response::new(pb::GetServicesResponse {
-                services: answer?,
-            }))
+            let tenant = tenant?;
+            let services = blocking(move || Ok(query.services(tenant))).await?;
+            unless_gaps(&gaps)?;
+            Ok(tonic::Response::new(pb::GetServicesResponse { services }))
         })
     }
 }
@@ -197,9 +212,11 @@ impl UnaryService<pb::GetOperationsRequest> for GetOperations {
                     ))
                 })?),
             };
-            let operations = state
-                .query
-                .operations(tenant, &r.service, kind)
+            let (query, gaps) = state.query.for_request();
+            let service = r.service.clone();
+            let operations = blocking(move || Ok(query.operations(tenant, &service, kind))).await?;
+            unless_gaps(&gaps)?;
+            let operations = operations
                 .into_iter()
                 .map(|(name, kind)| pb::Operation {
                     name,

@@ -27,6 +27,7 @@ mod quota;
 mod read;
 mod retention;
 mod terms;
+pub mod trace_wire;
 mod upgrade;
 mod wire;
 mod write;
@@ -118,12 +119,15 @@ pub enum StoreError {
     Index(String),
     #[error("disk is full: {0}")]
     DiskFull(String),
+    /// On a query node: the store node holding the data did not answer.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 impl StoreError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            StoreError::DiskFull(_) => ErrorCode::Unavailable,
+            StoreError::DiskFull(_) | StoreError::Unreachable(_) => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         }
     }

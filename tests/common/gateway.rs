@@ -28,10 +28,7 @@ pub fn start_with_functions(toml: &str, extra: &[&str]) -> Daemon {
         rules.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let d = Daemon::start_in(&tmp.path().join("data"), &args);
-    // keep the directory alive as long as the daemon
-    std::mem::forget(tmp);
-    d
+    Daemon::start_in(&tmp.path().join("data"), &args).owning(tmp)
 }
 
 pub fn behave_fn(name: &str, extra: &str) -> String {

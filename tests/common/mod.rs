@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod gateway;
+pub mod nats;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -123,9 +124,7 @@ pub fn start_server() -> Daemon {
 
 pub fn start_server_with(args: &[&str]) -> Daemon {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut d = Daemon::start_in(tmp.path(), args);
-    d._tmp = Some(tmp);
-    d
+    Daemon::start_in(tmp.path(), args).owning(tmp)
 }
 
 /// `fctrace serve` on `dir` with every listener on an ephemeral port of 127.0.0.1.
@@ -143,6 +142,7 @@ pub fn serve_command(dir: &Path) -> Command {
         "agent-binary",
         "jaeger-grpc",
         "zipkin",
+        "internal",
     ] {
         c.arg(format!("--{name}-addr")).arg("127.0.0.1:0");
     }
@@ -150,6 +150,12 @@ pub fn serve_command(dir: &Path) -> Command {
 }
 
 impl Daemon {
+    /// The daemon removes `tmp` when it is dropped (after its process is gone).
+    pub fn owning(mut self, tmp: tempfile::TempDir) -> Daemon {
+        self._tmp = Some(tmp);
+        self
+    }
+
     /// Start a daemon on an existing data directory (for restarts).
     pub fn start_in(dir: &Path, args: &[&str]) -> Daemon {
         let ports = dir.join("ports.json");

@@ -1,0 +1,54 @@
+//! The query side's view of data held elsewhere: on a query node (`--role query`) the
+//! traces live on store nodes, each serving some partitions, and [`Remote`] is how
+//! [`super::Query`] reads them (`cluster::fanout` implements it). The query side keeps
+//! its answers' shapes; this module only says what a remote read returns: a merged
+//! answer and, as [`Gaps`], what could not be read, so an answer is never silently
+//! short.
+
+use std::sync::{Arc, Mutex};
+
+use super::{DependencyLink, TraceQuery};
+use crate::model::{Span, SpanKind, TraceId};
+use crate::store::keys::Tenant;
+
+/// A merged answer and what it misses (one line per partition group not read).
+pub type Partial<T> = (T, Vec<String>);
+
+/// Reads across store nodes. Calls block: the query side runs off the async threads.
+pub trait Remote: Send + Sync {
+    /// A trace from the node serving its partition; `Err` when none answered.
+    fn trace(&self, tenant: Tenant, id: TraceId) -> Result<Option<Vec<Span>>, String>;
+    /// A search on every node, merged newest first, at most `q.limit` traces.
+    fn search(&self, tenant: Tenant, q: &TraceQuery) -> Partial<Vec<Vec<Span>>>;
+    fn services(&self, tenant: Tenant) -> Partial<Vec<String>>;
+    fn operations(&self, tenant: Tenant, service: &str) -> Partial<Vec<(String, SpanKind)>>;
+    fn dependencies(&self, tenant: Tenant, end: u64, lookback: u64)
+        -> Partial<Vec<DependencyLink>>;
+}
+
+/// What one request's reads could not reach, collected as they happen.
+#[derive(Clone, Default)]
+pub struct Gaps(Arc<Mutex<Vec<String>>>);
+
+impl Gaps {
+    pub fn add(&self, missing: Vec<String>) {
+        if missing.is_empty() {
+            return;
+        }
+        if let Ok(mut g) = self.0.lock() {
+            for m in missing {
+                if !g.contains(&m) {
+                    g.push(m);
+                }
+            }
+        }
+    }
+
+    /// What was missed so far.
+    pub fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default()
+    }
+}
