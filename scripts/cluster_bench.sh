@@ -2,7 +2,8 @@
 # `scripts/cluster_bench.sh`: the same OTLP/HTTP load (`fctrace bench`, $SECS s) against one
 # daemon, then against an ingest node and a store node sharing one nats-server (all on
 # this machine, with the client); prints spans/s, ack p99 and each process's CPU ticks
-# (1/100 s) over the run. Needs nats-server (`make test-deps`).
+# (1/100 s) over the run; then times trace-by-id and search on the store node itself
+# and through a query node (the fan-out's cost). Needs nats-server (`make test-deps`).
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/fctrace/target}/release/fctrace}
 SECS=${SECS:-20}
 W=$(mktemp -d)
@@ -22,11 +23,28 @@ sleep 1
 URL=$(python3 -c "import json,glob;print(json.load(open(glob.glob('$W/nports/*.ports')[0]))['nats'][0])")
 $BIN serve --data-dir $W/store --role store --nats-url $URL --replicas 1 --node-id store-1 $(addrs) >/dev/null 2>&1 & S=$!
 $BIN serve --data-dir $W/ingest --role ingest --nats-url $URL --replicas 1 --node-id ingest-1 $(addrs) >/dev/null 2>&1 & I=$!
-waitports $W/store; waitports $W/ingest
+$BIN serve --data-dir $W/query --role query --nats-url $URL --replicas 1 --node-id query-1 $(addrs) >/dev/null 2>&1 & Q=$!
+waitports $W/store; waitports $W/ingest; waitports $W/query
 a=$(ticks $I); b=$(ticks $S); c=$(ticks $N)
 R=$(run $W/ingest); sleep 3
 a2=$(ticks $I); b2=$(ticks $S); c2=$(ticks $N)
 echo "cluster: $(echo $R | python3 -c 'import json,sys; r=json.load(sys.stdin); print(round(r["spans_per_second"]), "spans/s, ack p99", r.get("ack_p99_ms"), "ms; ingest cpu s/M:", r.get("cpu_seconds_per_million_spans"))') ticks ingest $((a2-a)) store $((b2-b)) nats $((c2-c))"
 
-kill $I $S; wait $I $S; kill $N; wait $N
+python3 - "$(port $W/store query)" "$(port $W/query query)" <<'PY'
+import json, sys, time, urllib.request
+store, query = sys.argv[1], sys.argv[2]
+get = lambda host, path: json.load(urllib.request.urlopen(f"http://{host}{path}"))
+svc = get(store, "/api/services")["data"][0]
+ids = [t["traceID"] for t in get(store, f"/api/traces?service={svc}&limit=300")["data"]]
+for name, host in (("store node", store), ("query node", query)):
+    for what, paths in (("trace by id", [f"/api/traces/{i}" for i in ids]),
+                        ("search limit 20", [f"/api/traces?service={svc}&limit=20"] * 100)):
+        took = []
+        for p in paths:
+            t = time.perf_counter(); get(host, p); took.append(time.perf_counter() - t)
+        took.sort()
+        print(f"{name}: {what}: p50 {took[len(took)//2]*1000:.2f} ms, p99 {took[int(len(took)*0.99)]*1000:.2f} ms ({len(took)} requests)")
+PY
+
+kill $I $S $Q; wait $I $S $Q; kill $N; wait $N
 rm -rf $W

@@ -4,8 +4,8 @@
 //! on the store node by id and by search. With NATS gone the ingest node answers 503
 //! with `Retry-After` and stores nothing; what it acknowledged before is all there. A
 //! store node killed under load catches up on every acknowledged span after a restart.
-//! Three clustered NATS servers with two ingest nodes: the stream's leader killed under
-//! load costs some 503s and no acknowledged span. The cluster's compose file is valid.
+//! The cluster's compose file is valid. (The whole cluster, with leases, a query node
+//! and NATS failover, is `cluster_scale.rs`.)
 
 mod common;
 
@@ -200,7 +200,10 @@ fn the_cluster_compose_file_is_valid_and_names_its_roles() {
     names.sort();
     assert_eq!(
         names,
-        ["ingest-1", "ingest-2", "nats-1", "nats-2", "nats-3", "store-1"]
+        [
+            "ingest-1", "ingest-2", "nats-1", "nats-2", "nats-3", "query-1", "store-1", "store-2",
+            "store-3"
+        ]
     );
     let urls = "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222";
     for (name, s) in services {
@@ -233,6 +236,13 @@ fn the_cluster_compose_file_is_valid_and_names_its_roles() {
             assert_eq!(flag("--node-id"), Some(name.as_str()));
             assert_eq!(flag("--nats-url"), Some(urls));
             assert_eq!(flag("--replicas"), Some("3"));
+            if name.starts_with("store-") {
+                // query nodes reach a store node by its service name
+                assert_eq!(
+                    flag("--advertise-addr"),
+                    Some(format!("{name}:16689").as_str())
+                );
+            }
             for n in ["nats-1", "nats-2", "nats-3"] {
                 assert_eq!(
                     s["depends_on"][n]["condition"], "service_healthy",

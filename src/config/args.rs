@@ -80,7 +80,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FCTRACE_NODE_ID", value_name = "NAME")]
     pub node_id: Option<String>,
     /// A store node's API for query nodes (trusted network only: it takes any tenant)
-    /// [default: 127.0.0.1:16689]
+    /// [default: 127.0.0.1:16689, or 0.0.0.0:16689 with --listen-all]
     #[arg(long, env = "FCTRACE_INTERNAL_ADDR", value_name = "HOST:PORT")]
     pub internal_addr: Option<String>,
     /// The address query nodes reach this store node's internal API at

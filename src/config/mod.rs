@@ -210,6 +210,7 @@ fn check_addr(key: &'static str, addr: String) -> Result<String, ConfigError> {
 fn cluster_settings(
     args: &ServeArgs,
     file: &FileConfig,
+    host: &str,
 ) -> Result<
     (
         crate::cluster::Role,
@@ -263,7 +264,7 @@ fn cluster_settings(
                 .internal_addr
                 .clone()
                 .or(file.internal_addr.clone())
-                .unwrap_or_else(|| "127.0.0.1:16689".to_owned()),
+                .unwrap_or_else(|| format!("{host}:16689")),
             advertise_addr: args.advertise_addr.clone().or(file.advertise_addr.clone()),
         }),
     ))
@@ -276,12 +277,12 @@ impl Settings {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
         };
-        let (role, cluster) = cluster_settings(args, &file)?;
         let host = if args.listen_all.or(file.listen_all).unwrap_or(false) {
             "0.0.0.0"
         } else {
             "127.0.0.1"
         };
+        let (role, cluster) = cluster_settings(args, &file, host)?;
         let retention_text = args
             .retention
             .clone()
