@@ -2,7 +2,9 @@
 //! two ingest, three store and one query fctrace process. A real OpenTelemetry SDK and
 //! Jaeger thrift batches go through both ingest nodes; the store nodes share the
 //! partitions (each owned by exactly one), and every trace is found through the query
-//! node by id and by search. A store node killed with `kill -9` under load: the query
+//! node by id and by search; so are a function's invocation records, per-minute metrics,
+//! log lines and the Monitor tab's RED series, invoked through an ingest node's
+//! gateway. A store node killed with `kill -9` under load: the query
 //! node reports its partitions in `errors` until the others take them over, then every
 //! acknowledged span is readable again. The stream's NATS leader killed under load:
 //! ingest answers some 503s, and nothing it acknowledged is lost.
@@ -11,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::gateway::eventually;
+use common::gateway::{behave_fn, eventually, invoke};
 use common::nats::*;
 use common::*;
 use serde_json::Value as Json;
@@ -79,22 +81,26 @@ fn the_whole_cluster_on_loopback() {
     let urls: Vec<String> = nats.iter().map(|(n, _)| n.url.clone()).collect();
     let urls = urls.join(",");
     let monitors: Vec<String> = nats.iter().map(|(_, m)| m.clone()).collect();
+    let functions = dir.path().join("functions.toml");
+    std::fs::write(&functions, behave_fn("fan", "")).unwrap();
     let start = |name: &str, role: &str| {
-        Daemon::start_in(
-            &dir.path().join(name),
-            &[
-                "--role",
-                role,
-                "--nats-url",
-                &urls,
-                "--partitions",
-                &PARTITIONS.to_string(),
-                "--replicas",
-                "3",
-                "--node-id",
-                name,
-            ],
-        )
+        let partitions = PARTITIONS.to_string();
+        let mut args = vec![
+            "--role",
+            role,
+            "--nats-url",
+            &urls,
+            "--partitions",
+            &partitions,
+            "--replicas",
+            "3",
+            "--node-id",
+            name,
+        ];
+        if role == "ingest" {
+            args.extend(["--functions", functions.to_str().unwrap()]);
+        }
+        Daemon::start_in(&dir.path().join(name), &args)
     };
     let mut stores = [
         start("store-1", "store"),
@@ -104,18 +110,20 @@ fn the_whole_cluster_on_loopback() {
     let ingest = [start("ingest-1", "ingest"), start("ingest-2", "ingest")];
     let query = start("query-1", "query");
 
-    // the partitions settle: each owned by exactly one store node, spread over them
-    let settled = eventually("every partition owned once", || {
-        let o = owners(&stores.iter().collect::<Vec<_>>());
-        o.iter().all(Option::is_some).then_some(o)
+    // the partitions settle: each owned by exactly one store node, every store node
+    // owning some, and no handover under way (the same owners a second apart)
+    let all: Vec<&Daemon> = stores.iter().collect();
+    let mut before = Vec::new();
+    let settled = within(Duration::from_secs(40), "the partitions to settle", || {
+        let o = owners(&all);
+        let mut holders: Vec<usize> = o.iter().flatten().copied().collect();
+        holders.sort();
+        holders.dedup();
+        let stable = o.iter().all(Option::is_some) && holders.len() == 3 && o == before;
+        before = o.clone();
+        std::thread::sleep(Duration::from_secs(1));
+        stable.then_some(o)
     });
-    let mut holders: Vec<usize> = settled.iter().flatten().copied().collect();
-    holders.sort();
-    holders.dedup();
-    assert!(
-        holders.len() >= 2,
-        "one store node owns everything: {settled:?}"
-    );
     let owned: f64 = stores
         .iter()
         .map(|s| s.metric("fctrace_cluster_partitions_owned"))
@@ -170,8 +178,71 @@ fn the_whole_cluster_on_loopback() {
     }
     let (_, v) = query.get("/api/operations?service=cluster-scale");
     assert_eq!(v["data"][0]["name"], "work", "{v}");
-    // what a query node cannot read from the store nodes yet is refused, not empty
-    assert_eq!(query.get("/api/v1/invocations?service=x").0, 501);
+
+    // a function invoked through an ingest node's gateway: its records, metrics and
+    // log lines are spread over the partitions, and the query node gathers them
+    let mut requests = Vec::new();
+    for event in ["ok", "ok", "ok", "ok", "ok", "crash"] {
+        let a = invoke(&ingest[0], "test", "fan", event, &[]);
+        assert!(
+            a.status == 200 || a.status == 500,
+            "{} {}",
+            a.status,
+            a.body
+        );
+        requests.push(a.header("x-fc-request-id").to_owned());
+    }
+    let records = eventually("six records through the query node", || {
+        let (_, v) = query.get("/api/v1/invocations?service=test&function=fan&limit=100");
+        (v["data"].as_array().map(Vec::len) == Some(6)).then_some(v)
+    });
+    assert!(records["errors"].is_null(), "{records}");
+    let mut listed: Vec<&str> = records["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["requestId"].as_str().unwrap())
+        .collect();
+    listed.sort();
+    let mut sent: Vec<&str> = requests.iter().map(String::as_str).collect();
+    sent.sort();
+    assert_eq!(listed, sent);
+    let failed = &requests[5];
+    let (status, v) = query.get(&format!("/api/v1/invocations/{failed}"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"]["hasFunctionError"], true, "{v}");
+    let calls: f64 = eventually("six calls in the function's metrics", || {
+        let (_, v) = query
+            .get("/api/v1/metrics/FunctionTotalInvocations?service=test&function=fan&period=60");
+        let sum: f64 = v["data"]
+            .as_array()?
+            .iter()
+            .filter_map(|p| p["value"].as_f64())
+            .sum();
+        (sum == 6.0).then_some(sum)
+    });
+    assert_eq!(calls, 6.0);
+    let (status, v) = query.get(&format!("/api/v1/logs?requestId={failed}"));
+    assert_eq!(status, 200, "{v}");
+    assert!(v["errors"].is_null(), "{v}");
+    let lines = v["data"].as_array().unwrap();
+    assert!(!lines.is_empty(), "the request's platform lines: {v}");
+    assert!(
+        lines.iter().all(|l| l["requestId"] == failed.as_str()),
+        "{v}"
+    );
+    // the Monitor tab's calls: the SDK's one server span
+    let (status, v) = query.get("/api/metrics/calls?service=via-ingest-0");
+    assert_eq!(status, 200, "{v}");
+    let rate: f64 = v["metrics"][0]["metricPoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["gaugeValue"]["doubleValue"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(rate > 0.0, "{v}");
+    // what a query node does not read from the store nodes yet is refused, not empty
+    assert_eq!(query.get("/api/v1/instances").0, 501);
 
     // a store node that owns partitions killed under load: the query node says which
     // partitions it cannot read, the others take them over, and then every acknowledged
@@ -265,7 +336,23 @@ fn the_whole_cluster_on_loopback() {
         round += 1;
         std::thread::sleep(Duration::from_millis(100));
     }
-    eventually("every acknowledged trace after the leader died", || {
-        all_found(&query, &acked).then_some(())
-    });
+    // the lease bucket's own leader is elected again too, and leases that lapsed
+    // meanwhile are claimed again: slower than the stream's own failover
+    within(
+        Duration::from_secs(60),
+        "every acknowledged trace after the leader died",
+        || all_found(&query, &acked).then_some(()),
+    );
+}
+
+/// Poll until `f` gives a value, at most `limit`.
+fn within<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

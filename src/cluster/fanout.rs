@@ -1,7 +1,9 @@
 //! A query node's reads ([`crate::query::remote::Remote`]): a trace from the store node
 //! holding its partition's lease, a search from every owner (each told which partitions
 //! it answers for, so a trace is counted once even where an old owner still holds a
-//! copy), services, operations and dependencies from every owner, merged. A partition
+//! copy); services, operations, dependencies, metric series, invocation records and
+//! function log lines from every owner, merged (a series' minute that several nodes
+//! hold is summed: each holds the calls of its own partitions). A partition
 //! without an owner, or whose owner does not answer, becomes a line in the answer's
 //! gaps. The requests and answers of the internal API (`server::internal_api`) are
 //! defined here, JSON in and JSON or `store::trace_wire` out.
@@ -14,8 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use super::node::Node;
 use super::partition_of;
-use crate::model::{Span, SpanKind, TraceId};
-use crate::query::remote::{Partial, Remote};
+use crate::model::{InvocationRecord, Span, SpanKind, TraceId};
+use crate::monitor::minute::Minute;
+use crate::query::calls::CallFilter;
+use crate::query::logs::{FoundLine, LogQuery};
+use crate::query::remote::{Calls, Partial, Remote};
 use crate::query::{DependencyLink, TraceQuery};
 use crate::store::keys::Tenant;
 use crate::store::trace_wire::traces_from_wire;
@@ -80,6 +85,49 @@ pub struct DependenciesRequest {
 
 /// An operation as it travels: its name and span kind (`SpanKind::as_str`).
 pub type WireOperation = (String, String);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ValuesRequest {
+    /// A `keys::metric_series` (it names its tenant).
+    pub series: Vec<u8>,
+    pub first: u64,
+    pub last: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallsRequest {
+    pub tenant: Tenant,
+    pub service: String,
+    pub function: Option<String>,
+    pub start: u64,
+    pub end: u64,
+    pub limit: usize,
+    pub filter: CallFilter,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallsAnswer {
+    pub records: Vec<InvocationRecord>,
+    pub capped: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordRequest {
+    pub tenant: Tenant,
+    pub request_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsRequest {
+    pub tenant: Tenant,
+    pub query: LogQuery,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsAnswer {
+    pub lines: Vec<FoundLine>,
+    pub capped: bool,
+}
 
 /// Reads the cluster's store nodes for a query node.
 pub struct Fanout {
@@ -300,5 +348,90 @@ impl Remote for Fanout {
             })
             .collect();
         (links, gaps)
+    }
+
+    fn metric_values(&self, series: &[u8], first: u64, last: u64) -> Partial<Vec<(u64, Vec<u8>)>> {
+        let ask = |_| ValuesRequest {
+            series: series.to_vec(),
+            first,
+            last,
+        };
+        let (answers, gaps) = self.each_owner("metric_values", ask, json::<Vec<(u64, Vec<u8>)>>);
+        let mut merged: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        for (t, v) in answers.into_iter().flatten() {
+            match merged.get_mut(&t) {
+                None => {
+                    merged.insert(t, v);
+                }
+                // the same minute's calls from several partitions add up; a sample
+                // (not an aggregate) two nodes hold is the same sample
+                Some(have) => {
+                    if let (Some(mut a), Some(b)) = (Minute::decode(have), Minute::decode(&v)) {
+                        a.merge(&b);
+                        *have = a.to_bytes();
+                    }
+                }
+            }
+        }
+        (merged.into_iter().collect(), gaps)
+    }
+
+    fn invocations(&self, tenant: Tenant, c: &Calls<'_>) -> Partial<(Vec<InvocationRecord>, bool)> {
+        let ask = |_| CallsRequest {
+            tenant,
+            service: c.service.to_owned(),
+            function: c.function.map(str::to_owned),
+            start: c.start,
+            end: c.end,
+            limit: c.limit,
+            filter: c.filter.clone(),
+        };
+        let (answers, gaps) = self.each_owner("invocations", ask, json::<CallsAnswer>);
+        let capped = answers.iter().any(|a| a.capped);
+        let mut seen = HashSet::new();
+        let mut records: Vec<InvocationRecord> = answers
+            .into_iter()
+            .flat_map(|a| a.records)
+            .filter(|r| seen.insert(r.request_id.clone()))
+            .collect();
+        // a single node's order: by function, newest first
+        records.sort_by(|a, b| {
+            (&a.function, std::cmp::Reverse(a.start_time))
+                .cmp(&(&b.function, std::cmp::Reverse(b.start_time)))
+        });
+        records.truncate(c.limit);
+        ((records, capped), gaps)
+    }
+
+    fn invocation(
+        &self,
+        tenant: Tenant,
+        request_id: &str,
+    ) -> Result<Option<InvocationRecord>, String> {
+        let ask = |_| RecordRequest {
+            tenant,
+            request_id: request_id.to_owned(),
+        };
+        let (answers, gaps) = self.each_owner("invocation", ask, json::<Option<InvocationRecord>>);
+        match answers.into_iter().flatten().next() {
+            Some(r) => Ok(Some(r)),
+            None if gaps.is_empty() => Ok(None),
+            None => Err(gaps.join("; ")),
+        }
+    }
+
+    fn logs(&self, tenant: Tenant, q: &LogQuery) -> Partial<(Vec<FoundLine>, bool)> {
+        let ask = |_| LogsRequest {
+            tenant,
+            query: q.clone(),
+        };
+        let (answers, gaps) = self.each_owner("logs", ask, json::<LogsAnswer>);
+        let capped = answers.iter().any(|a| a.capped);
+        let mut lines: Vec<FoundLine> = answers.into_iter().flat_map(|a| a.lines).collect();
+        lines.sort_by_key(|l| l.line.time);
+        // a line an old owner still holds a copy of is the same line
+        lines.dedup();
+        lines.truncate(q.limit);
+        ((lines, capped), gaps)
     }
 }

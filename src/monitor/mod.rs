@@ -15,7 +15,7 @@ pub mod lambda;
 pub mod minute;
 pub mod red;
 
-use crate::store::{keys, EncodedBatch, Store, StoreError};
+use crate::store::{keys, EncodedBatch, StoreError};
 use catalog::{Base, Level};
 use keys::Tenant;
 use minute::{Call, Minute};
@@ -97,7 +97,7 @@ pub struct Point {
 /// periods of `period_s` seconds that overlap `(start_us, end_us)`, oldest first. A
 /// period with no calls, or whose metric says nothing (an average of none), has no point.
 pub fn series(
-    store: &Store,
+    store: &dyn crate::store::MetricSource,
     tenant: Tenant,
     level: Level,
     base: &Base,

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use super::minute::{bucket_of, Minute};
 use super::MINUTE_US;
 use crate::model::{Span, SpanKind, StatusCode};
-use crate::store::{keys, EncodedBatch, Store, StoreError};
+use crate::store::{keys, EncodedBatch, StoreError};
 use keys::Tenant;
 
 /// Series tags in the `metrics` family: per operation, and per service.
@@ -99,7 +99,7 @@ pub fn add_edges<'a>(
 /// The per-minute aggregates of one service (all its operations when `operation` is
 /// `None`) and kind, minutes `first..=last`, oldest first; minutes without calls absent.
 pub fn series(
-    store: &Store,
+    store: &dyn crate::store::MetricSource,
     tenant: Tenant,
     service: &str,
     kind: SpanKind,
@@ -159,7 +159,8 @@ mod tests {
             span("a", "GET", "server", t0 + MINUTE_US, 7, false),
         ];
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &crate::store::StoreOptions::default()).unwrap();
+        let store =
+            crate::store::Store::open(dir.path(), &crate::store::StoreOptions::default()).unwrap();
         let mut batch = EncodedBatch::empty(0);
         add_spans(&mut batch, 0, &spans);
         store.commit(&[&batch]).unwrap();

@@ -21,7 +21,7 @@ use super::instance::{cpu_ticks, rss_bytes, Instance};
 use super::Platform;
 use crate::clock::now_us;
 use crate::pipeline::with_retries;
-use crate::store::{keys, Store, StoreError};
+use crate::store::{keys, StoreError};
 
 /// One instance (or, for a function's series, the largest over its instances) at one
 /// tick.
@@ -214,7 +214,7 @@ fn to_json(s: &InstanceSample) -> Vec<u8> {
 /// The samples of one instance (`function` `None`) or a function's largest, in
 /// `[start_ms, end_ms]`, oldest first.
 pub fn read_samples(
-    store: &Store,
+    store: &dyn crate::store::MetricSource,
     tenant: keys::Tenant,
     instance: Option<&str>,
     function: Option<(&str, &str)>,

@@ -46,7 +46,7 @@ pub const FIELDS: &[&str] = &[
 ];
 
 /// Which records a list keeps.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CallFilter {
     pub has_function_error: Option<bool>,
     pub error_type: Option<String>,

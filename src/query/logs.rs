@@ -4,7 +4,7 @@
 
 use std::ops::ControlFlow;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Query;
 use crate::model::LogLine;
@@ -15,7 +15,7 @@ use crate::store::StoreError;
 pub const MAX_SCANNED: usize = 200_000;
 
 /// What to find.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LogQuery {
     pub service: Option<String>,
     pub function: Option<String>,
@@ -26,10 +26,14 @@ pub struct LogQuery {
     /// A substring of the message.
     pub q: Option<String>,
     pub limit: usize,
+    /// `service`, `function` and the window are the request's already (a query node
+    /// found its record): `request_id` only picks lines.
+    #[serde(default)]
+    pub resolved: bool,
 }
 
 /// A line with the function it came from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FoundLine {
     pub service_name: String,
@@ -42,8 +46,34 @@ impl Query {
     /// The lines `q` asks for, and whether the walk stopped at [`MAX_SCANNED`]. With a
     /// request id, its record names the function and window (no record yet: nothing).
     pub fn logs(&self, tenant: Tenant, q: &LogQuery) -> Result<(Vec<FoundLine>, bool), StoreError> {
-        let (service, function, start, end) = match &q.request_id {
-            Some(id) => match self.invocation(tenant, id)? {
+        if let Some(r) = &self.remote {
+            // the record is found once, here; the lines may be on any store node
+            let mut one = q.clone();
+            if let (Some(id), false) = (&q.request_id, q.resolved) {
+                let Some(rec) = self.invocation(tenant, id)? else {
+                    return Ok((Vec::new(), false));
+                };
+                if q.service.as_ref().is_some_and(|s| *s != rec.service)
+                    || q.function.as_ref().is_some_and(|f| *f != rec.function)
+                {
+                    return Ok((Vec::new(), false));
+                }
+                one.start_us = rec.start_time.max(q.start_us);
+                one.service = Some(rec.service);
+                one.function = Some(rec.function);
+                one.resolved = true;
+            }
+            let (found, missing) = r.logs(tenant, &one);
+            self.gaps.add(missing);
+            return Ok(found);
+        }
+        let resolved = match (&q.service, &q.function) {
+            (Some(s), Some(f)) if q.resolved => Some((s.clone(), f.clone(), q.start_us, q.end_us)),
+            _ => None,
+        };
+        let (service, function, start, end) = match (&q.request_id, resolved) {
+            (_, Some(r)) => r,
+            (Some(id), None) => match self.invocation(tenant, id)? {
                 None => return Ok((Vec::new(), false)),
                 Some(r) => {
                     if q.service.as_ref().is_some_and(|s| *s != r.service)
@@ -61,7 +91,7 @@ impl Query {
                     )
                 }
             },
-            None => match (&q.service, &q.function) {
+            (None, None) => match (&q.service, &q.function) {
                 (Some(s), Some(f)) => (s.clone(), f.clone(), q.start_us, q.end_us),
                 _ => return Ok((Vec::new(), false)),
             },

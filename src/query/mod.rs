@@ -127,6 +127,21 @@ impl Query {
         limit: usize,
         filter: &calls::CallFilter,
     ) -> Result<(Vec<InvocationRecord>, bool), StoreError> {
+        if let Some(r) = &self.remote {
+            let (found, missing) = r.invocations(
+                tenant,
+                &remote::Calls {
+                    service,
+                    function,
+                    start,
+                    end,
+                    limit,
+                    filter,
+                },
+            );
+            self.gaps.add(missing);
+            return Ok(found);
+        }
         let (mut out, mut scanned) = (Vec::new(), 0usize);
         self.store
             .scan_invocations(tenant, service, function, start, end, |v| {
@@ -148,6 +163,11 @@ impl Query {
         tenant: Tenant,
         request_id: &str,
     ) -> Result<Option<InvocationRecord>, StoreError> {
+        if let Some(r) = &self.remote {
+            return r
+                .invocation(tenant, request_id)
+                .map_err(StoreError::Unreachable);
+        }
         Ok(self
             .store
             .invocation(tenant, request_id)?
@@ -376,6 +396,26 @@ impl Query {
                 call_count,
             })
             .collect())
+    }
+}
+
+/// Per-series values (function metrics, RED, instance samples) from this node's store,
+/// or on a query node from every store node's, merged.
+impl crate::store::MetricSource for Query {
+    fn metric_values(
+        &self,
+        series: &[u8],
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        match &self.remote {
+            Some(r) => {
+                let (values, missing) = r.metric_values(series, first, last);
+                self.gaps.add(missing);
+                Ok(values)
+            }
+            None => self.store.metric_values(series, first, last),
+        }
     }
 }
 

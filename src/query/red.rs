@@ -21,7 +21,7 @@ use crate::monitor::minute::Minute;
 use crate::monitor::red;
 use crate::monitor::MINUTE_US;
 use crate::store::keys::Tenant;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 pub const MIN_STEP_MS: u64 = 60_000;
 const MINUTE_MS: u64 = 60_000;
@@ -141,7 +141,7 @@ pub fn parse(
 
 /// One series' minutes (kinds merged), by minute.
 fn minutes(
-    store: &Store,
+    store: &dyn crate::store::MetricSource,
     tenant: Tenant,
     q: &RedQuery,
     service: &str,
@@ -190,7 +190,12 @@ fn timestamp(ms: u64) -> String {
 
 /// The answer: one metric per service (and operation, when grouped), as Jaeger's
 /// `MetricFamily`.
-pub fn answer(store: &Store, tenant: Tenant, q: &RedQuery, m: Measure) -> Result<J, StoreError> {
+pub fn answer(
+    query: &super::Query,
+    tenant: Tenant,
+    q: &RedQuery,
+    m: Measure,
+) -> Result<J, StoreError> {
     let mut metrics = Vec::new();
     let start = q.end_ms.saturating_sub(q.lookback_ms);
     let times: Vec<u64> = (0..=q.lookback_ms / q.step_ms)
@@ -199,8 +204,8 @@ pub fn answer(store: &Store, tenant: Tenant, q: &RedQuery, m: Measure) -> Result
         .collect();
     for service in &q.services {
         let operations: Vec<Option<String>> = if q.by_operation {
-            let mut ops: Vec<String> = store
-                .operations(tenant, service)
+            let mut ops: Vec<String> = query
+                .operations(tenant, service, None)
                 .into_iter()
                 .filter(|(_, k)| q.kinds.contains(k))
                 .map(|(name, _)| name)
@@ -212,7 +217,7 @@ pub fn answer(store: &Store, tenant: Tenant, q: &RedQuery, m: Measure) -> Result
             vec![None]
         };
         for op in operations {
-            let minutes = minutes(store, tenant, q, service, op.as_deref())?;
+            let minutes = minutes(query, tenant, q, service, op.as_deref())?;
             let points: Vec<J> = times
                 .iter()
                 .filter_map(|&t| {

@@ -7,8 +7,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::calls::CallFilter;
+use super::logs::{FoundLine, LogQuery};
 use super::{DependencyLink, TraceQuery};
-use crate::model::{Span, SpanKind, TraceId};
+use crate::model::{InvocationRecord, Span, SpanKind, TraceId};
 use crate::store::keys::Tenant;
 
 /// A merged answer and what it misses (one line per partition group not read).
@@ -24,6 +26,35 @@ pub trait Remote: Send + Sync {
     fn operations(&self, tenant: Tenant, service: &str) -> Partial<Vec<(String, SpanKind)>>;
     fn dependencies(&self, tenant: Tenant, end: u64, lookback: u64)
         -> Partial<Vec<DependencyLink>>;
+    /// A series' values from every node, oldest first; a time several nodes have is
+    /// one aggregate summed (`monitor::minute`), or the one sample they all hold.
+    fn metric_values(&self, series: &[u8], first: u64, last: u64) -> Partial<Vec<(u64, Vec<u8>)>>;
+    /// Invocation records from every node, in a single node's order, at most
+    /// `calls.limit`; and whether some node stopped at its scan limit.
+    fn invocations(
+        &self,
+        tenant: Tenant,
+        calls: &Calls<'_>,
+    ) -> Partial<(Vec<InvocationRecord>, bool)>;
+    /// A record by request id from whichever node has it; `Err` when none has it and
+    /// some node did not answer.
+    fn invocation(
+        &self,
+        tenant: Tenant,
+        request_id: &str,
+    ) -> Result<Option<InvocationRecord>, String>;
+    /// Function log lines from every node, oldest first, at most `q.limit`.
+    fn logs(&self, tenant: Tenant, q: &LogQuery) -> Partial<(Vec<FoundLine>, bool)>;
+}
+
+/// Which invocation records to list.
+pub struct Calls<'a> {
+    pub service: &'a str,
+    pub function: Option<&'a str>,
+    pub start: u64,
+    pub end: u64,
+    pub limit: usize,
+    pub filter: &'a CallFilter,
 }
 
 /// What one request's reads could not reach, collected as they happen.

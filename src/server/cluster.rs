@@ -115,10 +115,11 @@ pub fn advertised(settings: &Settings, bound: Option<std::net::SocketAddr>) -> O
     Some(addr.to_string())
 }
 
-/// The query listener's paths a query node answers: traces, services, operations and
-/// dependencies (read from the store nodes), the UI and the node's own endpoints.
+/// The query listener's paths a query node answers: traces, services, operations,
+/// dependencies, function metrics, RED metrics, invocation records and function logs
+/// (read from the store nodes), the UI and the node's own endpoints.
 fn served_by_query_node(path: &str) -> bool {
-    const EXACT: [&str; 11] = [
+    const EXACT: [&str; 14] = [
         "/",
         "/api/services",
         "/api/operations",
@@ -130,10 +131,16 @@ fn served_by_query_node(path: &str) -> bool {
         "/api/v3/traces",
         "/api/v3/trace-summaries",
         "/metrics",
+        "/api/v1/invocations",
+        "/api/v1/logs",
+        "/api/v1/metrics",
     ];
     EXACT.contains(&path)
         || ["/healthz", "/readyz"].contains(&path)
         || path.starts_with("/ui/")
+        || path.starts_with("/api/v1/invocations/")
+        || path.starts_with("/api/v1/metrics/")
+        || path.starts_with("/api/metrics/")
         || path.starts_with("/api/traces/")
         || path.starts_with("/api/v3/traces/")
         || (path.starts_with("/api/services/") && path.ends_with("/operations"))
@@ -141,8 +148,8 @@ fn served_by_query_node(path: &str) -> bool {
 }
 
 /// On a query node, the query listener refuses what it cannot read from the store nodes
-/// yet (function metrics, records, logs, instances, alarms) instead of answering from
-/// its own empty store.
+/// yet (the function list, instances, alarms, admin) instead of answering from its own
+/// empty store.
 pub async fn query_node_routes(request: Request, next: Next) -> Response {
     if served_by_query_node(request.uri().path()) {
         return next.run(request).await;
@@ -151,7 +158,7 @@ pub async fn query_node_routes(request: Request, next: Next) -> Response {
         StatusCode::NOT_IMPLEMENTED,
         axum::Json(crate::query::jaeger_json::Envelope::error(
             501,
-            "a query node serves traces, services, operations and dependencies; ask a store node for this (docs/cluster.md)",
+            "a query node does not serve this yet (functions, instances, alarms, admin); ask a store node (docs/cluster.md)",
         )),
     )
         .into_response()

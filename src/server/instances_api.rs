@@ -94,7 +94,7 @@ async fn instance_samples(
     let (start, end) = window(&params::pairs(raw.as_deref()))?;
     let store = Arc::clone(&s.store);
     let samples =
-        blocking(move || read_samples(&store, tenant, Some(&id), None, start, end)).await?;
+        blocking(move || read_samples(store.as_ref(), tenant, Some(&id), None, start, end)).await?;
     let n = samples.len();
     Ok(ok(samples, n))
 }
@@ -117,7 +117,7 @@ async fn function_samples(
     let store = Arc::clone(&s.store);
     let samples = blocking(move || {
         read_samples(
-            &store,
+            store.as_ref(),
             tenant,
             None,
             Some((&service, &function)),

@@ -1,6 +1,7 @@
 //! A store node's API for query nodes (`--internal-addr`, `cluster::fanout` is the
 //! other end): a trace, a search limited to the partitions the caller names, services,
-//! operations and dependencies, each for the tenant the request names. It trusts its
+//! operations, dependencies, a metric series' values, invocation records and function
+//! log lines, each for the tenant the request names. It trusts its
 //! caller (tenancy is the query node's job), so it belongs on the cluster's own network.
 //! Traces go out in `store::trace_wire`, the rest as JSON.
 
@@ -13,7 +14,8 @@ use axum::{Json, Router};
 
 use super::AppState;
 use crate::cluster::fanout::{
-    CatalogRequest, DependenciesRequest, SearchRequest, TraceRequest, WireOperation,
+    CallsAnswer, CallsRequest, CatalogRequest, DependenciesRequest, LogsAnswer, LogsRequest,
+    RecordRequest, SearchRequest, TraceRequest, ValuesRequest, WireOperation,
 };
 use crate::cluster::partition_of;
 use crate::model::TraceId;
@@ -27,6 +29,10 @@ pub fn router(state: AppState) -> Router {
         .route("/internal/v1/services", post(services))
         .route("/internal/v1/operations", post(operations))
         .route("/internal/v1/dependencies", post(dependencies))
+        .route("/internal/v1/metric_values", post(metric_values))
+        .route("/internal/v1/invocations", post(invocations))
+        .route("/internal/v1/invocation", post(invocation))
+        .route("/internal/v1/logs", post(logs))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .with_state(state)
 }
@@ -114,6 +120,52 @@ async fn dependencies(
     read(
         move || query.dependencies(r.tenant, r.end, r.lookback),
         |links| Json(links).into_response(),
+    )
+    .await
+}
+
+async fn metric_values(State(state): State<AppState>, Json(r): Json<ValuesRequest>) -> Response {
+    let store = std::sync::Arc::clone(&state.store);
+    read(
+        move || store.metric_values(&r.series, r.first, r.last),
+        |v| Json(v).into_response(),
+    )
+    .await
+}
+
+async fn invocations(State(state): State<AppState>, Json(r): Json<CallsRequest>) -> Response {
+    let query = state.query.clone();
+    read(
+        move || {
+            query.invocations(
+                r.tenant,
+                &r.service,
+                r.function.as_deref(),
+                r.start,
+                r.end,
+                r.limit,
+                &r.filter,
+            )
+        },
+        |(records, capped)| Json(CallsAnswer { records, capped }).into_response(),
+    )
+    .await
+}
+
+async fn invocation(State(state): State<AppState>, Json(r): Json<RecordRequest>) -> Response {
+    let query = state.query.clone();
+    read(
+        move || query.invocation(r.tenant, &r.request_id),
+        |found| Json(found).into_response(),
+    )
+    .await
+}
+
+async fn logs(State(state): State<AppState>, Json(r): Json<LogsRequest>) -> Response {
+    let query = state.query.clone();
+    read(
+        move || query.logs(r.tenant, &r.query),
+        |(lines, capped)| Json(LogsAnswer { lines, capped }).into_response(),
     )
     .await
 }

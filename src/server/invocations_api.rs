@@ -6,12 +6,13 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 
-use super::query_api::{blocking, ok, ApiError};
+use super::query_api::{blocking, ok, ok_but, ApiError};
 use super::tenant::TenantOf;
 use super::AppState;
 use crate::model::InvocationRecord;
 use crate::query::calls::{self, Aggregation, CallFilter};
 use crate::query::params;
+use crate::query::remote::Gaps;
 
 /// The window and function every call-analysis question names.
 struct Scope {
@@ -39,17 +40,17 @@ fn scope(pairs: &[(String, String)], need_function: bool) -> Result<Scope, ApiEr
     })
 }
 
-/// The records of `s` that `filter` keeps, at most `limit`, and whether the walk
-/// stopped at `calls::MAX_SCANNED`.
+/// The records of `s` that `filter` keeps, at most `limit`, whether the walk stopped
+/// at `calls::MAX_SCANNED`, and what a query node could not read.
 async fn records(
     state: &AppState,
     tenant: crate::store::keys::Tenant,
     s: Scope,
     limit: usize,
     filter: CallFilter,
-) -> Result<(Vec<InvocationRecord>, bool), ApiError> {
-    let query = state.query.clone();
-    blocking(move || {
+) -> Result<(Vec<InvocationRecord>, bool, Gaps), ApiError> {
+    let (query, gaps) = state.query.for_request();
+    let (records, capped) = blocking(move || {
         query.invocations(
             tenant,
             &s.service,
@@ -60,7 +61,8 @@ async fn records(
             &filter,
         )
     })
-    .await
+    .await?;
+    Ok((records, capped, gaps))
 }
 
 /// `?service=&function=&start=&end=&limit=` plus the filters of [`CallFilter::parse`].
@@ -73,9 +75,9 @@ pub(super) async fn list(
     let s = scope(&pairs, true)?;
     let filter = CallFilter::parse(&pairs)?;
     let limit = params::limit_param(&pairs, params::DEFAULT_LIMIT)?;
-    let (records, _) = records(&state, tenant, s, limit, filter).await?;
+    let (records, _, gaps) = records(&state, tenant, s, limit, filter).await?;
     let n = records.len();
-    Ok(ok(records, n))
+    Ok(ok_but(records, n, &gaps))
 }
 
 /// `GET /api/v1/invocations/{requestId}`.
@@ -102,7 +104,7 @@ pub(super) async fn aggregate(
     let s = scope(&pairs, false)?;
     let filter = CallFilter::parse(&pairs)?;
     let agg = Aggregation::parse(&pairs)?;
-    let (records, capped) = records(&state, tenant, s, calls::MAX_SCANNED, filter).await?;
+    let (records, capped, gaps) = records(&state, tenant, s, calls::MAX_SCANNED, filter).await?;
     if capped {
         return Err(ApiError::BadRequest(format!(
             "the window holds more than {} records: narrow it",
@@ -111,5 +113,5 @@ pub(super) async fn aggregate(
     }
     let rows = calls::aggregate(&records, &agg);
     let n = rows.len();
-    Ok(ok(rows, n))
+    Ok(ok_but(rows, n, &gaps))
 }

@@ -31,6 +31,7 @@ fn parse(pairs: &[(String, String)]) -> Result<LogQuery, ApiError> {
         start_us: 0,
         end_us: 0,
         limit: params::limit_param(pairs, DEFAULT_LIMIT)?,
+        resolved: false,
     };
     if q.request_id.is_none() && (q.service.is_none() || q.function.is_none()) {
         return Err(ApiError::BadRequest(
@@ -66,14 +67,20 @@ pub(super) async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = parse(&params::pairs(raw.as_deref()))?;
-    let query = state.query.clone();
+    let (query, gaps) = state.query.for_request();
     let (lines, capped) = blocking(move || query.logs(tenant, &q)).await?;
     let total = lines.len();
+    let missing = gaps.take();
     Ok(Json(serde_json::json!({
         "data": lines,
         "total": total,
         // the walk stopped after this many lines: narrow the window to see the rest
         "truncated": capped.then_some(MAX_SCANNED),
+        // what a query node could not read (a store node down), as Jaeger's envelope says it
+        "errors": (!missing.is_empty()).then(|| missing
+            .into_iter()
+            .map(|msg| serde_json::json!({"code": 503, "msg": msg}))
+            .collect::<Vec<_>>()),
     }))
     .into_response())
 }

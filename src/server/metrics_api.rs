@@ -120,11 +120,11 @@ async fn series_of(
         },
         qualifier: q.qualifier.clone(),
     };
-    let store = std::sync::Arc::clone(&state.store);
+    let (query, gaps) = state.query.for_request();
     let f = function.clone();
     let points = blocking(move || {
         monitor::series(
-            &store,
+            &query,
             tenant,
             level,
             &base,
@@ -145,5 +145,5 @@ async fn series_of(
         })
         .collect();
     let n = view.len();
-    Ok(ok(view, n))
+    Ok(super::query_api::ok_but(view, n, &gaps))
 }

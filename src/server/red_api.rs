@@ -26,7 +26,13 @@ pub(super) async fn metrics(
     }
     let pairs = params::pairs(raw.as_deref());
     let (q, measure) = red::parse(&pairs, &endpoint, crate::clock::now_us() / 1000)?;
-    let store = std::sync::Arc::clone(&state.store);
-    let family = blocking(move || red::answer(&store, tenant, &q, measure)).await?;
+    let (query, gaps) = state.query.for_request();
+    let family = blocking(move || red::answer(&query, tenant, &q, measure)).await?;
+    // Jaeger's MetricFamily has no place for a partial answer (a query node that could
+    // not read some store node)
+    let missing = gaps.take();
+    if !missing.is_empty() {
+        return Err(ApiError::Unavailable(missing.join("; ")));
+    }
     Ok(Json(family).into_response())
 }

@@ -26,6 +26,47 @@ pub(super) fn merge_minutes(
     Some(acc.to_bytes())
 }
 
+/// Where per-series values are read from: a store, or on a query node every store
+/// node's, merged (`query::Query`). The monitoring reads go through it.
+pub trait MetricSource {
+    /// The values of `series` at times `first..=last`, oldest first (see
+    /// [`Store::metric_values`]).
+    fn metric_values(
+        &self,
+        series: &[u8],
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// [`MetricSource::metric_values`] of a series of aggregates, decoded.
+    fn metric_minutes(
+        &self,
+        series: &[u8],
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<(u64, Minute)>, StoreError> {
+        self.metric_values(series, first, last)?
+            .into_iter()
+            .map(|(minute, v)| {
+                Minute::decode(&v).map(|m| (minute, m)).ok_or_else(|| {
+                    StoreError::Index(format!("metric aggregate at minute {minute} is corrupt"))
+                })
+            })
+            .collect()
+    }
+}
+
+impl MetricSource for Store {
+    fn metric_values(
+        &self,
+        series: &[u8],
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        Store::metric_values(self, series, first, last)
+    }
+}
+
 impl Store {
     /// The values of `series` (a `keys::metric_series`) at times `first..=last` (in the
     /// series' unit: minutes, or ms for samples), oldest first.
@@ -80,22 +121,5 @@ impl Store {
             }
         }
         Ok(())
-    }
-
-    /// The aggregates of `series` for minutes `first..=last`, oldest first.
-    pub fn metric_minutes(
-        &self,
-        series: &[u8],
-        first: u64,
-        last: u64,
-    ) -> Result<Vec<(u64, Minute)>, StoreError> {
-        self.metric_values(series, first, last)?
-            .into_iter()
-            .map(|(minute, v)| {
-                Minute::decode(&v).map(|m| (minute, m)).ok_or_else(|| {
-                    StoreError::Index(format!("metric aggregate at minute {minute} is corrupt"))
-                })
-            })
-            .collect()
     }
 }

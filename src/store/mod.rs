@@ -32,6 +32,7 @@ mod upgrade;
 mod wire;
 mod write;
 
+pub use metrics::MetricSource;
 pub use read::{Census, ScanStats};
 pub use wire::WireError;
 pub use write::{encode, encode_invocation, EncodedBatch, Rows};
