@@ -83,6 +83,15 @@ fn the_whole_cluster_on_loopback() {
     let monitors: Vec<String> = nats.iter().map(|(_, m)| m.clone()).collect();
     let functions = dir.path().join("functions.toml");
     std::fs::write(&functions, behave_fn("fan", "")).unwrap();
+    // evaluated by the query node, over every store node's aggregates
+    let alarms = dir.path().join("alarms.json");
+    std::fs::write(
+        &alarms,
+        r#"{"rules": [{"name": "fan-errors", "metric": "FunctionFunctionErrorsRate",
+            "service": "test", "function": "fan", "comparison": ">", "threshold": 10,
+            "periods": 1}]}"#,
+    )
+    .unwrap();
     let start = |name: &str, role: &str| {
         let partitions = PARTITIONS.to_string();
         let mut args = vec![
@@ -99,6 +108,14 @@ fn the_whole_cluster_on_loopback() {
         ];
         if role == "ingest" {
             args.extend(["--functions", functions.to_str().unwrap()]);
+        }
+        if role == "query" {
+            args.extend([
+                "--alarms",
+                alarms.to_str().unwrap(),
+                "--alarm-interval",
+                "200ms",
+            ]);
         }
         Daemon::start_in(&dir.path().join(name), &args)
     };
@@ -241,8 +258,28 @@ fn the_whole_cluster_on_loopback() {
         .filter_map(|p| p["gaugeValue"]["doubleValue"].as_f64())
         .fold(0.0, f64::max);
     assert!(rate > 0.0, "{v}");
-    // what a query node does not read from the store nodes yet is refused, not empty
+    // the instance samples of the function, from whichever store nodes hold them
+    let (status, v) = query.get("/api/v1/instances/metrics?service=test&function=fan");
+    assert_eq!(status, 200, "{v}");
+    assert!(v["errors"].is_null(), "{v}");
+    // one failed call of six: the query node's alarm fires (the store nodes, which see
+    // some partitions each, do not evaluate alarms in a cluster)
+    within(
+        Duration::from_secs(20),
+        "the alarm to fire on the query node",
+        || {
+            let (_, v) = query.get("/api/v1/alarms");
+            v["data"]["transitions"]
+                .as_array()?
+                .iter()
+                .any(|t| t["alarm"] == "fan-errors" && t["to"] == "ALARM")
+                .then_some(())
+        },
+    );
+    assert_eq!(stores[0].get("/api/v1/alarms").0, 501);
+    // live instances are the gateway's, on the ingest node: refused, not empty
     assert_eq!(query.get("/api/v1/instances").0, 501);
+    assert_eq!(ingest[0].get("/api/v1/instances").0, 200);
 
     // a store node that owns partitions killed under load: the query node says which
     // partitions it cannot read, the others take them over, and then every acknowledged

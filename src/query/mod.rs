@@ -417,6 +417,10 @@ impl crate::store::MetricSource for Query {
             None => self.store.metric_values(series, first, last),
         }
     }
+
+    fn missed(&self) -> Vec<String> {
+        self.gaps.take()
+    }
 }
 
 /// Whether one span satisfies every condition of a search.

@@ -88,15 +88,25 @@ pub(super) fn alarm_tasks(
     settings: &Settings,
     alarms: &Arc<crate::monitor::alarms::Alarms>,
     queue: tokio::sync::mpsc::Receiver<(String, crate::monitor::alarms::Transition)>,
-    store: &Arc<Store>,
     state: &AppState,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     use crate::monitor::alarms;
-    let mut tasks = vec![
-        tokio::spawn(alarms::evaluate_loop(
+    let mut tasks = vec![tokio::spawn(alarms::send_loop(
+        queue,
+        Arc::clone(&state.metrics),
+        stop.clone(),
+    ))];
+    // In a cluster a store node holds some partitions and an ingest node none: rules are
+    // evaluated on query nodes, over every store node's aggregates.
+    if matches!(
+        settings.role,
+        crate::cluster::Role::All | crate::cluster::Role::Query
+    ) {
+        let (source, _) = state.query.for_request();
+        tasks.push(tokio::spawn(alarms::evaluate_loop(
             Arc::clone(alarms),
-            Arc::clone(store),
+            Arc::new(source),
             Arc::clone(&state.metrics),
             {
                 let tenancy = Arc::clone(&state.tenancy);
@@ -104,13 +114,8 @@ pub(super) fn alarm_tasks(
             },
             settings.alarm_interval,
             stop.clone(),
-        )),
-        tokio::spawn(alarms::send_loop(
-            queue,
-            Arc::clone(&state.metrics),
-            stop.clone(),
-        )),
-    ];
+        )));
+    }
     if let Some(path) = settings.alarms.clone() {
         let (alarms, metrics) = (Arc::clone(alarms), Arc::clone(&state.metrics));
         let shown = path.display().to_string();

@@ -116,10 +116,11 @@ pub fn advertised(settings: &Settings, bound: Option<std::net::SocketAddr>) -> O
 }
 
 /// The query listener's paths a query node answers: traces, services, operations,
-/// dependencies, function metrics, RED metrics, invocation records and function logs
-/// (read from the store nodes), the UI and the node's own endpoints.
+/// dependencies, function metrics, RED metrics, invocation records, function logs and
+/// instance samples (read from the store nodes), alarms (evaluated here, over them),
+/// the functions of its own `--functions` file, the UI and the node's own endpoints.
 fn served_by_query_node(path: &str) -> bool {
-    const EXACT: [&str; 14] = [
+    const EXACT: [&str; 17] = [
         "/",
         "/api/services",
         "/api/operations",
@@ -134,12 +135,16 @@ fn served_by_query_node(path: &str) -> bool {
         "/api/v1/invocations",
         "/api/v1/logs",
         "/api/v1/metrics",
+        "/api/v1/functions",
+        "/api/v1/instances/metrics",
+        "/api/v1/alarms",
     ];
     EXACT.contains(&path)
         || ["/healthz", "/readyz"].contains(&path)
         || path.starts_with("/ui/")
         || path.starts_with("/api/v1/invocations/")
         || path.starts_with("/api/v1/metrics/")
+        || (path.starts_with("/api/v1/instances/") && path.ends_with("/metrics"))
         || path.starts_with("/api/metrics/")
         || path.starts_with("/api/traces/")
         || path.starts_with("/api/v3/traces/")
@@ -147,19 +152,31 @@ fn served_by_query_node(path: &str) -> bool {
         || (path.starts_with("/api/v1/traces/") && path.ends_with("/tree"))
 }
 
-/// On a query node, the query listener refuses what it cannot read from the store nodes
-/// yet (the function list, instances, alarms, admin) instead of answering from its own
-/// empty store.
+/// On a query node, the query listener refuses what lives elsewhere (live instances:
+/// the gateway's, on an ingest node; admin calls: a store's) instead of answering from
+/// its own empty store.
 pub async fn query_node_routes(request: Request, next: Next) -> Response {
     if served_by_query_node(request.uri().path()) {
         return next.run(request).await;
     }
+    refuse(
+        "a query node does not serve this: live instances are the gateway's (ask the ingest node running it), admin calls a store node's (docs/cluster.md)",
+    )
+}
+
+/// On an ingest or store node of a cluster, alarms are not evaluated (they would see
+/// some partitions, or none): the query nodes evaluate and show them.
+pub async fn no_alarms_here(request: Request, next: Next) -> Response {
+    if request.uri().path() != "/api/v1/alarms" {
+        return next.run(request).await;
+    }
+    refuse("in a cluster, alarms are evaluated and shown by query nodes (docs/cluster.md)")
+}
+
+fn refuse(why: &'static str) -> Response {
     (
         StatusCode::NOT_IMPLEMENTED,
-        axum::Json(crate::query::jaeger_json::Envelope::error(
-            501,
-            "a query node does not serve this yet (functions, instances, alarms, admin); ask a store node (docs/cluster.md)",
-        )),
+        axum::Json(crate::query::jaeger_json::Envelope::error(501, why)),
     )
         .into_response()
 }

@@ -10,18 +10,16 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-use super::query_api::{blocking, ok, ApiError};
+use super::query_api::{blocking, ok, ok_but, ApiError};
 use super::tenant::TenantOf;
 use super::AppState;
 use crate::platform::sampler::read_samples;
 use crate::platform::Platform;
 use crate::query::params;
-use crate::store::Store;
 
 #[derive(Clone)]
 struct Instances {
     platform: Arc<Platform>,
-    store: Arc<Store>,
     /// Who a request is (`tenant`).
     app: AppState,
 }
@@ -32,7 +30,7 @@ impl axum::extract::FromRef<Instances> for AppState {
     }
 }
 
-pub fn router(app: AppState, platform: Arc<Platform>, store: Arc<Store>) -> Router {
+pub fn router(app: AppState, platform: Arc<Platform>) -> Router {
     Router::new()
         .route("/api/v1/functions", get(functions))
         .route("/api/v1/instances", get(live))
@@ -41,11 +39,7 @@ pub fn router(app: AppState, platform: Arc<Platform>, store: Arc<Store>) -> Rout
             "/api/v1/instances/{instance_id}/metrics",
             get(instance_samples),
         )
-        .with_state(Instances {
-            platform,
-            store,
-            app,
-        })
+        .with_state(Instances { platform, app })
 }
 
 /// The caller's tenant's functions: `serviceName`, `functionName`, `qualifier`,
@@ -92,11 +86,11 @@ async fn instance_samples(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let (start, end) = window(&params::pairs(raw.as_deref()))?;
-    let store = Arc::clone(&s.store);
+    let (query, gaps) = s.app.query.for_request();
     let samples =
-        blocking(move || read_samples(store.as_ref(), tenant, Some(&id), None, start, end)).await?;
+        blocking(move || read_samples(&query, tenant, Some(&id), None, start, end)).await?;
     let n = samples.len();
-    Ok(ok(samples, n))
+    Ok(ok_but(samples, n, &gaps))
 }
 
 /// `?service=&function=&start=&end=`: the function's view, the largest of its
@@ -114,10 +108,10 @@ async fn function_samples(
     };
     let (service, function) = (need("service")?, need("function")?);
     let (start, end) = window(&pairs)?;
-    let store = Arc::clone(&s.store);
+    let (query, gaps) = s.app.query.for_request();
     let samples = blocking(move || {
         read_samples(
-            store.as_ref(),
+            &query,
             tenant,
             None,
             Some((&service, &function)),
@@ -127,5 +121,5 @@ async fn function_samples(
     })
     .await?;
     let n = samples.len();
-    Ok(ok(samples, n))
+    Ok(ok_but(samples, n, &gaps))
 }

@@ -312,15 +312,17 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         .with_state(state.clone());
     // (listener, routes, whether it is an ingest port)
     let mut query_routes = query_api::router(state.clone())
-        .merge(instances_api::router(
-            state.clone(),
-            Arc::clone(&platform),
-            Arc::clone(&store),
-        ))
+        .merge(instances_api::router(state.clone(), Arc::clone(&platform)))
         .merge(alarms_api::router(state.clone(), Arc::clone(&alarms)));
-    if settings.role == crate::cluster::Role::Query {
-        query_routes = query_routes.layer(axum::middleware::from_fn(cluster::query_node_routes));
-    }
+    query_routes = match settings.role {
+        crate::cluster::Role::Query => {
+            query_routes.layer(axum::middleware::from_fn(cluster::query_node_routes))
+        }
+        crate::cluster::Role::Ingest | crate::cluster::Role::Store => {
+            query_routes.layer(axum::middleware::from_fn(cluster::no_alarms_here))
+        }
+        crate::cluster::Role::All => query_routes,
+    };
     let http_listeners = [
         (
             collector_listener,
@@ -426,7 +428,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let sampler = tokio::spawn(
         Arc::clone(&platform).sample_loop(settings.instance_metrics_interval, stop_rx.clone()),
     );
-    let alarm_tasks = alarm_tasks(&settings, &alarms, alarm_queue, &store, &state, &stop_rx);
+    let alarm_tasks = alarm_tasks(&settings, &alarms, alarm_queue, &state, &stop_rx);
     let tail = tokio::spawn(state.pipeline.clone().tail_loop(stop_rx.clone()));
     let adaptive_task =
         adaptive.map(|a| tokio::spawn(adaptive_loop(a, Arc::clone(&store), stop_rx.clone())));

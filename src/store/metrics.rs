@@ -38,6 +38,12 @@ pub trait MetricSource {
         last: u64,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 
+    /// What the reads since the last call could not reach (a query node's store node
+    /// down), emptied; a store misses nothing.
+    fn missed(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// [`MetricSource::metric_values`] of a series of aggregates, decoded.
     fn metric_minutes(
         &self,
