@@ -2,7 +2,8 @@
 //! platform spans, x-fc-tracing stitching with the example functions, function errors and
 //! bad requests. Functions are real processes: the example functions (Python with the
 //! OpenTelemetry Jaeger exporter, Node with jaeger-client) and a stdlib Python function
-//! whose event says how to misbehave.
+//! whose event says how to misbehave. An instance does not outlive a daemon killed with
+//! `kill -9`.
 
 mod common;
 
@@ -100,6 +101,60 @@ fn cold_start_warm_reuse_and_idle_reaping() {
     assert_eq!(rec["isColdStart"], true);
     assert_ne!(rec["instanceID"], instance.as_str());
     trace_with(&d, &rec, &["ColdStart", "Initializer"]);
+}
+
+/// The pids of processes whose parent is `parent` and whose environment has `entry`.
+fn children_with_env(parent: u32, entry: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse::<u32>()
+                    .ok()
+            });
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if ppid == Some(parent) && env.split(|b| *b == 0).any(|v| v == entry.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Whether `pid` still runs (a zombie waiting for its reaper does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()?
+                .split_whitespace()
+                .next()
+                .map(|st| st != "Z")
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn instances_do_not_outlive_a_daemon_killed_9() {
+    let mut d = start_with_functions(&behave_fn("orphan", ""), &[]);
+    let a = invoke(&d, "test", "orphan", "ok", &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let instances = children_with_env(d.pid(), "FC_FUNCTION_NAME=orphan");
+    assert_eq!(instances.len(), 1, "the instance, a child of the daemon");
+    let instance = instances[0];
+    assert!(running(instance));
+    d.kill9();
+    eventually("the instance to die with its daemon", || {
+        (!running(instance)).then_some(())
+    });
 }
 
 #[test]

@@ -255,6 +255,35 @@ impl Span {
             .map(|kv| &kv.value)
     }
 
+    /// [`Span::kind`] and whether [`Span::status_code`] is `Error`, in one pass over the
+    /// tags (the RED aggregation asks both of every span).
+    pub fn kind_and_failed(&self) -> (SpanKind, bool) {
+        let (mut kind, mut status, mut error) = (None, None, None);
+        for kv in &self.tags {
+            // tell the three keys apart by length before comparing bytes
+            match kv.key.len() {
+                9 if kv.key == keys::SPAN_KIND => kind = kind.or(Some(&kv.value)),
+                16 if kv.key == keys::OTEL_STATUS_CODE => status = status.or(Some(&kv.value)),
+                5 if kv.key == keys::ERROR => error = error.or(Some(&kv.value)),
+                _ => {}
+            }
+        }
+        let kind = match kind {
+            Some(Value::Str(s)) => SpanKind::parse(s).unwrap_or(SpanKind::Unspecified),
+            _ => SpanKind::Unspecified,
+        };
+        let failed = match status {
+            Some(Value::Str(s)) if s == "ERROR" => true,
+            Some(Value::Str(s)) if s == "OK" => false,
+            _ => match error {
+                Some(Value::Bool(b)) => *b,
+                Some(Value::Str(s)) => s.eq_ignore_ascii_case("true"),
+                _ => false,
+            },
+        };
+        (kind, failed)
+    }
+
     pub fn kind(&self) -> SpanKind {
         match self.tag(keys::SPAN_KIND) {
             Some(Value::Str(s)) => SpanKind::parse(s).unwrap_or(SpanKind::Unspecified),
@@ -330,6 +359,44 @@ impl Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kind_and_failed_agrees_with_kind_and_status_code() {
+        let str_ = |k: &str, v: &str| KeyValue::new(k, Value::Str(v.into()));
+        let cases: Vec<Vec<KeyValue>> = vec![
+            vec![],
+            vec![str_("span.kind", "server")],
+            vec![
+                str_("span.kind", "consumer"),
+                str_("otel.status_code", "ERROR"),
+            ],
+            vec![
+                str_("otel.status_code", "OK"),
+                KeyValue::new("error", Value::Bool(true)),
+            ],
+            vec![
+                str_("otel.status_code", "UNSET"),
+                KeyValue::new("error", Value::Bool(true)),
+            ],
+            vec![str_("error", "TRUE"), str_("span.kind", "bogus")],
+            vec![
+                KeyValue::new("error", Value::I64(1)),
+                str_("span.kind", "client"),
+            ],
+            // the first of a repeated key counts, as `tag` finds it
+            vec![str_("span.kind", "server"), str_("span.kind", "client")],
+            vec![str_("error", "false"), str_("error", "true")],
+            vec![str_("http.code", "500"), str_("kind.span", "server")],
+        ];
+        for tags in cases {
+            let s = span(tags.clone());
+            assert_eq!(
+                s.kind_and_failed(),
+                (s.kind(), s.status_code() == StatusCode::Error),
+                "{tags:?}"
+            );
+        }
+    }
 
     fn span(tags: Vec<KeyValue>) -> Span {
         Span {

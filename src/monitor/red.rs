@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use super::minute::{bucket_of, Minute};
 use super::MINUTE_US;
-use crate::model::{Span, SpanKind, StatusCode};
+use crate::model::{Span, SpanKind};
 use crate::store::{keys, EncodedBatch, StoreError};
 use keys::Tenant;
 
@@ -37,27 +37,29 @@ fn service_series(tenant: Tenant, service: &str, kind: SpanKind) -> Vec<u8> {
 
 /// Fold the server and consumer spans of `spans` into `batch`'s write.
 pub fn add_spans(batch: &mut EncodedBatch, tenant: Tenant, spans: &[Span]) {
-    // Each span is counted straight into its operation's and its service's aggregate
-    // (no merging of aggregates), grouped with foldhash: this runs for every span.
+    // Each span is counted straight into its operation's aggregate, grouped with
+    // foldhash, in one pass over its tags: this runs for every span. A service's
+    // aggregate is the sum of its operations', made once per operation, not per span.
     type Groups<K> = HashMap<K, Minute, foldhash::fast::RandomState>;
     let mut ops: Groups<(&str, SpanKind, &str, u64)> = Groups::default();
-    let mut services: Groups<(&str, SpanKind, u64)> = Groups::default();
     for s in spans {
-        let kind = s.kind();
+        let (kind, failed) = s.kind_and_failed();
         if !counted(kind) {
             continue;
         }
         let minute = s.start_time / MINUTE_US;
-        let failed = s.status_code() == StatusCode::Error;
         let bucket = bucket_of(s.duration);
         let service = s.process.service_name.as_str();
         ops.entry((service, kind, s.operation_name.as_str(), minute))
             .or_default()
             .count_in_bucket(s.duration, bucket, failed);
+    }
+    let mut services: Groups<(&str, SpanKind, u64)> = Groups::default();
+    for ((service, kind, _, minute), m) in &ops {
         services
-            .entry((service, kind, minute))
+            .entry((service, *kind, *minute))
             .or_default()
-            .count_in_bucket(s.duration, bucket, failed);
+            .merge(m);
     }
     let mut bytes = Vec::new();
     for ((service, kind, op, minute), m) in &ops {

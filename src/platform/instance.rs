@@ -431,6 +431,7 @@ impl Pool {
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
+        die_with_daemon(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
@@ -453,6 +454,29 @@ impl Pool {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         wait_for_port(addr, Some(&mut child), limit).await?;
         Ok((format!("http://{addr}"), Some(child), pid, Some(log)))
+    }
+}
+
+/// The instance is killed when the daemon dies, however it dies (`kill -9` included):
+/// an instance outliving its gateway would run on, unreachable, holding its port and
+/// memory. Linux's parent-death signal is tied to the thread that started the child;
+/// instances are started from the runtime's worker threads, which live as long as the
+/// daemon.
+fn die_with_daemon(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec and only makes two
+    // async-signal-safe system calls.
+    let parent = std::process::id() as libc::pid_t;
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // the daemon died before the signal was asked for
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("the daemon is gone"));
+            }
+            Ok(())
+        });
     }
 }
 
