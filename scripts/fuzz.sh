@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 FIXTURES=$ROOT/../shared/fixtures/clients
 SECS=${FUZZ_SECONDS:-120}
-TARGETS=${FUZZ_TARGETS:-"thrift_binary thrift_compact agent_datagram jaeger_proto zipkin otlp_protobuf otlp_json tracing_headers sampling_strategies query_params"}
+TARGETS=${FUZZ_TARGETS:-"thrift_binary thrift_compact agent_datagram jaeger_proto zipkin otlp_protobuf otlp_json tracing_headers sampling_strategies query_params cluster_wire"}
 # its own target directory: instrumented builds of every crate (RocksDB's C++ included,
 # about 20 minutes the first time) must not replace the main build's
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$HOME/.cache/fctrace/fuzz-target}
