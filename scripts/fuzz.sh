@@ -41,6 +41,10 @@ seed otlp_json "$FIXTURES"/otlp-json-*.bin
 seed tracing_headers
 seed sampling_strategies "$ROOT"/examples/*.json
 seed query_params
+seed cluster_wire
+# an empty log message and an empty traces answer, the smallest of each that decodes
+printf 'FCB1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0' >"$ROOT/fuzz/corpus/cluster_wire/batch"
+printf 'FCT1\0\0\0\0' >"$ROOT/fuzz/corpus/cluster_wire/traces"
 printf '5f22f355044a957a:5708f3a95a4ed10:5f22f355044a957a:1\nuser: alice\n' >"$ROOT/fuzz/corpus/tracing_headers/context"
 printf '{"default_strategy":{"type":"ratelimiting","param":1},"service_strategies":[{"service":"a","type":"probabilistic","param":0.5,"operation_strategies":[{"operation":"/x","type":"probabilistic","param":0}]}]}' \
   >"$ROOT/fuzz/corpus/sampling_strategies/strategies.json"
