@@ -239,6 +239,27 @@ impl Fanout {
     }
 }
 
+/// Several nodes' values of one series as one, oldest first: the same minute's
+/// aggregates add up (each node counted its own partitions' calls); a sample (not an
+/// aggregate) two nodes hold is the same sample, kept once.
+fn merge_values(answers: Vec<Vec<(u64, Vec<u8>)>>) -> Vec<(u64, Vec<u8>)> {
+    let mut merged: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    for (t, v) in answers.into_iter().flatten() {
+        match merged.get_mut(&t) {
+            None => {
+                merged.insert(t, v);
+            }
+            Some(have) => {
+                if let (Some(mut a), Some(b)) = (Minute::decode(have), Minute::decode(&v)) {
+                    a.merge(&b);
+                    *have = a.to_bytes();
+                }
+            }
+        }
+    }
+    merged.into_iter().collect()
+}
+
 fn json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
     serde_json::from_slice(b).map_err(|e| format!("unreadable answer: {e}"))
 }
@@ -357,23 +378,7 @@ impl Remote for Fanout {
             last,
         };
         let (answers, gaps) = self.each_owner("metric_values", ask, json::<Vec<(u64, Vec<u8>)>>);
-        let mut merged: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-        for (t, v) in answers.into_iter().flatten() {
-            match merged.get_mut(&t) {
-                None => {
-                    merged.insert(t, v);
-                }
-                // the same minute's calls from several partitions add up; a sample
-                // (not an aggregate) two nodes hold is the same sample
-                Some(have) => {
-                    if let (Some(mut a), Some(b)) = (Minute::decode(have), Minute::decode(&v)) {
-                        a.merge(&b);
-                        *have = a.to_bytes();
-                    }
-                }
-            }
-        }
-        (merged.into_iter().collect(), gaps)
+        (merge_values(answers), gaps)
     }
 
     fn invocations(&self, tenant: Tenant, c: &Calls<'_>) -> Partial<(Vec<InvocationRecord>, bool)> {
@@ -433,5 +438,39 @@ impl Remote for Fanout {
         lines.dedup();
         lines.truncate(q.limit);
         ((lines, capped), gaps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minute(invocations: u64, errors: u64, max_us: u64) -> Vec<u8> {
+        Minute {
+            invocations,
+            function_errors: errors,
+            latency_max_us: max_us,
+            ..Minute::default()
+        }
+        .to_bytes()
+    }
+
+    #[test]
+    fn a_minute_two_nodes_hold_adds_up_and_a_sample_is_kept_once() {
+        let a = vec![(10, minute(3, 1, 50)), (11, minute(1, 0, 5))];
+        let b = vec![(11, minute(2, 2, 70)), (12, minute(4, 0, 9))];
+        let merged = merge_values(vec![a, b]);
+        let got: Vec<(u64, u64, u64, u64)> = merged
+            .iter()
+            .map(|(t, v)| {
+                let m = Minute::decode(v).unwrap();
+                (*t, m.invocations, m.function_errors, m.latency_max_us)
+            })
+            .collect();
+        assert_eq!(got, [(10, 3, 1, 50), (11, 3, 2, 70), (12, 4, 0, 9)]);
+        // samples are JSON, not aggregates: the same one from two nodes stays one
+        let sample = br#"{"cpuPercent":1.5}"#.to_vec();
+        let merged = merge_values(vec![vec![(7, sample.clone())], vec![(7, sample.clone())]]);
+        assert_eq!(merged, [(7, sample)]);
     }
 }
