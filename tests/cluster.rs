@@ -84,14 +84,7 @@ fn spans_sent_to_an_ingest_node_are_found_on_the_store_node() {
         let (s, v) = store.get(&format!("/api/traces/{sdk_trace}"));
         (s == 200).then_some(v)
     });
-    let mut ops: Vec<&str> = v["data"][0]["spans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["operationName"].as_str().unwrap())
-        .collect();
-    ops.sort();
-    assert_eq!(ops, ["handle", "query-db"]);
+    assert_eq!(operations_of(&v), ["handle", "query-db"]);
     // and by search
     let (_, v) = store.get("/api/traces?service=cluster-thrift&operation=work&limit=100");
     assert_eq!(trace_ids(&v).len(), 40, "{v}");

@@ -108,6 +108,7 @@ fn the_whole_cluster_on_loopback() {
         ];
         if role == "ingest" {
             args.extend(["--functions", functions.to_str().unwrap()]);
+            args.extend(["--instance-metrics-interval", "200ms"]);
         }
         if role == "query" {
             args.extend([
@@ -171,14 +172,7 @@ fn the_whole_cluster_on_loopback() {
             let (s, v) = query.get(&format!("/api/traces/{t}"));
             (s == 200).then_some(v)
         });
-        let mut ops: Vec<&str> = v["data"][0]["spans"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["operationName"].as_str().unwrap())
-            .collect();
-        ops.sort();
-        assert_eq!(ops, ["handle", "query-db"], "{v}");
+        assert_eq!(operations_of(&v), ["handle", "query-db"], "{v}");
         let found = search(&query, &format!("via-ingest-{i}"));
         assert_eq!(trace_ids(&found), std::slice::from_ref(t), "{found}");
         // the same trace in OTLP JSON (api/v3) and as a tree
@@ -248,7 +242,8 @@ fn the_whole_cluster_on_loopback() {
         lines.iter().all(|l| l["requestId"] == failed.as_str()),
         "{v}"
     );
-    // the Monitor tab's calls: the SDK's one server span
+    // the Monitor tab's calls: the SDK's one server span, over Jaeger's default 600 s
+    // rate window
     let (status, v) = query.get("/api/metrics/calls?service=via-ingest-0");
     assert_eq!(status, 200, "{v}");
     let rate: f64 = v["metrics"][0]["metricPoints"]
@@ -257,10 +252,16 @@ fn the_whole_cluster_on_loopback() {
         .iter()
         .filter_map(|p| p["gaugeValue"]["doubleValue"].as_f64())
         .fold(0.0, f64::max);
-    assert!(rate > 0.0, "{v}");
+    assert_eq!(rate, 1.0 / 600.0, "{v}");
     // the instance samples of the function, from whichever store nodes hold them
-    let (status, v) = query.get("/api/v1/instances/metrics?service=test&function=fan");
-    assert_eq!(status, 200, "{v}");
+    let v = eventually(
+        "the function's instance samples through the query node",
+        || {
+            let (status, v) = query.get("/api/v1/instances/metrics?service=test&function=fan");
+            assert_eq!(status, 200, "{v}");
+            (!v["data"].as_array()?.is_empty()).then_some(v)
+        },
+    );
     assert!(v["errors"].is_null(), "{v}");
     // one failed call of six: the query node's alarm fires (the store nodes, which see
     // some partitions each, do not evaluate alarms in a cluster)

@@ -28,37 +28,14 @@ use crate::store::trace_wire::traces_from_wire;
 /// How long a query node waits for a store node's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A search as it travels: a [`TraceQuery`] without trace ids (a query node looks
-/// those up one by one) and the partitions the asked node answers for.
+/// A search as it travels: the partitions the asked node answers for, and the search
+/// (without trace ids: a query node looks those up one by one).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchRequest {
     pub tenant: Tenant,
     pub partitions: Vec<u32>,
     pub partition_count: u32,
-    pub service: String,
-    pub operation: Option<String>,
-    pub tags: Vec<(String, String)>,
-    pub start: u64,
-    pub end: u64,
-    pub min_duration: Option<u64>,
-    pub max_duration: Option<u64>,
-    pub limit: usize,
-}
-
-impl SearchRequest {
-    pub fn query(&self) -> TraceQuery {
-        TraceQuery {
-            service: self.service.clone(),
-            operation: self.operation.clone(),
-            tags: self.tags.clone(),
-            start: self.start,
-            end: self.end,
-            min_duration: self.min_duration,
-            max_duration: self.max_duration,
-            limit: self.limit,
-            trace_ids: Vec::new(),
-        }
-    }
+    pub query: TraceQuery,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -298,14 +275,10 @@ impl Remote for Fanout {
             tenant,
             partitions,
             partition_count: self.partitions,
-            service: q.service.clone(),
-            operation: q.operation.clone(),
-            tags: q.tags.clone(),
-            start: q.start,
-            end: q.end,
-            min_duration: q.min_duration,
-            max_duration: q.max_duration,
-            limit: q.limit,
+            query: TraceQuery {
+                trace_ids: Vec::new(),
+                ..q.clone()
+            },
         };
         let (answers, gaps) = self.each_owner("search", ask, traces);
         let mut seen = HashSet::new();

@@ -23,7 +23,9 @@ pub const MAX_LIMIT: usize = 10_000;
 #[error("{0}")]
 pub struct ParamError(pub String);
 
-#[derive(Debug, Clone, PartialEq, Default)]
+/// A search. It also travels between cluster nodes (`cluster::fanout`) as JSON, without
+/// its trace ids: a query node looks those up one by one.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TraceQuery {
     pub service: String,
     pub operation: Option<String>,
@@ -37,6 +39,7 @@ pub struct TraceQuery {
     pub max_duration: Option<u64>,
     pub limit: usize,
     /// When set, these traces are returned and the other criteria are not used.
+    #[serde(skip)]
     pub trace_ids: Vec<TraceId>,
 }
 

@@ -82,4 +82,11 @@ impl Gaps {
             .map(|mut g| std::mem::take(&mut *g))
             .unwrap_or_default()
     }
+
+    /// What was missed, as one message, for an answer that has no place for a partial
+    /// result (it is then refused whole); `None` when nothing was.
+    pub fn refusal(&self) -> Option<String> {
+        let missing = self.take();
+        (!missing.is_empty()).then(|| missing.join("; "))
+    }
 }

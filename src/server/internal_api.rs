@@ -81,7 +81,7 @@ async fn search(State(state): State<AppState>, Json(r): Json<SearchRequest>) -> 
             let asked: std::collections::HashSet<u32> = r.partitions.iter().copied().collect();
             let count = r.partition_count;
             let keep = move |t: TraceId| asked.contains(&partition_of(t, count));
-            query.search_where(r.tenant, &r.query(), &keep)
+            query.search_where(r.tenant, &r.query, &keep)
         },
         wire,
     )

@@ -70,17 +70,13 @@ pub(super) async fn list(
     let (query, gaps) = state.query.for_request();
     let (lines, capped) = blocking(move || query.logs(tenant, &q)).await?;
     let total = lines.len();
-    let missing = gaps.take();
     Ok(Json(serde_json::json!({
         "data": lines,
         "total": total,
         // the walk stopped after this many lines: narrow the window to see the rest
         "truncated": capped.then_some(MAX_SCANNED),
         // what a query node could not read (a store node down), as Jaeger's envelope says it
-        "errors": (!missing.is_empty()).then(|| missing
-            .into_iter()
-            .map(|msg| serde_json::json!({"code": 503, "msg": msg}))
-            .collect::<Vec<_>>()),
+        "errors": super::query_api::gap_errors(&gaps),
     }))
     .into_response())
 }

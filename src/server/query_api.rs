@@ -105,16 +105,19 @@ pub(super) fn ok<T: Serialize>(data: T, total: usize) -> Response {
 /// `errors`, beside the data it could.
 pub(super) fn ok_but<T: Serialize>(data: T, total: usize, gaps: &Gaps) -> Response {
     let mut envelope = Envelope::data(data, total);
-    let missing = gaps.take();
-    if !missing.is_empty() {
-        envelope.errors = Some(
-            missing
-                .into_iter()
-                .map(|msg| jaeger_json::EnvelopeError { code: 503, msg })
-                .collect(),
-        );
-    }
+    envelope.errors = gap_errors(gaps);
     Json(envelope).into_response()
+}
+
+/// What a query node could not read, as the envelope's `errors` (`None`: nothing).
+pub(super) fn gap_errors(gaps: &Gaps) -> Option<Vec<jaeger_json::EnvelopeError>> {
+    let missing = gaps.take();
+    (!missing.is_empty()).then(|| {
+        missing
+            .into_iter()
+            .map(|msg| jaeger_json::EnvelopeError { code: 503, msg })
+            .collect()
+    })
 }
 
 /// Run a blocking store read off the async threads.
@@ -254,11 +257,10 @@ impl V3Error {
     /// `/api/v3` has no place for a partial answer: what a query node could not read
     /// makes the whole answer 503.
     fn unless_gaps(gaps: &Gaps) -> Result<(), V3Error> {
-        let missing = gaps.take();
-        if missing.is_empty() {
-            return Ok(());
+        match gaps.refusal() {
+            None => Ok(()),
+            Some(why) => Err(V3Error(StatusCode::SERVICE_UNAVAILABLE, why)),
         }
-        Err(V3Error(StatusCode::SERVICE_UNAVAILABLE, missing.join("; ")))
     }
 }
 

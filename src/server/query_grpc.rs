@@ -47,11 +47,10 @@ async fn blocking<T: Send + 'static>(
 /// The query API has no place for a partial answer: what a query node could not read
 /// (a store node down) makes the call UNAVAILABLE.
 fn unless_gaps(gaps: &crate::query::remote::Gaps) -> Result<(), Status> {
-    let missing = gaps.take();
-    if missing.is_empty() {
-        return Ok(());
+    match gaps.refusal() {
+        None => Ok(()),
+        Some(why) => Err(Status::unavailable(why)),
     }
-    Err(Status::unavailable(missing.join("; ")))
 }
 
 /// Traces as the one `TracesData` a stream answers (none: an empty stream).

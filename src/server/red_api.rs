@@ -30,9 +30,8 @@ pub(super) async fn metrics(
     let family = blocking(move || red::answer(&query, tenant, &q, measure)).await?;
     // Jaeger's MetricFamily has no place for a partial answer (a query node that could
     // not read some store node)
-    let missing = gaps.take();
-    if !missing.is_empty() {
-        return Err(ApiError::Unavailable(missing.join("; ")));
+    if let Some(why) = gaps.refusal() {
+        return Err(ApiError::Unavailable(why));
     }
     Ok(Json(family).into_response())
 }

@@ -63,20 +63,30 @@ pub fn start_nats(dir: &Path) -> Nats {
 
 /// The OpenTelemetry Python SDK's spans sent to `endpoint` (OTLP/HTTP); their trace id.
 pub fn sdk_export(python: &Path, endpoint: &str, service: &str) -> String {
-    let out = Command::new(python)
-        .arg(format!(
-            "{}/tests/e2e/python/otlp_export.py",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .args(["http", endpoint, service])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    super::run(
+        Command::new(python)
+            .arg(format!(
+                "{}/tests/e2e/python/otlp_export.py",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .args(["http", endpoint, service]),
+    )
+}
+
+/// The operations of the one trace in a `/api/traces/{id}` answer, sorted (the SDK
+/// export's are `handle` and `query-db`).
+pub fn operations_of(v: &Json) -> Vec<String> {
+    let mut ops: Vec<String> = v["data"][0]["spans"]
+        .as_array()
+        .map(|spans| {
+            spans
+                .iter()
+                .filter_map(|s| s["operationName"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    ops.sort();
+    ops
 }
 
 /// A free port of 127.0.0.1 (bound and released: the servers below bind it again).
