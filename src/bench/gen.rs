@@ -121,8 +121,14 @@ pub fn spans(shape: &Shape, t: usize, now_us: u64) -> Vec<Span> {
     let process = Arc::new(Process {
         service_name: service,
         tags: vec![
-            KeyValue::new("hostname", Value::Str(format!("bench-host-{}", t % 7))),
-            KeyValue::new("ip", Value::Str(format!("10.0.{}.{}", t % 3, t % 250))),
+            KeyValue::new(
+                "hostname",
+                Value::Str(format!("bench-host-{}", t % 7).into()),
+            ),
+            KeyValue::new(
+                "ip",
+                Value::Str(format!("10.0.{}.{}", t % 3, t % 250).into()),
+            ),
         ],
     });
     let per_trace = (1..shape.depth).fold(1, |acc, d| acc + (1 << d)).max(1);
@@ -153,10 +159,10 @@ pub fn spans(shape: &Shape, t: usize, now_us: u64) -> Vec<Span> {
                         tags.push(KeyValue::new(
                             format!("bench.tag.{k}"),
                             match k % 4 {
-                                0 => Value::Str(format!("value-{}", (out.len() + k) % 50)),
+                                0 => Value::Str(format!("value-{}", (out.len() + k) % 50).into()),
                                 1 => Value::I64((out.len() * k % 1000) as i64),
                                 2 => Value::Bool(k % 3 == 0),
-                                _ => Value::Str(format!("/api/items/{}", out.len() % 100)),
+                                _ => Value::Str(format!("/api/items/{}", out.len() % 100).into()),
                             },
                         ));
                     }
@@ -308,7 +314,7 @@ pub fn thrift_batch(spans: &[Span]) -> Vec<u8> {
 fn otlp_value(v: &Value) -> AnyValue {
     AnyValue {
         value: Some(match v {
-            Value::Str(s) => any_value::Value::StringValue(s.clone()),
+            Value::Str(s) => any_value::Value::StringValue(s.to_string()),
             Value::Bool(b) => any_value::Value::BoolValue(*b),
             Value::I64(i) => any_value::Value::IntValue(*i),
             Value::F64(f) => any_value::Value::DoubleValue(*f),
@@ -320,7 +326,7 @@ fn otlp_value(v: &Value) -> AnyValue {
 fn otlp_kvs(kvs: &[KeyValue]) -> Vec<OtlpKv> {
     kvs.iter()
         .map(|kv| OtlpKv {
-            key: kv.key.clone(),
+            key: kv.key.to_string(),
             value: Some(otlp_value(&kv.value)),
             ..Default::default()
         })
@@ -333,7 +339,9 @@ pub fn otlp_request(spans: &[Span]) -> ExportTraceServiceRequest {
     };
     let mut attrs = vec![OtlpKv {
         key: "service.name".into(),
-        value: Some(otlp_value(&Value::Str(first.process.service_name.clone()))),
+        value: Some(otlp_value(&Value::Str(
+            first.process.service_name.clone().into(),
+        ))),
         ..Default::default()
     }];
     attrs.extend(otlp_kvs(&first.process.tags));

@@ -21,10 +21,15 @@ pub use ids::{IdError, SpanId, TraceId};
 pub use invocation::InvocationRecord;
 pub use log::LogLine;
 
+/// A tag's key or string value: kept inline up to 24 bytes, so the common short key or
+/// value costs no allocation when a receiver decodes it or the store reads it back (an
+/// allocation per key and value was most of decoding's CPU, BENCHMARKS.md).
+pub type Str = compact_str::CompactString;
+
 /// A typed tag value, as Jaeger's `vType` enumerates them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    Str(String),
+    Str(Str),
     Bool(bool),
     I64(i64),
     F64(f64),
@@ -35,7 +40,7 @@ impl Value {
     /// The value as a search would compare it: Jaeger matches tags by their string form.
     pub fn to_search_string(&self) -> String {
         match self {
-            Value::Str(s) => s.clone(),
+            Value::Str(s) => s.to_string(),
             Value::Bool(b) => b.to_string(),
             Value::I64(i) => i.to_string(),
             Value::F64(f) => f.to_string(),
@@ -63,12 +68,12 @@ fn hex_lower(bytes: &[u8]) -> String {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyValue {
-    pub key: String,
+    pub key: Str,
     pub value: Value,
 }
 
 impl KeyValue {
-    pub fn new(key: impl Into<String>, value: Value) -> Self {
+    pub fn new(key: impl Into<Str>, value: Value) -> Self {
         KeyValue {
             key: key.into(),
             value,
@@ -294,7 +299,7 @@ impl Span {
     /// Status from `otel.status_code`, falling back to Jaeger's `error` tag.
     pub fn status(&self) -> Status {
         let message = match self.tag(keys::OTEL_STATUS_DESCRIPTION) {
-            Some(Value::Str(s)) => Some(s.clone()),
+            Some(Value::Str(s)) => Some(s.to_string()),
             _ => None,
         };
         Status {

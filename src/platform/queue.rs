@@ -516,8 +516,11 @@ impl Platform {
             process: Arc::clone(&process),
         };
         let mut root_tags = vec![
-            KeyValue::new("faas.invocation_id", Value::Str(q.request_id.clone())),
-            KeyValue::new("fc.request_id", Value::Str(q.request_id.clone())),
+            KeyValue::new(
+                "faas.invocation_id",
+                Value::Str(q.request_id.clone().into()),
+            ),
+            KeyValue::new("fc.request_id", Value::Str(q.request_id.clone().into())),
             KeyValue::new("fc.invocation_type", Value::Str("Async".into())),
             KeyValue::new("fc.async_status", Value::Str(status.into())),
         ];

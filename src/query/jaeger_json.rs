@@ -142,7 +142,7 @@ pub fn kv(kv: &KeyValue) -> KeyValueView {
         ),
     };
     KeyValueView {
-        key: kv.key.clone(),
+        key: kv.key.to_string(),
         ty,
         value,
     }

@@ -114,7 +114,7 @@ const REQUEST_KEYS: [&str; 2] = ["fc.request_id", "faas.invocation_id"];
 
 fn as_text(v: &Value) -> String {
     match v {
-        Value::Str(x) => x.clone(),
+        Value::Str(x) => x.to_string(),
         other => other.to_search_string(),
     }
 }

@@ -83,7 +83,7 @@ fn host_of(s: &Span) -> Option<String> {
                 .iter()
                 .find(|kv| kv.key == *k)
                 .map(|kv| match &kv.value {
-                    Value::Str(v) => v.clone(),
+                    Value::Str(v) => v.to_string(),
                     other => other.to_search_string(),
                 })
         })

@@ -149,9 +149,12 @@ fn value(kv: pb::KeyValue) -> KeyValue {
         Ok(pb::ValueType::Float64) => Value::F64(kv.v_float64),
         Ok(pb::ValueType::Binary) => Value::Binary(kv.v_binary),
         // STRING, and a type this version does not know, read as the string
-        _ => Value::Str(kv.v_str),
+        _ => Value::Str(kv.v_str.into()),
     };
-    KeyValue { key: kv.key, value }
+    KeyValue {
+        key: kv.key.into(),
+        value,
+    }
 }
 
 fn process(p: pb::Process) -> Process {

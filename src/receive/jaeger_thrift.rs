@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::limits::Limits;
 use super::thrift::{Binary, Compact, FieldHeader, Protocol, ThriftError, Type};
 use crate::budget::Reservation;
-use crate::model::{KeyValue, Log, Process, RefType, Span, SpanId, SpanRef, TraceId, Value};
+use crate::model::{KeyValue, Log, Process, RefType, Span, SpanId, SpanRef, Str, TraceId, Value};
 
 /// Which thrift protocol a body uses, from its content type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,15 +108,18 @@ impl<'a, P: Protocol<'a>> Decoder<'_, P> {
             .map_err(|e| ThriftError::Limit(e.into()))
     }
 
-    fn string(&mut self, bytes: &[u8]) -> Result<String, ThriftError> {
+    fn string<S: for<'s> From<&'s str> + From<String>>(
+        &mut self,
+        bytes: &[u8],
+    ) -> Result<S, ThriftError> {
         // Clients write UTF-8, but a stray byte should not cost the whole batch.
         match std::str::from_utf8(bytes) {
             // charged with the body
-            Ok(s) => Ok(s.to_owned()),
+            Ok(s) => Ok(S::from(s)),
             Err(_) => {
                 // a replacement character is three bytes where the stray byte was one
                 self.charge::<u8>(bytes.len() * 2)?;
-                Ok(String::from_utf8_lossy(bytes).into_owned())
+                Ok(S::from(String::from_utf8_lossy(bytes).into_owned()))
             }
         }
     }
@@ -362,7 +365,7 @@ impl<'a, P: Protocol<'a>> Decoder<'_, P> {
 
     /// A `Tag`: some clients fill every value field, so the value is chosen by `vType`.
     fn tag(&mut self) -> Result<KeyValue, ThriftError> {
-        let mut key = String::new();
+        let mut key = Str::default();
         let mut v_type = 0;
         let mut v_str: &[u8] = &[];
         let (mut v_double, mut v_bool, mut v_long) = (0.0, false, 0i64);

@@ -79,7 +79,9 @@ pub(super) fn process(attributes: impl Iterator<Item = (KeyValue, bool)>) -> Arc
     let mut tags = Vec::new();
     for (kv, is_string) in attributes {
         match (kv.key.as_str(), kv.value) {
-            ("service.name", Value::Str(s)) if is_string && service.is_none() => service = Some(s),
+            ("service.name", Value::Str(s)) if is_string && service.is_none() => {
+                service = Some(s.into_string())
+            }
             (_, value) => tags.push(KeyValue { key: kv.key, value }),
         }
     }
@@ -93,10 +95,16 @@ pub(super) fn process(attributes: impl Iterator<Item = (KeyValue, bool)>) -> Arc
 pub(super) fn scope_tags(name: String, version: String) -> Vec<KeyValue> {
     let mut tags = Vec::new();
     if !name.is_empty() {
-        tags.push(KeyValue::new(keys::OTEL_SCOPE_NAME, Value::Str(name)));
+        tags.push(KeyValue::new(
+            keys::OTEL_SCOPE_NAME,
+            Value::Str(name.into()),
+        ));
     }
     if !version.is_empty() {
-        tags.push(KeyValue::new(keys::OTEL_SCOPE_VERSION, Value::Str(version)));
+        tags.push(KeyValue::new(
+            keys::OTEL_SCOPE_VERSION,
+            Value::Str(version.into()),
+        ));
     }
     tags
 }
@@ -112,7 +120,7 @@ pub(super) fn scope_process(resource: &Arc<Process>, attributes: Vec<KeyValue>) 
     p.tags.reserve(attributes.len());
     for kv in attributes {
         p.tags.push(KeyValue {
-            key: format!("{}{}", keys::SCOPE_ATTRIBUTE_PREFIX, kv.key),
+            key: format!("{}{}", keys::SCOPE_ATTRIBUTE_PREFIX, kv.key).into(),
             value: kv.value,
         });
     }
@@ -245,7 +253,7 @@ pub(super) fn log(
     attributes: impl Iterator<Item = KeyValue>,
 ) -> Log {
     let mut fields = Vec::with_capacity(1 + attributes.size_hint().0);
-    fields.push(KeyValue::new("event", Value::Str(name)));
+    fields.push(KeyValue::new("event", Value::Str(name.into())));
     fields.extend(attributes);
     Log {
         timestamp: time_nanos / 1000,
@@ -293,7 +301,7 @@ pub(super) fn span_of(
     tags.extend_from_slice(scope_tags);
     for (i, kv) in p.link_attributes {
         tags.push(KeyValue {
-            key: format!("{}{i}.{}", keys::LINK_ATTRIBUTE_PREFIX, kv.key),
+            key: format!("{}{i}.{}", keys::LINK_ATTRIBUTE_PREFIX, kv.key).into(),
             value: kv.value,
         });
     }
@@ -301,7 +309,7 @@ pub(super) fn span_of(
     if kind != SpanKind::Unspecified {
         tags.push(KeyValue::new(
             keys::SPAN_KIND,
-            Value::Str(kind.as_str().to_owned()),
+            Value::Str(kind.as_str().to_owned().into()),
         ));
     }
     if let Some((code, message)) = p.status {
@@ -322,14 +330,14 @@ pub(super) fn span_of(
         if !message.is_empty() {
             tags.push(KeyValue::new(
                 keys::OTEL_STATUS_DESCRIPTION,
-                Value::Str(message),
+                Value::Str(message.into()),
             ));
         }
     }
     if !p.trace_state.is_empty() {
         tags.push(KeyValue::new(
             keys::W3C_TRACESTATE,
-            Value::Str(p.trace_state),
+            Value::Str(p.trace_state.into()),
         ));
     }
 
@@ -355,12 +363,12 @@ pub(super) fn span_of(
 
 pub(super) fn key_value(kv: OtlpKeyValue) -> KeyValue {
     KeyValue {
-        key: kv.key,
+        key: kv.key.into(),
         value: kv
             .value
             .and_then(|v| v.value)
             .map(value)
-            .unwrap_or(Value::Str(String::new())),
+            .unwrap_or(Value::Str(String::new().into())),
     }
 }
 
@@ -368,12 +376,12 @@ pub(super) fn key_value(kv: OtlpKeyValue) -> KeyValue {
 /// Jaeger stores them.
 pub(super) fn value(v: any_value::Value) -> Value {
     match v {
-        any_value::Value::StringValue(s) => Value::Str(s),
+        any_value::Value::StringValue(s) => Value::Str(s.into()),
         any_value::Value::BoolValue(b) => Value::Bool(b),
         any_value::Value::IntValue(i) => Value::I64(i),
         any_value::Value::DoubleValue(f) => Value::F64(f),
         any_value::Value::BytesValue(b) => Value::Binary(b),
-        other => Value::Str(any_json(&other).to_string()),
+        other => Value::Str(any_json(&other).to_string().into()),
     }
 }
 

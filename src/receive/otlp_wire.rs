@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, ArrayValue, KeyValueList
 use prost::Message;
 
 use super::otlp::{self, Mapped, SpanParts};
-use crate::model::{KeyValue, Log, Process, Value};
+use crate::model::{KeyValue, Log, Process, Str, Value};
 
 /// prost's own recursion limit for nested messages.
 const MAX_DEPTH: usize = 100;
@@ -175,8 +175,9 @@ fn bytes<'a>(tag: u32, f: Field<'a>) -> Result<&'a [u8], WireError> {
     }
 }
 
-fn string(tag: u32, f: Field) -> Result<String, WireError> {
-    str_of(tag, f).map(str::to_owned)
+/// A string field as an owned `String` or model [`Str`] (inline when short).
+fn string<S: for<'a> From<&'a str>>(tag: u32, f: Field) -> Result<S, WireError> {
+    str_of(tag, f).map(S::from)
 }
 
 fn str_of<'a>(tag: u32, f: Field<'a>) -> Result<&'a str, WireError> {
@@ -428,7 +429,7 @@ fn key_value(buf: &[u8], depth: usize) -> Result<(KeyValue, bool), WireError> {
     if depth > MAX_DEPTH {
         return err("recursion limit reached");
     }
-    let mut key = String::new();
+    let mut key = Str::default();
     let mut value: Option<Any> = None;
     let mut fields = Fields::of(buf);
     while let Some((tag, f)) = fields.next()? {
@@ -442,7 +443,7 @@ fn key_value(buf: &[u8], depth: usize) -> Result<(KeyValue, bool), WireError> {
         }
     }
     let is_string = matches!(value, Some(Any::Str(_)));
-    let value = value.map_or(Value::Str(String::new()), Any::into_value);
+    let value = value.map_or(Value::Str(Str::default()), Any::into_value);
     Ok((KeyValue { key, value }, is_string))
 }
 
@@ -451,7 +452,7 @@ fn key_value(buf: &[u8], depth: usize) -> Result<(KeyValue, bool), WireError> {
 /// exactly as the prost path does) and `otlp` turns them into JSON text.
 enum Any {
     Empty,
-    Str(String),
+    Str(Str),
     Bool(bool),
     Int(i64),
     Double(f64),
@@ -465,7 +466,7 @@ enum Any {
 impl Any {
     fn into_value(self) -> Value {
         match self {
-            Any::Empty => Value::Str(String::new()),
+            Any::Empty => Value::Str(Str::default()),
             Any::Str(s) => Value::Str(s),
             Any::Bool(b) => Value::Bool(b),
             Any::Int(i) => Value::I64(i),

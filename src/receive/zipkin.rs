@@ -132,7 +132,7 @@ fn process(local: Option<&Endpoint>) -> Process {
             .map(|ip| ip.to_string())
             .or(e.ipv6.map(|ip| ip.to_string()))
         {
-            p.tags.push(KeyValue::new("ip", Value::Str(ip)));
+            p.tags.push(KeyValue::new("ip", Value::Str(ip.into())));
         }
     }
     p
@@ -154,14 +154,20 @@ fn span(z: ZSpan, process: Arc<Process>) -> Span {
         if !r.service_name.is_empty() {
             tags.push(KeyValue::new(
                 "peer.service",
-                Value::Str(r.service_name.clone()),
+                Value::Str(r.service_name.clone().into()),
             ));
         }
         if let Some(ip) = r.ipv4 {
-            tags.push(KeyValue::new("peer.ipv4", Value::Str(ip.to_string())));
+            tags.push(KeyValue::new(
+                "peer.ipv4",
+                Value::Str(ip.to_string().into()),
+            ));
         }
         if let Some(ip) = r.ipv6 {
-            tags.push(KeyValue::new("peer.ipv6", Value::Str(ip.to_string())));
+            tags.push(KeyValue::new(
+                "peer.ipv6",
+                Value::Str(ip.to_string().into()),
+            ));
         }
         if let Some(port) = r.port {
             tags.push(KeyValue::new("peer.port", Value::I64(port.into())));
@@ -171,10 +177,10 @@ fn span(z: ZSpan, process: Arc<Process>) -> Span {
         if k == "error" {
             tags.push(KeyValue::new("error", Value::Bool(true)));
             if !v.is_empty() && v != "true" {
-                tags.push(KeyValue::new("error.message", Value::Str(v)));
+                tags.push(KeyValue::new("error.message", Value::Str(v.into())));
             }
         } else {
-            tags.push(KeyValue::new(k, Value::Str(v)));
+            tags.push(KeyValue::new(k, Value::Str(v.into())));
         }
     }
     let (span_id, parent) = if z.shared && z.kind == Some(Kind::Server) {
@@ -204,7 +210,7 @@ fn span(z: ZSpan, process: Arc<Process>) -> Span {
             .into_iter()
             .map(|(timestamp, value)| Log {
                 timestamp,
-                fields: vec![KeyValue::new("event", Value::Str(value))],
+                fields: vec![KeyValue::new("event", Value::Str(value.into()))],
             })
             .collect(),
         process,

@@ -388,14 +388,17 @@ fn from_stored(trace_id: TraceId, s: proto::StoredSpan, process: Arc<Process>) -
 fn kv_from_proto(kv: proto::KeyValue) -> KeyValue {
     use proto::key_value::Value as V;
     let value = match kv.value {
-        Some(V::VStr(s)) => Value::Str(s),
+        Some(V::VStr(s)) => Value::Str(s.into()),
         Some(V::VBool(b)) => Value::Bool(b),
         Some(V::VI64(i)) => Value::I64(i),
         Some(V::VF64(f)) => Value::F64(f),
         Some(V::VBinary(b)) => Value::Binary(b),
-        None => Value::Str(String::new()),
+        None => Value::Str(String::new().into()),
     };
-    KeyValue { key: kv.key, value }
+    KeyValue {
+        key: kv.key.into(),
+        value,
+    }
 }
 
 #[cfg(test)]
@@ -422,7 +425,7 @@ mod tests {
                 KeyValue::new("i", Value::I64(-5)),
                 KeyValue::new("f", Value::F64(0.5)),
                 KeyValue::new("bin", Value::Binary(vec![0, 1, 255])),
-                KeyValue::new("", Value::Str(String::new())),
+                KeyValue::new("", Value::Str(String::new().into())),
                 KeyValue::new("zero", Value::I64(0)),
             ],
             logs: vec![Log {

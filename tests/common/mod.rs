@@ -360,7 +360,7 @@ pub struct TSpan {
 fn value(v: &V) -> fctrace::model::Value {
     use fctrace::model::Value;
     match v {
-        V::S(s) => Value::Str((*s).to_owned()),
+        V::S(s) => Value::Str((*s).to_owned().into()),
         V::B(b) => Value::Bool(*b),
         V::I(i) => Value::I64(*i),
         V::F(f) => Value::F64(*f),
