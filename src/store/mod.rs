@@ -255,7 +255,11 @@ impl Store {
         // four times smaller index is what every table file keeps in the cache from the
         // moment it is opened (at 100 M spans the cache held 20.5 MB right after open
         // with 16 KiB blocks).
-        let mut spans = with_filters(32 << 20, Filter::Prefixes, 64 << 10);
+        // 64 MiB memtables: every file is a sorted run a trace lookup visits (an iterator
+        // per file), so half as many files halve that part of a trace by id (at 100 M
+        // spans 178 files of 32 MiB: a missing trace took 1.7-4.1 ms; 93 of 64 MiB:
+        // 0.7-1.3 ms), for ~20 MiB more peak memory while ingesting (BENCHMARKS.md).
+        let mut spans = with_filters(64 << 20, Filter::Prefixes, 64 << 10);
         spans.set_compaction_style(rocksdb::DBCompactionStyle::Fifo);
         let mut fifo = FifoCompactOptions::default();
         fifo.set_max_table_files_size(u64::MAX);
