@@ -48,7 +48,7 @@ pub struct Invocation<'a> {
 }
 
 fn s(v: &str) -> Value {
-    Value::Str(v.to_owned().into())
+    Value::Str(v.into())
 }
 
 pub fn build(inv: &Invocation<'_>) -> Vec<Span> {

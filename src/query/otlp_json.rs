@@ -66,7 +66,7 @@ fn span_json(s: &Span) -> J {
             let prefix = format!("{}{}.", keys::LINK_ATTRIBUTE_PREFIX, links.len());
             let own = s.tags.iter().filter_map(|kv| {
                 kv.key.strip_prefix(prefix.as_str()).map(|k| KeyValue {
-                    key: k.to_owned().into(),
+                    key: k.into(),
                     value: kv.value.clone(),
                 })
             });
@@ -180,7 +180,7 @@ pub fn traces_data<'a>(spans: impl IntoIterator<Item = &'a Span>) -> J {
             let scope_attrs: Vec<KeyValue> = scope_kvs
                 .into_iter()
                 .map(|kv| KeyValue {
-                    key: keys::search_key(&kv.key).to_owned().into(),
+                    key: keys::search_key(&kv.key).into(),
                     value: kv.value.clone(),
                 })
                 .collect();

@@ -309,7 +309,7 @@ pub(super) fn span_of(
     if kind != SpanKind::Unspecified {
         tags.push(KeyValue::new(
             keys::SPAN_KIND,
-            Value::Str(kind.as_str().to_owned().into()),
+            Value::Str(kind.as_str().into()),
         ));
     }
     if let Some((code, message)) = p.status {
@@ -368,7 +368,7 @@ pub(super) fn key_value(kv: OtlpKeyValue) -> KeyValue {
             .value
             .and_then(|v| v.value)
             .map(value)
-            .unwrap_or(Value::Str(String::new().into())),
+            .unwrap_or(Value::Str(Default::default())),
     }
 }
 

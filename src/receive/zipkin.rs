@@ -160,13 +160,13 @@ fn span(z: ZSpan, process: Arc<Process>) -> Span {
         if let Some(ip) = r.ipv4 {
             tags.push(KeyValue::new(
                 "peer.ipv4",
-                Value::Str(ip.to_string().into()),
+                Value::Str(compact_str::ToCompactString::to_compact_string(&ip)),
             ));
         }
         if let Some(ip) = r.ipv6 {
             tags.push(KeyValue::new(
                 "peer.ipv6",
-                Value::Str(ip.to_string().into()),
+                Value::Str(compact_str::ToCompactString::to_compact_string(&ip)),
             ));
         }
         if let Some(port) = r.port {

@@ -393,7 +393,7 @@ fn kv_from_proto(kv: proto::KeyValue) -> KeyValue {
         Some(V::VI64(i)) => Value::I64(i),
         Some(V::VF64(f)) => Value::F64(f),
         Some(V::VBinary(b)) => Value::Binary(b),
-        None => Value::Str(String::new().into()),
+        None => Value::Str(Default::default()),
     };
     KeyValue {
         key: kv.key.into(),
@@ -425,7 +425,7 @@ mod tests {
                 KeyValue::new("i", Value::I64(-5)),
                 KeyValue::new("f", Value::F64(0.5)),
                 KeyValue::new("bin", Value::Binary(vec![0, 1, 255])),
-                KeyValue::new("", Value::Str(String::new().into())),
+                KeyValue::new("", Value::Str(Default::default())),
                 KeyValue::new("zero", Value::I64(0)),
             ],
             logs: vec![Log {
