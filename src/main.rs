@@ -7,6 +7,9 @@ use fctrace::config::{LogFormat, ServeArgs, Settings};
 // mimalloc: per-thread free lists suit the request tasks that allocate a batch's spans
 // on one thread and drop them on another (glibc's malloc spent ~15 % of the daemon's CPU
 // under load, see BENCHMARKS.md) and it returns freed memory to the system sooner.
+// Built without transparent huge pages (`no_thp`): mimalloc otherwise asks for them on
+// its arena, and each 2 MiB page touched by a few small allocations was resident whole
+// (12 of an idle daemon's 38 MiB; BENCHMARKS.md).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -217,9 +217,17 @@ impl Store {
             let mut o = Options::default();
             let mut block = BlockBasedOptions::default();
             block.set_block_cache(&cache);
-            if filter != Filter::Off {
-                block.set_bloom_filter(10.0, false);
-                block.set_whole_key_filtering(filter == Filter::WholeKeys);
+            match filter {
+                Filter::WholeKeys => block.set_bloom_filter(10.0, false),
+                // Only the chunks family reads by prefix alone, and its files never leave
+                // level 0, where RocksDB loads every file's filter into the cache when it
+                // opens it: Ribbon filters answer as well as 10-bit Bloom filters in ~30 %
+                // less memory, for more CPU when a flush builds them (one key per trace).
+                Filter::Prefixes => {
+                    block.set_ribbon_filter(10.0);
+                    block.set_whole_key_filtering(false);
+                }
+                Filter::Off => {}
             }
             // Index and filter blocks live in the block cache, not beside each open file:
             // otherwise memory grows with the store (a first soak run went from 149 to
