@@ -17,6 +17,7 @@ mod instances_api;
 mod internal_api;
 mod invocations_api;
 mod jaeger_grpc;
+mod json;
 mod listener;
 mod logs_api;
 mod metrics_api;

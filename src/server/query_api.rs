@@ -7,9 +7,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use serde::Serialize;
 
+use super::json::Json;
 use super::tenant::TenantOf;
 use super::AppState;
 use crate::model::{Span, SpanKind, TraceId};
