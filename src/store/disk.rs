@@ -10,6 +10,8 @@
 //!
 //! What this cannot prevent: another process taking the last bytes between the check and
 //! the write. RocksDB then stays read-only until fctrace restarts (reads go on working).
+//!
+//! Also here: whether the filesystem takes `O_DIRECT` writes ([`direct_writes_work`]).
 
 use std::path::PathBuf;
 
@@ -44,5 +46,44 @@ impl DiskGuard {
             ));
         }
         Ok(())
+    }
+}
+
+/// Whether files in `dir` can be written with `O_DIRECT`. tmpfs and some other
+/// filesystems refuse it, and RocksDB set to write that way would fail its first flush
+/// rather than its open, so the store asks before it opens.
+pub(super) fn direct_writes_work(dir: &std::path::Path) -> bool {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let probe = dir.join(".direct-io-probe");
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe)?;
+        // O_DIRECT needs a buffer aligned to the device's block: 4 KiB covers them.
+        let buf = vec![0u8; 8192];
+        let off = buf.as_ptr().align_offset(4096);
+        let block = buf.get(off..off + 4096).ok_or(std::io::ErrorKind::Other)?;
+        f.write_all(block)
+    })()
+    .is_ok();
+    let _ = std::fs::remove_file(&probe);
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_that_cannot_hold_the_probe_says_no_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!direct_writes_work(&dir.path().join("missing")));
+        // Wherever it can, the probe file goes again.
+        direct_writes_work(dir.path());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
