@@ -429,6 +429,9 @@ fn key_value(buf: &[u8], depth: usize) -> Result<(KeyValue, bool), WireError> {
     if depth > MAX_DEPTH {
         return err("recursion limit reached");
     }
+    if let Some(simple) = simple_key_value(buf) {
+        return Ok(simple);
+    }
     let mut key = Str::default();
     let mut value: Option<Any> = None;
     let mut fields = Fields::of(buf);
@@ -445,6 +448,49 @@ fn key_value(buf: &[u8], depth: usize) -> Result<(KeyValue, bool), WireError> {
     let is_string = matches!(value, Some(Any::Str(_)));
     let value = value.map_or(Value::Str(Str::default()), Any::into_value);
     Ok((KeyValue { key, value }, is_string))
+}
+
+/// The usual attribute, exactly `{1: key, 2: {string | bool | int | double}}` with every
+/// length under 128, read without the general field loop: this runs for every attribute
+/// of every span (two levels of fields each; `key_value` was the decoder's largest
+/// share). Any other shape, and any invalid byte, returns `None`: the general path then
+/// decodes it or says what is wrong.
+fn simple_key_value(buf: &[u8]) -> Option<(KeyValue, bool)> {
+    let [0x0a, key_len, rest @ ..] = buf else {
+        return None;
+    };
+    let key_len = usize::from(*key_len);
+    if key_len >= 0x80 || key_len > rest.len() {
+        return None;
+    }
+    let (key, rest) = rest.split_at(key_len);
+    let [0x12, value_len, any @ ..] = rest else {
+        return None;
+    };
+    if *value_len >= 0x80 || usize::from(*value_len) != any.len() {
+        return None;
+    }
+    let (value, is_string) = match any {
+        [0x0a, len, s @ ..] if *len < 0x80 && usize::from(*len) == s.len() => {
+            (Value::Str(Str::from(std::str::from_utf8(s).ok()?)), true)
+        }
+        [0x10, b] if *b < 0x80 => (Value::Bool(*b != 0), false),
+        [0x18, v @ ..] => {
+            let mut f = Fields::of(v);
+            let n = f.varint().ok()?;
+            if !f.buf.is_empty() {
+                return None;
+            }
+            (Value::I64(n as i64), false)
+        }
+        [0x21, d @ ..] => (
+            Value::F64(f64::from_bits(u64::from_le_bytes(d.try_into().ok()?))),
+            false,
+        ),
+        _ => return None,
+    };
+    let key = Str::from(std::str::from_utf8(key).ok()?);
+    Some((KeyValue { key, value }, is_string))
 }
 
 /// An `AnyValue` as decoded so far: the oneof's last field wins, and a nested array or

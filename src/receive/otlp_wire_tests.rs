@@ -344,3 +344,82 @@ fn mutated_bodies_get_the_prost_paths_answer() {
         "{compared} compared, {refused} refused"
     );
 }
+
+#[test]
+fn usual_attributes_take_the_short_path_and_decode_as_written() {
+    let mk = |k: &str, v: Value| KeyValue {
+        key: k.into(),
+        value: v,
+    };
+    let long_key = "k".repeat(127);
+    let long_value = "v".repeat(120);
+    // (attribute, what it decodes to, string value, short path)
+    let cases = [
+        (
+            kv("http.method", s("GET")),
+            mk("http.method", Value::Str("GET".into())),
+            true,
+            true,
+        ),
+        (
+            kv("n", any_value::Value::IntValue(-5)),
+            mk("n", Value::I64(-5)),
+            false,
+            true,
+        ),
+        (
+            kv("ok", any_value::Value::BoolValue(true)),
+            mk("ok", Value::Bool(true)),
+            false,
+            true,
+        ),
+        (
+            kv("d", any_value::Value::DoubleValue(1.5)),
+            mk("d", Value::F64(1.5)),
+            false,
+            true,
+        ),
+        (kv("e", s("")), mk("e", Value::Str("".into())), true, true),
+        (
+            kv(&long_key, s(&long_value)),
+            mk(&long_key, Value::Str(long_value.as_str().into())),
+            true,
+            true,
+        ),
+        // a two-byte length, an empty key (prost leaves the field out): the general path
+        (
+            kv(&"k".repeat(128), s("x")),
+            mk(&"k".repeat(128), Value::Str("x".into())),
+            true,
+            false,
+        ),
+        (
+            kv("k", s(&"v".repeat(200))),
+            mk("k", Value::Str("v".repeat(200).as_str().into())),
+            true,
+            false,
+        ),
+        (kv("", s("x")), mk("", Value::Str("x".into())), true, false),
+    ];
+    for (attr, want, is_string, short) in cases {
+        let body = attr.encode_to_vec();
+        assert_eq!(simple_key_value(&body).is_some(), short, "{attr:?}");
+        assert_eq!(key_value(&body, 1).unwrap(), (want, is_string), "{attr:?}");
+    }
+}
+
+#[test]
+fn the_short_path_leaves_bad_bytes_to_the_general_one() {
+    // {1: "\xff", 2: {1: "A"}} and {1: "k", 2: {1: "\xff"}}: not UTF-8
+    for body in [
+        &[0x0a, 0x01, 0xff, 0x12, 0x03, 0x0a, 0x01, b'A'][..],
+        &[0x0a, 0x01, b'k', 0x12, 0x03, 0x0a, 0x01, 0xff][..],
+    ] {
+        assert!(simple_key_value(body).is_none());
+        assert!(key_value(body, 1).is_err());
+    }
+    // an int value with a byte after its varint, a length past the end
+    assert!(simple_key_value(&[0x0a, 0x01, b'k', 0x12, 0x03, 0x18, 0x01, 0x01]).is_none());
+    assert!(simple_key_value(&[0x0a, 0x05, b'k']).is_none());
+    assert!(key_value(&[0x0a, 0x05, b'k'], 1).is_err());
+}
