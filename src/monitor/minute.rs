@@ -6,6 +6,13 @@
 //! by [`Call`]'s maker (the platform), and metric names live in `catalog`.
 
 use prost::encoding::{decode_varint, encode_varint};
+use smallvec::SmallVec;
+
+/// A latency histogram: (bucket, calls), sorted by bucket, no zero counts. Most
+/// aggregates made at ingest hold a call or two, so two buckets live inline: RED metrics
+/// make one aggregate per operation a batch touches, and a heap allocation each was
+/// ~1 % of the daemon's CPU (BENCHMARKS.md).
+pub type Histogram = SmallVec<[(u16, u64); 2]>;
 
 /// Histogram buckets grow by this factor: a percentile is within ~4 % of a real value.
 const GROWTH: f64 = 1.04;
@@ -132,7 +139,7 @@ pub struct Minute {
     pub max_provisioned_concurrent: u64,
     pub max_provision_utilization_permille: u64,
     /// (bucket, calls), sorted by bucket, no zero counts.
-    pub latency: Vec<(u16, u64)>,
+    pub latency: Histogram,
 }
 
 /// The histogram bucket of a duration in µs.
@@ -153,6 +160,51 @@ pub fn bucket_upper(b: u16) -> f64 {
     }
 }
 
+/// Add the histogram `src` into `dst`, both sorted by bucket, in place: merged from the
+/// back into `dst`'s grown tail, so nothing is allocated once `dst` has the room.
+fn add_buckets(dst: &mut Histogram, src: &[(u16, u64)]) {
+    if src.len() <= 2 {
+        // the common case at ingest: a call or two added to a longer histogram
+        for &(b, n) in src {
+            match dst.binary_search_by_key(&b, |e| e.0) {
+                Ok(i) => dst[i].1 = dst[i].1.saturating_add(n),
+                Err(i) => dst.insert(i, (b, n)),
+            }
+        }
+        return;
+    }
+    let old = dst.len();
+    dst.extend_from_slice(src);
+    // `w` is where the next largest entry goes; `i` and `j` count what is left of each
+    let (mut i, mut j, mut w) = (old, src.len(), dst.len());
+    while j > 0 {
+        let s = src[j - 1];
+        let entry = match i.checked_sub(1).map(|k| dst[k]) {
+            Some(d) if d.0 > s.0 => {
+                i -= 1;
+                d
+            }
+            Some(d) if d.0 == s.0 => {
+                i -= 1;
+                j -= 1;
+                (s.0, d.1.saturating_add(s.1))
+            }
+            _ => {
+                j -= 1;
+                s
+            }
+        };
+        w -= 1;
+        dst[w] = entry;
+    }
+    // buckets both had left a gap between what stayed in place and what was merged
+    if w > i {
+        let len = dst.len();
+        dst.copy_within(w..len, i);
+        dst.truncate(len - (w - i));
+    }
+}
+
 impl Minute {
     /// The aggregate of one call.
     pub fn of(call: &Call) -> Minute {
@@ -166,7 +218,7 @@ impl Minute {
             invocations: 1,
             latency_sum_us: call.latency_us,
             latency_max_us: call.latency_us,
-            latency: vec![(bucket_of(call.latency_us), 1)],
+            latency: smallvec::smallvec![(bucket_of(call.latency_us), 1)],
             max_memory_kb: call.memory_usage_kb,
             memory_limit_mb: call.memory_limit_mb,
             max_concurrent: call.concurrent,
@@ -248,34 +300,7 @@ impl Minute {
         for (a, b) in self.maxima_mut().into_iter().zip(other.maxima()) {
             *a = (*a).max(b);
         }
-        if other.latency.is_empty() {
-            return;
-        }
-        let mut merged = Vec::with_capacity(self.latency.len() + other.latency.len());
-        let (mut i, mut j) = (0, 0);
-        while i < self.latency.len() || j < other.latency.len() {
-            match (self.latency.get(i), other.latency.get(j)) {
-                (Some(&(a, n)), Some(&(b, m))) if a == b => {
-                    merged.push((a, n.saturating_add(m)));
-                    i += 1;
-                    j += 1;
-                }
-                (Some(&(a, n)), Some(&(b, _))) if a < b => {
-                    merged.push((a, n));
-                    i += 1;
-                }
-                (Some(&e), None) => {
-                    merged.push(e);
-                    i += 1;
-                }
-                (_, Some(&e)) => {
-                    merged.push(e);
-                    j += 1;
-                }
-                (None, None) => break,
-            }
-        }
-        self.latency = merged;
+        add_buckets(&mut self.latency, &other.latency);
     }
 
     fn sums(&self) -> [u64; 20] {
@@ -399,7 +424,23 @@ impl Minute {
     }
 
     /// An aggregate from its bytes; `None` when they are not one.
-    pub fn decode(mut b: &[u8]) -> Option<Minute> {
+    pub fn decode(b: &[u8]) -> Option<Minute> {
+        let mut m = Minute::default();
+        m.decode_into(b).then_some(m)
+    }
+
+    /// [`Minute::decode`] into `self`, whatever it held, keeping its histogram's room
+    /// (the merge operator decodes every operand); false, and `self` unspecified, when
+    /// `b` is not an aggregate.
+    pub fn decode_into(&mut self, b: &[u8]) -> bool {
+        self.decode_reusing(b).is_some()
+    }
+
+    fn decode_reusing(&mut self, mut b: &[u8]) -> Option<()> {
+        let mut latency = std::mem::take(&mut self.latency);
+        latency.clear();
+        *self = Minute::default();
+        let m = self;
         let (&version, rest) = b.split_first()?;
         let (sums, maxima) = match version {
             1 => (V1_SUMS, V1_MAXIMA),
@@ -409,7 +450,6 @@ impl Minute {
             _ => return None,
         };
         b = rest;
-        let mut m = Minute::default();
         for v in m.sums_mut().into_iter().take(sums) {
             *v = decode_varint(&mut b).ok()?;
         }
@@ -428,9 +468,10 @@ impl Minute {
             }
             last = last.checked_add(delta).filter(|&v| v <= u16::MAX as u64)?;
             let count = decode_varint(&mut b).ok()?;
-            m.latency.push((last as u16, count));
+            latency.push((last as u16, count));
         }
-        b.is_empty().then_some(m)
+        m.latency = latency;
+        b.is_empty().then_some(())
     }
 }
 
@@ -474,6 +515,50 @@ mod tests {
         assert_eq!(m.max_memory_kb, 40 * 1024);
         assert_eq!(m.cost_mb_ms, 128 * 45);
         assert_eq!(m.latency.iter().map(|e| e.1).sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn histograms_add_bucket_by_bucket() {
+        let h = |v: &[(u16, u64)]| Histogram::from_slice(v);
+        type Buckets<'a> = &'a [(u16, u64)];
+        let cases: [(Buckets, Buckets, Buckets); 6] = [
+            (&[], &[(4, 1)], &[(4, 1)]),
+            (&[(4, 1)], &[], &[(4, 1)]),
+            (&[(2, 1), (9, 2)], &[(5, 3)], &[(2, 1), (5, 3), (9, 2)]),
+            (
+                &[(1, 1), (3, 2), (5, 1)],
+                &[(2, 1), (3, 1), (6, 4)],
+                &[(1, 1), (2, 1), (3, 3), (5, 1), (6, 4)],
+            ),
+            (
+                &[(1, 1), (2, 2), (3, 3)],
+                &[(1, 1), (2, 1), (3, 1)],
+                &[(1, 2), (2, 3), (3, 4)],
+            ),
+            (
+                &[(7, 1), (8, 1)],
+                &[(1, 5), (2, 5), (3, 5), (9, 5)],
+                &[(1, 5), (2, 5), (3, 5), (7, 1), (8, 1), (9, 5)],
+            ),
+        ];
+        for (a, b, want) in cases {
+            let mut got = h(a);
+            add_buckets(&mut got, b);
+            assert_eq!(got.as_slice(), want, "{a:?} + {b:?}");
+        }
+        let mut full = h(&[(1, u64::MAX)]);
+        add_buckets(&mut full, &[(1, 1), (2, 1), (3, 1)]);
+        assert_eq!(full.as_slice(), [(1, u64::MAX), (2, 1), (3, 1)]);
+    }
+
+    #[test]
+    fn decoding_into_a_used_aggregate_leaves_nothing_of_it() {
+        let mut used = Minute::of(&call(30, Outcome::FunctionError));
+        used.merge(&Minute::of(&call(7, Outcome::Ok)));
+        let fresh = Minute::of(&call(12, Outcome::ServerError));
+        assert!(used.decode_into(&fresh.to_bytes()));
+        assert_eq!(used, fresh);
+        assert!(!used.decode_into(&[9]));
     }
 
     #[test]
@@ -545,7 +630,7 @@ mod tests {
             (m.provision_invocations, m.max_provisioned_instances),
             (0, 0)
         );
-        assert_eq!(m.latency, vec![(10, 4)]);
+        assert_eq!(m.latency.as_slice(), [(10, 4)]);
         // today's writes provisioning after the other sums and maxima
         let call = Call {
             provisioned: true,
@@ -583,7 +668,7 @@ mod tests {
             (m.memory_limit_mb, m.max_concurrent, m.max_instances),
             (128, 2, 1)
         );
-        assert_eq!(m.latency, vec![(5, 3)]);
+        assert_eq!(m.latency.as_slice(), [(5, 3)]);
         assert_eq!((m.enqueued, m.async_backlog_max), (0, 0));
     }
 

@@ -37,11 +37,15 @@ fn service_series(tenant: Tenant, service: &str, kind: SpanKind) -> Vec<u8> {
 
 /// Fold the server and consumer spans of `spans` into `batch`'s write.
 pub fn add_spans(batch: &mut EncodedBatch, tenant: Tenant, spans: &[Span]) {
-    // Each span is counted straight into its operation's aggregate, grouped with
-    // foldhash, in one pass over its tags: this runs for every span. A service's
-    // aggregate is the sum of its operations', made once per operation, not per span.
+    // Each span is counted straight into its operation's aggregate and its service's,
+    // grouped with foldhash, in one pass over its tags: this runs for every span.
+    // (Summing the operations' aggregates into the service's instead cost a histogram
+    // merge per operation, and a batch may touch as many operations as it has spans.)
     type Groups<K> = HashMap<K, Minute, foldhash::fast::RandomState>;
-    let mut ops: Groups<(&str, SpanKind, &str, u64)> = Groups::default();
+    let room = spans.len().min(1024);
+    let mut ops: Groups<(&str, SpanKind, &str, u64)> =
+        Groups::with_capacity_and_hasher(room, Default::default());
+    let mut services: Groups<(&str, SpanKind, u64)> = Groups::default();
     for s in spans {
         let (kind, failed) = s.kind_and_failed();
         if !counted(kind) {
@@ -53,13 +57,10 @@ pub fn add_spans(batch: &mut EncodedBatch, tenant: Tenant, spans: &[Span]) {
         ops.entry((service, kind, s.operation_name.as_str(), minute))
             .or_default()
             .count_in_bucket(s.duration, bucket, failed);
-    }
-    let mut services: Groups<(&str, SpanKind, u64)> = Groups::default();
-    for ((service, kind, _, minute), m) in &ops {
         services
-            .entry((service, *kind, *minute))
+            .entry((service, kind, minute))
             .or_default()
-            .merge(m);
+            .count_in_bucket(s.duration, bucket, failed);
     }
     let mut bytes = Vec::new();
     for ((service, kind, op, minute), m) in &ops {

@@ -18,8 +18,10 @@ pub(super) fn merge_minutes(
     operands: &MergeOperands,
 ) -> Option<Vec<u8>> {
     let mut acc = existing.and_then(Minute::decode).unwrap_or_default();
+    // one operand's aggregate at a time, in one reused value
+    let mut m = Minute::default();
     for op in operands {
-        if let Some(m) = Minute::decode(op) {
+        if m.decode_into(op) {
             acc.merge(&m);
         }
     }
