@@ -16,7 +16,12 @@ fn spans_for(trace: u128, n: u64, start: u64) -> Vec<TSpan> {
             op: "work",
             start: start + i,
             duration: 100,
+            // the root is a call its service answered: counted in the RED metrics
             tags: vec![
+                (
+                    "span.kind",
+                    V::S(if i == 1 { "server" } else { "internal" }),
+                ),
                 ("i", V::I(i as i64)),
                 (
                     "payload",
@@ -99,9 +104,29 @@ fn kill_9_loses_nothing_acknowledged() {
     d.kill9();
 
     let d = Daemon::start_in(tmp.path(), &[]);
-    for t in acked {
-        assert_eq!(span_count(&d, t), 10, "trace {t:x} after kill -9");
+    for t in &acked {
+        assert_eq!(span_count(&d, *t), 10, "trace {t:x} after kill -9");
     }
+    // and each root span counted once in the service's calls (the metric aggregates of
+    // the last second are journaled, not yet folded, when the daemon dies)
+    assert_eq!(
+        calls_in_last_10_minutes(&d, "crash-svc"),
+        acked.len() as f64
+    );
+}
+
+/// Server calls of `service` in the last ten minutes, from Jaeger's Monitor API.
+fn calls_in_last_10_minutes(d: &Daemon, service: &str) -> f64 {
+    let end = now_us() / 1000 + 60_000;
+    let (status, v) = d.get(&format!(
+        "/api/metrics/calls?service={service}&endTs={end}&lookback=0&step=60000&ratePer=600000"
+    ));
+    assert_eq!(status, 200, "{v}");
+    let points = v["metrics"][0]["metricPoints"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no points in {v}"));
+    assert_eq!(points.len(), 1, "{v}");
+    (points[0]["gaugeValue"]["doubleValue"].as_f64().unwrap() * 600.0).round()
 }
 
 /// Bytes of the store's data: RocksDB's info logs (`LOG`, `LOG.old.*`, rolled at 1 MiB

@@ -10,14 +10,16 @@
 //! older formats' data at open.
 //!
 //! Column families: `chunks` (span chunks, FIFO), `postings` (time first, leveled),
-//! `terms` (the term filter, see `terms`), `meta`, `invocations` (see `keys` for every
-//! layout).
+//! `terms` (the term filter, see `terms`), `meta`, `invocations`, `metrics`, `logs` (see
+//! `keys` for every layout) and `journal` (metric aggregates not yet in `metrics`, see
+//! `journal`).
 //! The store decides nothing about what to store (the pipeline does) and knows no JSON
 //! (the query side does).
 
 mod catalog;
 pub mod codec;
 mod disk;
+mod journal;
 pub mod keys;
 mod logs;
 mod lookup;
@@ -44,7 +46,7 @@ pub mod proto {
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rocksdb::{
@@ -60,8 +62,8 @@ use retention::Retention;
 /// Bump when any key layout or the span encoding changes (6: span chunks of format byte
 /// 2, see `codec`, and the `metrics` family; 7: the `logs` family; 8: posting
 /// sub-blocks in columns, see `postings`: groups written before it keep the fixed layout,
-/// told apart by `columns_from`).
-pub const FORMAT_VERSION: u32 = 8;
+/// told apart by `columns_from`; 9: the metrics `journal` family, created empty).
+pub const FORMAT_VERSION: u32 = 9;
 /// Older formats this build still opens (2: span keys without chunk numbers, still read
 /// as they are; 2 and 3: chunks in a compacted `spans` family and posting blocks shard
 /// first in `index`, both moved at open, see `upgrade`; 2 to 4: no term filter, so
@@ -87,8 +89,11 @@ const CF_TERMS: &str = "terms";
 const CF_METRICS: &str = "metrics";
 /// Function log lines (FIFO: whole files go at retention, like span chunks).
 const CF_LOGS: &str = "logs";
+/// Metric aggregates committed and not yet merged into `metrics` (see `journal`).
+const CF_JOURNAL: &str = "journal";
 /// Every family this format has.
-const FAMILIES: [&str; 7] = [
+const FAMILIES: [&str; 8] = [
+    CF_JOURNAL,
     CF_SPANS,
     CF_POSTINGS,
     CF_TERMS,
@@ -174,7 +179,8 @@ impl Default for StoreOptions {
 }
 
 pub struct Store {
-    db: DB,
+    /// Shared with the fold thread (`journal`), which ends before the store drops.
+    db: Arc<DB>,
     catalog: RwLock<Catalog>,
     retention_us: u64,
     write_opts: WriteOptions,
@@ -193,6 +199,17 @@ pub struct Store {
     tenant_retention: quota::TenantRetention,
     /// Tenants' bytes written per hour (`quota`).
     usage: Mutex<quota::Usage>,
+    /// Metric aggregates journaled and not yet in `metrics` (`journal`).
+    pending: Arc<Mutex<journal::Pending>>,
+    /// Writes the folds of `pending` off the writer's thread (`metrics`).
+    folder: metrics::Folder,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // the fold thread holds the database open: it finishes first
+        self.folder.stop();
+    }
 }
 
 impl Store {
@@ -372,7 +389,14 @@ impl Store {
         logs.set_fifo_compaction_options(&fifo);
         logs.set_ttl(ttl.as_secs().clamp(1, 100 * 365 * 86400));
 
+        // The metrics journal: one value per group commit, keyed by its number, most
+        // deleted (by one range) within a second or two of being written, so most never
+        // leave the memtable: a flush drops what a range deletion in it covers.
+        let mut journal = with_filters(8 << 20, Filter::Off, 16 << 10);
+        journal.set_compaction_style(rocksdb::DBCompactionStyle::Level);
+
         let mut cfs = vec![
+            ColumnFamilyDescriptor::new(CF_JOURNAL, journal),
             ColumnFamilyDescriptor::new(CF_LOGS, logs),
             ColumnFamilyDescriptor::new(CF_SPANS, spans),
             ColumnFamilyDescriptor::new(CF_POSTINGS, postings),
@@ -408,8 +432,13 @@ impl Store {
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(opts.sync_writes);
 
+        let db = Arc::new(db);
+        let pending = Arc::new(Mutex::default());
+        let folder = metrics::Folder::start(&db, &pending);
         let mut store = Store {
             db,
+            pending,
+            folder,
             terms_from: u64::MAX,
             columns_from: 0,
             written: Mutex::new(terms::Written::default()),
@@ -426,6 +455,7 @@ impl Store {
         store.columns_from = store.load_columns_from()?;
         store.load_catalog()?;
         store.load_usage()?;
+        store.load_journal()?;
         Ok(store)
     }
 
@@ -554,8 +584,10 @@ impl Store {
         Ok(())
     }
 
-    /// Flush memtables to SST files (on shutdown, so the next start replays no WAL).
+    /// Flush memtables to SST files (on shutdown, so the next start replays no WAL), after
+    /// merging pending metric aggregates into `metrics`.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.fold_metrics()?;
         for name in FAMILIES {
             self.db.flush_cf(self.cf(name))?;
         }

@@ -62,3 +62,11 @@ pub fn format_version_key() -> Vec<u8> {
     v.extend_from_slice(b"format_version");
     v
 }
+
+/// The journal bound of the last fold of metric aggregates written (`journal`): reads
+/// compare it with the bound of a fold in flight.
+pub fn metrics_folded_key() -> Vec<u8> {
+    let mut v = SYSTEM_TENANT.to_be_bytes().to_vec();
+    v.extend_from_slice(b"metrics_folded");
+    v
+}

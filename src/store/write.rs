@@ -12,8 +12,8 @@ use rocksdb::WriteBatch;
 
 use super::catalog::Catalog;
 use super::{
-    codec, keys, postings, Store, StoreError, CF_INVOCATIONS, CF_LOGS, CF_META, CF_METRICS,
-    CF_POSTINGS, CF_SPANS, CF_TERMS,
+    codec, journal, keys, postings, Store, StoreError, CF_INVOCATIONS, CF_JOURNAL, CF_LOGS,
+    CF_META, CF_METRICS, CF_POSTINGS, CF_SPANS, CF_TERMS,
 };
 use crate::model::{KeyValue, Process, Span, SpanKind, Value};
 use keys::{IndexPrefix, Tenant};
@@ -21,7 +21,8 @@ use keys::{IndexPrefix, Tenant};
 impl Store {
     /// Write encoded batches as one `WriteBatch`; returns once it is in the WAL (and
     /// fsynced when `sync_writes` is on). New services and operations are recorded in the
-    /// same write.
+    /// same write, and the batches' metric aggregates are journaled in it (`journal`):
+    /// one value for the group, folded into `metrics` about once a second.
     pub fn commit(&self, batches: &[&EncodedBatch]) -> Result<(), StoreError> {
         self.disk.check().map_err(StoreError::DiskFull)?;
         let spans = self.cf(CF_SPANS);
@@ -38,6 +39,7 @@ impl Store {
             .sum();
         let mut wb = WriteBatch::with_capacity_bytes(bytes);
         let mut new_ops: Vec<(Tenant, &str, &str, SpanKind)> = Vec::new();
+        let mut journaled = Vec::new();
         let now = crate::clock::now_us();
         let chunks: u64 = batches
             .iter()
@@ -63,7 +65,7 @@ impl Store {
                             wb.put_cf(spans, keys::set_chunk(k, chunk), v);
                         }
                         Family::Invocations => wb.put_cf(invocations, k, v),
-                        Family::Metrics => wb.merge_cf(metrics, k, v),
+                        Family::Metrics => journal::frame(&mut journaled, k, v),
                         Family::Samples => wb.put_cf(metrics, k, v),
                         Family::Logs => wb.put_cf(logs, k, v),
                         Family::Queue => wb.put_cf(meta, k, v),
@@ -78,6 +80,11 @@ impl Store {
             }
         }
         wb.put_cf(meta, keys::chunk_seq_key(), chunk.to_be_bytes());
+        let journal_cf = self.cf(CF_JOURNAL);
+        if !journaled.is_empty() {
+            wb.put_cf(journal_cf, journal::key(seq), &journaled);
+        }
+
         postings::merge(
             batches
                 .iter()
@@ -109,6 +116,16 @@ impl Store {
             return Err(StoreError::from_write(e));
         }
         drop(written);
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in journal::frames(&journaled) {
+            pending.add(k, v);
+        }
+        // every journal key up to this group's is pending now
+        let fold = pending.start_fold(seq + 1);
+        drop(pending);
+        if let Some(fold) = fold {
+            self.folder.send(self, fold);
+        }
         if !new_ops.is_empty() {
             let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
             for (tenant, service, op, kind) in new_ops {
