@@ -70,6 +70,7 @@ STAGES = [
     ("encode: other", r"store::write::encode"),
     ("writer: group commit (memtable, WAL)", r"store::write::<impl fctrace::store::Store>::commit|DBImpl::WriteImpl|WriteBatchInternal|MemTable::Add"),
     ("writer: merge postings", r"store::postings::merge"),
+    ("metrics: journal fold and pending", r"store::journal|store::metrics::write_fold"),
     ("RocksDB: flush", r"FlushJob|BuildTable"),
     ("RocksDB: compaction", r"CompactionJob"),
     ("sampling and admission", r"pipeline::admission|sampling::"),
@@ -88,6 +89,8 @@ def thread_kind(c):
         return "RocksDB flush thread"
     if c.startswith("fctrace-writer") or c.startswith("writer"):
         return "writer thread"
+    if c.startswith("fctrace-fold"):
+        return "metrics fold thread"
     if c.startswith("tokio") or c.startswith("fctrace"):
         return "request threads (" + c + ")"
     return c
