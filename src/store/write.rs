@@ -120,7 +120,8 @@ impl Store {
         for (k, v) in journal::frames(&journaled) {
             pending.add(k, v);
         }
-        // every journal key up to this group's is pending now
+        // every journal key up to this group's is pending now (only the writer thread
+        // commits, so no earlier group is between its write and this)
         let fold = pending.start_fold(seq + 1);
         drop(pending);
         if let Some(fold) = fold {
