@@ -30,8 +30,12 @@ const FORMAT_ZSTD_CHUNK: u8 = 1;
 /// The first byte of every chunk value written now: as `FORMAT_ZSTD_CHUNK`, with times,
 /// reference trace ids and repeated processes written relative to the chunk (module doc).
 const FORMAT_ZSTD_CHUNK_RELATIVE: u8 = 2;
-/// zstd level 1: most of level 3's ratio on span data at a fraction of its CPU.
-const ZSTD_LEVEL: i32 = 1;
+/// zstd level -1: level 1's matching with literals stored raw. A chunk's literals are
+/// mostly span ids and varint times, which Huffman coding hardly shrinks, yet building
+/// its table for every chunk was a third of the chunks' compression time. On the
+/// bench's chunks: 5 % larger (57.4 → 60.3 B a span), compressed 1.5-1.8 times as fast;
+/// levels -2 and below lose a fifth of the ratio for no more speed (BENCHMARKS.md).
+const ZSTD_LEVEL: i32 = -1;
 /// A chunk's encoded size is read from the value before decompressing; a larger claim
 /// is corruption, not something to allocate for.
 pub const MAX_CHUNK_RAW: usize = 256 << 20;

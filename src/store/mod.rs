@@ -229,6 +229,12 @@ impl Store {
         // Bounds the WAL kept for rarely written families (meta), whose unflushed
         // memtables would otherwise pin old log files.
         db_opts.set_max_total_wal_size(256 << 20);
+        // Reuse obsolete WAL files instead of making new ones: writing into pages the page
+        // cache already holds costs the kernel a third of writing new ones (0.19 against
+        // 0.55 CPU s a GB here), and the WAL is most of what the writer hands the kernel
+        // (~230 B a span). Point-in-time recovery, the default, tells a recycled file's
+        // old records from new ones.
+        db_opts.set_recycle_log_file_num(4);
         // Flushes and compactions write around the page cache: the kernel's copy into it
         // (`copy_folio_from_iter_atomic`) was 4.8 % of the daemon's CPU under load, for
         // files that are read back by the one compaction (postings) or rarely (chunks).
@@ -310,7 +316,11 @@ impl Store {
         // No bloom filters: postings are read by seeks (which whole-key filters do not
         // serve) and by point reads of trace tables that always exist, so filters only
         // cost memory in the block cache, disk and CPU in every flush and compaction.
-        let mut postings = with_filters(32 << 20, Filter::Off, 16 << 10);
+        // 64 KiB blocks: a sub-block repeats its terms' hashes and the trace slots of
+        // its neighbours, so zstd finds four times the context: 38.6 → 17.0 B a span
+        // after compaction against 16 KiB blocks, with searches no slower (a seek reads
+        // one block either way; BENCHMARKS.md).
+        let mut postings = with_filters(32 << 20, Filter::Off, 64 << 10);
         // Keys are time first (see `keys`): leveled compaction moves files that overlap
         // nothing below them instead of rewriting them. Flushed files do overlap each
         // other and the newest file below (they share the second being written at the
@@ -391,8 +401,10 @@ impl Store {
 
         // The metrics journal: one value per group commit, keyed by its number, most
         // deleted (by one range) within a second or two of being written, so most never
-        // leave the memtable: a flush drops what a range deletion in it covers.
-        let mut journal = with_filters(8 << 20, Filter::Off, 16 << 10);
+        // leave the memtable: a flush drops what a range deletion in it covers. 32 MiB
+        // holds a few seconds of the bench's ~54 B a span: with 8 MiB it flushed twice
+        // a second, each flush a new WAL file, a level-0 file and its compaction.
+        let mut journal = with_filters(32 << 20, Filter::Off, 16 << 10);
         journal.set_compaction_style(rocksdb::DBCompactionStyle::Level);
 
         let mut cfs = vec![
