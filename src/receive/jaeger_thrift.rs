@@ -12,6 +12,7 @@
 use std::mem::size_of;
 use std::sync::Arc;
 
+use super::jaeger_tag::Plain;
 use super::limits::Limits;
 use super::thrift::{Binary, Compact, FieldHeader, Protocol, ThriftError, Type};
 use crate::budget::Reservation;
@@ -365,6 +366,24 @@ impl<'a, P: Protocol<'a>> Decoder<'_, P> {
 
     /// A `Tag`: some clients fill every value field, so the value is chosen by `vType`.
     fn tag(&mut self) -> Result<KeyValue, ThriftError> {
+        if let Some((n, key, value)) = self
+            .p
+            .unread_struct()
+            .and_then(|(b, compact)| super::jaeger_tag::plain(b, compact))
+        {
+            self.p.advance(n);
+            let value = match value {
+                Plain::Str(s) => Value::Str(self.string(s)?),
+                Plain::F64(f) => Value::F64(f),
+                Plain::Bool(b) => Value::Bool(b),
+                Plain::I64(i) => Value::I64(i),
+                Plain::Binary(b) => Value::Binary(b.to_vec()),
+            };
+            return Ok(KeyValue {
+                key: self.string(key)?,
+                value,
+            });
+        }
         let mut key = Str::default();
         let mut v_type = 0;
         let mut v_str: &[u8] = &[];

@@ -8,6 +8,7 @@
 
 pub mod body;
 pub mod jaeger_proto;
+pub mod jaeger_tag;
 pub mod jaeger_thrift;
 pub mod limits;
 pub mod otlp;

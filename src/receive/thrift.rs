@@ -92,6 +92,12 @@ pub trait Protocol<'a> {
     /// A message header (what a thrift RPC call starts with): the method name and the
     /// message type (1 call, 4 oneway, ...). The sequence id is read and dropped.
     fn message_begin(&mut self) -> Result<(&'a [u8], u8), ThriftError>;
+    /// The unread bytes and whether they are in the compact protocol, for a caller that
+    /// reads a struct it knows straight from them (then [`Protocol::advance`]); `None`
+    /// when one more struct would be nested too deep.
+    fn unread_struct(&self) -> Option<(&'a [u8], bool)>;
+    /// Step over `n` bytes of what `unread_struct` gave: a whole struct, read.
+    fn advance(&mut self, n: usize);
 }
 
 /// The smallest number of bytes one element of a type takes in either protocol, so a list
@@ -175,6 +181,15 @@ impl<'a> Cursor<'a> {
     }
     fn remaining(&self) -> usize {
         self.buf.len() - self.pos
+    }
+    fn unread_struct(&self) -> Option<&'a [u8]> {
+        if self.depth >= MAX_DEPTH {
+            return None;
+        }
+        self.buf.get(self.pos..)
+    }
+    fn advance(&mut self, n: usize) {
+        self.pos = self.pos.saturating_add(n).min(self.buf.len());
     }
     fn check_len(
         &self,
@@ -346,6 +361,12 @@ impl<'a> Protocol<'a> for Binary<'a> {
         let len = i32::from_be_bytes(self.c.array()?) as i64;
         let n = self.c.check_len("list", len, min_size(elem, false), at)?;
         Ok((elem, n))
+    }
+    fn unread_struct(&self) -> Option<(&'a [u8], bool)> {
+        self.c.unread_struct().map(|b| (b, false))
+    }
+    fn advance(&mut self, n: usize) {
+        self.c.advance(n)
     }
     fn skip(&mut self, header: &FieldHeader) -> Result<(), ThriftError> {
         skip_value(self, header.ty, Self::map_header, |p| p.c.byte().map(drop))
@@ -530,6 +551,12 @@ impl<'a> Protocol<'a> for Compact<'a> {
         let n = self.c.check_len("list", len, min_size(elem, true), at)?;
         Ok((elem, n))
     }
+    fn unread_struct(&self) -> Option<(&'a [u8], bool)> {
+        self.c.unread_struct().map(|b| (b, true))
+    }
+    fn advance(&mut self, n: usize) {
+        self.c.advance(n)
+    }
     fn skip(&mut self, header: &FieldHeader) -> Result<(), ThriftError> {
         if header.inline_bool.is_some() {
             return Ok(());
@@ -558,61 +585,5 @@ impl<'a> Protocol<'a> for Compact<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn binary_list_length_is_checked_before_allocating() {
-        // list<i64> claiming 2^31-1 elements with 3 bytes left
-        let body = [10u8, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3];
-        let mut p = Binary::new(&body);
-        let err = p.list().unwrap_err();
-        assert!(matches!(err, ThriftError::Length { .. }), "{err}");
-    }
-
-    #[test]
-    fn binary_negative_string_length() {
-        let body = [0xffu8, 0xff, 0xff, 0xfe];
-        assert!(matches!(
-            Binary::new(&body).binary(),
-            Err(ThriftError::Negative { .. })
-        ));
-    }
-
-    #[test]
-    fn compact_varints_and_fields() {
-        // field 1 i64 (delta 1, type 6) = zigzag(-2) = 3; field 3 string "ab"; bool true field 4; stop
-        let body = [0x16u8, 3, 0x28, 2, b'a', b'b', 0x11, 0];
-        let mut p = Compact::new(&body);
-        p.struct_begin().unwrap();
-        let f = p.field().unwrap().unwrap();
-        assert_eq!((f.id, f.ty), (1, Type::I64));
-        assert_eq!(p.i64().unwrap(), -2);
-        let f = p.field().unwrap().unwrap();
-        assert_eq!((f.id, f.ty), (3, Type::Binary));
-        assert_eq!(p.binary().unwrap(), b"ab");
-        let f = p.field().unwrap().unwrap();
-        assert_eq!((f.id, f.ty), (4, Type::Bool));
-        assert!(p.bool_value(&f).unwrap());
-        assert!(p.field().unwrap().is_none());
-    }
-
-    #[test]
-    fn compact_overlong_varint() {
-        let body = [0xffu8; 11];
-        assert!(Compact::new(&body).i64().is_err());
-    }
-
-    #[test]
-    fn deep_nesting_is_refused() {
-        // binary: a struct field containing a struct field ... 100 levels
-        let mut body = Vec::new();
-        for _ in 0..100 {
-            body.extend_from_slice(&[12, 0, 1]);
-        }
-        let mut p = Binary::new(&body);
-        p.struct_begin().unwrap();
-        let h = p.field().unwrap().unwrap();
-        assert_eq!(p.skip(&h), Err(ThriftError::TooDeep(MAX_DEPTH)));
-    }
-}
+#[path = "thrift_tests.rs"]
+mod tests;
