@@ -229,12 +229,6 @@ impl Store {
         // Bounds the WAL kept for rarely written families (meta), whose unflushed
         // memtables would otherwise pin old log files.
         db_opts.set_max_total_wal_size(256 << 20);
-        // Reuse obsolete WAL files instead of making new ones: writing into pages the page
-        // cache already holds costs the kernel a third of writing new ones (0.19 against
-        // 0.55 CPU s a GB here), and the WAL is most of what the writer hands the kernel
-        // (~230 B a span). Point-in-time recovery, the default, tells a recycled file's
-        // old records from new ones.
-        db_opts.set_recycle_log_file_num(4);
         // Flushes and compactions write around the page cache: the kernel's copy into it
         // (`copy_folio_from_iter_atomic`) was 4.8 % of the daemon's CPU under load, for
         // files that are read back by the one compaction (postings) or rarely (chunks).
