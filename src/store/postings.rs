@@ -271,9 +271,7 @@ impl Builder {
             }
         }
         // (minute, hash): bucketed by minute and the hash's top byte
-        sort_bucketed(&mut terms, 56, |&(m, h)| {
-            u128::from(m) << 64 | u128::from(h)
-        });
+        sort_bucketed(&mut terms, TERM_HASH_TOP, term_key);
         terms.dedup();
         (parts, terms)
     }
@@ -328,6 +326,14 @@ fn sort_bucketed<T: Copy>(v: &mut Vec<T>, shift: u32, key: impl Fn(&T) -> u128) 
 
 /// Bits below an [`entry_key`]'s hash's top byte.
 const ENTRY_HASH_TOP: u32 = 72;
+
+/// A batch's (minute, term hash) as one integer that sorts the same way.
+fn term_key(&(minute, hash): &(u64, u64)) -> u128 {
+    u128::from(minute) << 64 | u128::from(hash)
+}
+
+/// Bits below a [`term_key`]'s hash's top byte.
+const TERM_HASH_TOP: u32 = 56;
 
 /// (table, term hash, trace slot) of an [`entry_key`].
 fn split_key(k: u128) -> (u32, u64, u16) {
