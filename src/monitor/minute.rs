@@ -16,10 +16,22 @@ pub type Histogram = SmallVec<[(u16, u64); 2]>;
 
 /// Histogram buckets grow by this factor: a percentile is within ~4 % of a real value.
 const GROWTH: f64 = 1.04;
-/// The first byte of an encoded aggregate (4: provisioned instances; 3, without them, 2,
-/// without recursive calls dropped, and 1, without the asynchronous-call counts either,
-/// are still read).
-const VERSION: u8 = 4;
+/// The first byte of an encoded aggregate. 5: a bit mask of the fields that are not zero,
+/// then those fields. The older versions wrote every field and are still read: 4 (with
+/// provisioned instances), 3 (without them), 2 (without recursive calls dropped), 1
+/// (without the asynchronous-call counts either).
+const VERSION: u8 = 5;
+/// Every field, in the dense version 4.
+const V4: u8 = 4;
+/// Fields of an aggregate: [`SUMS`] counts (added when merged), then maxima (the larger
+/// kept), in the order [`Minute::fields`] lists them.
+const FIELDS: usize = 31;
+const SUMS: usize = 20;
+/// Field numbers of what RED metrics count (`Calls`).
+const INVOCATIONS: u32 = 0;
+const FUNCTION_ERRORS: u32 = 1;
+const LATENCY_SUM: u32 = 7;
+const LATENCY_MAX: u32 = 20;
 /// Counts and maxima an aggregate of version 3 has.
 const V3_SUMS: usize = 18;
 const V3_MAXIMA: usize = 8;
@@ -251,23 +263,14 @@ impl Minute {
         m
     }
 
-    /// Count one span (a call of its service) in place: what the RED metrics of spans
-    /// (`monitor::red`) aggregate, without a `Minute` per span.
+    /// Count one span (a call of its service) in place.
     pub fn count_span(&mut self, latency_us: u64, failed: bool) {
-        self.count_in_bucket(latency_us, bucket_of(latency_us), failed);
-    }
-
-    /// [`Minute::count_span`] with the duration's bucket already known (one `ln` for a
-    /// span counted in two aggregates).
-    pub fn count_in_bucket(&mut self, latency_us: u64, b: u16, failed: bool) {
+        let b = bucket_of(latency_us);
         self.invocations += 1;
         self.function_errors += u64::from(failed);
         self.latency_sum_us = self.latency_sum_us.saturating_add(latency_us);
         self.latency_max_us = self.latency_max_us.max(latency_us);
-        match self.latency.binary_search_by_key(&b, |e| e.0) {
-            Ok(i) => self.latency[i].1 += 1,
-            Err(i) => self.latency.insert(i, (b, 1)),
-        }
+        add_buckets(&mut self.latency, &[(b, 1)]);
     }
 
     /// The aggregate of one step of an asynchronous call (no invocation: each attempt
@@ -294,16 +297,23 @@ impl Minute {
 
     /// Fold `other` in: sums add, maxima take the larger, histograms add.
     pub fn merge(&mut self, other: &Minute) {
-        for (a, b) in self.sums_mut().into_iter().zip(other.sums()) {
-            *a = a.saturating_add(b);
-        }
-        for (a, b) in self.maxima_mut().into_iter().zip(other.maxima()) {
-            *a = (*a).max(b);
+        for (i, (a, b)) in self
+            .fields_mut()
+            .into_iter()
+            .zip(other.fields())
+            .enumerate()
+        {
+            *a = if i < SUMS {
+                a.saturating_add(b)
+            } else {
+                (*a).max(b)
+            };
         }
         add_buckets(&mut self.latency, &other.latency);
     }
 
-    fn sums(&self) -> [u64; 20] {
+    /// Every field but the histogram: the sums, then the maxima (the encoded order).
+    fn fields(&self) -> [u64; FIELDS] {
         [
             self.invocations,
             self.function_errors,
@@ -325,10 +335,21 @@ impl Minute {
             self.recursion_dropped,
             self.provision_invocations,
             self.spillover_invocations,
+            self.latency_max_us,
+            self.init_max_us,
+            self.max_memory_kb,
+            self.memory_limit_mb,
+            self.max_concurrent,
+            self.max_instances,
+            self.async_wait_max_us,
+            self.async_backlog_max,
+            self.max_provisioned_instances,
+            self.max_provisioned_concurrent,
+            self.max_provision_utilization_permille,
         ]
     }
 
-    fn sums_mut(&mut self) -> [&mut u64; 20] {
+    fn fields_mut(&mut self) -> [&mut u64; FIELDS] {
         [
             &mut self.invocations,
             &mut self.function_errors,
@@ -350,27 +371,6 @@ impl Minute {
             &mut self.recursion_dropped,
             &mut self.provision_invocations,
             &mut self.spillover_invocations,
-        ]
-    }
-
-    fn maxima(&self) -> [u64; 11] {
-        [
-            self.latency_max_us,
-            self.init_max_us,
-            self.max_memory_kb,
-            self.memory_limit_mb,
-            self.max_concurrent,
-            self.max_instances,
-            self.async_wait_max_us,
-            self.async_backlog_max,
-            self.max_provisioned_instances,
-            self.max_provisioned_concurrent,
-            self.max_provision_utilization_permille,
-        ]
-    }
-
-    fn maxima_mut(&mut self) -> [&mut u64; 11] {
-        [
             &mut self.latency_max_us,
             &mut self.init_max_us,
             &mut self.max_memory_kb,
@@ -404,21 +404,21 @@ impl Minute {
     }
 
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.push(VERSION);
-        for v in self.sums().into_iter().chain(self.maxima()) {
-            encode_varint(v, out);
-        }
-        encode_varint(self.latency.len() as u64, out);
-        let mut last = 0u16;
-        for &(b, n) in &self.latency {
-            encode_varint(u64::from(b - last), out);
-            encode_varint(n, out);
-            last = b;
-        }
+        let fields = self.fields();
+        let mask = fields
+            .iter()
+            .enumerate()
+            .fold(0u32, |m, (i, &v)| m | (u32::from(v != 0) << i));
+        write(
+            out,
+            mask,
+            fields.into_iter().filter(|&v| v != 0),
+            &self.latency,
+        );
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(48 + self.latency.len() * 3);
+        let mut v = Vec::with_capacity(16 + self.latency.len() * 4);
         self.encode(&mut v);
         v
     }
@@ -429,32 +429,134 @@ impl Minute {
         m.decode_into(b).then_some(m)
     }
 
-    /// [`Minute::decode`] into `self`, whatever it held, keeping its histogram's room
-    /// (the merge operator decodes every operand); false, and `self` unspecified, when
-    /// `b` is not an aggregate.
+    /// [`Minute::decode`] into `self`, whatever it held; false, and `self` unspecified,
+    /// when `b` is not an aggregate.
     pub fn decode_into(&mut self, b: &[u8]) -> bool {
-        self.decode_reusing(b).is_some()
+        *self = Minute::default();
+        self.merge_encoded(b)
     }
 
-    fn decode_reusing(&mut self, mut b: &[u8]) -> Option<()> {
-        let mut latency = std::mem::take(&mut self.latency);
-        latency.clear();
-        *self = Minute::default();
-        let m = self;
-        let (&version, rest) = b.split_first()?;
-        let (sums, maxima) = match version {
-            1 => (V1_SUMS, V1_MAXIMA),
-            2 => (V2_SUMS, V2_MAXIMA),
-            3 => (V3_SUMS, V3_MAXIMA),
-            VERSION => (usize::MAX, usize::MAX),
-            _ => return None,
+    /// Add the aggregate encoded in `b`, as merging its decoding would, without making a
+    /// whole `Minute` of it: false, and `self` unchanged, when `b` is not an aggregate.
+    /// The journal and the merge operator add every aggregate written this way, and most
+    /// hold a handful of fields.
+    pub fn merge_encoded(&mut self, b: &[u8]) -> bool {
+        let Some(sparse) = Sparse::parse(b) else {
+            return false;
         };
-        b = rest;
-        for v in m.sums_mut().into_iter().take(sums) {
-            *v = decode_varint(&mut b).ok()?;
+        let fields = self.fields_mut();
+        let (mut mask, mut values) = (sparse.mask, sparse.values.iter());
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let (a, v) = (&mut *fields[i], values.next().copied().unwrap_or(0));
+            *a = if i < SUMS {
+                a.saturating_add(v)
+            } else {
+                (*a).max(v)
+            };
         }
-        for v in m.maxima_mut().into_iter().take(maxima) {
-            *v = decode_varint(&mut b).ok()?;
+        add_buckets(&mut self.latency, &sparse.latency);
+        true
+    }
+}
+
+/// What RED metrics count of a service's spans (`monitor::red`): the fields of a
+/// [`Minute`] they fill, in a fifth of its size (a batch makes one per operation it
+/// touches), encoded as the same aggregate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Calls {
+    pub invocations: u64,
+    pub errors: u64,
+    pub latency_sum_us: u64,
+    pub latency_max_us: u64,
+    pub latency: Histogram,
+}
+
+impl Calls {
+    /// Count one call, whose latency's bucket is `b` (one `ln` for a span counted in two
+    /// aggregates).
+    pub fn count_in_bucket(&mut self, latency_us: u64, b: u16, failed: bool) {
+        self.invocations += 1;
+        self.errors += u64::from(failed);
+        self.latency_sum_us = self.latency_sum_us.saturating_add(latency_us);
+        self.latency_max_us = self.latency_max_us.max(latency_us);
+        match self.latency.binary_search_by_key(&b, |e| e.0) {
+            Ok(i) => self.latency[i].1 += 1,
+            Err(i) => self.latency.insert(i, (b, 1)),
+        }
+    }
+
+    /// The bytes of the `Minute` these are the fields of.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let parts = [
+            (INVOCATIONS, self.invocations),
+            (FUNCTION_ERRORS, self.errors),
+            (LATENCY_SUM, self.latency_sum_us),
+            (LATENCY_MAX, self.latency_max_us),
+        ];
+        let mask = parts
+            .iter()
+            .fold(0u32, |m, &(i, v)| m | (u32::from(v != 0) << i));
+        let values = parts.into_iter().map(|p| p.1).filter(|&v| v != 0);
+        write(out, mask, values, &self.latency);
+    }
+}
+
+/// Write an aggregate: the version, the mask of fields not zero, their `values` in field
+/// order, and the histogram as bucket deltas and counts.
+fn write(out: &mut Vec<u8>, mask: u32, values: impl Iterator<Item = u64>, latency: &[(u16, u64)]) {
+    out.push(VERSION);
+    encode_varint(u64::from(mask), out);
+    for v in values {
+        encode_varint(v, out);
+    }
+    encode_varint(latency.len() as u64, out);
+    let mut last = 0u16;
+    for &(b, n) in latency {
+        encode_varint(u64::from(b - last), out);
+        encode_varint(n, out);
+        last = b;
+    }
+}
+
+/// An encoded aggregate read: which fields it holds, their values in field order, and
+/// its histogram. Older versions come as every field they have.
+struct Sparse {
+    mask: u32,
+    values: [u64; FIELDS],
+    latency: Histogram,
+}
+
+impl Sparse {
+    fn parse(mut b: &[u8]) -> Option<Sparse> {
+        let (&version, rest) = b.split_first()?;
+        b = rest;
+        let mut s = Sparse {
+            mask: 0,
+            values: [0; FIELDS],
+            latency: Histogram::new(),
+        };
+        if version == VERSION {
+            let mask = decode_varint(&mut b).ok()?;
+            s.mask = u32::try_from(mask).ok().filter(|m| m >> FIELDS == 0)?;
+            for v in s.values.iter_mut().take(s.mask.count_ones() as usize) {
+                *v = decode_varint(&mut b).ok()?;
+            }
+        } else {
+            let (sums, maxima) = match version {
+                1 => (V1_SUMS, V1_MAXIMA),
+                2 => (V2_SUMS, V2_MAXIMA),
+                3 => (V3_SUMS, V3_MAXIMA),
+                V4 => (SUMS, FIELDS - SUMS),
+                _ => return None,
+            };
+            // a dense version's fields are the first of the sums and of the maxima
+            let held = (0..sums).chain(SUMS..SUMS + maxima);
+            for (i, v) in held.zip(s.values.iter_mut()) {
+                *v = decode_varint(&mut b).ok()?;
+                s.mask |= 1 << i;
+            }
         }
         let n = decode_varint(&mut b).ok()?;
         if n > MAX_BUCKETS || n > b.len() as u64 {
@@ -468,10 +570,9 @@ impl Minute {
             }
             last = last.checked_add(delta).filter(|&v| v <= u16::MAX as u64)?;
             let count = decode_varint(&mut b).ok()?;
-            latency.push((last as u16, count));
+            s.latency.push((last as u16, count));
         }
-        m.latency = latency;
-        b.is_empty().then_some(())
+        b.is_empty().then_some(s)
     }
 }
 

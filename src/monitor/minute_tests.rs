@@ -231,10 +231,14 @@ fn bytes_round_trip_and_garbage_is_refused() {
     longer.push(0);
     assert_eq!(Minute::decode(&longer), None);
     // a histogram claiming more buckets than bytes
-    let mut claim = vec![VERSION];
-    claim.extend(std::iter::repeat_n(0u8, 25));
-    claim.extend([0xff, 0xff, 0x03]);
+    let claim = [VERSION, 0, 0xe8, 0x07, 1, 1];
     assert_eq!(Minute::decode(&claim), None);
+    // a field the mask names and the bytes do not hold, and a mask beyond the fields
+    assert_eq!(Minute::decode(&[VERSION, 0b11, 4, 0]), None);
+    assert_eq!(
+        Minute::decode(&[VERSION, 0x80, 0x80, 0x80, 0x80, 0x08, 0]),
+        None
+    );
 }
 
 #[test]
@@ -251,4 +255,79 @@ fn buckets_hold_their_values() {
         );
     }
     assert_eq!(bucket_of(0), 0);
+}
+
+#[test]
+fn version_5_holds_the_fields_that_are_not_zero() {
+    let calls = Calls {
+        invocations: 3,
+        errors: 1,
+        latency_sum_us: 60,
+        latency_max_us: 40,
+        latency: smallvec::smallvec![(5, 2), (7, 1)],
+    };
+    let mut b = Vec::new();
+    calls.encode(&mut b);
+    // mask: fields 0 (invocations), 1 (function errors), 7 (latency sum) and 20
+    // (latency max) = 0x100083 as a varint; then those values; then 2 buckets as deltas
+    assert_eq!(b, [5, 0x83, 0x81, 0x40, 3, 1, 60, 40, 2, 5, 2, 2, 1]);
+    let want = Minute {
+        invocations: 3,
+        function_errors: 1,
+        latency_sum_us: 60,
+        latency_max_us: 40,
+        latency: smallvec::smallvec![(5, 2), (7, 1)],
+        ..Minute::default()
+    };
+    assert_eq!(Minute::decode(&b), Some(want.clone()));
+    // a whole aggregate writes the same bytes for the same fields
+    assert_eq!(want.to_bytes(), b);
+    assert_eq!(Minute::default().to_bytes(), [5, 0, 0]);
+}
+
+#[test]
+fn version_4_aggregates_are_still_read() {
+    // version 4: all 20 sums, all 11 maxima, then buckets
+    let mut v4 = vec![4u8, 2];
+    v4.extend([0u8; 19]);
+    v4.extend([0u8, 0, 0, 100, 0, 0, 0, 0, 0, 0, 7]);
+    v4.extend([1, 9, 2]);
+    let m = Minute::decode(&v4).unwrap();
+    assert_eq!(
+        (
+            m.invocations,
+            m.memory_limit_mb,
+            m.max_provision_utilization_permille
+        ),
+        (2, 100, 7)
+    );
+    assert_eq!(m.latency.as_slice(), [(9, 2)]);
+}
+
+#[test]
+fn merging_bytes_is_merging_what_they_decode_to() {
+    let mut base = Minute::of(&call(12, Outcome::ServerError));
+    base.merge(&Minute::of(&call(700, Outcome::Ok)));
+    let others = [
+        Minute::of(&call(3, Outcome::FunctionError)),
+        Minute::of_async(AsyncStep::Dequeued {
+            wait_us: 9,
+            backlog: 4,
+        }),
+        base.clone(),
+        Minute::default(),
+    ];
+    for other in &others {
+        let mut want = base.clone();
+        want.merge(other);
+        let mut got = base.clone();
+        assert!(got.merge_encoded(&other.to_bytes()));
+        assert_eq!(got, want);
+    }
+    // bytes that are not an aggregate change nothing
+    let mut got = base.clone();
+    let b = others[0].to_bytes();
+    assert!(!got.merge_encoded(&b[..b.len() - 1]));
+    assert!(!got.merge_encoded(&[9, 0, 0]));
+    assert_eq!(got, base);
 }

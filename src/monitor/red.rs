@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use super::minute::{bucket_of, Minute};
+use super::minute::{bucket_of, Calls, Minute};
 use super::MINUTE_US;
 use crate::model::{Span, SpanKind};
 use crate::store::{keys, EncodedBatch, StoreError};
@@ -38,10 +38,12 @@ fn service_series(tenant: Tenant, service: &str, kind: SpanKind) -> Vec<u8> {
 /// Fold the server and consumer spans of `spans` into `batch`'s write.
 pub fn add_spans(batch: &mut EncodedBatch, tenant: Tenant, spans: &[Span]) {
     // Each span is counted straight into its operation's aggregate and its service's,
-    // grouped with foldhash, in one pass over its tags: this runs for every span.
+    // grouped with foldhash, in one pass over its tags: this runs for every span. The
+    // aggregates are `Calls`, the few fields RED fills, not whole `Minute`s: the groups
+    // stay in cache.
     // (Summing the operations' aggregates into the service's instead cost a histogram
     // merge per operation, and a batch may touch as many operations as it has spans.)
-    type Groups<K> = HashMap<K, Minute, foldhash::fast::RandomState>;
+    type Groups<K> = HashMap<K, Calls, foldhash::fast::RandomState>;
     let room = spans.len().min(1024);
     let mut ops: Groups<(&str, SpanKind, &str, u64)> =
         Groups::with_capacity_and_hasher(room, Default::default());

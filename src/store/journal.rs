@@ -84,14 +84,18 @@ pub(super) struct Aggregates {
 }
 
 impl Aggregates {
-    fn add(&mut self, key: &[u8], m: &mut Minute) {
-        match self.index.get(key) {
-            Some(&i) => self.slots[i as usize].merge(m),
-            None => {
-                self.index.insert(key.to_vec(), self.slots.len() as u32);
-                self.slots.push(std::mem::take(m));
-            }
+    /// Add the encoded aggregate `value` under `key`; false (and nothing changed) when
+    /// it is not one.
+    fn add(&mut self, key: &[u8], value: &[u8]) -> bool {
+        if let Some(&i) = self.index.get(key) {
+            return self.slots[i as usize].merge_encoded(value);
         }
+        let Some(m) = Minute::decode(value) else {
+            return false;
+        };
+        self.index.insert(key.to_vec(), self.slots.len() as u32);
+        self.slots.push(m);
+        true
     }
 
     pub(super) fn len(&self) -> usize {
@@ -159,7 +163,6 @@ pub(super) struct Pending {
     current: Aggregates,
     folding: Option<Fold>,
     since: Instant,
-    scratch: Minute,
 }
 
 impl Default for Pending {
@@ -168,7 +171,6 @@ impl Default for Pending {
             current: Aggregates::default(),
             folding: None,
             since: Instant::now(),
-            scratch: Minute::default(),
         }
     }
 }
@@ -185,14 +187,13 @@ impl Pending {
     /// Fold one journaled aggregate in; false (and nothing changed) when the key is not
     /// a metric key or the value not an aggregate.
     pub(super) fn add(&mut self, key: &[u8], value: &[u8]) -> bool {
-        if key.len() < 8 || !self.scratch.decode_into(value) {
+        if key.len() < 8 {
             return false;
         }
         if self.current.len() == 0 {
             self.since = Instant::now();
         }
-        self.current.add(key, &mut self.scratch);
-        true
+        self.current.add(key, value)
     }
 
     /// Start a fold of everything pending from journal keys below `upto` when one is

@@ -149,12 +149,8 @@ pub(super) fn merge_minutes(
     operands: &MergeOperands,
 ) -> Option<Vec<u8>> {
     let mut acc = existing.and_then(Minute::decode).unwrap_or_default();
-    // one operand's aggregate at a time, in one reused value
-    let mut m = Minute::default();
     for op in operands {
-        if m.decode_into(op) {
-            acc.merge(&m);
-        }
+        acc.merge_encoded(op);
     }
     Some(acc.to_bytes())
 }

@@ -62,8 +62,10 @@ use retention::Retention;
 /// Bump when any key layout or the span encoding changes (6: span chunks of format byte
 /// 2, see `codec`, and the `metrics` family; 7: the `logs` family; 8: posting
 /// sub-blocks in columns, see `postings`: groups written before it keep the fixed layout,
-/// told apart by `columns_from`; 9: the metrics `journal` family, created empty).
-pub const FORMAT_VERSION: u32 = 9;
+/// told apart by `columns_from`; 9: the metrics `journal` family, created empty; 10:
+/// metric aggregates of version 5, only their fields that are not zero, see
+/// `monitor::minute`: older ones are still read, and an older build would drop these).
+pub const FORMAT_VERSION: u32 = 10;
 /// Older formats this build still opens (2: span keys without chunk numbers, still read
 /// as they are; 2 and 3: chunks in a compacted `spans` family and posting blocks shard
 /// first in `index`, both moved at open, see `upgrade`; 2 to 4: no term filter, so

@@ -196,7 +196,7 @@ fn formats_5_to_7_open_keep_their_term_filter_and_read_old_postings_as_fixed() {
             .get_cf(store.cf(CF_META), keys::format_version_key())
             .unwrap()
             .unwrap();
-        assert_eq!(v, 9u32.to_be_bytes(), "marked as the current format");
+        assert_eq!(v, 10u32.to_be_bytes(), "marked as the current format");
     }
 }
 
