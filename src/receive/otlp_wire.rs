@@ -210,16 +210,67 @@ fn fixed32(tag: u32, f: Field) -> Result<u32, WireError> {
 pub fn decode(body: &[u8]) -> Result<Mapped, WireError> {
     let mut out = Mapped::default();
     let mut index = 0usize;
+    let mut recent = Recent::default();
     let mut fields = Fields::of(body);
     while let Some((tag, f)) = fields.next()? {
         if tag == 1 {
-            resource_spans(bytes(tag, f)?, &mut out, &mut index)?;
+            resource_spans(bytes(tag, f)?, &mut out, &mut index, &mut recent)?;
         }
     }
     Ok(out)
 }
 
-fn resource_spans(buf: &[u8], out: &mut Mapped, index: &mut usize) -> Result<(), WireError> {
+/// The strings of the last span's attributes, by position, with the bytes they came
+/// from. An exporter writes its spans' attributes in one order, so most keys (and many
+/// values) are the bytes of the one before them at the same place: those are copied
+/// instead of checked as UTF-8 and built again. Only inline strings are kept (a copy of
+/// a longer one would allocate as much as building it).
+#[derive(Default)]
+struct Recent<'a> {
+    slots: Vec<Slot<'a>>,
+}
+
+#[derive(Default)]
+struct Slot<'a> {
+    key: Option<(&'a [u8], Str)>,
+    value: Option<(&'a [u8], Str)>,
+}
+
+/// Attribute positions remembered: spans with more are decoded as usual past it.
+const RECENT_SLOTS: usize = 64;
+
+impl<'a> Recent<'a> {
+    fn slot(&mut self, at: usize) -> Option<&mut Slot<'a>> {
+        if at == self.slots.len() && at < RECENT_SLOTS {
+            self.slots.push(Slot::default());
+        }
+        self.slots.get_mut(at)
+    }
+}
+
+/// The string of `b`, from `recent` when it holds the same bytes; `None` if not UTF-8.
+fn text<'a>(b: &'a [u8], recent: Option<&mut Option<(&'a [u8], Str)>>) -> Option<Str> {
+    let Some(recent) = recent else {
+        return Some(Str::from(std::str::from_utf8(b).ok()?));
+    };
+    if let Some((seen, s)) = recent {
+        if *seen == b {
+            return Some(s.clone());
+        }
+    }
+    let s = Str::from(std::str::from_utf8(b).ok()?);
+    if !s.is_heap_allocated() {
+        *recent = Some((b, s.clone()));
+    }
+    Some(s)
+}
+
+fn resource_spans<'a>(
+    buf: &'a [u8],
+    out: &mut Mapped,
+    index: &mut usize,
+    recent: &mut Recent<'a>,
+) -> Result<(), WireError> {
     // The resource may come after its spans on the wire: read it first.
     let mut attributes: Vec<(KeyValue, bool)> = Vec::new();
     let mut fields = Fields::of(buf);
@@ -239,7 +290,7 @@ fn resource_spans(buf: &[u8], out: &mut Mapped, index: &mut usize) -> Result<(),
     let mut fields = Fields::of(buf);
     while let Some((tag, f)) = fields.next()? {
         if tag == 2 {
-            scope_spans(bytes(tag, f)?, &process, out, index)?;
+            scope_spans(bytes(tag, f)?, &process, out, index, recent)?;
         }
     }
     Ok(())
@@ -271,11 +322,12 @@ fn entity_ref(buf: &[u8]) -> Result<(), WireError> {
     Ok(())
 }
 
-fn scope_spans(
-    buf: &[u8],
+fn scope_spans<'a>(
+    buf: &'a [u8],
     process: &Arc<Process>,
     out: &mut Mapped,
     index: &mut usize,
+    recent: &mut Recent<'a>,
 ) -> Result<(), WireError> {
     let (mut name, mut version) = (String::new(), String::new());
     let mut attributes = Vec::new();
@@ -297,7 +349,7 @@ fn scope_spans(
     let mut fields = Fields::of(buf);
     while let Some((tag, f)) = fields.next()? {
         if tag == 2 {
-            let parts = span(bytes(tag, f)?)?;
+            let parts = span(bytes(tag, f)?, recent)?;
             out.push(index, otlp::span_of(parts, process, &scope_tags));
         }
     }
@@ -325,7 +377,7 @@ fn scope(
     Ok(())
 }
 
-fn span(buf: &[u8]) -> Result<SpanParts, WireError> {
+fn span<'a>(buf: &'a [u8], recent: &mut Recent<'a>) -> Result<SpanParts, WireError> {
     let mut p = SpanParts::default();
     let mut fields = Fields::of(buf);
     while let Some((tag, f)) = fields.next()? {
@@ -341,7 +393,10 @@ fn span(buf: &[u8]) -> Result<SpanParts, WireError> {
             6 => p.kind = varint(tag, f)? as i32,
             7 => p.start = fixed64(tag, f)?,
             8 => p.end = fixed64(tag, f)?,
-            9 => p.attributes.push(key_value(bytes(tag, f)?, 2)?.0),
+            9 => {
+                let slot = recent.slot(p.attributes.len());
+                p.attributes.push(key_value_at(bytes(tag, f)?, 2, slot)?.0);
+            }
             11 => p.events.push(event(bytes(tag, f)?)?),
             13 => {
                 let (l, attributes) = link(bytes(tag, f)?)?;
@@ -426,10 +481,20 @@ fn status(buf: &[u8], code: &mut i32, message: &mut String) -> Result<(), WireEr
 /// A `KeyValue` at nesting `depth` (messages above it), and whether its value is a
 /// string (for `service.name`).
 fn key_value(buf: &[u8], depth: usize) -> Result<(KeyValue, bool), WireError> {
+    key_value_at(buf, depth, None)
+}
+
+/// [`key_value`] of a span's attribute, its strings taken from `recent` (the attribute
+/// at the same place in the span before) when they are the same bytes.
+fn key_value_at<'a>(
+    buf: &'a [u8],
+    depth: usize,
+    recent: Option<&mut Slot<'a>>,
+) -> Result<(KeyValue, bool), WireError> {
     if depth > MAX_DEPTH {
         return err("recursion limit reached");
     }
-    if let Some(simple) = simple_key_value(buf) {
+    if let Some(simple) = simple_key_value(buf, recent) {
         return Ok(simple);
     }
     let mut key = Str::default();
@@ -455,7 +520,10 @@ fn key_value(buf: &[u8], depth: usize) -> Result<(KeyValue, bool), WireError> {
 /// of every span (two levels of fields each; `key_value` was the decoder's largest
 /// share). Any other shape, and any invalid byte, returns `None`: the general path then
 /// decodes it or says what is wrong.
-fn simple_key_value(buf: &[u8]) -> Option<(KeyValue, bool)> {
+fn simple_key_value<'a>(
+    buf: &'a [u8],
+    mut recent: Option<&mut Slot<'a>>,
+) -> Option<(KeyValue, bool)> {
     let [0x0a, key_len, rest @ ..] = buf else {
         return None;
     };
@@ -472,7 +540,8 @@ fn simple_key_value(buf: &[u8]) -> Option<(KeyValue, bool)> {
     }
     let (value, is_string) = match any {
         [0x0a, len, s @ ..] if *len < 0x80 && usize::from(*len) == s.len() => {
-            (Value::Str(Str::from(std::str::from_utf8(s).ok()?)), true)
+            let recent = recent.as_mut().map(|r| &mut r.value);
+            (Value::Str(text(s, recent)?), true)
         }
         [0x10, b] if *b < 0x80 => (Value::Bool(*b != 0), false),
         [0x18, v @ ..] => {
@@ -489,7 +558,7 @@ fn simple_key_value(buf: &[u8]) -> Option<(KeyValue, bool)> {
         ),
         _ => return None,
     };
-    let key = Str::from(std::str::from_utf8(key).ok()?);
+    let key = text(key, recent.map(|r| &mut r.key))?;
     Some((KeyValue { key, value }, is_string))
 }
 

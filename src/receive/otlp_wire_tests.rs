@@ -403,7 +403,7 @@ fn usual_attributes_take_the_short_path_and_decode_as_written() {
     ];
     for (attr, want, is_string, short) in cases {
         let body = attr.encode_to_vec();
-        assert_eq!(simple_key_value(&body).is_some(), short, "{attr:?}");
+        assert_eq!(simple_key_value(&body, None).is_some(), short, "{attr:?}");
         assert_eq!(key_value(&body, 1).unwrap(), (want, is_string), "{attr:?}");
     }
 }
@@ -415,11 +415,95 @@ fn the_short_path_leaves_bad_bytes_to_the_general_one() {
         &[0x0a, 0x01, 0xff, 0x12, 0x03, 0x0a, 0x01, b'A'][..],
         &[0x0a, 0x01, b'k', 0x12, 0x03, 0x0a, 0x01, 0xff][..],
     ] {
-        assert!(simple_key_value(body).is_none());
+        assert!(simple_key_value(body, None).is_none());
         assert!(key_value(body, 1).is_err());
     }
     // an int value with a byte after its varint, a length past the end
-    assert!(simple_key_value(&[0x0a, 0x01, b'k', 0x12, 0x03, 0x18, 0x01, 0x01]).is_none());
-    assert!(simple_key_value(&[0x0a, 0x05, b'k']).is_none());
+    assert!(simple_key_value(&[0x0a, 0x01, b'k', 0x12, 0x03, 0x18, 0x01, 0x01], None).is_none());
+    assert!(simple_key_value(&[0x0a, 0x05, b'k'], None).is_none());
     assert!(key_value(&[0x0a, 0x05, b'k'], 1).is_err());
+}
+
+#[test]
+fn attributes_at_the_same_place_in_the_span_before_decode_as_written() {
+    let long = "a value longer than an inline string holds";
+    let span = |attributes: Vec<Kv>| Span {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        name: "op".into(),
+        attributes,
+        ..Default::default()
+    };
+    let request = |spans: Vec<Span>| ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let first = vec![
+        kv("same", s("GET")),
+        kv("value changes", s("a")),
+        kv("key changes", s("x")),
+        kv("long", s(long)),
+        kv("type changes", s("1")),
+    ];
+    let second = vec![
+        kv("same", s("GET")),
+        kv("value changes", s("b")),
+        kv("other key", s("x")),
+        kv("long", s(long)),
+        kv("type changes", any_value::Value::IntValue(1)),
+        kv("one more", s("GET")),
+    ];
+    let body = request(vec![span(first), span(second.clone()), span(second)]).encode_to_vec();
+    let m = decode(&body).unwrap();
+    let text = |v: &str| Value::Str(v.into());
+    let want = |first: bool| -> Vec<(&str, Value)> {
+        if first {
+            vec![
+                ("same", text("GET")),
+                ("value changes", text("a")),
+                ("key changes", text("x")),
+                ("long", text(long)),
+                ("type changes", text("1")),
+            ]
+        } else {
+            vec![
+                ("same", text("GET")),
+                ("value changes", text("b")),
+                ("other key", text("x")),
+                ("long", text(long)),
+                ("type changes", Value::I64(1)),
+                ("one more", text("GET")),
+            ]
+        }
+    };
+    assert_eq!(m.spans.len(), 3);
+    for (i, got) in m.spans.iter().enumerate() {
+        let got: Vec<(&str, Value)> = got
+            .tags
+            .iter()
+            .filter(|kv| kv.key != "span.kind" && !kv.key.starts_with("otel."))
+            .map(|kv| (kv.key.as_str(), kv.value.clone()))
+            .collect();
+        assert_eq!(got, want(i == 0), "span {i}");
+    }
+    // bytes that are not UTF-8 where the span before had good ones are still refused
+    let bad = request(vec![
+        span(vec![kv("k", s("v"))]),
+        span(vec![Kv {
+            key: "k".into(),
+            value: Some(AnyValue {
+                value: Some(s("v")),
+            }),
+            ..Default::default()
+        }]),
+    ]);
+    let mut body = bad.encode_to_vec();
+    let last_v = body.iter().rposition(|&b| b == b'v').unwrap();
+    body[last_v] = 0xff;
+    assert!(decode(&body).is_err());
 }
