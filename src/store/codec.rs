@@ -62,14 +62,6 @@ mod wire {
 
     use crate::model::{KeyValue, Span, TraceId, Value};
 
-    fn key_len(field: u32) -> usize {
-        encoded_len_varint(u64::from(field << 3))
-    }
-
-    fn ld_len(field: u32, len: usize) -> usize {
-        key_len(field) + encoded_len_varint(len as u64) + len
-    }
-
     fn put_ld(field: u32, bytes: &[u8], out: &mut Vec<u8>) {
         encode_key(field, WireType::LengthDelimited, out);
         encode_varint(bytes.len() as u64, out);
@@ -90,73 +82,54 @@ mod wire {
         }
     }
 
-    fn str_len(field: u32, s: &str) -> usize {
-        if s.is_empty() {
-            0
-        } else {
-            ld_len(field, s.len())
-        }
-    }
-
     fn put_str(field: u32, s: &str, out: &mut Vec<u8>) {
         if !s.is_empty() {
             put_ld(field, s.as_bytes(), out);
         }
     }
 
+    /// Write field `field` as length-delimited, its body written by `body`, and then
+    /// its length in front: one pass, where sizing every part first walked each span's
+    /// tags twice. Room for a `room`-byte length is left; a length of another size
+    /// moves the body once.
+    fn put_nested(field: u32, room: usize, out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+        encode_key(field, WireType::LengthDelimited, out);
+        let at = out.len();
+        out.resize(at + room, 0);
+        body(out);
+        let len = (out.len() - at - room) as u64;
+        let mut bytes = [0u8; 10];
+        let need = encoded_len_varint(len);
+        encode_varint(len, &mut &mut bytes[..need]);
+        if need == room {
+            out[at..at + room].copy_from_slice(&bytes[..need]);
+        } else {
+            out.splice(at..at + room, bytes[..need].iter().copied());
+        }
+    }
+
     /// `KeyValue { key = 1; oneof value { v_str = 2; v_bool = 3; v_i64 = 4; v_f64 = 5;
     /// v_binary = 6 } }`: a set oneof member is written even when it is the default.
-    fn kv_len(kv: &KeyValue) -> usize {
-        str_len(1, &kv.key)
-            + match &kv.value {
-                Value::Str(s) => ld_len(2, s.len()),
-                Value::Bool(_) => 2,
-                Value::I64(i) => 1 + encoded_len_varint(*i as u64),
-                Value::F64(_) => 9,
-                Value::Binary(b) => ld_len(6, b.len()),
-            }
-    }
-
     fn put_kv(field: u32, kv: &KeyValue, out: &mut Vec<u8>) {
-        encode_key(field, WireType::LengthDelimited, out);
-        encode_varint(kv_len(kv) as u64, out);
-        put_str(1, &kv.key, out);
-        match &kv.value {
-            Value::Str(s) => put_ld(2, s.as_bytes(), out),
-            Value::Bool(b) => {
-                encode_key(3, WireType::Varint, out);
-                out.push(*b as u8);
+        put_nested(field, 1, out, |out| {
+            put_str(1, &kv.key, out);
+            match &kv.value {
+                Value::Str(s) => put_ld(2, s.as_bytes(), out),
+                Value::Bool(b) => {
+                    encode_key(3, WireType::Varint, out);
+                    out.push(*b as u8);
+                }
+                Value::I64(i) => {
+                    encode_key(4, WireType::Varint, out);
+                    encode_varint(*i as u64, out);
+                }
+                Value::F64(f) => {
+                    encode_key(5, WireType::SixtyFourBit, out);
+                    out.extend_from_slice(&f.to_bits().to_le_bytes());
+                }
+                Value::Binary(b) => put_ld(6, b, out),
             }
-            Value::I64(i) => {
-                encode_key(4, WireType::Varint, out);
-                encode_varint(*i as u64, out);
-            }
-            Value::F64(f) => {
-                encode_key(5, WireType::SixtyFourBit, out);
-                out.extend_from_slice(&f.to_bits().to_le_bytes());
-            }
-            Value::Binary(b) => put_ld(6, b, out),
-        }
-    }
-
-    fn kvs_len(field: u32, kvs: &[KeyValue]) -> usize {
-        kvs.iter().map(|kv| ld_len(field, kv_len(kv))).sum()
-    }
-
-    fn varint_field_len(field: u32, v: u64) -> usize {
-        if v == 0 {
-            0
-        } else {
-            key_len(field) + encoded_len_varint(v)
-        }
-    }
-
-    fn fixed64_field_len(field: u32, v: u64) -> usize {
-        if v == 0 {
-            0
-        } else {
-            key_len(field) + 8
-        }
+        });
     }
 
     /// What a span is written relative to: the chunk's trace and earliest start, and
@@ -174,87 +147,47 @@ mod wire {
 
     /// Append `span` as field 1 (`StoredChunk.spans`) to `out`, relative to `base`.
     pub fn put_span(span: &Span, base: &Base, out: &mut Vec<u8>) {
-        let refs = |r: &crate::model::SpanRef| {
-            let kind = match r.ref_type {
-                crate::model::RefType::ChildOf => 0u64,
-                crate::model::RefType::FollowsFrom => 1,
-            };
-            let t = TraceId(r.trace_id.0 ^ base.trace.0);
-            (kind, t.high(), t.low(), r.span_id.0)
-        };
-        let rel_start = span.start_time.wrapping_sub(base.start);
-        let log_time =
-            |l: &crate::model::Log| zigzag(l.timestamp.wrapping_sub(span.start_time) as i64);
-        let ref_len = |r: &crate::model::SpanRef| {
-            let (kind, hi, lo, id) = refs(r);
-            varint_field_len(1, kind)
-                + fixed64_field_len(2, hi)
-                + fixed64_field_len(3, lo)
-                + fixed64_field_len(4, id)
-        };
-        let log_len =
-            |l: &crate::model::Log| varint_field_len(1, log_time(l)) + kvs_len(2, &l.fields);
-        let process_len = str_len(1, &span.process.service_name) + kvs_len(2, &span.process.tags);
-        let process_field = if base.same_process {
-            0
-        } else {
-            ld_len(7, process_len)
-        };
-        let len = str_len(1, &span.operation_name)
-            + span
-                .references
-                .iter()
-                .map(|r| ld_len(2, ref_len(r)))
-                .sum::<usize>()
-            + varint_field_len(3, u64::from(span.flags))
-            + varint_field_len(4, span.duration)
-            + kvs_len(5, &span.tags)
-            + span
-                .logs
-                .iter()
-                .map(|l| ld_len(6, log_len(l)))
-                .sum::<usize>()
-            + process_field
-            + fixed64_field_len(8, span.span_id.0)
-            + varint_field_len(9, rel_start);
-
-        encode_key(1, WireType::LengthDelimited, out);
-        encode_varint(len as u64, out);
-        let start = out.len();
-        put_str(1, &span.operation_name, out);
-        for r in &span.references {
-            encode_key(2, WireType::LengthDelimited, out);
-            encode_varint(ref_len(r) as u64, out);
-            let (kind, hi, lo, id) = refs(r);
-            put_varint(1, kind, out);
-            put_fixed64(2, hi, out);
-            put_fixed64(3, lo, out);
-            put_fixed64(4, id, out);
-        }
-        put_varint(3, u64::from(span.flags), out);
-        put_varint(4, span.duration, out);
-        for kv in &span.tags {
-            put_kv(5, kv, out);
-        }
-        for l in &span.logs {
-            encode_key(6, WireType::LengthDelimited, out);
-            encode_varint(log_len(l) as u64, out);
-            put_varint(1, log_time(l), out);
-            for kv in &l.fields {
-                put_kv(2, kv, out);
+        // a span with a few tags takes 128 bytes to 16 KiB: two bytes of length
+        put_nested(1, 2, out, |out| {
+            put_str(1, &span.operation_name, out);
+            for r in &span.references {
+                let kind = match r.ref_type {
+                    crate::model::RefType::ChildOf => 0u64,
+                    crate::model::RefType::FollowsFrom => 1,
+                };
+                let t = TraceId(r.trace_id.0 ^ base.trace.0);
+                put_nested(2, 1, out, |out| {
+                    put_varint(1, kind, out);
+                    put_fixed64(2, t.high(), out);
+                    put_fixed64(3, t.low(), out);
+                    put_fixed64(4, r.span_id.0, out);
+                });
             }
-        }
-        if !base.same_process {
-            encode_key(7, WireType::LengthDelimited, out);
-            encode_varint(process_len as u64, out);
-            put_str(1, &span.process.service_name, out);
-            for kv in &span.process.tags {
-                put_kv(2, kv, out);
+            put_varint(3, u64::from(span.flags), out);
+            put_varint(4, span.duration, out);
+            for kv in &span.tags {
+                put_kv(5, kv, out);
             }
-        }
-        put_fixed64(8, span.span_id.0, out);
-        put_varint(9, rel_start, out);
-        debug_assert_eq!(out.len() - start, len, "StoredSpan length");
+            for l in &span.logs {
+                let time = zigzag(l.timestamp.wrapping_sub(span.start_time) as i64);
+                put_nested(6, 1, out, |out| {
+                    put_varint(1, time, out);
+                    for kv in &l.fields {
+                        put_kv(2, kv, out);
+                    }
+                });
+            }
+            if !base.same_process {
+                put_nested(7, 1, out, |out| {
+                    put_str(1, &span.process.service_name, out);
+                    for kv in &span.process.tags {
+                        put_kv(2, kv, out);
+                    }
+                });
+            }
+            put_fixed64(8, span.span_id.0, out);
+            put_varint(9, span.start_time.wrapping_sub(base.start), out);
+        });
     }
 }
 
@@ -430,185 +363,5 @@ fn kv_from_proto(kv: proto::KeyValue) -> KeyValue {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trip_keeps_everything() {
-        let span = Span {
-            trace_id: TraceId::from_parts(7, 8),
-            span_id: SpanId(9),
-            operation_name: "op".into(),
-            references: vec![SpanRef {
-                ref_type: RefType::FollowsFrom,
-                trace_id: TraceId(3),
-                span_id: SpanId(4),
-            }],
-            flags: 3,
-            start_time: 1_700_000_000_000_000,
-            duration: 1234,
-            tags: vec![
-                KeyValue::new("s", Value::Str("x".into())),
-                KeyValue::new("b", Value::Bool(false)),
-                KeyValue::new("i", Value::I64(-5)),
-                KeyValue::new("f", Value::F64(0.5)),
-                KeyValue::new("bin", Value::Binary(vec![0, 1, 255])),
-                KeyValue::new("", Value::Str(Default::default())),
-                KeyValue::new("zero", Value::I64(0)),
-            ],
-            logs: vec![Log {
-                timestamp: 5,
-                fields: vec![KeyValue::new("event", Value::Str("e".into()))],
-            }],
-            process: Arc::new(Process {
-                service_name: "svc".into(),
-                tags: vec![KeyValue::new("host", Value::Str("h".into()))],
-            }),
-        };
-        let mut other = span.clone();
-        other.span_id = SpanId(10);
-        other.start_time += 1;
-        let key = keys::span_key(0, span.trace_id, span.start_time, span.span_id);
-        let (mut raw, mut value) = (Vec::new(), Vec::new());
-        encode_chunk([&span, &other].into_iter(), &mut raw, &mut value);
-        assert!(value.len() < raw.len(), "compressed");
-        let reencoded = proto::StoredChunk::decode(raw.as_slice())
-            .unwrap()
-            .encode_to_vec();
-        assert_eq!(
-            reencoded, raw,
-            "written exactly as prost writes a StoredChunk"
-        );
-        assert_eq!(decode_chunk(&key, &value).unwrap(), vec![span, other]);
-        assert!(decode_chunk(&key[..10], &value).is_err());
-        assert!(decode_chunk(&key, &[0xff, 0xff]).is_err());
-        assert!(
-            decode_chunk(&key, &[1, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err(),
-            "huge claim"
-        );
-        assert!(decode_chunk(&key, &value[..value.len() - 3]).is_err());
-    }
-
-    fn span(trace: TraceId, id: u64, start: u64, process: &Arc<Process>) -> Span {
-        Span {
-            trace_id: trace,
-            span_id: SpanId(id),
-            operation_name: format!("op{id}"),
-            references: vec![],
-            flags: 1,
-            start_time: start,
-            duration: 10,
-            tags: vec![KeyValue::new("k", Value::I64(id as i64))],
-            logs: vec![],
-            process: Arc::clone(process),
-        }
-    }
-
-    #[test]
-    fn relative_chunks_give_back_processes_times_and_references_exactly() {
-        let trace = TraceId::from_parts(0, 0xabc);
-        let a = Arc::new(Process {
-            service_name: "a".into(),
-            tags: vec![KeyValue::new("host", Value::Str("h1".into()))],
-        });
-        // equal to `a` but not the same allocation, as two batches of one trace give
-        let a2 = Arc::new((*a).clone());
-        let b = Arc::new(Process {
-            service_name: "b".into(),
-            tags: vec![],
-        });
-        let t0 = 1_700_000_000_000_000;
-        let mut spans = vec![
-            span(trace, 1, t0, &a),
-            span(trace, 2, t0 + 5, &a2),
-            span(trace, 3, t0 + 5, &b),
-            span(trace, 4, t0 + 900_000, &a),
-        ];
-        spans[1].references = vec![
-            SpanRef {
-                ref_type: RefType::ChildOf,
-                trace_id: trace,
-                span_id: SpanId(1),
-            },
-            // a reference to trace id 0 and to another trace stay what they were
-            SpanRef {
-                ref_type: RefType::FollowsFrom,
-                trace_id: TraceId(0),
-                span_id: SpanId(77),
-            },
-            SpanRef {
-                ref_type: RefType::FollowsFrom,
-                trace_id: TraceId::from_parts(5, 6),
-                span_id: SpanId(78),
-            },
-        ];
-        // logs before, at and after the span's start
-        spans[2].logs = [t0 - 3_000_000, t0 + 5, t0 + 60_000_000, 0]
-            .into_iter()
-            .map(|timestamp| Log {
-                timestamp,
-                fields: vec![KeyValue::new("event", Value::Str("e".into()))],
-            })
-            .collect();
-        let key = keys::span_key(0, trace, t0, SpanId(1));
-        let (mut raw, mut value) = (Vec::new(), Vec::new());
-        encode_chunk(spans.iter(), &mut raw, &mut value);
-        assert_eq!(value[0], FORMAT_ZSTD_CHUNK_RELATIVE);
-        let back = decode_chunk(&key, &value).unwrap();
-        assert_eq!(back, spans);
-        // the processes a chunk leaves out come back shared
-        assert!(Arc::ptr_eq(&back[0].process, &back[1].process));
-        assert!(!Arc::ptr_eq(&back[1].process, &back[3].process));
-
-        // what was left out: the second span's process, its own trace in a reference
-        let stored = proto::StoredChunk::decode(raw.as_slice()).unwrap();
-        let present: Vec<bool> = stored.spans.iter().map(|s| s.process.is_some()).collect();
-        assert_eq!(present, [true, false, true, true]);
-        let r = &stored.spans[1].references[0];
-        assert_eq!((r.trace_id_high, r.trace_id_low), (0, 0));
-        assert_eq!(stored.spans[0].start_time, 0);
-        assert_eq!(stored.spans[3].start_time, 900_000);
-    }
-
-    #[test]
-    fn chunks_of_format_one_are_still_read() {
-        // a format-1 value as earlier builds wrote it: every field absolute
-        let trace = TraceId::from_parts(1, 2);
-        let stored = proto::StoredChunk {
-            spans: vec![proto::StoredSpan {
-                span_id: 9,
-                start_time: 1_700_000_000_000_123,
-                operation_name: "op".into(),
-                references: vec![proto::SpanRef {
-                    ref_type: 0,
-                    trace_id_high: 1,
-                    trace_id_low: 2,
-                    span_id: 8,
-                }],
-                flags: 1,
-                duration: 5,
-                tags: vec![],
-                logs: vec![proto::Log {
-                    timestamp: 1_700_000_000_000_200,
-                    fields: vec![],
-                }],
-                process: Some(proto::Process {
-                    service_name: "svc".into(),
-                    tags: vec![],
-                }),
-            }],
-        };
-        let raw = stored.encode_to_vec();
-        let mut value = vec![FORMAT_ZSTD_CHUNK];
-        prost::encoding::encode_varint(raw.len() as u64, &mut value);
-        value.extend_from_slice(&zstd::bulk::compress(&raw, 1).unwrap());
-        let key = keys::span_key(0, trace, 1_700_000_000_000_123, SpanId(9));
-        let spans = decode_chunk(&key, &value).unwrap();
-        assert_eq!(spans.len(), 1);
-        let s = &spans[0];
-        assert_eq!(s.start_time, 1_700_000_000_000_123);
-        assert_eq!(s.logs[0].timestamp, 1_700_000_000_000_200);
-        assert_eq!(s.references[0].trace_id, trace);
-        assert_eq!(s.process.service_name, "svc");
-    }
-}
+#[path = "codec_tests.rs"]
+mod tests;
