@@ -108,18 +108,23 @@ pub enum Outcome {
     RecursionDropped,
 }
 
-/// The aggregate of a period's calls.
+/// The aggregate of a period's calls. In C layout with what RED metrics fill first
+/// (`Calls`): the journal adds one to a pending aggregate per operation a batch touches,
+/// and then touches one or two of its cache lines instead of five.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[repr(C)]
 pub struct Minute {
     pub invocations: u64,
     pub function_errors: u64,
+    pub latency_sum_us: u64,
+    pub latency_max_us: u64,
+    /// (bucket, calls), sorted by bucket, no zero counts.
+    pub latency: Histogram,
     pub server_errors: u64,
     pub client_errors: u64,
     pub concurrency_throttles: u64,
     pub resource_throttles: u64,
     pub cold_starts: u64,
-    pub latency_sum_us: u64,
-    pub latency_max_us: u64,
     /// Cold starts whose initializer ran.
     pub init_count: u64,
     pub init_sum_us: u64,
@@ -150,8 +155,6 @@ pub struct Minute {
     pub max_provisioned_instances: u64,
     pub max_provisioned_concurrent: u64,
     pub max_provision_utilization_permille: u64,
-    /// (bucket, calls), sorted by bucket, no zero counts.
-    pub latency: Histogram,
 }
 
 /// The histogram bucket of a duration in µs.

@@ -283,14 +283,15 @@ fn entry_key(table: u32, hash: u64, trace: u16) -> u128 {
 }
 
 /// Sort `v` by `key`, as `sort_unstable_by_key` would, with most of its comparisons
-/// saved: first into buckets by the key's bits above `shift + 8` (a table, a minute:
-/// few distinct values in a batch) and the byte at `shift` (a hash's top byte), a prefix
-/// of the key's order, then each bucket on its own. The builder's sorts of a batch's
-/// entries (~12,000 keys of 128 bits in the bench's batches) and terms were ~8 % of the
-/// daemon's CPU. Keys spread over many tables or minutes sort the plain way.
+/// saved: first into buckets by the key's bits above `shift + BUCKET_BITS` (a table, a
+/// minute: few distinct values in a batch) and the [`BUCKET_BITS`] at `shift` (a hash's
+/// top bits), a prefix of the key's order, then each bucket (a few keys) on its own. The
+/// builder's sorts of a batch's entries (~12,000 keys of 128 bits in the bench's
+/// batches) and terms were ~8 % of the daemon's CPU. Keys spread over many tables or
+/// minutes sort the plain way.
 fn sort_bucketed<T: Copy>(v: &mut Vec<T>, shift: u32, key: impl Fn(&T) -> u128) {
-    const MAX_MAJORS: u128 = 16;
-    let major = |k: u128| k >> (shift + 8);
+    const MAX_MAJORS: u128 = 4;
+    let major = |k: u128| k >> (shift + BUCKET_BITS);
     if v.len() < 512 {
         v.sort_unstable_by_key(key);
         return;
@@ -303,8 +304,9 @@ fn sort_bucketed<T: Copy>(v: &mut Vec<T>, shift: u32, key: impl Fn(&T) -> u128) 
         v.sort_unstable_by_key(key);
         return;
     }
-    let bucket = |k: u128| ((major(k) - lo) as usize) << 8 | (k >> shift) as usize & 0xff;
-    let mut starts = vec![0usize; (((hi - lo) as usize + 1) << 8) + 1];
+    let low = (1usize << BUCKET_BITS) - 1;
+    let bucket = |k: u128| ((major(k) - lo) as usize) << BUCKET_BITS | (k >> shift) as usize & low;
+    let mut starts = vec![0usize; (((hi - lo) as usize + 1) << BUCKET_BITS) + 1];
     for e in v.iter() {
         starts[bucket(key(e)) + 1] += 1;
     }
@@ -319,21 +321,28 @@ fn sort_bucketed<T: Copy>(v: &mut Vec<T>, shift: u32, key: impl Fn(&T) -> u128) 
         at[b] += 1;
     }
     for w in starts.windows(2) {
-        out[w[0]..w[1]].sort_unstable_by_key(&key);
+        if w[1] - w[0] > 1 {
+            out[w[0]..w[1]].sort_unstable_by_key(&key);
+        }
     }
     *v = out;
 }
 
-/// Bits below an [`entry_key`]'s hash's top byte.
-const ENTRY_HASH_TOP: u32 = 72;
+/// Bits of a key's hash [`sort_bucketed`] buckets by: 4,096 buckets of a few entries
+/// each for a batch's ~12,000 (8 bits left ~50 a bucket, and their sorts were 5 % of the
+/// daemon's samples).
+const BUCKET_BITS: u32 = 12;
+
+/// Bits below an [`entry_key`]'s hash's top [`BUCKET_BITS`].
+const ENTRY_HASH_TOP: u32 = 80 - BUCKET_BITS;
 
 /// A batch's (minute, term hash) as one integer that sorts the same way.
 fn term_key(&(minute, hash): &(u64, u64)) -> u128 {
     u128::from(minute) << 64 | u128::from(hash)
 }
 
-/// Bits below a [`term_key`]'s hash's top byte.
-const TERM_HASH_TOP: u32 = 56;
+/// Bits below a [`term_key`]'s hash's top [`BUCKET_BITS`].
+const TERM_HASH_TOP: u32 = 64 - BUCKET_BITS;
 
 /// (table, term hash, trace slot) of an [`entry_key`].
 fn split_key(k: u128) -> (u32, u64, u16) {

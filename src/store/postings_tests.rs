@@ -11,12 +11,14 @@ fn entries_sort_as_a_plain_sort_would() {
         (600, 1),
         (5000, 3),
         (12000, 16),
+        (12000, 4),
+        (12000, 5),
         (3000, 40),
     ] {
         let keys: Vec<u128> = (0..n)
             .map(|_| {
                 // few hashes and traces, so ties and duplicates are common
-                let hash = rng.u64(..) & 0xff00_0000_0000_000f;
+                let hash = rng.u64(..) & 0xfff0_0000_0000_000f;
                 entry_key(rng.u32(..tables), hash, rng.u16(..8))
             })
             .collect();
@@ -43,7 +45,7 @@ fn terms_sort_as_a_plain_sort_would() {
             .map(|_| {
                 (
                     base + rng.u64(..minutes),
-                    rng.u64(..) & 0xff00_0000_0000_0fff,
+                    rng.u64(..) & 0xfff0_0000_0000_0fff,
                 )
             })
             .collect();
