@@ -16,6 +16,7 @@ pub mod otlp_cost;
 pub mod otlp_json;
 pub mod otlp_wire;
 pub mod proto_fields;
+mod recent;
 pub mod thrift;
 pub mod zipkin;
 pub mod zipkin_v1;

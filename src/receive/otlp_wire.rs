@@ -19,6 +19,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, ArrayValue, KeyValueList
 use prost::Message;
 
 use super::otlp::{self, Mapped, SpanParts};
+use super::recent::{Recent, Slot};
 use crate::model::{KeyValue, Log, Process, Str, Value};
 
 /// prost's own recursion limit for nested messages.
@@ -218,51 +219,6 @@ pub fn decode(body: &[u8]) -> Result<Mapped, WireError> {
         }
     }
     Ok(out)
-}
-
-/// The strings of the last span's attributes, by position, with the bytes they came
-/// from. An exporter writes its spans' attributes in one order, so most keys (and many
-/// values) are the bytes of the one before them at the same place: those are copied
-/// instead of checked as UTF-8 and built again. Only inline strings are kept (a copy of
-/// a longer one would allocate as much as building it).
-#[derive(Default)]
-struct Recent<'a> {
-    slots: Vec<Slot<'a>>,
-}
-
-#[derive(Default)]
-struct Slot<'a> {
-    key: Option<(&'a [u8], Str)>,
-    value: Option<(&'a [u8], Str)>,
-}
-
-/// Attribute positions remembered: spans with more are decoded as usual past it.
-const RECENT_SLOTS: usize = 64;
-
-impl<'a> Recent<'a> {
-    fn slot(&mut self, at: usize) -> Option<&mut Slot<'a>> {
-        if at == self.slots.len() && at < RECENT_SLOTS {
-            self.slots.push(Slot::default());
-        }
-        self.slots.get_mut(at)
-    }
-}
-
-/// The string of `b`, from `recent` when it holds the same bytes; `None` if not UTF-8.
-fn text<'a>(b: &'a [u8], recent: Option<&mut Option<(&'a [u8], Str)>>) -> Option<Str> {
-    let Some(recent) = recent else {
-        return Some(Str::from(std::str::from_utf8(b).ok()?));
-    };
-    if let Some((seen, s)) = recent {
-        if *seen == b {
-            return Some(s.clone());
-        }
-    }
-    let s = Str::from(std::str::from_utf8(b).ok()?);
-    if !s.is_heap_allocated() {
-        *recent = Some((b, s.clone()));
-    }
-    Some(s)
 }
 
 fn resource_spans<'a>(
@@ -540,8 +496,11 @@ fn simple_key_value<'a>(
     }
     let (value, is_string) = match any {
         [0x0a, len, s @ ..] if *len < 0x80 && usize::from(*len) == s.len() => {
-            let recent = recent.as_mut().map(|r| &mut r.value);
-            (Value::Str(text(s, recent)?), true)
+            let s = match recent.as_mut() {
+                Some(r) => r.value.text(s)?,
+                None => Str::from(std::str::from_utf8(s).ok()?),
+            };
+            (Value::Str(s), true)
         }
         [0x10, b] if *b < 0x80 => (Value::Bool(*b != 0), false),
         [0x18, v @ ..] => {
@@ -558,7 +517,10 @@ fn simple_key_value<'a>(
         ),
         _ => return None,
     };
-    let key = text(key, recent.map(|r| &mut r.key))?;
+    let key = match recent {
+        Some(r) => r.key.text(key)?,
+        None => Str::from(std::str::from_utf8(key).ok()?),
+    };
     Some((KeyValue { key, value }, is_string))
 }
 
