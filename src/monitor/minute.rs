@@ -266,16 +266,6 @@ impl Minute {
         m
     }
 
-    /// Count one span (a call of its service) in place.
-    pub fn count_span(&mut self, latency_us: u64, failed: bool) {
-        let b = bucket_of(latency_us);
-        self.invocations += 1;
-        self.function_errors += u64::from(failed);
-        self.latency_sum_us = self.latency_sum_us.saturating_add(latency_us);
-        self.latency_max_us = self.latency_max_us.max(latency_us);
-        add_buckets(&mut self.latency, &[(b, 1)]);
-    }
-
     /// The aggregate of one step of an asynchronous call (no invocation: each attempt
     /// counts as a call of its own).
     pub fn of_async(step: AsyncStep) -> Minute {

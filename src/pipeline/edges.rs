@@ -68,16 +68,9 @@ impl<V> Generations<V> {
         self.current.remove(&k).or_else(|| self.previous.remove(&k))
     }
 
-    fn is_empty(&self) -> bool {
-        self.current.is_empty() && self.previous.is_empty()
-    }
-
     fn roll_if_full(&mut self, k: u64) {
         if self.current.len() >= self.cap && !self.current.contains_key(&k) {
-            // sized once, not grown by doubling: every span is inserted, and the rehashes
-            // of a map grown from empty were most of this module's time
-            let fresh = FastMap::with_capacity(self.cap);
-            self.previous = std::mem::replace(&mut self.current, fresh);
+            self.previous = std::mem::take(&mut self.current);
         }
     }
 
@@ -148,9 +141,6 @@ impl Edges {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut found: FastMap<(u32, u32, u64), u64> = FastMap::new();
         let mut ids = Vec::with_capacity(spans.len());
-        // The batch's own spans, looked up here first: most parents come in their
-        // children's batch, and this small map stays in cache where `seen` is megabytes.
-        let mut batch: FastMap<u64, u32> = FastMap::with_capacity(spans.len());
         // a batch's spans mostly share one process: look its service up once
         let mut last: Option<(*const crate::model::Process, Option<u32>)> = None;
         for s in spans {
@@ -167,10 +157,6 @@ impl Edges {
             if let Some(id) = id {
                 let k = key(s.trace_id, s.span_id);
                 st.seen.insert(k, id);
-                batch.insert(k, id);
-                if st.waiting.is_empty() {
-                    continue;
-                }
                 for (child, hour) in st.waiting.take(k).unwrap_or_default() {
                     if child != id {
                         *found.entry((id, child, hour)).or_default() += 1;
@@ -184,7 +170,7 @@ impl Edges {
             };
             let pk = key(s.trace_id, parent);
             let hour = hour_of(s.start_time);
-            match batch.get(&pk).copied().or_else(|| st.seen.get(pk).copied()) {
+            match st.seen.get(pk).copied() {
                 Some(p) if p != id => *found.entry((p, id, hour)).or_default() += 1,
                 Some(_) => {}
                 None => st.waiting.entry(pk).push((id, hour)),

@@ -267,6 +267,7 @@ const _: () = assert!(MINUTE_US == MINUTE_MS * 1000);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::monitor::minute::{bucket_of, Calls};
 
     fn p(q: &str, lat: bool) -> Result<(RedQuery, Measure), ParamError> {
         let endpoint = if lat { "latencies" } else { "calls" };
@@ -329,11 +330,14 @@ mod tests {
         };
         let mut minutes = BTreeMap::new();
         for (minute, calls, errors) in [(7u64, 30u64, 3u64), (8, 60, 0), (9, 90, 9)] {
-            let mut m = Minute::default();
+            let mut c = Calls::default();
             for i in 0..calls {
-                m.count_span(1000 * (i + 1), i < errors);
+                let latency = 1000 * (i + 1);
+                c.count_in_bucket(latency, bucket_of(latency), i < errors);
             }
-            minutes.insert(minute, m);
+            let mut bytes = Vec::new();
+            c.encode(&mut bytes);
+            minutes.insert(minute, Minute::decode(&bytes).unwrap());
         }
         // t = minute 10 covers minutes 9 and 10 (only 9 has calls): 90 calls in 120 s
         assert_eq!(
