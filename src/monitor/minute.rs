@@ -5,7 +5,8 @@
 //! This module owns the aggregate and its bytes; which calls count to what is decided
 //! by [`Call`]'s maker (the platform), and metric names live in `catalog`.
 
-use prost::encoding::{decode_varint, encode_varint};
+use crate::varint;
+use prost::encoding::decode_varint;
 use smallvec::SmallVec;
 
 /// A latency histogram: (bucket, calls), sorted by bucket, no zero counts. Most
@@ -500,15 +501,15 @@ impl Calls {
 /// order, and the histogram as bucket deltas and counts.
 fn write(out: &mut Vec<u8>, mask: u32, values: impl Iterator<Item = u64>, latency: &[(u16, u64)]) {
     out.push(VERSION);
-    encode_varint(u64::from(mask), out);
+    varint::push(u64::from(mask), out);
     for v in values {
-        encode_varint(v, out);
+        varint::push(v, out);
     }
-    encode_varint(latency.len() as u64, out);
+    varint::push(latency.len() as u64, out);
     let mut last = 0u16;
     for &(b, n) in latency {
-        encode_varint(u64::from(b - last), out);
-        encode_varint(n, out);
+        varint::push(u64::from(b - last), out);
+        varint::push(n, out);
         last = b;
     }
 }

@@ -58,26 +58,26 @@ const KEEP_SCRATCH: usize = 1 << 20;
 // struct first would copy every string of every span once more. Decoding uses prost,
 // so the round-trip test checks this writer against the schema.
 mod wire {
-    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+    use crate::varint;
 
     use crate::model::{KeyValue, Span, TraceId, Value};
 
     fn put_ld(field: u32, bytes: &[u8], out: &mut Vec<u8>) {
-        encode_key(field, WireType::LengthDelimited, out);
-        encode_varint(bytes.len() as u64, out);
+        varint::push_key(field, 2, out);
+        varint::push(bytes.len() as u64, out);
         out.extend_from_slice(bytes);
     }
 
     fn put_varint(field: u32, v: u64, out: &mut Vec<u8>) {
         if v != 0 {
-            encode_key(field, WireType::Varint, out);
-            encode_varint(v, out);
+            varint::push_key(field, 0, out);
+            varint::push(v, out);
         }
     }
 
     fn put_fixed64(field: u32, v: u64, out: &mut Vec<u8>) {
         if v != 0 {
-            encode_key(field, WireType::SixtyFourBit, out);
+            varint::push_key(field, 1, out);
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
@@ -93,18 +93,16 @@ mod wire {
     /// tags twice. Room for a `room`-byte length is left; a length of another size
     /// moves the body once.
     fn put_nested(field: u32, room: usize, out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
-        encode_key(field, WireType::LengthDelimited, out);
+        varint::push_key(field, 2, out);
         let at = out.len();
         out.resize(at + room, 0);
         body(out);
-        let len = (out.len() - at - room) as u64;
-        let mut bytes = [0u8; 10];
-        let need = encoded_len_varint(len);
-        encode_varint(len, &mut &mut bytes[..need]);
-        if need == room {
-            out[at..at + room].copy_from_slice(&bytes[..need]);
+        let len = varint::encoded((out.len() - at - room) as u64);
+        let len = len.bytes();
+        if len.len() == room {
+            out[at..at + room].copy_from_slice(len);
         } else {
-            out.splice(at..at + room, bytes[..need].iter().copied());
+            out.splice(at..at + room, len.iter().copied());
         }
     }
 
@@ -116,15 +114,15 @@ mod wire {
             match &kv.value {
                 Value::Str(s) => put_ld(2, s.as_bytes(), out),
                 Value::Bool(b) => {
-                    encode_key(3, WireType::Varint, out);
+                    varint::push_key(3, 0, out);
                     out.push(*b as u8);
                 }
                 Value::I64(i) => {
-                    encode_key(4, WireType::Varint, out);
-                    encode_varint(*i as u64, out);
+                    varint::push_key(4, 0, out);
+                    varint::push(*i as u64, out);
                 }
                 Value::F64(f) => {
-                    encode_key(5, WireType::SixtyFourBit, out);
+                    varint::push_key(5, 1, out);
                     out.extend_from_slice(&f.to_bits().to_le_bytes());
                 }
                 Value::Binary(b) => put_ld(6, b, out),
@@ -214,7 +212,7 @@ pub fn encode_chunk<'a>(
         prev = Some(&span.process);
     }
     out.push(FORMAT_ZSTD_CHUNK_RELATIVE);
-    prost::encoding::encode_varint(raw.len() as u64, out);
+    crate::varint::push(raw.len() as u64, out);
     let done = COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
         let (compressor, scratch) = &mut *c;

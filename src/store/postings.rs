@@ -39,7 +39,7 @@ use foldhash::{HashMap, HashMapExt};
 use super::keys::{self, IndexPrefix, Tenant};
 use crate::model::TraceId;
 
-use prost::encoding::encode_varint;
+use crate::varint;
 
 pub use super::lookup::{lookup, table_entry, Hit, Layout, Malformed, TABLE_ENTRY_LEN};
 
@@ -220,12 +220,12 @@ impl Builder {
                 let (timed, plain) = (&timed[ti..t_end], &self.plain[pi..p_end]);
                 spreads.clear();
                 for &(_, _, _, lo, hi) in timed {
-                    encode_varint(u64::from(hi - lo), &mut spreads);
+                    varint::push(u64::from(hi - lo), &mut spreads);
                 }
                 // the base is `merge`'s to write, in front
-                encode_varint(timed.len() as u64, out);
-                encode_varint(plain.len() as u64, out);
-                encode_varint(spreads.len() as u64, out);
+                varint::push(timed.len() as u64, out);
+                varint::push(plain.len() as u64, out);
+                varint::push(spreads.len() as u64, out);
                 for &(_, h, ..) in timed {
                     out.extend_from_slice(&keys::hash_bits(h).to_le_bytes());
                 }
@@ -395,7 +395,7 @@ pub fn merge<'a>(
         v.clear();
         for (_, bytes, base) in group {
             if let Some(b) = base {
-                encode_varint(u64::from(*b), &mut v);
+                varint::push(u64::from(*b), &mut v);
             }
             v.extend_from_slice(bytes);
         }
