@@ -3,7 +3,8 @@
 //! Every receiver calls [`Pipeline::submit`]. It validates the batch, encodes it on the
 //! caller's task, takes admission permits for the bytes it will hold (waiting at most
 //! `queue_timeout`, then answering "unavailable" rather than growing memory), and queues it
-//! for the one writer thread. The writer takes everything that is waiting, commits it as
+//! for the one writer thread (`writer`). The writer takes everything that is waiting
+//! (and, for up to two milliseconds, what the batches being encoded bring), commits it as
 //! one RocksDB write (group commit) and only then acknowledges each caller. Dropping every
 //! [`Pipeline`] handle closes the queue; the writer finishes what is queued and exits.
 //! In a cluster the same encoded batches go to the log instead, by partition (`publish`).
@@ -15,16 +16,17 @@ pub mod edges;
 mod publish;
 mod retry;
 mod validate;
+mod writer;
 
 pub use admission::{AdmissionOptions, Refusal, TenantQuota, TenantQuotas};
 pub use retry::with_retries;
+pub use writer::{Writer, LINGER};
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 
 use crate::error::ErrorCode;
 use crate::model::InvocationRecord;
@@ -149,15 +151,11 @@ pub enum Partial {
     DropInvalid,
 }
 
-struct Request {
-    batch: EncodedBatch,
-    ack: oneshot::Sender<Result<(), Arc<StoreError>>>,
-    _permit: OwnedSemaphorePermit,
-}
-
 #[derive(Clone)]
 pub struct Pipeline {
-    tx: mpsc::UnboundedSender<Request>,
+    tx: std::sync::mpsc::Sender<writer::Request>,
+    /// Batches being encoded: what the writer may wait for (`writer`).
+    coming: Arc<writer::Coming>,
     /// Asked for tenants' retentions (the writer thread has its own handle).
     store: Arc<Store>,
     stitch: Option<Arc<dyn Stitch>>,
@@ -169,20 +167,6 @@ pub struct Pipeline {
     edges: Arc<edges::Edges>,
 }
 
-/// The writer thread; join it after every [`Pipeline`] handle is dropped.
-pub struct Writer {
-    handle: JoinHandle<()>,
-}
-
-impl Writer {
-    /// Wait until the writer has committed everything queued and exited.
-    pub fn join(self) {
-        if self.handle.join().is_err() {
-            tracing::error!("writer thread panicked");
-        }
-    }
-}
-
 impl Pipeline {
     pub fn start(
         store: Arc<Store>,
@@ -190,18 +174,18 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         stitch: Option<Arc<dyn Stitch>>,
     ) -> (Pipeline, Writer) {
-        let (tx, rx) = mpsc::unbounded_channel();
         let permits = Arc::new(Semaphore::new(opts.queue_bytes.min(Semaphore::MAX_PERMITS)));
-        let max_group = opts.max_group_bytes;
-        let writer_metrics = Arc::clone(&metrics);
+        let coming = Arc::new(writer::Coming::default());
         let reader = Arc::clone(&store);
-        let handle = std::thread::Builder::new()
-            .name("fctrace-writer".into())
-            .spawn(move || write_loop(store, rx, max_group, writer_metrics))
-            // Failing to spawn one thread at start-up leaves nothing to run.
-            .expect("spawn writer thread");
+        let (tx, writer) = Writer::start(
+            store,
+            opts.max_group_bytes,
+            Arc::clone(&metrics),
+            Arc::clone(&coming),
+        );
         let pipeline = Pipeline {
             tx,
+            coming,
             store: reader,
             stitch,
             admission: Arc::new(admission::Admission::new(
@@ -214,7 +198,7 @@ impl Pipeline {
             metrics,
             edges: Arc::default(),
         };
-        (pipeline, Writer { handle })
+        (pipeline, writer)
     }
 
     /// Validate, encode and store a batch; returns once it is durable.
@@ -354,7 +338,9 @@ impl Pipeline {
             if let Some(log) = &self.opts.log {
                 return self.publish_spans(&log.0, tenant, spans.to_vec()).await;
             }
+            let encoding = self.coming.enter();
             let batch = encode(tenant, Arc::clone(&spans), Arc::clone(&calls)).await;
+            drop(encoding);
             self.submit_batch(batch).await
         };
         if let Err(e) = with_retries(&self.metrics, write).await {
@@ -473,7 +459,7 @@ impl Pipeline {
         let count = batch.span_count();
         let (ack, done) = oneshot::channel();
         self.tx
-            .send(Request {
+            .send(writer::Request {
                 batch,
                 ack,
                 _permit: permit,
@@ -490,45 +476,6 @@ impl Pipeline {
     }
 }
 
-fn write_loop(
-    store: Arc<Store>,
-    mut rx: mpsc::UnboundedReceiver<Request>,
-    max_group_bytes: usize,
-    metrics: Arc<Metrics>,
-) {
-    let mut group: Vec<Request> = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
-        let mut bytes = first.batch.size();
-        group.push(first);
-        // Everything that queued while the last write ran goes into this one.
-        while bytes < max_group_bytes {
-            match rx.try_recv() {
-                Ok(r) => {
-                    bytes += r.batch.size();
-                    group.push(r);
-                }
-                Err(_) => break,
-            }
-        }
-        let batches: Vec<&EncodedBatch> = group.iter().map(|r| &r.batch).collect();
-        let started = std::time::Instant::now();
-        let result = store.commit(&batches).map_err(Arc::new);
-        metrics.write_committed(group.len(), started.elapsed());
-        if let Err(e) = &result {
-            if matches!(**e, StoreError::DiskFull(_)) {
-                // expected while the disk is full: every refused client retries
-                tracing::warn!(error = %e, requests = group.len(), "write refused");
-            } else {
-                tracing::error!(error = %e, requests = group.len(), "write failed");
-            }
-        }
-        for r in group.drain(..) {
-            let _ = r.ack.send(result.clone());
-        }
-    }
-    tracing::debug!("writer drained, exiting");
-}
-
 impl Pipeline {
     /// Encode spans for the writer with the calls between services they complete, found
     /// in the same job (on the CPU pool when there are many).
@@ -536,6 +483,8 @@ impl Pipeline {
     where
         S: AsRef<[Span]> + Send + 'static,
     {
+        // counted until encoded: the writer may wait for it (`writer`)
+        let _encoding = self.coming.enter();
         let edges = Arc::clone(&self.edges);
         let size = spans.as_ref().len().saturating_mul(512);
         crate::cpu::run(size, move || {
