@@ -109,6 +109,9 @@ mod wire {
     /// `KeyValue { key = 1; oneof value { v_str = 2; v_bool = 3; v_i64 = 4; v_f64 = 5;
     /// v_binary = 6 } }`: a set oneof member is written even when it is the default.
     fn put_kv(field: u32, kv: &KeyValue, out: &mut Vec<u8>) {
+        if put_short_kv(field, kv, out) {
+            return;
+        }
         put_nested(field, 1, out, |out| {
             put_str(1, &kv.key, out);
             match &kv.value {
@@ -128,6 +131,61 @@ mod wire {
                 Value::Binary(b) => put_ld(6, b, out),
             }
         });
+    }
+
+    /// [`put_kv`] for the usual tag, a string, bool or integer under a non-empty key, in
+    /// under 128 bytes: every length is one byte and known before writing, so the tag
+    /// goes out in a few copies instead of a field at a time (writing tags a field at a
+    /// time was over 5 % of the daemon's CPU). Writes nothing and returns false for any
+    /// other tag.
+    fn put_short_kv(field: u32, kv: &KeyValue, out: &mut Vec<u8>) -> bool {
+        let key = kv.key.as_bytes();
+        if key.is_empty() || key.len() >= 0x80 || field >= 16 {
+            return false;
+        }
+        // KeyValue field 1 (the key), length-delimited
+        let head = |body: usize| [(field << 3 | 2) as u8, body as u8, 0x0a, key.len() as u8];
+        match &kv.value {
+            Value::Str(v) => {
+                let v = v.as_bytes();
+                let body = 2 + key.len() + 2 + v.len();
+                if body >= 0x80 {
+                    return false;
+                }
+                out.reserve(2 + body);
+                out.extend_from_slice(&head(body));
+                out.extend_from_slice(key);
+                // field 2, length-delimited
+                out.extend_from_slice(&[0x12, v.len() as u8]);
+                out.extend_from_slice(v);
+            }
+            Value::Bool(b) => {
+                let body = 2 + key.len() + 2;
+                if body >= 0x80 {
+                    return false;
+                }
+                out.reserve(2 + body);
+                out.extend_from_slice(&head(body));
+                out.extend_from_slice(key);
+                // field 3, varint
+                out.extend_from_slice(&[0x18, u8::from(*b)]);
+            }
+            Value::I64(i) => {
+                let v = varint::encoded(*i as u64);
+                let body = 2 + key.len() + 1 + v.bytes().len();
+                if body >= 0x80 {
+                    return false;
+                }
+                out.reserve(2 + body);
+                out.extend_from_slice(&head(body));
+                out.extend_from_slice(key);
+                // field 4, varint
+                out.push(0x20);
+                out.extend_from_slice(v.bytes());
+            }
+            _ => return false,
+        }
+        true
     }
 
     /// What a span is written relative to: the chunk's trace and earliest start, and

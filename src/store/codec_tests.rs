@@ -59,6 +59,63 @@ fn round_trip_keeps_everything() {
 }
 
 #[test]
+fn tags_at_the_edges_of_one_byte_lengths_are_written_as_prost_writes_them() {
+    // A tag's body is 2 + key + 2 + value bytes for a string: 123 bytes of key and value
+    // make 127 (one byte of length), 124 make 128 (two). Integers take 1 to 10 bytes.
+    let mut tags = Vec::new();
+    for total in [1usize, 60, 122, 123, 124, 125, 200] {
+        for key_len in [1, total / 2, total.saturating_sub(1)] {
+            let key_len = key_len.clamp(1, total.max(1));
+            let key = "k".repeat(key_len);
+            let value = "v".repeat(total - key_len.min(total));
+            tags.push(KeyValue::new(
+                key.as_str(),
+                Value::Str(value.as_str().into()),
+            ));
+        }
+    }
+    for key_len in [1usize, 120, 121, 122, 123, 124, 130] {
+        let key = "b".repeat(key_len);
+        tags.push(KeyValue::new(key.as_str(), Value::Bool(true)));
+        tags.push(KeyValue::new(key.as_str(), Value::Bool(false)));
+        for i in [0i64, 1, 127, 128, -1, i64::MAX, i64::MIN] {
+            tags.push(KeyValue::new(key.as_str(), Value::I64(i)));
+        }
+    }
+    // no key (prost leaves the field out), and values the short path does not take
+    tags.push(KeyValue::new("", Value::Str("x".into())));
+    tags.push(KeyValue::new("", Value::I64(5)));
+    tags.push(KeyValue::new("f", Value::F64(-0.0)));
+    tags.push(KeyValue::new("bin", Value::Binary(vec![1, 2])));
+    let span = Span {
+        trace_id: TraceId(1),
+        span_id: SpanId(2),
+        operation_name: "o".into(),
+        references: vec![],
+        flags: 0,
+        start_time: 1_700_000_000_000_000,
+        duration: 1,
+        tags,
+        logs: vec![Log {
+            timestamp: 1_700_000_000_000_001,
+            fields: vec![KeyValue::new("event", Value::Str("e".into()))],
+        }],
+        process: Arc::new(Process {
+            service_name: "s".into(),
+            tags: vec![KeyValue::new("host", Value::I64(300))],
+        }),
+    };
+    let key = keys::span_key(0, span.trace_id, span.start_time, span.span_id);
+    let (mut raw, mut value) = (Vec::new(), Vec::new());
+    encode_chunk([&span].into_iter(), &mut raw, &mut value);
+    let reencoded = proto::StoredChunk::decode(raw.as_slice())
+        .unwrap()
+        .encode_to_vec();
+    assert_eq!(reencoded, raw, "written exactly as prost writes it");
+    assert_eq!(decode_chunk(&key, &value).unwrap(), vec![span]);
+}
+
+#[test]
 fn lengths_of_every_size_are_written_as_prost_writes_them() {
     let process = Arc::new(Process {
         service_name: "s".into(),
