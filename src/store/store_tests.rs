@@ -122,6 +122,58 @@ fn index_scans_are_newest_first_and_bounded() {
     );
 }
 
+/// Hits of `term` in an encoded batch's posting blocks (as `merge` writes them).
+fn hits_in(b: &EncodedBatch, term: &IndexPrefix) -> usize {
+    let h = term.term_hash();
+    let mut hits = Vec::new();
+    for p in b.postings.iter().filter(|p| p.shard == keys::shard_of(h)) {
+        let mut block = vec![0];
+        block.extend_from_slice(&b.buf[p.range.0..p.range.1]);
+        postings::lookup(
+            &block,
+            postings::Layout::Columns,
+            keys::hash_bits(h),
+            &mut hits,
+        )
+        .unwrap();
+    }
+    hits.len()
+}
+
+#[test]
+fn tags_repeated_down_a_trace_are_entered_once_per_service_and_second() {
+    let now = crate::clock::now_us();
+    let sec = keys::POSTING_BUCKET_US;
+    let t = now - now % sec;
+    let with = |mut s: Span, tags: &[(&str, i64)]| {
+        s.tags = tags
+            .iter()
+            .map(|(k, v)| KeyValue::new(*k, Value::I64(*v)))
+            .collect();
+        s
+    };
+    // one trace: three spans of svc in one second (the third's second tag differs and
+    // its first is gone), one of another service between them, one in the next second
+    let spans = vec![
+        with(span(7, 1, "svc", "op", t + 1, 5), &[("k", 1), ("x", 1)]),
+        with(span(7, 2, "svc", "op", t + 2, 5), &[("k", 1), ("x", 1)]),
+        with(span(7, 3, "other", "op", t + 3, 5), &[("k", 1), ("x", 1)]),
+        with(span(7, 4, "svc", "op", t + 4, 5), &[("x", 2), ("k", 1)]),
+        with(
+            span(7, 5, "svc", "op", t + sec + 1, 5),
+            &[("k", 1), ("x", 1)],
+        ),
+    ];
+    let b = encode(0, &spans);
+    let tag = |service, key, value| IndexPrefix::tag(0, service, key, value);
+    assert_eq!(hits_in(&b, &tag("svc", "k", "1")), 2, "one a second");
+    assert_eq!(hits_in(&b, &tag("svc", "x", "1")), 2, "one a second");
+    assert_eq!(hits_in(&b, &tag("svc", "x", "2")), 1);
+    assert_eq!(hits_in(&b, &tag("other", "k", "1")), 1);
+    assert_eq!(hits_in(&b, &tag("other", "x", "1")), 1);
+    assert_eq!(hits_in(&b, &tag("svc", "k", "2")), 0);
+}
+
 #[test]
 fn postings_hold_one_entry_per_trace_term_and_second() {
     let now = crate::clock::now_us();

@@ -340,22 +340,33 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
     // batch and entered once per trace slot, not once per span.
     let mut process_terms: HashMap<*const Process, Vec<u64>> = HashMap::new();
     let mut process_slots: HashSet<(postings::Slot, *const Process)> = HashSet::new();
+    // The span before, when it has this one's slot and service: a tag equal to its tag at
+    // the same place is an entry already made (constant tags repeat down a trace).
+    let mut before: Option<(&Span, postings::Slot)> = None;
     for span in spans {
         let service = span.process.service_name.as_str();
         ops.insert((service, span.operation_name.as_str(), span.kind()));
 
         let slot = ix.slot(span.trace_id, span.start_time);
+        let repeats: &[KeyValue] = match before {
+            Some((b, s)) if s == slot && b.process.service_name == span.process.service_name => {
+                &b.tags
+            }
+            _ => &[],
+        };
+        before = Some((span, slot));
         term.reset(tenant, keys::IndexKind::Service, service);
         ix.timed(slot, &term, span.duration);
         term.reset(tenant, keys::IndexKind::Operation, service);
         term.push_str(&span.operation_name);
         ix.timed(slot, &term, span.duration);
 
-        let span_tags = span
-            .tags
-            .iter()
-            .chain(span.logs.iter().flat_map(|l| l.fields.iter()));
-        for kv in span_tags {
+        for (i, kv) in span.tags.iter().enumerate() {
+            if repeats.get(i) != Some(kv) && tag_term(&mut term, tenant, service, kv) {
+                ix.plain(slot, &term);
+            }
+        }
+        for kv in span.logs.iter().flat_map(|l| l.fields.iter()) {
             if tag_term(&mut term, tenant, service, kv) {
                 ix.plain(slot, &term);
             }
