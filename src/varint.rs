@@ -6,12 +6,15 @@
 
 /// Append `v` as a varint.
 #[inline]
-pub fn push(v: u64, out: &mut Vec<u8>) {
-    if v < 0x80 {
-        out.push(v as u8);
-        return;
+pub fn push(mut v: u64, out: &mut Vec<u8>) {
+    // byte by byte into reserved room: copying a stack buffer of a few bytes was a
+    // `memmove` call each time (1 % of the daemon's samples)
+    out.reserve(10);
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
     }
-    out.extend_from_slice(encoded(v).bytes());
+    out.push(v as u8);
 }
 
 /// A varint in a stack buffer, for writers that place its bytes themselves.
