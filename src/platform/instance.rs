@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 use super::events::Subscribers;
 use super::functions::{FunctionSpec, Runtime};
 use super::logs::{InstanceLog, LogSink};
+use super::port::{free_port, wait_for_port};
 use crate::clock::now_us;
 use tokio::io::AsyncRead;
 
@@ -554,42 +554,6 @@ fn resolve_program(name: &str, cwd: Option<&Path>) -> Option<PathBuf> {
         .unwrap_or_default()
         .into_iter()
         .find(|p| is_file(p))
-}
-
-fn free_port() -> std::io::Result<u16> {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(l.local_addr()?.port())
-}
-
-/// Wait until `addr` accepts a connection; fail early if the child exits.
-async fn wait_for_port(
-    addr: SocketAddr,
-    mut child: Option<&mut Child>,
-    limit: Duration,
-) -> Result<(), String> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let listening = TcpStream::connect(addr).await.is_ok();
-        // Checked after connecting too: a process that exited without listening leaves
-        // its port free, and another process (another daemon's instance) may take it.
-        if let Some(c) = child.as_deref_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                return Err(format!(
-                    "process exited ({status}) before listening on {addr}"
-                ));
-            }
-        }
-        if listening {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "nothing listened on {addr} within {}s",
-                limit.as_secs()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Resident memory of a process in bytes, from /proc.

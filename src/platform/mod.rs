@@ -15,6 +15,7 @@ pub mod instance;
 mod invoke;
 mod lifecycle;
 pub mod logs;
+mod port;
 pub mod provision;
 pub mod queue;
 pub mod record;
