@@ -13,7 +13,9 @@ use tokio::process::Child;
 /// gateway proxied the function's calls to it). Falls back to a port-0 bind when the
 /// range leaves no room or every try is taken.
 pub(super) fn free_port() -> std::io::Result<u16> {
-    const FLOOR: u16 = 10_000;
+    // above the well-known ports fctrace and its neighbours listen on by default
+    // (Jaeger's up to 16687, Zipkin's 9411, OTLP's 4317/4318, Prometheus, NATS)
+    const FLOOR: u16 = 20_000;
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
@@ -78,7 +80,7 @@ mod tests {
             let port = free_port().unwrap();
             // port-0 binds (every daemon and test here) are handed ports from `low` up
             assert!(
-                (10_000..low).contains(&port),
+                (20_000..low).contains(&port),
                 "{port} (ephemeral from {low})"
             );
             std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
