@@ -105,14 +105,21 @@ fn tags_at_the_edges_of_one_byte_lengths_are_written_as_prost_writes_them() {
             tags: vec![KeyValue::new("host", Value::I64(300))],
         }),
     };
-    let key = keys::span_key(0, span.trace_id, span.start_time, span.span_id);
+    written_as_prost_and_read_back(&[&span]);
+}
+
+/// Encode `spans` as one chunk: the bytes must be exactly prost's, and decode to them.
+fn written_as_prost_and_read_back(spans: &[&Span]) {
+    let first = spans[0];
+    let key = keys::span_key(0, first.trace_id, first.start_time, first.span_id);
     let (mut raw, mut value) = (Vec::new(), Vec::new());
-    encode_chunk([&span].into_iter(), &mut raw, &mut value);
+    encode_chunk(spans.iter().copied(), &mut raw, &mut value);
     let reencoded = proto::StoredChunk::decode(raw.as_slice())
         .unwrap()
         .encode_to_vec();
     assert_eq!(reencoded, raw, "written exactly as prost writes it");
-    assert_eq!(decode_chunk(&key, &value).unwrap(), vec![span]);
+    let want: Vec<Span> = spans.iter().map(|&s| s.clone()).collect();
+    assert_eq!(decode_chunk(&key, &value).unwrap(), want);
 }
 
 #[test]
@@ -156,15 +163,7 @@ fn lengths_of_every_size_are_written_as_prost_writes_them() {
         tags: vec![],
     });
     for spans in [vec![&tiny], vec![&tiny, &big], vec![&big, &huge, &tiny]] {
-        let key = keys::span_key(0, tiny.trace_id, spans[0].start_time, spans[0].span_id);
-        let (mut raw, mut value) = (Vec::new(), Vec::new());
-        encode_chunk(spans.iter().copied(), &mut raw, &mut value);
-        let reencoded = proto::StoredChunk::decode(raw.as_slice())
-            .unwrap()
-            .encode_to_vec();
-        assert_eq!(reencoded, raw, "written exactly as prost writes it");
-        let want: Vec<Span> = spans.into_iter().cloned().collect();
-        assert_eq!(decode_chunk(&key, &value).unwrap(), want);
+        written_as_prost_and_read_back(&spans);
     }
 }
 
