@@ -13,7 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use crate::model::{RefType, Span, SpanId, SpanRef, TraceId, Value};
+use crate::model::{KeyValue, RefType, Span, SpanId, SpanRef, TraceId, Value};
 
 pub const INVOCATION_ID_TAG: &str = "faas.invocation_id";
 /// Invocations (and remapped traces) remembered at most.
@@ -80,14 +80,30 @@ impl Default for Stitcher {
 }
 
 fn invocation_id(span: &Span) -> Option<&str> {
-    span.tags
-        .iter()
-        .chain(span.process.tags.iter())
-        .find(|kv| kv.key == INVOCATION_ID_TAG)
+    tagged(&span.tags).or_else(|| tagged(&span.process.tags))
+}
+
+/// The invocation id among `tags`, if they hold one.
+fn tagged(tags: &[KeyValue]) -> Option<&str> {
+    // Every tag of every span is looked at: the length (held inline in the key) rules
+    // nearly all out before any bytes are compared.
+    tags.iter()
+        .find(|kv| kv.key.len() == INVOCATION_ID_TAG.len() && kv.key == INVOCATION_ID_TAG)
         .and_then(|kv| match &kv.value {
             Value::Str(s) => Some(s.as_str()),
             _ => None,
         })
+}
+
+/// Whether any span of `spans` carries an invocation id; a process shared by
+/// consecutive spans is looked at once.
+fn any_tagged(spans: &[Span]) -> bool {
+    let mut last: *const crate::model::Process = std::ptr::null();
+    spans.iter().any(|s| {
+        let process = std::sync::Arc::as_ptr(&s.process);
+        let fresh = std::mem::replace(&mut last, process) != process;
+        tagged(&s.tags).is_some() || (fresh && tagged(&s.process.tags).is_some())
+    })
 }
 
 impl Stitcher {
@@ -101,7 +117,7 @@ impl crate::pipeline::Stitch for Stitcher {
     /// Move spans of fresh traces into their invocation's trace. `scoped` names the
     /// invocation every span of the batch belongs to (invocation-scoped endpoint).
     fn apply(&self, spans: &mut [Span], scoped: Option<&str>) {
-        let tagged = scoped.is_some() || spans.iter().any(|s| invocation_id(s).is_some());
+        let tagged = scoped.is_some() || any_tagged(spans);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if !tagged && inner.traces.map.is_empty() {
             return;
@@ -227,5 +243,37 @@ mod tests {
         )];
         st.apply(&mut unknown, None);
         assert_eq!(unknown[0].trace_id, TraceId(9));
+    }
+
+    #[test]
+    fn an_invocation_id_in_a_later_process_is_found() {
+        let st = Stitcher::default();
+        st.register(
+            "req-3",
+            Target {
+                trace_id: TraceId(300),
+                invocation_span: SpanId(3),
+            },
+        );
+        // two spans of one untagged process, then one of a process tagged with the id
+        let plain = Arc::new(Process::default());
+        let tagged = Arc::new(Process {
+            service_name: "fn".into(),
+            tags: vec![
+                KeyValue::new("faas.invocation_i", Value::Str("req-3".into())),
+                KeyValue::new(INVOCATION_ID_TAG, Value::Str("req-3".into())),
+            ],
+        });
+        let mut batch = vec![span(1, 1, None, vec![]), span(1, 2, Some(1), vec![])];
+        batch.push(span(4, 5, None, vec![]));
+        batch[0].process = plain.clone();
+        batch[1].process = plain;
+        batch[2].process = tagged;
+        st.apply(&mut batch, None);
+        assert_eq!(batch[0].trace_id, TraceId(1));
+        assert_eq!(
+            (batch[2].trace_id, batch[2].parent_span_id()),
+            (TraceId(300), Some(SpanId(3)))
+        );
     }
 }
