@@ -64,18 +64,21 @@ pub fn add_spans(batch: &mut EncodedBatch, tenant: Tenant, spans: &[Span]) {
             .or_default()
             .count_in_bucket(s.duration, bucket, failed);
     }
-    let mut bytes = Vec::new();
-    for ((service, kind, op, minute), m) in &ops {
+    // keys and values built in two buffers used again: a batch may have an operation a span
+    let (mut key, mut bytes) = (Vec::new(), Vec::new());
+    let mut add = |dims: &[&str], level: u8, minute: u64, m: &Calls| {
+        key.clear();
+        keys::put_metric_series(&mut key, tenant, level, dims);
+        key.extend_from_slice(&minute.to_be_bytes());
         bytes.clear();
         m.encode(&mut bytes);
-        let key = keys::metric_key(&op_series(tenant, service, *kind, op), *minute);
         batch.add_metric(&key, &bytes);
+    };
+    for ((service, kind, op, minute), m) in &ops {
+        add(&[service, kind.as_str(), op], OPERATION_SERIES, *minute, m);
     }
     for ((service, kind, minute), m) in &services {
-        bytes.clear();
-        m.encode(&mut bytes);
-        let key = keys::metric_key(&service_series(tenant, service, *kind), *minute);
-        batch.add_metric(&key, &bytes);
+        add(&[service, kind.as_str()], SERVICE_SERIES, *minute, m);
     }
 }
 

@@ -334,7 +334,12 @@ fn scope(
 }
 
 fn span<'a>(buf: &'a [u8], recent: &mut Recent<'a>) -> Result<SpanParts, WireError> {
-    let mut p = SpanParts::default();
+    // Room for as many attributes as the spans before had, and the few tags `span_of`
+    // adds (span kind, status): the list grown from empty was four allocations a span.
+    let mut p = SpanParts {
+        attributes: Vec::with_capacity(recent.positions() + 4),
+        ..SpanParts::default()
+    };
     let mut fields = Fields::of(buf);
     while let Some((tag, f)) = fields.next()? {
         match tag {

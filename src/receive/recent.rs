@@ -28,6 +28,12 @@ pub struct Slot<'a> {
 pub struct Remembered<'a>(Option<(&'a [u8], Str)>);
 
 impl<'a> Recent<'a> {
+    /// Tag positions seen so far (at most [`SLOTS`]): the most tags a span had, what the
+    /// decoders make room for in the next span's list before reading it.
+    pub fn positions(&self) -> usize {
+        self.slots.len()
+    }
+
     /// The slot of tag position `at`; `None` past [`SLOTS`].
     pub fn slot(&mut self, at: usize) -> Option<&mut Slot<'a>> {
         if at == self.slots.len() && at < SLOTS {
@@ -98,5 +104,6 @@ mod tests {
             assert!(r.slot(at).is_some());
         }
         assert!(r.slot(SLOTS).is_none());
+        assert_eq!(r.positions(), SLOTS);
     }
 }

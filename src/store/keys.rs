@@ -487,12 +487,17 @@ pub fn log_key_time(k: &[u8]) -> Option<u64> {
 /// is under the series and `minute (8, BE)`.
 pub fn metric_series(tenant: Tenant, level: u8, dims: &[&str]) -> Vec<u8> {
     let mut v = Vec::with_capacity(3 + dims.iter().map(|d| d.len() + 2).sum::<usize>() + 8);
+    put_metric_series(&mut v, tenant, level, dims);
+    v
+}
+
+/// Append [`metric_series`] to `v` (a key built in a buffer used again).
+pub fn put_metric_series(v: &mut Vec<u8>, tenant: Tenant, level: u8, dims: &[&str]) {
     v.extend_from_slice(&tenant.to_be_bytes());
     v.push(level);
     for d in dims {
-        put_str(&mut v, d);
+        put_str(v, d);
     }
-    v
 }
 
 /// The key of a series' aggregate for `minute` (minutes since the epoch).

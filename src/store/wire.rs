@@ -89,7 +89,7 @@ impl EncodedBatch {
             out.extend_from_slice(&h.to_le_bytes());
         }
         put_u32(&mut out, self.operations.len());
-        for (service, op, kind) in &self.operations {
+        for (service, op, kind) in self.operations() {
             put_u32(&mut out, service.len());
             out.extend_from_slice(service.as_bytes());
             put_u32(&mut out, op.len());
@@ -150,13 +150,13 @@ impl EncodedBatch {
             ));
         }
         let n = r.count(9)?;
-        let mut operations = Vec::with_capacity(n);
+        let mut named = EncodedBatch::empty(tenant);
         for _ in 0..n {
             let service = r.string()?;
             let op = r.string()?;
             let kind = SpanKind::from_otlp_number(i64::from(r.array::<1>()?[0]))
                 .ok_or(WireError::Malformed(r.at))?;
-            operations.push((service, op, kind));
+            named.add_operation(&service, &op, kind);
         }
         if r.at != bytes.len() {
             return Err(WireError::Malformed(r.at));
@@ -165,7 +165,8 @@ impl EncodedBatch {
             tenant,
             buf,
             entries,
-            operations,
+            operations: named.operations,
+            names: named.names,
             postings,
             terms,
             spans,
@@ -239,10 +240,33 @@ mod tests {
         assert_eq!(back.spans, 5);
         assert_eq!(back.buf, b.buf);
         assert_eq!(back.to_wire(), b.to_wire());
-        assert_eq!(back.operations, b.operations);
+        assert_eq!(
+            back.operations().collect::<Vec<_>>(),
+            b.operations().collect::<Vec<_>>()
+        );
         assert_eq!(back.terms, b.terms);
         assert_eq!(back.entries.len(), b.entries.len());
         assert_eq!(back.postings.len(), b.postings.len());
+    }
+
+    #[test]
+    fn operations_keep_their_names_and_kinds_through_the_wire() {
+        use crate::model::SpanKind::{Client, Consumer, Producer, Server};
+        let ops = [
+            ("a", "x", Server),
+            ("a", "y", Client),
+            ("b", "x", Server),
+            ("a", "x", Consumer),
+            ("", "", Producer),
+            ("é", "a", Server),
+        ];
+        let mut b = EncodedBatch::empty(1);
+        for (s, o, k) in ops {
+            b.add_operation(s, o, k);
+        }
+        assert_eq!(b.operations().collect::<Vec<_>>(), ops.to_vec());
+        let back = EncodedBatch::from_wire(&b.to_wire()).unwrap();
+        assert_eq!(back.operations().collect::<Vec<_>>(), ops.to_vec());
     }
 
     #[test]
