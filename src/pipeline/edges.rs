@@ -79,6 +79,13 @@ impl Seen {
         &mut self.slots[b * WAYS..(b + 1) * WAYS]
     }
 
+    /// Read the buckets of `keys` ahead of their inserts: independent loads, which the
+    /// memory system serves many at once (each insert's own waits on the one before).
+    fn warm(&mut self, keys: &[u64]) {
+        let sum = keys.iter().fold(0, |acc, &k| acc ^ self.bucket(k)[0]);
+        std::hint::black_box(sum);
+    }
+
     fn get(&mut self, k: u64) -> Option<u32> {
         let tag = k & !ID_MASK;
         self.bucket(k)
@@ -192,12 +199,14 @@ impl Edges {
     /// Remember `spans` and count the calls they complete: to parents seen before (or in
     /// this batch), and from children that were waiting for them.
     pub fn observe(&self, spans: &[Span]) -> HashMap<Edge, u64> {
+        let keys: Vec<u64> = spans.iter().map(|s| key(s.trace_id, s.span_id)).collect();
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.seen.warm(&keys);
         let mut found: FastMap<(u32, u32, u64), u64> = FastMap::new();
         let mut ids = Vec::with_capacity(spans.len());
         // a batch's spans mostly share one process: look its service up once
         let mut last: Option<(*const crate::model::Process, Option<u32>)> = None;
-        for s in spans {
+        for (s, &k) in spans.iter().zip(&keys) {
             let ptr = std::sync::Arc::as_ptr(&s.process);
             let id = match last {
                 Some((p, id)) if p == ptr => id,
@@ -209,7 +218,6 @@ impl Edges {
             };
             ids.push(id);
             if let Some(id) = id {
-                let k = key(s.trace_id, s.span_id);
                 st.seen.insert(k, id);
                 for (child, hour) in st.waiting.take(k).unwrap_or_default() {
                     if child != id {

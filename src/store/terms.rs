@@ -14,8 +14,7 @@
 //! This module owns the writer's memory of what it has written and the lookup; `keys`
 //! owns the layout, `read` the scans that use it.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashMap;
 
 use rocksdb::{ColumnFamily, Direction, IteratorMode, ReadOptions, WriteBatch};
 
@@ -29,28 +28,98 @@ pub const TERMS_PER_MINUTE: usize = 1 << 19;
 /// forgets the oldest minutes, which only means writing some of their keys again.
 const REMEMBERED: usize = 1 << 20;
 
-/// Term hashes are xxh3 already: hashing them again would only cost time.
-#[derive(Default)]
-struct Identity(u64);
-
-impl Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ b as u64;
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
 #[derive(Default)]
 struct Minute {
-    terms: HashSet<u64, BuildHasherDefault<Identity>>,
+    terms: Hashes,
     overflow: bool,
+}
+
+/// A set of term hashes, placed by their top bits with linear probing. Term hashes are
+/// xxh3 already, so they place themselves; and a batch's terms come sorted by hash, so
+/// its lookups sweep the table in address order instead of jumping about it (the
+/// writer's check of every term of every batch was 3 % of the daemon's CPU as a hash
+/// set, mostly waiting on memory). A hash that finds no room within [`PROBES`] slots
+/// (hashes made to crowd together) is not remembered: its key is written again each
+/// time, which costs what the batch that carries it was charged for.
+#[derive(Default)]
+struct Hashes {
+    /// 0 is an empty slot; hash 0 itself is `zero`.
+    slots: Vec<u64>,
+    len: usize,
+    zero: bool,
+}
+
+/// Slots a lookup looks at before giving up. The table is at most half full, where a
+/// run this long among xxh3 hashes is too unlikely to be seen (a batch's sorted hashes
+/// are spread by `reserve`); crowded hashes cost a scan of 2 KiB each.
+const PROBES: usize = 256;
+
+impl Hashes {
+    fn len(&self) -> usize {
+        self.len + usize::from(self.zero)
+    }
+
+    /// Make room for `more` hashes before adding them. A run of sorted hashes added to a
+    /// table sized for fewer would crowd its low slots (their places are in order), so
+    /// the table takes its final size first.
+    fn reserve(&mut self, more: usize) {
+        while (self.len + more.min(TERMS_PER_MINUTE)) * 2 > self.slots.len() {
+            self.grow();
+        }
+    }
+
+    /// Read the home slots of `hashes` ahead of adding them: the loads are independent,
+    /// so the memory system serves many at once, where the adds' own loads each wait on
+    /// a compare and a branch (most of this set's cost is waiting on memory).
+    fn warm(&self, hashes: impl Iterator<Item = u64>) {
+        let n = self.slots.len();
+        if n == 0 {
+            return;
+        }
+        let shift = 64 - n.trailing_zeros();
+        let sum = hashes.fold(0u64, |acc, h| acc ^ self.slots[(h >> shift) as usize]);
+        std::hint::black_box(sum);
+    }
+
+    /// Add `h`; true when it was not there (or could not be remembered).
+    fn insert(&mut self, h: u64) -> bool {
+        if h == 0 {
+            return !std::mem::replace(&mut self.zero, true);
+        }
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        match self.place(h) {
+            Some(i) if self.slots[i] == h => false,
+            Some(i) => {
+                self.slots[i] = h;
+                self.len += 1;
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// The slot holding `h`, or the empty one it would go in.
+    fn place(&self, h: u64) -> Option<usize> {
+        let n = self.slots.len();
+        let start = (h >> (64 - n.trailing_zeros())) as usize;
+        (0..PROBES.min(n))
+            .map(|d| (start + d) & (n - 1))
+            .find(|&i| self.slots[i] == h || self.slots[i] == 0)
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(1024);
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        self.len = 0;
+        for h in old.into_iter().filter(|&h| h != 0) {
+            if let Some(i) = self.place(h) {
+                self.slots[i] = h;
+                self.len += 1;
+            }
+        }
+    }
 }
 
 /// What the writer has put in the filter since it started.
@@ -76,16 +145,19 @@ impl Written {
             if m.overflow {
                 continue;
             }
+            m.terms.reserve(run.len());
+            m.terms.warm(run.iter().map(|t| t.1));
             for &(_, hash) in run {
                 if m.terms.len() >= TERMS_PER_MINUTE {
                     m.overflow = true;
                     wb.put_cf(cf, keys::overflow_key(tenant, minute), []);
                     break;
                 }
+                let before = m.terms.len();
                 if m.terms.insert(hash) {
-                    self.remembered += 1;
                     wb.put_cf(cf, keys::term_key(tenant, hash, minute), []);
                 }
+                self.remembered += m.terms.len() - before;
             }
         }
         if self.remembered > REMEMBERED {
@@ -345,6 +417,37 @@ mod tests {
         assert!(blocks > 0, "an overflowing minute is read for any term");
     }
 
+    /// Distinct hashes spread over the range, as xxh3's are (an odd multiplier is a
+    /// bijection).
+    fn spread(i: u64) -> u64 {
+        i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    #[test]
+    fn hashes_are_a_set_and_crowded_ones_cost_a_bounded_search() {
+        let mut h = Hashes::default();
+        for i in 1..=100_000 {
+            assert!(h.insert(spread(i)), "{i} is new");
+        }
+        assert!(
+            (1..=100_000).all(|i| !h.insert(spread(i))),
+            "all remembered"
+        );
+        assert_eq!(h.len(), 100_000);
+        assert!(h.insert(0) && !h.insert(0) && h.len() == 100_001);
+        // hashes sharing their top 40 bits all want one slot: past PROBES of them none
+        // is remembered (each says new, so its key is written again), and the table
+        // holds no more than that
+        let mut h = Hashes::default();
+        let crowd = |i: u64| (7 << 40) | (i + 1);
+        for i in 0..10_000 {
+            assert!(h.insert(crowd(i)));
+        }
+        assert_eq!(h.len(), PROBES);
+        assert!((0..PROBES as u64).all(|i| !h.insert(crowd(i))));
+        assert!(h.insert(crowd(PROBES as u64)));
+    }
+
     #[test]
     fn each_term_and_minute_is_written_once_until_forgotten() {
         let dir = tempfile::tempdir().unwrap();
@@ -372,7 +475,9 @@ mod tests {
         let cf = store.cf(CF_TERMS);
         let mut w = Written::default();
         let mut wb = WriteBatch::default();
-        let terms: Vec<(u64, u64)> = (0..TERMS_PER_MINUTE as u64 + 10).map(|h| (5, h)).collect();
+        let terms: Vec<(u64, u64)> = (0..TERMS_PER_MINUTE as u64 + 10)
+            .map(|h| (5, spread(h)))
+            .collect();
         w.record(&mut wb, cf, 0, &terms);
         assert_eq!(wb.len(), TERMS_PER_MINUTE + 1);
         let mut wb = WriteBatch::default();
@@ -387,7 +492,7 @@ mod tests {
         let cf = store.cf(CF_TERMS);
         let mut w = Written::default();
         for minute in 0..(REMEMBERED as u64 / 1000 + 10) {
-            let terms: Vec<(u64, u64)> = (0..1000).map(|h| (minute, h)).collect();
+            let terms: Vec<(u64, u64)> = (0..1000).map(|h| (minute, spread(h))).collect();
             w.record(&mut WriteBatch::default(), cf, 0, &terms);
             assert!(w.remembered <= REMEMBERED);
         }
