@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use prost::encoding::{decode_varint, encode_varint};
 use rocksdb::{ColumnFamily, WriteBatch};
 
+pub(super) use super::aggregates::Aggregates;
 use crate::monitor::minute::Minute;
 
 /// How long aggregates stay pending before a commit folds them into `metrics`.
@@ -74,85 +75,6 @@ pub(super) fn frames(mut b: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
-/// Aggregates by metric key.
-#[derive(Default)]
-pub(super) struct Aggregates {
-    /// metric key → its aggregate in `slots`: the table stays small (a few MB at
-    /// [`MAX_PENDING`]) where aggregates inline made each probe a cache miss
-    index: foldhash::HashMap<Vec<u8>, u32>,
-    slots: Vec<Minute>,
-}
-
-impl Aggregates {
-    /// Add the encoded aggregate `value` under `key`; false (and nothing changed) when
-    /// it is not one.
-    fn add(&mut self, key: &[u8], value: &[u8]) -> bool {
-        if let Some(&i) = self.index.get(key) {
-            return self.slots[i as usize].merge_encoded(value);
-        }
-        let Some(m) = Minute::decode(value) else {
-            return false;
-        };
-        self.index.insert(key.to_vec(), self.slots.len() as u32);
-        self.slots.push(m);
-        true
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Every aggregate with its key, in key order (a fold writes them in that order).
-    pub(super) fn sorted(&self) -> Vec<(&[u8], &Minute)> {
-        let mut v: Vec<(&[u8], &Minute)> = self
-            .index
-            .iter()
-            .map(|(k, &i)| (k.as_slice(), &self.slots[i as usize]))
-            .collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        v
-    }
-
-    /// Those of `series` at minutes `first..=last`, added to `out` (by minute): looked
-    /// up minute by minute or found among all, whichever is fewer.
-    fn of_series(&self, series: &[u8], first: u64, last: u64, out: &mut Vec<(u64, Minute)>) {
-        let mut found = |minute: u64, agg: &Minute| match out.binary_search_by_key(&minute, |e| e.0)
-        {
-            Ok(i) => out[i].1.merge(agg),
-            Err(i) => out.insert(i, (minute, agg.clone())),
-        };
-        if last.saturating_sub(first) < self.slots.len() as u64 {
-            let mut k = series.to_vec();
-            for minute in first..=last {
-                k.truncate(series.len());
-                k.extend_from_slice(&minute.to_be_bytes());
-                if let Some(&i) = self.index.get(&k) {
-                    found(minute, &self.slots[i as usize]);
-                }
-            }
-            return;
-        }
-        for (k, &i) in &self.index {
-            if k.len() == series.len() + 8 && k.starts_with(series) {
-                let minute = u64::from_be_bytes(k[series.len()..].try_into().unwrap_or_default());
-                if (first..=last).contains(&minute) {
-                    found(minute, &self.slots[i as usize]);
-                }
-            }
-        }
-    }
-
-    /// Those whose metric key starts with `prefix`, added to `out` (by key).
-    fn under(&self, prefix: &[u8], out: &mut std::collections::BTreeMap<Vec<u8>, Minute>) {
-        for (k, &i) in &self.index {
-            if k.starts_with(prefix) {
-                let agg = &self.slots[i as usize];
-                out.entry(k.clone()).or_default().merge(agg);
-            }
-        }
-    }
-}
-
 /// A fold being written: its aggregates, and the journal keys below which they came
 /// from (what the fold deletes, and what it records as folded).
 pub(super) type Fold = (std::sync::Arc<Aggregates>, u64);
@@ -194,6 +116,16 @@ impl Pending {
             self.since = Instant::now();
         }
         self.current.add(key, value)
+    }
+
+    /// Fold in every aggregate of a journal value (see [`frames`]); returns how many
+    /// were not aggregates (those change nothing).
+    pub(super) fn add_frames(&mut self, value: &[u8]) -> usize {
+        if self.current.len() == 0 {
+            self.since = Instant::now();
+        }
+        let frames = frames(value).filter(|(k, _)| k.len() >= 8);
+        self.current.add_frames(frames)
     }
 
     /// Start a fold of everything pending from journal keys below `upto` when one is

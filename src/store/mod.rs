@@ -16,6 +16,7 @@
 //! The store decides nothing about what to store (the pipeline does) and knows no JSON
 //! (the query side does).
 
+mod aggregates;
 mod catalog;
 pub mod codec;
 mod disk;

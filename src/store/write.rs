@@ -117,9 +117,7 @@ impl Store {
         }
         drop(written);
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        for (k, v) in journal::frames(&journaled) {
-            pending.add(k, v);
-        }
+        pending.add_frames(&journaled);
         // every journal key up to this group's is pending now (only the writer thread
         // commits, so no earlier group is between its write and this)
         let fold = pending.start_fold(seq + 1);
