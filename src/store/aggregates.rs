@@ -131,7 +131,9 @@ impl Aggregates {
                     let (start, m) = (self.meta[slot].1, &self.slots[slot]);
                     // the histogram is on the heap past two buckets
                     let latency = m.latency.first().map_or(0, |e| e.1);
-                    acc ^ m.invocations ^ latency ^ u64::from(self.keys[start])
+                    acc ^ m.invocations
+                        ^ latency
+                        ^ u64::from(self.keys.get(start).copied().unwrap_or(0))
                 });
             std::hint::black_box(touched);
         }
@@ -266,10 +268,14 @@ mod tests {
         assert!(a.add(b"ab", &encoded(1)));
         assert!(a.add(b"a", &encoded(2)));
         assert!(a.add(b"", &encoded(4)));
+        // read ahead through a slot whose key is empty and last in the buffer
+        let one = encoded(1);
+        assert_eq!(a.add_frames([(&b""[..], one.as_slice())].into_iter()), 0);
+        assert_eq!(a.get(b"").map(|m| m.invocations), Some(5));
         let got = |k: &[u8]| a.get(k).map(|m| m.invocations);
         assert_eq!(
             (got(b"ab"), got(b"a"), got(b"")),
-            (Some(1), Some(2), Some(4))
+            (Some(1), Some(2), Some(5))
         );
         let mut under = std::collections::BTreeMap::new();
         a.under(b"a", &mut under);
