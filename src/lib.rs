@@ -12,7 +12,8 @@
 //! - [`server`]: listeners and routes, nothing else;
 //! - [`bench`]: the load generator and ceilings behind `fctrace bench` (a client);
 //! - [`budget`] (the ingest memory budget) and [`cpu`] (the pool for big decodes);
-//! - [`config`], [`telemetry`], [`duration`], [`clock`], [`error`]: the plumbing.
+//! - [`config`], [`telemetry`], [`duration`], [`clock`], [`error`], [`short_eq`]: the
+//!   plumbing.
 
 pub mod bench;
 pub mod budget;
@@ -31,6 +32,7 @@ pub mod receive;
 pub mod reload;
 pub mod sampling;
 pub mod server;
+pub mod short_eq;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;

@@ -47,7 +47,7 @@ impl<'a> Remembered<'a> {
     /// The string of `b` when it is the one remembered.
     pub fn get(&self, b: &[u8]) -> Option<Str> {
         match &self.0 {
-            Some((seen, s)) if *seen == b => Some(s.clone()),
+            Some((seen, s)) if crate::short_eq::eq(seen, b) => Some(s.clone()),
             _ => None,
         }
     }

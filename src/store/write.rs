@@ -373,6 +373,7 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
     // batch and entered once per trace slot, not once per span.
     let mut process_terms: HashMap<*const Process, Vec<u64>> = HashMap::new();
     let mut process_slots: HashSet<(postings::Slot, *const Process)> = HashSet::new();
+    let mut last_slot: Option<(postings::Slot, *const Process)> = None;
     // The span before, when it has this one's slot and service: a tag equal to its tag at
     // the same place is an entry already made (constant tags repeat down a trace).
     let mut before: Option<(&Span, postings::Slot)> = None;
@@ -382,7 +383,11 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
 
         let slot = ix.slot(span.trace_id, span.start_time);
         let repeats: &[KeyValue] = match before {
-            Some((b, s)) if s == slot && b.process.service_name == span.process.service_name => {
+            Some((b, s))
+                if s == slot
+                    && (Arc::ptr_eq(&b.process, &span.process)
+                        || b.process.service_name == span.process.service_name) =>
+            {
                 &b.tags
             }
             _ => &[],
@@ -395,7 +400,9 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
         ix.timed(slot, &term, span.duration);
 
         for (i, kv) in span.tags.iter().enumerate() {
-            if repeats.get(i) != Some(kv) && tag_term(&mut term, tenant, service, kv) {
+            if !repeats.get(i).is_some_and(|r| same_tag(r, kv))
+                && tag_term(&mut term, tenant, service, kv)
+            {
                 ix.plain(slot, &term);
             }
         }
@@ -405,7 +412,11 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
             }
         }
         let process = Arc::as_ptr(&span.process);
-        if process_slots.insert((slot, process)) {
+        // a trace's spans come together and share their process: only a change of slot
+        // or process needs the set
+        let fresh = last_slot != Some((slot, process));
+        last_slot = Some((slot, process));
+        if fresh && process_slots.insert((slot, process)) {
             let hashes = process_terms.entry(process).or_insert_with(|| {
                 let mut hashes = Vec::with_capacity(span.process.tags.len());
                 for kv in &span.process.tags {
@@ -425,6 +436,16 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
         b.add_operation(service, op, kind);
     }
     b
+}
+
+/// `a == b`, with keys and string values compared inline (`short_eq`).
+fn same_tag(a: &KeyValue, b: &KeyValue) -> bool {
+    use crate::short_eq::eq;
+    eq(a.key.as_bytes(), b.key.as_bytes())
+        && match (&a.value, &b.value) {
+            (Value::Str(x), Value::Str(y)) => eq(x.as_bytes(), y.as_bytes()),
+            (x, y) => x == y,
+        }
 }
 
 /// Set `term` to the tag term of `kv` for `service`; false for a value that is not
