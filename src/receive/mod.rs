@@ -194,7 +194,7 @@ pub fn decode_otlp(
             // strings are copied out of the body once
             mem.charge(counted.bytes().saturating_add(body.len()))
                 .map_err(LimitError::from)?;
-            otlp_wire::decode(body).map_err(|e| ReceiveError::ProtobufWire(e.0))
+            otlp_wire::decode(body, counted.spans()).map_err(|e| ReceiveError::ProtobufWire(e.0))
         }
         OtlpFormat::Json => {
             mem.charge_each(otlp_cost::json_values(body), otlp_cost::JSON_VALUE_COST)

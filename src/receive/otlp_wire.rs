@@ -208,8 +208,13 @@ fn fixed32(tag: u32, f: Field) -> Result<u32, WireError> {
 }
 
 /// Decode and map an `ExportTraceServiceRequest`.
-pub fn decode(body: &[u8]) -> Result<Mapped, WireError> {
-    let mut out = Mapped::default();
+/// Room is made for `spans` spans first: the count `otlp_cost` took (and charged for)
+/// before decoding, so the list does not grow by doubling, moving every span each time.
+pub fn decode(body: &[u8], spans: usize) -> Result<Mapped, WireError> {
+    let mut out = Mapped {
+        spans: Vec::with_capacity(spans),
+        ..Mapped::default()
+    };
     let mut index = 0usize;
     let mut recent = Recent::default();
     let mut fields = Fields::of(body);

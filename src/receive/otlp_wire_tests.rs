@@ -20,7 +20,7 @@ fn via_prost(body: &[u8]) -> Option<String> {
 }
 
 fn direct(body: &[u8]) -> Option<String> {
-    let m = decode(body).ok()?;
+    let m = decode(body, 0).ok()?;
     Some(format!("{:?} {:?}", m.spans, m.rejected))
 }
 
@@ -192,7 +192,7 @@ fn every_field_maps_as_the_prost_path_maps_it() {
     let body = everything().encode_to_vec();
     let d = direct(&body).expect("decodes");
     assert_eq!(Some(&d), via_prost(&body).as_ref());
-    let m = decode(&body).unwrap();
+    let m = decode(&body, 3).unwrap();
     assert_eq!(m.spans.len(), 5);
     assert_eq!(m.rejected.len(), 4, "{:?}", m.rejected);
     assert_eq!(m.spans[0].process.service_name, "svc");
@@ -459,7 +459,7 @@ fn attributes_at_the_same_place_in_the_span_before_decode_as_written() {
         kv("one more", s("GET")),
     ];
     let body = request(vec![span(first), span(second.clone()), span(second)]).encode_to_vec();
-    let m = decode(&body).unwrap();
+    let m = decode(&body, 3).unwrap();
     let text = |v: &str| Value::Str(v.into());
     let want = |first: bool| -> Vec<(&str, Value)> {
         if first {
@@ -505,5 +505,5 @@ fn attributes_at_the_same_place_in_the_span_before_decode_as_written() {
     let mut body = bad.encode_to_vec();
     let last_v = body.iter().rposition(|&b| b == b'v').unwrap();
     body[last_v] = 0xff;
-    assert!(decode(&body).is_err());
+    assert!(decode(&body, 0).is_err());
 }

@@ -367,7 +367,8 @@ pub fn encode(tenant: Tenant, spans: &[Span]) -> EncodedBatch {
         });
     }
 
-    let mut ix = postings::Builder::for_spans(spans.len());
+    let tags = spans.iter().map(|s| s.tags.len()).sum();
+    let mut ix = postings::Builder::for_spans(spans.len(), tags);
     let mut term = IndexPrefix(Vec::with_capacity(128));
     // Spans of one resource share their `Process`: its tag terms are hashed once per
     // batch and entered once per trace slot, not once per span.
