@@ -8,7 +8,8 @@ B=$1; PROTO=${2:-otlp-http}; SECS=${3:-30}
 D=$(mktemp -d /tmp/abXXXX)
 $B serve --data-dir $D --collector-http-addr 127.0.0.1:0 --query-addr 127.0.0.1:0 \
   --otlp-http-addr 127.0.0.1:0 --otlp-grpc-addr 127.0.0.1:0 --gateway-addr 127.0.0.1:0 \
-  --sampling-addr 127.0.0.1:0 >$D.log 2>&1 &
+  --sampling-addr 127.0.0.1:0 --agent-compact-addr 127.0.0.1:0 --agent-binary-addr 127.0.0.1:0 \
+  --jaeger-grpc-addr 127.0.0.1:0 --zipkin-addr 127.0.0.1:0 >$D.log 2>&1 &
 PID=$!
 for i in $(seq 200); do [ -s $D/ports.json ] && break; sleep 0.05; done
 case $PROTO in otlp-http) K=otlp_http;; otlp-grpc) K=otlp_grpc;; jaeger-thrift) K=collector_http;; esac

@@ -39,7 +39,8 @@ serve() { # data dir
   rm -f "$1/ports.json"
   "$BIN" serve --data-dir "$1" --collector-http-addr 127.0.0.1:0 --query-addr 127.0.0.1:0 \
     --otlp-http-addr 127.0.0.1:0 --otlp-grpc-addr 127.0.0.1:0 --gateway-addr 127.0.0.1:0 \
-    --sampling-addr 127.0.0.1:0 >>"$1.log" 2>&1 &
+    --sampling-addr 127.0.0.1:0 --agent-compact-addr 127.0.0.1:0 --agent-binary-addr 127.0.0.1:0 \
+    --jaeger-grpc-addr 127.0.0.1:0 --zipkin-addr 127.0.0.1:0 >>"$1.log" 2>&1 &
   PID=$!
   for _ in $(seq 300); do [ -s "$1/ports.json" ] && return 0; sleep 0.05; done
   echo "fctrace did not start; see $1.log" >&2

@@ -31,7 +31,8 @@ data=$DIR/data
 rm -rf "$data" && mkdir -p "$data"
 "$BIN" serve --data-dir "$data" --collector-http-addr 127.0.0.1:0 --query-addr 127.0.0.1:0 \
   --otlp-http-addr 127.0.0.1:0 --otlp-grpc-addr 127.0.0.1:0 --gateway-addr 127.0.0.1:0 \
-  --sampling-addr 127.0.0.1:0 >"$DIR/daemon.log" 2>&1 &
+  --sampling-addr 127.0.0.1:0 --agent-compact-addr 127.0.0.1:0 --agent-binary-addr 127.0.0.1:0 \
+  --jaeger-grpc-addr 127.0.0.1:0 --zipkin-addr 127.0.0.1:0 >"$DIR/daemon.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
 for _ in $(seq 300); do [ -s "$data/ports.json" ] && break; sleep 0.05; done

@@ -18,7 +18,8 @@ trap 'kill $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
 
 "$BIN" serve --data-dir "$DIR/data" --collector-http-addr 127.0.0.1:0 --query-addr 127.0.0.1:0 \
   --otlp-http-addr 127.0.0.1:0 --otlp-grpc-addr 127.0.0.1:0 --gateway-addr 127.0.0.1:0 \
-  --sampling-addr 127.0.0.1:0 >"$DIR/daemon.log" 2>&1 &
+  --sampling-addr 127.0.0.1:0 --agent-compact-addr 127.0.0.1:0 --agent-binary-addr 127.0.0.1:0 \
+  --jaeger-grpc-addr 127.0.0.1:0 --zipkin-addr 127.0.0.1:0 >"$DIR/daemon.log" 2>&1 &
 PID=$!
 for _ in $(seq 300); do [ -s "$DIR/data/ports.json" ] && break; sleep 0.05; done
 port() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$DIR/data/ports.json" "$1"; }
