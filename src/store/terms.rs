@@ -157,7 +157,9 @@ impl Written {
                 if m.terms.insert(hash) {
                     wb.put_cf(cf, keys::term_key(tenant, hash, minute), []);
                 }
-                self.remembered += m.terms.len() - before;
+                // `reserve` made room for the run, so no insert regrows (and drops a
+                // crowded hash) here; saturating all the same
+                self.remembered += m.terms.len().saturating_sub(before);
             }
         }
         if self.remembered > REMEMBERED {
